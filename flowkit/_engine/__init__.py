@@ -1,0 +1,1 @@
+"""The one async engine behind flows and tasks. Nothing here is public API."""

@@ -1,0 +1,156 @@
+"""Sync flows: the flow's lifecycle lives on an event loop, its body in the caller's thread.
+
+A sync flow call blocks its thread, so that thread is lent to the engine: the run is
+started on a loop (the parent flow's loop when the caller is a body thread of a running
+flow, otherwise a new one in a helper thread, asyncio or trio) and the caller serves the
+run's body jobs until the run is over. The body therefore runs where the user called it:
+Ctrl-C, signal handlers and main-thread-only libraries behave as they would without
+flowkit, and the body sees the caller's contextvars.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from contextvars import Context, copy_context
+from typing import Any, Literal
+
+import anyio
+import anyio.from_thread
+import outcome
+from anyio.lowlevel import EventLoopToken, current_token
+
+from ..exceptions import CancelledRun
+from .engine import _OnLoop
+from .runs import FlowRun, Run, current_run
+
+__all__ = ["Backend", "CallerThread", "resolve_backend", "run_in_caller_thread"]
+
+Backend = Literal["asyncio", "trio"]
+BACKENDS: tuple[Backend, ...] = ("asyncio", "trio")
+
+
+def resolve_backend(choice: Backend | None, *, owner: str) -> Backend:
+    """The event loop for a sync flow: its own choice, else ``FLOWKIT_BACKEND``, else asyncio.
+
+    Raises:
+        ValueError: ``FLOWKIT_BACKEND`` names no supported backend.
+    """
+    if choice is not None:
+        return choice
+    env = os.environ.get("FLOWKIT_BACKEND", "asyncio")
+    if env not in BACKENDS:
+        raise ValueError(
+            f"{owner}: FLOWKIT_BACKEND={env!r} is not a supported event loop; "
+            "set it to 'asyncio' or 'trio'"
+        )
+    return env
+
+
+_Job = Callable[[], None]
+
+
+class CallerThread(_OnLoop):
+    """A runner whose sync bodies run in the thread that made the sync call.
+
+    Async bodies are awaited on the loop like ``ON_LOOP`` does; a sync body becomes a job
+    the caller's thread picks up in ``serve``, run in the caller's context.
+    """
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+
+    async def call(self, run: Run) -> Any:
+        if run.definition.is_async:
+            return await super().call(run)
+        token = current_token()
+        done = anyio.Event()
+        result: list[outcome.Outcome[Any]] = []
+
+        def job() -> None:
+            result.append(outcome.capture(self._context.run, _call_body, run))
+            anyio.from_thread.run_sync(done.set, token=token)
+
+        self._jobs.put(job)
+        await done.wait()
+        return result[0].unwrap()
+
+    def serve(self, hosted: _Hosted) -> Any:
+        """Run body jobs in this thread until the hosted run is over; return its result."""
+        hosted.future.add_done_callback(lambda _: self._jobs.put(None))
+        try:
+            while (job := self._jobs.get()) is not None:
+                job()
+        except BaseException:
+            # Interrupted while the run waits on the loop: cancel it, and keep serving so
+            # that it can finish (its body jobs need this thread), then re-raise.
+            hosted.cancel()
+            while (job := self._jobs.get()) is not None:
+                job()
+            raise
+        return hosted.future.result().unwrap()
+
+
+def _call_body(run: Run) -> Any:
+    current_run.set(run)  # in a copy of the caller's context, private to this run
+    return run.definition.fn(*run.args, **run.kwargs)
+
+
+class _Hosted:
+    """A run started on an event loop from another thread: its outcome, and its cancel."""
+
+    def __init__(self) -> None:
+        self.future: Future[outcome.Outcome[Any]] = Future()
+        self._scope: anyio.CancelScope | None = None
+        self._token: EventLoopToken | None = None
+        self._cancelled = False
+
+    async def run(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        self._token = current_token()
+        with anyio.CancelScope() as self._scope:
+            if self._cancelled:
+                self._scope.cancel()
+            try:
+                self.future.set_result(outcome.Value(await make()))
+                return
+            except anyio.get_cancelled_exc_class():
+                # The caller's thread cannot re-raise the loop's own cancellation.
+                self.future.set_result(outcome.Error(CancelledRun("the flow run was cancelled")))
+                raise
+            except BaseException as exc:  # reported to the caller's thread, which raises it
+                self.future.set_result(outcome.Error(exc))
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._scope is not None and self._token is not None:
+            anyio.from_thread.run_sync(self._scope.cancel, token=self._token)
+
+
+def run_in_caller_thread(
+    make: Callable[[CallerThread], Coroutine[Any, Any, Any]], backend: Backend
+) -> Any:
+    """Run ``make(runner)`` on an event loop while this thread serves its sync bodies.
+
+    The loop is the current flow's, when this thread is one of its body threads; otherwise
+    a new ``backend`` loop in a helper thread, for the duration of the call.
+    """
+    runner = CallerThread(copy_context())
+    hosted = _Hosted()
+    parent = current_run.get()
+    flow_run: FlowRun | None = parent.flow_run if parent is not None else None
+    if (
+        flow_run is not None
+        and flow_run.task_group is not None
+        and flow_run.loop_thread != threading.get_ident()
+    ):
+        anyio.from_thread.run_sync(
+            flow_run.task_group.start_soon, hosted.run, lambda: make(runner), token=flow_run.token
+        )
+        return runner.serve(hosted)
+    with anyio.from_thread.start_blocking_portal(backend) as portal:
+        portal.start_task_soon(hosted.run, lambda: make(runner))
+        return runner.serve(hosted)

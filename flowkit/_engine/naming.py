@@ -1,0 +1,104 @@
+"""Run names: generated two-word flow run names, and ``*_run_name`` templates."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import string
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["check_template", "generate_name", "render_run_name"]
+
+ADJECTIVES = (
+    "able", "amber", "ancient", "arctic", "ardent", "autumn", "azure", "bold", "brave",
+    "bright", "brisk", "calm", "candid", "careful", "cheerful", "clever", "cobalt", "cosmic",
+    "crimson", "curious", "dapper", "daring", "dazzling", "deft", "diligent", "dreamy",
+    "eager", "earnest", "electric", "elegant", "emerald", "epic", "fearless", "festive",
+    "fine", "fluffy", "fond", "gallant", "gentle", "gifted", "glad", "golden", "graceful",
+    "grand", "great", "happy", "hardy", "hearty", "helpful", "honest", "humble", "icy",
+    "intrepid", "jolly", "jovial", "keen", "kind", "lively", "loyal", "lucky", "lunar",
+    "mellow", "merry", "mighty", "modest", "nimble", "noble", "olive", "patient", "peppy",
+    "placid", "plucky", "polite", "proud", "quick", "quiet", "radiant", "rapid", "rare",
+    "ruby", "rustic", "sage", "scarlet", "serene", "sharp", "shiny", "silver", "sincere",
+    "smart", "snowy", "solar", "spry", "steady", "stellar", "sunny", "swift", "tidy",
+    "tranquil", "true", "upbeat", "valiant", "vivid", "warm", "wise", "witty", "zealous",
+)  # fmt: skip
+
+ANIMALS = (
+    "albatross", "alpaca", "ammonite", "anteater", "armadillo", "axolotl", "badger",
+    "barracuda", "beaver", "bison", "bobcat", "buffalo", "butterfly", "camel", "capybara",
+    "caribou", "cassowary", "chameleon", "cheetah", "chinchilla", "cormorant", "coua",
+    "coyote", "crane", "cuttlefish", "dingo", "dolphin", "dormouse", "dragonfly", "eagle",
+    "echidna", "eel", "egret", "elk", "falcon", "ferret", "finch", "flamingo", "fox",
+    "gazelle", "gecko", "gibbon", "giraffe", "gopher", "grebe", "grouse", "hamster", "hare",
+    "hedgehog", "heron", "hippo", "ibex", "ibis", "iguana", "impala", "jackal", "jaguar",
+    "jellyfish", "kangaroo", "kestrel", "kingfisher", "kiwi", "koala", "lemur", "leopard",
+    "lobster", "lynx", "macaw", "manatee", "mandrill", "marmot", "meerkat", "mink", "mole",
+    "mongoose", "moose", "narwhal", "newt", "ocelot", "octopus", "okapi", "oriole", "otter",
+    "owl", "panda", "pangolin", "parrot", "pelican", "penguin", "petrel", "puffin", "quail",
+    "quokka", "rabbit", "raccoon", "raven", "reindeer", "robin", "salamander", "seahorse",
+    "seal", "shrew", "skunk", "sloth", "squid", "starling", "stork", "swan", "tapir",
+    "tortoise", "toucan", "turtle", "vicuna", "walrus", "weasel", "wombat", "wren", "yak",
+    "zebra",
+)  # fmt: skip
+
+_choice = random.SystemRandom().choice  # names must not repeat across forked processes
+
+
+def generate_name() -> str:
+    """Return a readable run name such as ``"great-ammonite"``."""
+    return f"{_choice(ADJECTIVES)}-{_choice(ANIMALS)}"
+
+
+def check_template(template: str, signature: inspect.Signature, *, owner: str) -> None:
+    """Check at decoration time that a run name template names only real parameters.
+
+    Raises:
+        ValueError: The template is malformed, or names a parameter the function lacks.
+    """
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{owner}: run name template {template!r} is malformed: {exc}") from None
+    params = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # any keyword may arrive; checked when the run is named
+    for field in fields:
+        root = field.split(".", 1)[0].split("[", 1)[0]
+        if root == "" or root.isdigit():
+            raise ValueError(
+                f"{owner}: run name template {template!r} uses a positional field; "
+                f"name parameters instead, e.g. '{{{next(iter(params), 'x')}}}'"
+            )
+        if root not in params:
+            raise ValueError(
+                f"{owner}: run name template {template!r} names {root!r}, which is not a "
+                f"parameter of the function (parameters: {', '.join(params) or 'none'})"
+            )
+
+
+def render_run_name(
+    template: str | Callable[[], str], parameters: Mapping[str, Any], *, owner: str
+) -> str:
+    """Return the run name given by a template or a callable.
+
+    Raises:
+        TypeError: A callable returned something other than a non-empty string.
+        KeyError: The template names an argument the call did not receive.
+    """
+    if isinstance(template, str):
+        try:
+            return template.format(**parameters)
+        except KeyError as exc:
+            raise KeyError(
+                f"{owner}: run name template {template!r} needs argument {exc.args[0]!r}, "
+                "which this call did not receive"
+            ) from None
+    name = template()
+    if not isinstance(name, str) or not name:
+        raise TypeError(
+            f"{owner}: run name function {template!r} returned {name!r}; "
+            "it must return a non-empty string"
+        )
+    return name

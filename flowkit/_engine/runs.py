@@ -1,0 +1,184 @@
+"""Runs: what the engine knows about one execution of a flow or task.
+
+A run is created in the caller's thread and context (so it sees the caller's tags and
+parent run), then taken through its states by ``_engine.lifecycle``. The current run is
+kept in a contextvar, so it follows the run into worker threads and child tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID, uuid4
+
+import anyio
+import attrs
+
+from .. import states
+from ..states import State, StateType
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from anyio.lowlevel import EventLoopToken
+
+__all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run"]
+
+
+class Definition(Protocol):
+    """What the engine reads from a ``Task`` or ``Flow`` to start a run of it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+    @property
+    def is_async(self) -> bool: ...
+    @property
+    def signature(self) -> inspect.Signature: ...
+
+
+@attrs.define(eq=False)
+class Run:
+    """One execution of a flow or task, from creation to its final state.
+
+    Attributes:
+        definition: The ``Task`` or ``Flow`` being run.
+        args: Positional arguments of the call (a bound method's instance first).
+        kwargs: Keyword arguments of the call.
+        skip: How many leading positional arguments are not parameters (1 for a
+            bound method's ``self`` or ``cls``).
+        name: The run's name.
+        parent: The run that started this one, if any.
+        tags: The run's tags: the definition's and those of enclosing ``tags()`` blocks.
+        log_prints: Whether ``print`` in the body becomes a log record.
+        id: Unique id.
+        state: The current state.
+        run_count: How many times the body has been started.
+        start_time: When the run first entered Running.
+        end_time: When the run reached its final state.
+    """
+
+    definition: Definition
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    skip: int
+    name: str
+    parent: Run | None
+    tags: frozenset[str]
+    log_prints: bool
+    id: UUID = attrs.field(factory=uuid4)
+    state: State[Any] = attrs.field(factory=states.Pending)
+    run_count: int = 0
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    # The run's logger, made by flowkit.logging the first time the run logs.
+    logger: Any = attrs.field(default=None, repr=False)
+    # How many task runs of each task name were named under this run, when it is the
+    # root that numbers them (a flow run, or a task run outside any flow).
+    _counters: dict[str, Iterator[int]] = attrs.field(factory=dict, repr=False)
+
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults filled in."""
+        bound = self.definition.signature.bind(*self.args, **self.kwargs)
+        bound.apply_defaults()
+        params = bound.arguments
+        if self.skip:
+            for key in list(params)[: self.skip]:
+                del params[key]
+        return dict(params)
+
+    @property
+    def flow_run(self) -> FlowRun | None:
+        """The nearest enclosing flow run (this run itself, for a flow run)."""
+        run: Run | None = self
+        while run is not None and not isinstance(run, FlowRun):
+            run = run.parent
+        return run
+
+    def next_index(self, task_name: str) -> int:
+        """Number the next task run of ``task_name`` under this run's root."""
+        root: Run = self
+        while not isinstance(root, FlowRun) and root.parent is not None:
+            root = root.parent
+        counter = root._counters.get(task_name)
+        if counter is None:
+            counter = root._counters.setdefault(task_name, itertools.count())
+        return next(counter)
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        """Hold whatever the run owns while its body runs."""
+        yield
+
+    def final_state(self, value: Any) -> State[Any]:
+        """The state of a body that returned ``value``."""
+        return states.Completed(data=value)
+
+    def failed_state(self, exc: Exception) -> State[Any]:
+        """The state of a body that raised ``exc``."""
+        kind = "Flow" if isinstance(self, FlowRun) else "Task"
+        return states.Failed(
+            f"{kind} run encountered an exception: {type(exc).__name__}: {exc}", exception=exc
+        )
+
+
+@attrs.define(eq=False)
+class TaskRun(Run):
+    """A run of a task."""
+
+    @property
+    def task_name(self) -> str:
+        return self.definition.name
+
+
+@attrs.define(eq=False)
+class FlowRun(Run):
+    """A run of a flow. It owns the task group its children run in.
+
+    Attributes:
+        task_group: The flow's task group, while the body runs.
+        token: A handle on the flow's event loop, for threads that start work on it.
+        loop_thread: The ident of the thread running the flow's event loop.
+        child_states: The final state type of each task run in this flow, in order.
+    """
+
+    task_group: TaskGroup | None = None
+    token: EventLoopToken | None = None
+    loop_thread: int | None = None
+    child_states: list[StateType] = attrs.field(factory=list, repr=False)
+
+    @property
+    def flow_name(self) -> str:
+        return self.definition.name
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            self.task_group = tg
+            self.token = anyio.lowlevel.current_token()
+            self.loop_thread = threading.get_ident()
+            try:
+                yield
+            finally:
+                self.task_group = self.token = None
+
+    def final_state(self, value: Any) -> State[Any]:
+        total = len(self.child_states)
+        done = sum(1 for t in self.child_states if t is StateType.COMPLETED)
+        if done == total:
+            return states.Completed("All states completed.", data=value)
+        return states.Completed(
+            f"{total - done} of {total} task runs did not complete; the flow handled them.",
+            data=value,
+        )
+
+
+current_run: ContextVar[Run | None] = ContextVar("flowkit_current_run", default=None)

@@ -1,0 +1,48 @@
+"""Context that callers put around runs: ``with flowkit.tags("etl"):``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+__all__ = ["current_tags", "tags"]
+
+_tags: ContextVar[frozenset[str]] = ContextVar("flowkit_tags", default=frozenset())
+
+
+@contextmanager
+def tags(*new_tags: str) -> Iterator[frozenset[str]]:
+    """Add tags to every flow and task run started inside the block.
+
+    Contexts nest: an inner block adds to the tags of the outer ones. The tags are
+    combined with those given to ``@task(tags=...)`` and ``@flow``.
+
+    Args:
+        *new_tags: The tags to add.
+
+    Yields:
+        All tags in force inside the block.
+
+    Raises:
+        TypeError: A tag is not a string.
+
+    Example:
+        >>> with tags("test", "nightly") as current:
+        ...     sorted(current)
+        ['nightly', 'test']
+    """
+    for tag in new_tags:
+        if not isinstance(tag, str):
+            raise TypeError(f"tags() takes strings, got {tag!r}; write tags('a', 'b')")
+    combined = _tags.get() | frozenset(new_tags)
+    token = _tags.set(combined)
+    try:
+        yield combined
+    finally:
+        _tags.reset(token)
+
+
+def current_tags() -> frozenset[str]:
+    """Return the tags set by the enclosing ``tags()`` blocks."""
+    return _tags.get()

@@ -1,0 +1,30 @@
+"""The one exception hierarchy of flowkit.
+
+Each class subclasses the builtin it resembles, so ``except RuntimeError`` and friends
+keep working in code that does not know flowkit.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CancelledRun",
+    "FlowkitError",
+    "MissingContextError",
+    "UnfinishedRunError",
+]
+
+
+class FlowkitError(Exception):
+    """Base class of every error flowkit raises itself."""
+
+
+class MissingContextError(FlowkitError, RuntimeError):
+    """Something that needs a flow or task run was used outside of one."""
+
+
+class UnfinishedRunError(FlowkitError, RuntimeError):
+    """The result of a state that is not final was asked for."""
+
+
+class CancelledRun(FlowkitError):
+    """A run was cancelled while a thread was waiting for it."""

@@ -1,0 +1,222 @@
+"""Run logging: ``get_run_logger()``, the console format, and ``log_prints``.
+
+Records go through structlog, which adds the current run's ids and names, and end as
+stdlib ``logging`` records on the ``flowkit.flow_runs`` and ``flowkit.task_runs``
+loggers, so the user's handlers and pytest's ``caplog`` see them. structlog's global
+configuration is never touched: flowkit keeps its own processor chain.
+
+Nothing is configured at import. The first run calls ``setup()``, which sets the level of
+the ``flowkit`` logger (``FLOWKIT_LOGGING_LEVEL``, default ``INFO``) unless the user did,
+and adds a console handler only when the program has configured no logging of its own.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from structlog.stdlib import BoundLogger, filter_by_level
+from structlog.typing import EventDict, WrappedLogger
+
+from ._engine import events
+from ._engine.runs import FlowRun, Run, current_run
+from .exceptions import MissingContextError
+
+__all__ = ["ConsoleFormatter", "get_logger", "get_run_logger", "printing_to_log", "setup"]
+
+_LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
+
+
+def _to_stdlib(_: WrappedLogger, __: str, event_dict: EventDict) -> tuple[Any, ...]:
+    """Final processor: hand the event to stdlib, keeping ``%`` args lazy as stdlib does."""
+    msg = event_dict.pop("event")
+    args = event_dict.pop("positional_args", ())
+    kwargs = {k: event_dict.pop(k) for k in _LOG_KWARGS if k in event_dict}
+    kwargs["extra"] = event_dict
+    return (msg, *args), kwargs
+
+
+_PROCESSORS: list[Any] = [filter_by_level, _to_stdlib]
+
+
+def get_logger(name: str, **context: Any) -> BoundLogger:
+    """Return a structlog logger that writes stdlib records to logger ``name``.
+
+    Keyword arguments are bound to every record (as attributes of the stdlib record).
+    """
+    return BoundLogger(logging.getLogger(name), _PROCESSORS, context)
+
+
+def _run_context(run: Run) -> dict[str, Any]:
+    flow_run = run.flow_run
+    context: dict[str, Any] = {}
+    if flow_run is not None:
+        context["flow_run_id"] = str(flow_run.id)
+        context["flow_run_name"] = flow_run.name
+        context["flow_name"] = flow_run.definition.name
+    if not isinstance(run, FlowRun):
+        context["task_run_id"] = str(run.id)
+        context["task_run_name"] = run.name
+        context["task_name"] = run.definition.name
+    return context
+
+
+def run_logger(run: Run) -> BoundLogger:
+    """Return the logger of ``run``: its records carry the run's ids and names."""
+    logger: BoundLogger | None = run.logger
+    if logger is None:
+        if isinstance(run, FlowRun):
+            name, label = "flowkit.flow_runs", f"Flow run {run.name!r}"
+        else:
+            name, label = "flowkit.task_runs", f"Task run {run.name!r}"
+        logger = run.logger = get_logger(name, run_label=label, **_run_context(run))
+    return logger
+
+
+def get_run_logger() -> BoundLogger:
+    """Return a logger for the current flow or task run.
+
+    Use it like a stdlib logger: ``logger.info("fetched %d rows", n)``. Its records carry
+    ``flow_run_id``, ``flow_run_name``, ``flow_name`` and, in a task, ``task_run_id``,
+    ``task_run_name`` and ``task_name``.
+
+    Raises:
+        MissingContextError: Called outside a flow or task run.
+    """
+    run = current_run.get()
+    if run is None:
+        raise MissingContextError(
+            "get_run_logger() needs a flow or task run; outside one, use "
+            "logging.getLogger(__name__) or flowkit.logging.get_logger(name)"
+        )
+    return run_logger(run)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Formats records as ``12:45:28.241 | INFO    | Flow run 'intrepid-coua' - message``."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(label)s - %(message)s",
+            datefmt="%H:%M:%S",
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.label = getattr(record, "run_label", record.name)
+        return super().format(record)
+
+
+_setup_lock = threading.Lock()
+_setup_done = False
+
+
+def setup() -> None:
+    """Configure flowkit's logging once, at the first run. Safe to call again."""
+    global _setup_done
+    if _setup_done:
+        return
+    with _setup_lock:
+        if _setup_done:
+            return
+        root_logger = logging.getLogger("flowkit")
+        if root_logger.level == logging.NOTSET:
+            level = os.environ.get("FLOWKIT_LOGGING_LEVEL", "INFO").upper()
+            if level not in logging.getLevelNamesMapping():
+                raise ValueError(
+                    f"FLOWKIT_LOGGING_LEVEL={level!r} is not a logging level; "
+                    "use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+                )
+            root_logger.setLevel(level)
+        if not logging.getLogger().handlers and not root_logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(ConsoleFormatter())
+            root_logger.addHandler(handler)
+        events.subscribe(_log_state_change)
+        _setup_done = True
+
+
+_news_loggers = tuple(
+    logging.getLogger(name) for name in ("flowkit.engine", "flowkit.flow_runs", "flowkit.task_runs")
+)
+
+
+def _log_state_change(event: events.Event) -> None:
+    """The console story of a run: created, executing, finished."""
+    run, state = event.run, event.state
+    routine = state.is_completed() or not state.is_final()
+    if routine and not any(logger.isEnabledFor(logging.INFO) for logger in _news_loggers):
+        return  # routine news is INFO: build no record nobody would see
+    if state.is_pending():
+        if isinstance(run, FlowRun) and run.parent is None:
+            _engine_log.info("Created flow run %r for flow %r", run.name, run.definition.name)
+        else:
+            kind = "flow" if isinstance(run, FlowRun) else "task"
+            _parent_logger(run).info(
+                "Created %s run %r for %s %r",
+                "subflow" if kind == "flow" else kind,
+                run.name,
+                kind,
+                run.definition.name,
+            )
+    elif state.is_running() and run.run_count == 1 and not isinstance(run, FlowRun):
+        _parent_logger(run).info("Executing %r immediately...", run.name)
+    elif state.is_final():
+        logger = run_logger(run)
+        if state.is_completed():
+            logger.info("Finished in state %s", state)
+        else:
+            logger.error("Finished in state %s", state, exc_info=state.exception)
+
+
+_engine_log = get_logger("flowkit.engine")
+
+
+def _parent_logger(run: Run) -> BoundLogger:
+    return run_logger(run.parent) if run.parent is not None else _engine_log
+
+
+# log_prints: while any run that logs its prints is alive, builtins.print is replaced by
+# a function that sends the current run's prints to its logger and passes everything
+# else (other threads, other runs, other files) to the real print untouched.
+_real_print = builtins.print
+_print_lock = threading.Lock()
+_print_users = 0
+
+
+def _print(
+    *values: object,
+    sep: str | None = " ",
+    end: str | None = "\n",
+    file: Any = None,
+    flush: bool = False,
+) -> None:
+    run = current_run.get()
+    if run is None or not run.log_prints or (file is not None and file is not sys.stdout):
+        _real_print(*values, sep=sep, end=end, file=file, flush=flush)
+        return
+    run_logger(run).info((" " if sep is None else sep).join(map(str, values)))
+
+
+@contextmanager
+def printing_to_log(enabled: bool) -> Iterator[None]:
+    """While the block runs, send ``print`` calls of runs with ``log_prints`` to their logs."""
+    if not enabled:
+        yield
+        return
+    global _print_users
+    with _print_lock:
+        _print_users += 1
+        builtins.print = _print
+    try:
+        yield
+    finally:
+        with _print_lock:
+            _print_users -= 1
+            if _print_users == 0:
+                builtins.print = _real_print

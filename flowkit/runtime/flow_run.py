@@ -1,0 +1,48 @@
+"""The current flow run, read-only: ``flowkit.runtime.flow_run.name`` and so on.
+
+In a task, these describe the flow run the task runs in. Outside any flow run each
+attribute has its empty value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ._views import current_flow_run, view
+
+id: str | None
+"""The flow run's id, as a string."""
+name: str | None
+"""The flow run's name, e.g. ``"great-ammonite"``."""
+flow_name: str | None
+"""The name of the flow."""
+flow_version: str | None
+"""The flow's version option."""
+parameters: dict[str, Any]
+"""The arguments of the flow call, by parameter name (a copy)."""
+tags: list[str]
+"""The flow run's tags, sorted."""
+run_count: int
+"""How many times the flow's body has started in this run (1 on the first attempt)."""
+parent_flow_run_id: str | None
+"""The id of the flow run that called this one as a subflow."""
+start_time: datetime | None
+"""When the flow run started running (UTC)."""
+
+__getattr__ = view(
+    __name__,
+    current_flow_run,
+    {
+        "id": lambda r: str(r.id),
+        "name": lambda r: r.name,
+        "flow_name": lambda r: r.definition.name,
+        "flow_version": lambda r: r.definition.version,
+        "parameters": lambda r: dict(r.parameters),
+        "tags": lambda r: sorted(r.tags),
+        "run_count": lambda r: r.run_count,
+        "parent_flow_run_id": lambda r: str(r.parent.flow_run.id) if r.parent else None,
+        "start_time": lambda r: r.start_time,
+    },
+    {"parameters": {}, "tags": [], "run_count": 0},
+)

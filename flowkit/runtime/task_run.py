@@ -1,0 +1,49 @@
+"""The current task run, read-only: ``flowkit.runtime.task_run.name`` and so on.
+
+Outside a task run (in a flow's own body, or outside any run) each attribute has its
+empty value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .._engine.runs import TaskRun
+from ._views import current_task_run, view
+
+id: str | None
+"""The task run's id, as a string."""
+name: str | None
+"""The task run's name, e.g. ``"get_url-0"``."""
+task_name: str | None
+"""The name of the task."""
+parameters: dict[str, Any]
+"""The arguments of the task call, by parameter name (a copy)."""
+tags: list[str]
+"""The task run's tags, sorted: the task's own and those of enclosing ``tags()`` blocks."""
+run_count: int
+"""How many times the task's body has started in this run (1 on the first attempt)."""
+flow_run_id: str | None
+"""The id of the flow run this task run belongs to, if any."""
+parent_task_run_id: str | None
+"""The id of the task run that called this one, if it was called from a task."""
+start_time: datetime | None
+"""When the task run started running (UTC)."""
+
+__getattr__ = view(
+    __name__,
+    current_task_run,
+    {
+        "id": lambda r: str(r.id),
+        "name": lambda r: r.name,
+        "task_name": lambda r: r.definition.name,
+        "parameters": lambda r: dict(r.parameters),
+        "tags": lambda r: sorted(r.tags),
+        "run_count": lambda r: r.run_count,
+        "flow_run_id": lambda r: str(r.flow_run.id) if r.flow_run is not None else None,
+        "parent_task_run_id": lambda r: str(r.parent.id) if isinstance(r.parent, TaskRun) else None,
+        "start_time": lambda r: r.start_time,
+    },
+    {"parameters": {}, "tags": [], "run_count": 0},
+)

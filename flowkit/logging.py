@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from logging import ERROR, INFO
 from typing import Any
 
 from structlog.stdlib import BoundLogger, filter_by_level
@@ -54,8 +55,16 @@ def get_logger(name: str, **context: Any) -> BoundLogger:
 
 
 def _run_context(run: Run) -> dict[str, Any]:
+    """The attributes every record of ``run`` carries; computed once per run."""
+    context: dict[str, Any] | None = run.log_context
+    if context is not None:
+        return context
     flow_run = run.flow_run
-    context: dict[str, Any] = {}
+    context = {}
+    if isinstance(run, FlowRun):
+        context["run_label"] = f"Flow run {run.name!r}"
+    else:
+        context["run_label"] = f"Task run {run.name!r}"
     if flow_run is not None:
         context["flow_run_id"] = str(flow_run.id)
         context["flow_run_name"] = flow_run.name
@@ -64,19 +73,17 @@ def _run_context(run: Run) -> dict[str, Any]:
         context["task_run_id"] = str(run.id)
         context["task_run_name"] = run.name
         context["task_name"] = run.definition.name
+    run.log_context = context
     return context
+
+
+def _stdlib_name(run: Run) -> str:
+    return "flowkit.flow_runs" if isinstance(run, FlowRun) else "flowkit.task_runs"
 
 
 def run_logger(run: Run) -> BoundLogger:
     """Return the logger of ``run``: its records carry the run's ids and names."""
-    logger: BoundLogger | None = run.logger
-    if logger is None:
-        if isinstance(run, FlowRun):
-            name, label = "flowkit.flow_runs", f"Flow run {run.name!r}"
-        else:
-            name, label = "flowkit.task_runs", f"Task run {run.name!r}"
-        logger = run.logger = get_logger(name, run_label=label, **_run_context(run))
-    return logger
+    return get_logger(_stdlib_name(run), **_run_context(run))
 
 
 def get_run_logger() -> BoundLogger:
@@ -141,44 +148,54 @@ def setup() -> None:
         _setup_done = True
 
 
-_news_loggers = tuple(
-    logging.getLogger(name) for name in ("flowkit.engine", "flowkit.flow_runs", "flowkit.task_runs")
-)
+_engine_logger = logging.getLogger("flowkit.engine")
+_flow_run_logger = logging.getLogger("flowkit.flow_runs")
+_task_run_logger = logging.getLogger("flowkit.task_runs")
+
+
+def _news(
+    run: Run | None, level: int, msg: str, *args: object, exc_info: BaseException | None = None
+) -> None:
+    """Log one line of a run's story as a stdlib record, the cheap way.
+
+    These records are made on every state change, so they skip structlog and the stdlib's
+    caller lookup (a stack walk that would only ever point into the engine), and cost
+    nothing when their logger is not enabled for ``level``.
+    """
+    if run is None:
+        logger, extra = _engine_logger, None
+    else:
+        logger = _flow_run_logger if isinstance(run, FlowRun) else _task_run_logger
+        extra = _run_context(run)
+    if logger.isEnabledFor(level):
+        record = logger.makeRecord(
+            logger.name, level, "flowkit", 0, msg, args, _exc_info(exc_info), None, extra
+        )
+        logger.handle(record)
+
+
+def _exc_info(exc: BaseException | None) -> Any:
+    return (type(exc), exc, exc.__traceback__) if exc is not None else None
 
 
 def _log_state_change(event: events.Event) -> None:
     """The console story of a run: created, executing, finished."""
     run, state = event.run, event.state
-    routine = state.is_completed() or not state.is_final()
-    if routine and not any(logger.isEnabledFor(logging.INFO) for logger in _news_loggers):
-        return  # routine news is INFO: build no record nobody would see
     if state.is_pending():
         if isinstance(run, FlowRun) and run.parent is None:
-            _engine_log.info("Created flow run %r for flow %r", run.name, run.definition.name)
+            _news(None, INFO, "Created flow run %r for flow %r", run.name, run.definition.name)
         else:
             kind = "flow" if isinstance(run, FlowRun) else "task"
-            _parent_logger(run).info(
-                "Created %s run %r for %s %r",
-                "subflow" if kind == "flow" else kind,
-                run.name,
-                kind,
-                run.definition.name,
-            )
+            _news(
+                run.parent, INFO, "Created %s run %r for %s %r",
+                "subflow" if kind == "flow" else kind, run.name, kind, run.definition.name,
+            )  # fmt: skip
     elif state.is_running() and run.run_count == 1 and not isinstance(run, FlowRun):
-        _parent_logger(run).info("Executing %r immediately...", run.name)
+        _news(run.parent, INFO, "Executing %r immediately...", run.name)
+    elif state.is_completed():
+        _news(run, INFO, "Finished in state %s", state)
     elif state.is_final():
-        logger = run_logger(run)
-        if state.is_completed():
-            logger.info("Finished in state %s", state)
-        else:
-            logger.error("Finished in state %s", state, exc_info=state.exception)
-
-
-_engine_log = get_logger("flowkit.engine")
-
-
-def _parent_logger(run: Run) -> BoundLogger:
-    return run_logger(run.parent) if run.parent is not None else _engine_log
+        _news(run, ERROR, "Finished in state %s", state, exc_info=state.exception)
 
 
 # log_prints: while any run that logs its prints is alive, builtins.print is replaced by

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(autouse=True)
-def flowkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def flowkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Never touch the real ``~/.flowkit``."""
     home = tmp_path / "flowkit-home"
     monkeypatch.setenv("FLOWKIT_HOME", str(home))
-    yield home
+    return home

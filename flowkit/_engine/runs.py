@@ -78,8 +78,8 @@ class Run:
     run_count: int = 0
     start_time: datetime | None = None
     end_time: datetime | None = None
-    # The run's logger, made by flowkit.logging the first time the run logs.
-    logger: Any = attrs.field(default=None, repr=False)
+    # What every log record of the run carries; made by flowkit.logging on first use.
+    log_context: dict[str, Any] | None = attrs.field(default=None, repr=False)
     # How many task runs of each task name were named under this run, when it is the
     # root that numbers them (a flow run, or a task run outside any flow).
     _counters: dict[str, Iterator[int]] = attrs.field(factory=dict, repr=False)

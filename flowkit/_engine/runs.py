@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from uuid import UUID, uuid4
 
 import anyio
@@ -161,14 +161,22 @@ class FlowRun(Run):
 
     @asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
-        async with anyio.create_task_group() as tg:
-            self.task_group = tg
-            self.token = anyio.lowlevel.current_token()
-            self.loop_thread = threading.get_ident()
-            try:
-                yield
-            finally:
-                self.task_group = self.token = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self.task_group = tg
+                self.token = anyio.lowlevel.current_token()
+                self.loop_thread = threading.get_ident()
+                try:
+                    yield
+                finally:
+                    self.task_group = self.token = None
+        except BaseExceptionGroup as group:
+            # The task group wraps whatever interrupted the body (KeyboardInterrupt, an
+            # engine error); exception groups stay inside the engine, so a group of one
+            # leaves as the exception it holds.
+            if len(group.exceptions) != 1:
+                raise
+            raise_unwrapped(group.exceptions[0])
 
     def final_state(self, value: Any) -> State[Any]:
         total = len(self.child_states)
@@ -179,6 +187,16 @@ class FlowRun(Run):
             f"{total - done} of {total} task runs did not complete; the flow handled them.",
             data=value,
         )
+
+
+def raise_unwrapped(exc: BaseException) -> NoReturn:
+    """Raise ``exc`` out of an ``except`` block for its group, keeping its own context."""
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context
+        del exc, context
 
 
 current_run: ContextVar[Run | None] = ContextVar("flowkit_current_run", default=None)

@@ -9,8 +9,10 @@ from __future__ import annotations
 __all__ = [
     "CancelledRun",
     "FlowkitError",
+    "FutureDeadlockError",
     "MissingContextError",
     "UnfinishedRunError",
+    "UpstreamFailedError",
 ]
 
 
@@ -28,3 +30,11 @@ class UnfinishedRunError(FlowkitError, RuntimeError):
 
 class CancelledRun(FlowkitError):
     """A run was cancelled while a thread was waiting for it."""
+
+
+class UpstreamFailedError(FlowkitError, RuntimeError):
+    """A task run did not start because a run it depends on did not complete."""
+
+
+class FutureDeadlockError(FlowkitError, RuntimeError):
+    """A blocking wait on a future was made on the event loop that must run it."""

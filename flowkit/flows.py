@@ -12,6 +12,7 @@ from ._engine.definitions import (
     Runnable,
     instance_of_or_none,
     non_empty_str,
+    positive_int_or_none,
     run_name_option,
 )
 from ._engine.engine import ON_LOOP, execute, finished, new_run
@@ -48,6 +49,11 @@ class FlowOptions:
             any flow: ``"asyncio"`` or ``"trio"``. ``None`` (the default) reads the
             ``FLOWKIT_BACKEND`` environment variable, else asyncio. An async flow
             always runs on the loop that awaits it.
+        max_concurrency: How many task runs the flow's body may have submitted and
+            unfinished at once; ``None`` (the default) for no bound.
+        thread_limit: How many sync task bodies of this flow may run in worker threads
+            at once. ``None`` (the default) shares the parent flow's limit, or reads
+            ``FLOWKIT_THREAD_LIMIT``, else 40.
     """
 
     name: str = attrs.field(validator=non_empty_str)
@@ -60,6 +66,8 @@ class FlowOptions:
         default=None, validator=instance_of_or_none(bool, "True or False")
     )
     backend: Backend | None = attrs.field(default=None, validator=_backend)
+    max_concurrency: int | None = attrs.field(default=None, validator=positive_int_or_none)
+    thread_limit: int | None = attrs.field(default=None, validator=positive_int_or_none)
 
 
 class FlowOptionsDict(TypedDict, total=False):
@@ -71,6 +79,8 @@ class FlowOptionsDict(TypedDict, total=False):
     flow_run_name: str | Callable[[], str] | None
     log_prints: bool | None
     backend: Backend | None
+    max_concurrency: int | None
+    thread_limit: int | None
 
 
 @attrs.frozen(eq=False)
@@ -143,6 +153,7 @@ class Flow(Runnable[P, R]):
         return new_run(
             self, self.bound + args, kwargs, flow=True, skip=len(self.bound),
             run_name=o.flow_run_name, log_prints=o.log_prints,
+            max_concurrency=o.max_concurrency, thread_limit=o.thread_limit,
         )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "Completed",
     "Crashed",
     "Failed",
+    "NotReady",
     "Pending",
     "Retrying",
     "Running",
@@ -175,5 +176,6 @@ Completed = StateConstructor(StateType.COMPLETED, "Completed")
 Cached = StateConstructor(StateType.COMPLETED, "Cached")
 Failed = StateConstructor(StateType.FAILED, "Failed")
 TimedOut = StateConstructor(StateType.FAILED, "TimedOut")
+NotReady = StateConstructor(StateType.FAILED, "NotReady")
 Crashed = StateConstructor(StateType.CRASHED, "Crashed")
 Cancelled = StateConstructor(StateType.CANCELLED, "Cancelled")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, ClassVar, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 import attrs
 
+from ._engine import children
 from ._engine.definitions import (
     Runnable,
     instance_of_or_none,
     non_empty_str,
+    positive_int_or_none,
     run_name_option,
     to_tags,
 )
 from ._engine.engine import INLINE, ON_LOOP, drive, execute, finished, new_run
+from ._engine.futures import TaskFuture, TaskFutureList
+from ._engine.inputs import quote, unmapped
 from .states import State
 
 __all__ = ["Task", "TaskOptions", "TaskOptionsDict", "task"]
@@ -40,6 +44,8 @@ class TaskOptions:
             counting runs of the task from 0 in each flow run.
         log_prints: Whether ``print`` in the task becomes an INFO log record of the run.
             ``None`` (the default) takes the setting of the flow or task that calls it.
+        max_concurrency: How many task runs submitted by one run of this task may be
+            unfinished at once; ``None`` (the default) for no bound.
     """
 
     name: str = attrs.field(validator=non_empty_str)
@@ -52,6 +58,7 @@ class TaskOptions:
     log_prints: bool | None = attrs.field(
         default=None, validator=instance_of_or_none(bool, "True or False")
     )
+    max_concurrency: int | None = attrs.field(default=None, validator=positive_int_or_none)
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -63,6 +70,7 @@ class TaskOptionsDict(TypedDict, total=False):
     version: str | None
     task_run_name: str | Callable[[], str] | None
     log_prints: bool | None
+    max_concurrency: int | None
 
 
 @attrs.frozen(eq=False)
@@ -122,25 +130,95 @@ class Task(Runnable[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task and return its value (or its final state, with ``return_state``).
 
+        Futures and states among the arguments are waited for and replaced by their
+        values; ``wait_for=[...]`` waits for more futures without passing their values.
+
         Raises:
             Exception: Whatever the task's function raised, when ``return_state`` is false.
+            UpstreamFailedError: An upstream run did not complete.
         """
         return_state = bool(kwargs.pop("return_state", False))
+        run = self._new_run(args, kwargs)
         if self.is_async:
-            return self._call_async(args, kwargs, return_state)
-        return finished(drive(execute(self._new_run(args, kwargs), INLINE)), return_state)
+            return self._call_async(run, return_state)
+        return finished(drive(execute(run, INLINE)), return_state)
 
-    async def _call_async(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-    ) -> Any:
-        return finished(await execute(self._new_run(args, kwargs), ON_LOOP), return_state)
+    async def _call_async(self, run: Any, return_state: bool) -> Any:
+        return finished(await execute(run, ON_LOOP), return_state)
+
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> TaskFuture[T]: ...
+    @overload
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+        """Start a run of the task concurrently and return its future at once.
+
+        The run is a child in the task group of the current flow run; that flow (and the
+        run that submitted it) does not finish before it. Futures among the arguments
+        are waited for first, as with a call; so are those in ``wait_for=[...]``.
+
+        Raises:
+            MissingContextError: There is no running flow.
+            TypeError: ``wait_for`` holds something that is not a future.
+        """
+        return children.start(self._new_run(args, kwargs))
+
+    def map(self, *args: Any, **kwargs: Any) -> TaskFutureList[Any]:
+        """Submit one run per element of the iterable arguments; return their futures.
+
+        Iterable arguments (except strings, bytes and mappings) are mapped over together
+        and must have the same length; other arguments, and those wrapped in
+        ``flowkit.unmapped(...)``, go whole to every run. ``wait_for`` applies to every run.
+
+        Raises:
+            MissingContextError: There is no running flow.
+            ValueError: No argument is iterable, or the iterables differ in length.
+        """
+        wait_for = kwargs.pop("wait_for", None)
+        bound = self.signature.bind_partial(*self.bound, *args, **kwargs).arguments
+        for key in list(bound)[: len(self.bound)]:
+            del bound[key]
+        mapped = {k: list(v) for k, v in bound.items() if _mappable(v)}
+        if not mapped:
+            raise ValueError(
+                f"{self.owner}: .map() needs at least one iterable argument to map over, "
+                f"got {bound!r}; call .submit() for a single run"
+            )
+        lengths = {k: len(v) for k, v in mapped.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(
+                f"{self.owner}: .map() got iterables of different lengths {lengths}; "
+                "give them the same length, or wrap the ones to pass whole in "
+                "flowkit.unmapped(...)"
+            )
+        futures: TaskFutureList[Any] = TaskFutureList()
+        for i in range(next(iter(lengths.values()))):
+            call = {k: mapped[k][i] if k in mapped else _unwrapped(v) for k, v in bound.items()}
+            run = self._new_run((), {**call, "wait_for": wait_for})
+            futures.append(children.start(run))
+        return futures
 
     def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         o: TaskOptions = self.options
+        wait_for = kwargs.pop("wait_for", None)
         return new_run(
             self, self.bound + args, kwargs, flow=False, skip=len(self.bound),
             run_name=o.task_run_name, log_prints=o.log_prints, tags=o.tags,
+            wait_for=wait_for, max_concurrency=o.max_concurrency,
         )  # fmt: skip
+
+
+def _mappable(value: object) -> bool:
+    if isinstance(value, unmapped | quote | str | bytes | Mapping | TaskFuture):
+        return False
+    return isinstance(value, Iterable)
+
+
+def _unwrapped(value: object) -> object:
+    return value.value if isinstance(value, unmapped) else value
 
 
 @overload

@@ -68,6 +68,18 @@ def instance_of_or_none(kind: type | tuple[type, ...], what: str) -> Callable[..
     return validate
 
 
+def positive_int_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: ``None`` or an integer of at least 1."""
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a positive int or None, got {value!r}")
+    if value < 1:
+        raise ValueError(
+            f"{attribute.name} must be at least 1, or None for no bound, got {value!r}"
+        )
+
+
 def non_empty_str(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """An attrs validator: a non-empty string."""
     if not isinstance(value, str) or not value:

@@ -7,8 +7,11 @@ kept in a contextvar, so it follows the run into worker threads and child tasks.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
+import math
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -28,7 +31,13 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.lowlevel import EventLoopToken
 
+    from .futures import TaskFuture
+    from .inputs import Upstream
+
 __all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run"]
+
+
+_FAILURES = frozenset({StateType.FAILED, StateType.CRASHED})
 
 
 class Definition(Protocol):
@@ -63,6 +72,11 @@ class Run:
         run_count: How many times the body has been started.
         start_time: When the run first entered Running.
         end_time: When the run reached its final state.
+        max_concurrency: How many runs this run may have submitted and unfinished at
+            once; ``None`` for no bound.
+        upstream: The futures among the arguments and ``wait_for``: runs this one waits
+            for before it starts.
+        children: The futures of the runs this run submitted.
     """
 
     definition: Definition
@@ -78,6 +92,11 @@ class Run:
     run_count: int = 0
     start_time: datetime | None = None
     end_time: datetime | None = None
+    max_concurrency: int | None = None
+    upstream: list[Upstream] = attrs.field(factory=list, repr=False)
+    children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
+    # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
+    slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
     # What every log record of the run carries; made by flowkit.logging on first use.
     log_context: dict[str, Any] | None = attrs.field(default=None, repr=False)
     # How many task runs of each task name were named under this run, when it is the
@@ -94,6 +113,20 @@ class Run:
             for key in list(params)[: self.skip]:
                 del params[key]
         return dict(params)
+
+    @property
+    def task_inputs(self) -> dict[str, list[UUID]]:
+        """The ids of the upstream runs, by the parameter they came in (or ``wait_for``)."""
+        inputs: dict[str, list[UUID]] = {}
+        for upstream in self.upstream:
+            inputs.setdefault(upstream.parameter, []).append(upstream.future.task_run_id)
+        return inputs
+
+    def rebind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Replace the call's arguments (once upstream futures are resolved)."""
+        self.args, self.kwargs = args, kwargs
+        with contextlib.suppress(AttributeError):  # not computed yet
+            del self.parameters
 
     @property
     def flow_run(self) -> FlowRun | None:
@@ -119,7 +152,29 @@ class Run:
         yield
 
     def final_state(self, value: Any) -> State[Any]:
-        """The state of a body that returned ``value``."""
+        """The state of a body that returned ``value``, its submitted runs all over."""
+        unseen = [
+            f.task_run.state.exception
+            for f in self.children
+            if not f.observed and f.task_run.state.type in _FAILURES
+        ]
+        if not unseen:
+            return self.completed_state(value)
+        kind = "Flow" if isinstance(self, FlowRun) else "Task"
+        exc = unseen[0] if len(unseen) == 1 else None
+        if exc is None:
+            exc = ExceptionGroup(
+                f"{kind.lower()} {self.definition.name!r}: {len(unseen)} task runs failed",
+                [e if isinstance(e, Exception) else RuntimeError(e) for e in unseen],
+            )
+        return states.Failed(
+            f"{len(unseen)} of {len(self.children)} submitted task runs failed and nobody "
+            f"read their result: {type(exc).__name__}: {exc}",
+            exception=exc,
+        )
+
+    def completed_state(self, value: Any) -> State[Any]:
+        """The state of a body that returned ``value`` with nothing left failing."""
         return states.Completed(data=value)
 
     def failed_state(self, exc: Exception) -> State[Any]:
@@ -148,12 +203,20 @@ class FlowRun(Run):
         token: A handle on the flow's event loop, for threads that start work on it.
         loop_thread: The ident of the thread running the flow's event loop.
         child_states: The final state type of each task run in this flow, in order.
+        thread_limit: How many sync task bodies may run in worker threads at once; ``None``
+            shares the parent flow's limiter, or reads ``FLOWKIT_THREAD_LIMIT``.
+        limiter: The worker-thread limiter, while the body runs.
+        threads: Bounds nothing: lets worker threads that lent their slot back wait
+            without starving the thread pool.
     """
 
     task_group: TaskGroup | None = None
     token: EventLoopToken | None = None
     loop_thread: int | None = None
     child_states: list[StateType] = attrs.field(factory=list, repr=False)
+    thread_limit: int | None = None
+    limiter: anyio.CapacityLimiter | None = attrs.field(default=None, repr=False)
+    threads: anyio.CapacityLimiter | None = attrs.field(default=None, repr=False)
 
     @property
     def flow_name(self) -> str:
@@ -166,6 +229,7 @@ class FlowRun(Run):
                 self.task_group = tg
                 self.token = anyio.lowlevel.current_token()
                 self.loop_thread = threading.get_ident()
+                self.limiter, self.threads = self._limiters()
                 try:
                     yield
                 finally:
@@ -178,7 +242,20 @@ class FlowRun(Run):
                 raise
             raise_unwrapped(group.exceptions[0])
 
-    def final_state(self, value: Any) -> State[Any]:
+    def _limiters(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
+        outer = self.parent.flow_run if self.parent is not None else None
+        if (
+            self.thread_limit is None
+            and outer is not None
+            and outer.loop_thread == self.loop_thread
+            and outer.limiter is not None
+            and outer.threads is not None
+        ):
+            return outer.limiter, outer.threads
+        limit = self.thread_limit if self.thread_limit is not None else thread_limit_from_env()
+        return anyio.CapacityLimiter(limit), anyio.CapacityLimiter(math.inf)
+
+    def completed_state(self, value: Any) -> State[Any]:
         total = len(self.child_states)
         done = sum(1 for t in self.child_states if t is StateType.COMPLETED)
         if done == total:
@@ -187,6 +264,30 @@ class FlowRun(Run):
             f"{total - done} of {total} task runs did not complete; the flow handled them.",
             data=value,
         )
+
+
+DEFAULT_THREAD_LIMIT = 40
+
+
+def thread_limit_from_env() -> int:
+    """``FLOWKIT_THREAD_LIMIT``, or 40: enough threads for I/O-bound sync tasks.
+
+    Raises:
+        ValueError: The variable is not a positive integer.
+    """
+    raw = os.environ.get("FLOWKIT_THREAD_LIMIT")
+    if raw is None:
+        return DEFAULT_THREAD_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(
+            f"FLOWKIT_THREAD_LIMIT={raw!r} is not a positive integer; set it to the number "
+            f"of sync task bodies that may run at once (default {DEFAULT_THREAD_LIMIT})"
+        )
+    return limit
 
 
 def raise_unwrapped(exc: BaseException) -> NoReturn:

@@ -1,0 +1,95 @@
+"""Submitted runs: children in their flow run's task group.
+
+``start`` puts a Pending task run into the task group of its flow run and returns its
+future at once. The submitting run keeps the future in its ``children``, and does not
+finish before they are all over (see ``engine.execute``). A run with ``max_concurrency``
+has that many slots for its unfinished children: a thread that submits waits for a slot;
+code on the event loop cannot wait in a sync call, so its children wait for a slot in
+the task group instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import Context, copy_context
+from typing import Any
+
+import anyio
+import anyio.from_thread
+
+from .. import states
+from ..exceptions import MissingContextError
+from .engine import ON_LOOP, execute, set_state
+from .futures import TaskFuture
+from .runs import FlowRun, Run, TaskRun
+
+__all__ = ["start"]
+
+
+def start(run: TaskRun) -> TaskFuture[Any]:
+    """Start ``run`` as a child in its flow run's task group and return its future.
+
+    Raises:
+        MissingContextError: There is no running flow to hold the run.
+        RuntimeError: Called from a sync task that runs on the event loop's thread.
+    """
+    parent, flow_run = run.parent, run.flow_run
+    owner = f"task {run.definition.name!r}"
+    if parent is None or flow_run is None or flow_run.task_group is None:
+        raise MissingContextError(
+            f"{owner}: .submit() and .map() need a running flow to hold the run; call them "
+            "inside a @flow, or call the task directly"
+        )
+    future: TaskFuture[Any] = TaskFuture(run, flow_run.loop_thread, flow_run.token)
+    context = copy_context()
+    if threading.get_ident() != flow_run.loop_thread:
+        anyio.from_thread.run(_start_from_thread, flow_run, future, context, token=flow_run.token)
+    elif isinstance(parent, TaskRun) and not parent.definition.is_async:
+        # The parent is a sync task called from async code, running on the loop's thread:
+        # it could not wait for its child without blocking the loop the child needs.
+        raise RuntimeError(
+            f"{owner}: cannot be submitted from sync task {parent.definition.name!r}, which "
+            "runs on the event loop because async code called it; make that task async, "
+            "or submit it instead of calling it"
+        )
+    else:
+        context.run(flow_run.task_group.start_soon, _child, future, False)
+    parent.children.append(future)
+    return future
+
+
+def _slots(parent: Run) -> anyio.Semaphore | None:
+    if parent.max_concurrency is None:
+        return None
+    if parent.slots is None:
+        parent.slots = anyio.Semaphore(parent.max_concurrency)
+    return parent.slots
+
+
+async def _start_from_thread(flow_run: FlowRun, future: TaskFuture[Any], context: Context) -> None:
+    assert flow_run.task_group is not None
+    assert future.task_run.parent is not None
+    slots = _slots(future.task_run.parent)
+    if slots is not None:
+        await slots.acquire()  # backpressure: the submitting thread waits here
+    context.run(flow_run.task_group.start_soon, _child, future, slots is not None)
+
+
+async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
+    run = future.task_run
+    assert run.parent is not None
+    slots = _slots(run.parent)
+    try:
+        with anyio.CancelScope() as future._scope:
+            if future._cancel_requested:
+                future._scope.cancel()
+            if slots is not None and not holds_slot:
+                await slots.acquire()
+                holds_slot = True
+            await execute(run, ON_LOOP)
+    finally:
+        if holds_slot and slots is not None:
+            slots.release()
+        if not run.state.is_final():  # cancelled before it started
+            set_state(run, states.Cancelled("The run was cancelled before it started."))
+        future.finish()

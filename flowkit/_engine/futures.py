@@ -1,0 +1,268 @@
+"""Futures: handles on submitted task runs, usable from threads and from the event loop.
+
+A future is finished on the event loop of its flow run, by the task that ran it. Sync
+code waits for it on a ``threading.Event``; async code on that loop waits on an
+``anyio.Event``. A blocking wait on the loop's own thread could never end, so it raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from ..exceptions import FutureDeadlockError
+from ..states import State
+
+if TYPE_CHECKING:
+    from anyio.lowlevel import EventLoopToken
+
+    from .runs import TaskRun
+
+__all__ = ["TaskFuture", "TaskFutureList", "deadline", "holding_slot", "lending_slot"]
+
+R = TypeVar("R")
+
+_log = logging.getLogger("flowkit.futures")
+
+# The worker-thread slot held by this thread, if it runs a sync task body: the limiter
+# and the borrower the slot was acquired for.
+_held = threading.local()
+
+
+@contextmanager
+def holding_slot(limiter: anyio.CapacityLimiter, borrower: object) -> Iterator[None]:
+    """Mark this worker thread as holding ``limiter``'s slot for ``borrower``."""
+    _held.slot = (limiter, borrower)
+    try:
+        yield
+    finally:
+        _held.slot = None
+
+
+@contextmanager
+def lending_slot() -> Iterator[None]:
+    """While this thread blocks, give its worker-thread slot back, and take it again after.
+
+    A sync task that waits for tasks it submitted would otherwise hold a slot they may
+    need: with a limiter of one slot, it would wait forever.
+    """
+    slot = getattr(_held, "slot", None)
+    if slot is None:
+        yield
+        return
+    limiter, borrower = slot
+    anyio.from_thread.run_sync(limiter.release_on_behalf_of, borrower)
+    _held.slot = None
+    try:
+        yield
+    finally:
+        anyio.from_thread.run(limiter.acquire_on_behalf_of, borrower)
+        _held.slot = slot
+
+
+class TaskFuture(Generic[R]):
+    """A task run started by ``Task.submit``: wait for it, read its result, or cancel it.
+
+    ``await future`` gives the value in async code; ``future.result()`` in sync code.
+    Reading the result or the state, awaiting the future or passing it to another task
+    counts as looking at it: a run that failed while nobody looked fails its flow.
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_cancel_requested",
+        "_done",
+        "_lock",
+        "_loop_thread",
+        "_scope",
+        "_token",
+        "_waiters",
+        "observed",
+        "task_run",
+    )
+
+    def __init__(self, task_run: TaskRun, loop_thread: int | None, token: EventLoopToken | None):
+        self.task_run = task_run
+        self.observed = False
+        self._loop_thread = loop_thread
+        self._token = token
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[anyio.Event] = []
+        self._callbacks: list[Callable[[TaskFuture[R]], object]] = []
+        self._scope: anyio.CancelScope | None = None
+        self._cancel_requested = False
+
+    @property
+    def task_run_id(self) -> UUID:
+        """The id of the task run."""
+        return self.task_run.id
+
+    @property
+    def state(self) -> State[R]:
+        """The run's current state (final once ``done()``)."""
+        self.observed = True
+        return self.task_run.state
+
+    def done(self) -> bool:
+        """Whether the run has reached its final state."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the run is over, or ``timeout`` seconds have passed.
+
+        Raises:
+            FutureDeadlockError: Called on the event loop's thread while the run is not
+                over: the loop could never run it. Use ``await future`` there.
+        """
+        if self._done.is_set():
+            return
+        self.check_can_block()
+        with lending_slot():
+            self._done.wait(timeout)
+
+    def check_can_block(self) -> None:
+        """Refuse to block the thread of the event loop that must finish this run.
+
+        Raises:
+            FutureDeadlockError: This thread runs that loop and the run is not over.
+        """
+        if threading.get_ident() == self._loop_thread and not self._done.is_set():
+            raise FutureDeadlockError(
+                f"task run {self.task_run.name!r} is not finished, and waiting for it here "
+                "would block the event loop that has to run it; in async code use "
+                "`await future` or `await future.wait_async()`"
+            )
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        """Block until the run is over and return its value.
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits as long as it takes.
+            raise_on_failure: With ``False``, a failed run's exception is returned.
+
+        Raises:
+            TimeoutError: The run was not over within ``timeout`` seconds.
+            FutureDeadlockError: Called on the event loop's thread before the run is over.
+            BaseException: The run's own exception, if it failed and ``raise_on_failure``.
+        """
+        self.wait(timeout)
+        return self._result(timeout, raise_on_failure)
+
+    async def wait_async(self) -> State[R]:
+        """Wait for the run without blocking the event loop, and return its final state.
+
+        To bound the wait, put it in ``anyio.fail_after(...)`` or ``move_on_after(...)``.
+        """
+        await self.until_done()
+        return self.state
+
+    async def until_done(self) -> None:
+        """Wait, without blocking the loop, until the run is over."""
+        if self._done.is_set():
+            return
+        if threading.get_ident() == self._loop_thread:
+            event = anyio.Event()
+            self._waiters.append(event)
+            await event.wait()
+        else:  # awaited on another loop than the run's own
+            await anyio.to_thread.run_sync(self._done.wait, abandon_on_cancel=True)
+
+    def __await__(self) -> Generator[Any, None, R]:
+        state = yield from self.wait_async().__await__()
+        return state.result()
+
+    def add_done_callback(self, fn: Callable[[TaskFuture[R]], object]) -> None:
+        """Call ``fn(future)`` once the run is over (at once, if it already is).
+
+        The callback runs on the flow's event loop, so it must not block. An exception
+        it raises is logged, never lost.
+        """
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(fn)
+                return
+        self._call(fn)
+
+    def cancel(self) -> bool:
+        """Cancel the run: its cancel scope is cancelled and it ends Cancelled.
+
+        Returns:
+            Whether the run was still going; ``False`` if it was already over.
+        """
+        if self._done.is_set():
+            return False
+        if threading.get_ident() == self._loop_thread or self._token is None:
+            self._cancel_on_loop()
+        else:
+            anyio.from_thread.run_sync(self._cancel_on_loop, token=self._token)
+        return True
+
+    def _cancel_on_loop(self) -> None:
+        self._cancel_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _result(self, timeout: float | None, raise_on_failure: bool) -> R:
+        if not self._done.is_set():
+            raise self._timeout(timeout)
+        return self.state.result(raise_on_failure)  # type: ignore[return-value]
+
+    def _timeout(self, timeout: float | None) -> TimeoutError:
+        return TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
+
+    def finish(self) -> None:
+        """Mark the run over, wake its waiters, call its callbacks: on the loop's thread."""
+        with self._lock:
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for event in self._waiters:
+            event.set()
+        for fn in callbacks:
+            self._call(fn)
+
+    def _call(self, fn: Callable[[TaskFuture[R]], object]) -> None:
+        try:
+            fn(self)
+        except Exception:
+            _log.exception("A done callback of task run %r raised", self.task_run.name)
+
+    def __repr__(self) -> str:
+        return f"<TaskFuture {self.task_run.name!r} {self.task_run.state}>"
+
+
+def deadline(timeout: float | None) -> Callable[[], float | None]:
+    """A function giving the seconds left of ``timeout`` from now (``None``: no limit)."""
+    if timeout is None:
+        return lambda: None
+    end = time.monotonic() + timeout
+    return lambda: max(0.0, end - time.monotonic())
+
+
+class TaskFutureList(list[TaskFuture[R]]):
+    """The futures ``Task.map`` returns, in the order of the mapped arguments."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every run is over, or ``timeout`` seconds have passed in all."""
+        remaining = deadline(timeout)
+        for future in self:
+            future.wait(remaining())
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        """Block until every run is over and return their values, in order.
+
+        Raises:
+            TimeoutError: Not every run was over within ``timeout`` seconds.
+            BaseException: The first failed run's exception, if ``raise_on_failure``.
+        """
+        self.wait(timeout)
+        return [f._result(timeout, raise_on_failure) for f in self]

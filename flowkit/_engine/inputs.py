@@ -1,0 +1,155 @@
+"""A run's inputs: the futures and states among its arguments, found and resolved.
+
+A task run may receive another run's future (or final state) as an argument, anywhere
+inside lists, tuples, sets and dicts. It then waits for that run, receives its value,
+and records it as an upstream input. ``wait_for`` adds upstream runs without passing
+data. These are the only edges: flowkit never guesses a dependency from object identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from ..exceptions import UpstreamFailedError
+from ..states import State
+from .futures import TaskFuture
+
+__all__ = [
+    "Upstream",
+    "allow_failure",
+    "find_upstream",
+    "may_hold_upstream",
+    "quote",
+    "resolve",
+    "unmapped",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class allow_failure(Generic[T]):
+    """Run the downstream task even if this upstream run fails.
+
+    The downstream run receives the upstream value, or its exception if it failed.
+    Wrapping a future also marks its failure as seen: it no longer fails the flow.
+    """
+
+    value: T
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.value, TaskFuture):
+            self.value.observed = True
+
+
+@attrs.frozen
+class unmapped(Generic[T]):
+    """Pass ``value`` whole to every run of ``Task.map`` instead of mapping over it."""
+
+    value: T
+
+
+@attrs.frozen
+class quote(Generic[T]):
+    """Pass ``value`` as it is: flowkit does not look inside it for futures or states."""
+
+    value: T
+
+
+@attrs.frozen
+class Upstream:
+    """A future among a run's inputs.
+
+    Attributes:
+        future: The upstream run's future.
+        parameter: The parameter it was passed in, or ``"wait_for"``.
+        allow_failure: Whether the downstream run starts even if it fails.
+    """
+
+    future: TaskFuture[Any]
+    parameter: str
+    allow_failure: bool
+
+
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+_LEAVES = (TaskFuture, State, allow_failure, unmapped, quote)
+
+
+def _is_future(value: object) -> bool:
+    return isinstance(value, TaskFuture)
+
+
+def may_hold_upstream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """A quick look: whether any argument is a future, state, annotation or container."""
+    return any(type(v) in _CONTAINERS or isinstance(v, _LEAVES) for v in (*args, *kwargs.values()))
+
+
+def _walk(value: Any, visit: Callable[[Any, bool], Any], allowed: bool = False) -> Any:
+    """Rebuild ``value`` with ``visit(leaf, allowed)`` applied to futures and states."""
+    if _is_future(value) or isinstance(value, State):
+        return visit(value, allowed)
+    if isinstance(value, allow_failure):
+        return _walk(value.value, visit, True)
+    if isinstance(value, quote | unmapped):
+        return value.value if isinstance(value, quote) else _walk(value.value, visit, allowed)
+    if type(value) in (list, tuple, set, frozenset):
+        return type(value)(_walk(v, visit, allowed) for v in value)
+    if type(value) is dict:
+        return {k: _walk(v, visit, allowed) for k, v in value.items()}
+    return value
+
+
+def find_upstream(
+    parameters: dict[str, Any], wait_for: Iterable[Any] | None, *, owner: str
+) -> list[Upstream]:
+    """The futures among ``parameters`` and ``wait_for``, each marked as observed.
+
+    Raises:
+        TypeError: ``wait_for`` holds something that is not a future.
+    """
+    found: list[Upstream] = []
+    for name, value in parameters.items():
+
+        def visit(leaf: Any, allowed: bool, name: str = name) -> Any:
+            if _is_future(leaf):
+                found.append(Upstream(leaf, name, allowed))
+            return leaf
+
+        _walk(value, visit)
+    for item in wait_for or ():
+        allowed = isinstance(item, allow_failure)
+        future = item.value if allowed else item
+        if not _is_future(future):
+            raise TypeError(
+                f"{owner}: wait_for takes futures from .submit() or .map(), got {item!r}"
+            )
+        found.append(Upstream(future, "wait_for", allowed))
+    for upstream in found:
+        upstream.future.observed = True
+    return found
+
+
+def resolve(value: Any, *, owner: str) -> Any:
+    """Replace the futures and states in ``value`` by their results.
+
+    A failed upstream wrapped in ``allow_failure`` gives its exception.
+
+    Raises:
+        UpstreamFailedError: An upstream run did not complete and was not wrapped in
+            ``allow_failure``.
+    """
+
+    def visit(leaf: Any, allowed: bool) -> Any:
+        state: State[Any] = leaf.state if _is_future(leaf) else leaf
+        if state.is_completed() or allowed:
+            return state.result(raise_on_failure=False)
+        name = leaf.task_run.name if _is_future(leaf) else "an upstream run"
+        raise UpstreamFailedError(
+            f"{owner}: did not start because {name} ended in state {state}; wrap its future "
+            "in flowkit.allow_failure(...) to run anyway"
+        ) from state.exception
+
+    return _walk(value, visit)

@@ -3,8 +3,9 @@
 ``python -m flowkit.demo`` (or ``flowkit demo``) starts a small HTTP server on 127.0.0.1
 that plays the part of the GitHub API, with made-up but fixed data for any repository
 name, then runs a flow against it: one task run fetches the repository's statistics,
-then one task run per page of open issues fetches the pages concurrently. The flow
-prints a summary; ``log_prints=True`` turns those prints into log lines of the run.
+then one submitted task run per page of open issues fetches the pages concurrently.
+The flow prints a summary; ``log_prints=True`` turns those prints into log lines of the
+run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import anyio
 
 from .flows import flow
 from .tasks import task
@@ -115,44 +114,39 @@ def serve() -> Iterator[str]:
         thread.join()
 
 
-# The flow: the reference page's example, with page fetches running concurrently.
+# The flow: the reference page's example, with page fetches submitted concurrently.
 
 
-def _fetch(url: str) -> Any:
+@task
+def get_url(url: str, params: dict[str, Any] | None = None) -> Any:
+    """Fetch ``url`` (with ``params`` as its query) and decode the JSON answer."""
+    if params:
+        url = f"{url}?{urllib.parse.urlencode(params)}"
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
 
 
-@task
-async def get_url(url: str, params: dict[str, Any] | None = None) -> Any:
-    """Fetch ``url`` (with ``params`` as its query) and decode the JSON answer."""
-    if params:
-        url = f"{url}?{urllib.parse.urlencode(params)}"
-    return await anyio.to_thread.run_sync(_fetch, url)
-
-
-async def get_open_issues(
+def get_open_issues(
     api: str, repo_name: str, open_issues_count: int, per_page: int = 100
 ) -> list[dict[str, Any]]:
     """Fetch every page of open issues, one task run per page, all at once."""
+    issues = []
     pages = range(1, -(open_issues_count // -per_page) + 1)
-    results: dict[int, list[dict[str, Any]]] = {}
-
-    async def fetch(page: int) -> None:
-        params = {"page": page, "per_page": per_page, "state": "open"}
-        results[page] = await get_url(f"{api}/repos/{repo_name}/issues", params)
-
-    async with anyio.create_task_group() as tg:
-        for page in pages:
-            tg.start_soon(fetch, page)
-    return [issue for page in pages for issue in results[page]]
+    for page in pages:
+        issues.append(
+            get_url.submit(
+                f"{api}/repos/{repo_name}/issues",
+                params={"page": page, "per_page": per_page, "state": "open"},
+            )
+        )
+    return [i for p in issues for i in p.result()]
 
 
 @flow(log_prints=True)
-async def get_repo_info(api: str, repo_name: str = DEFAULT_REPO) -> dict[str, Any]:
+def get_repo_info(api: str, repo_name: str = DEFAULT_REPO) -> dict[str, Any]:
     """Print a repository's statistics and its average open issues per user."""
-    repo_stats = await get_url(f"{api}/repos/{repo_name}")
-    issues = await get_open_issues(api, repo_name, repo_stats["open_issues_count"])
+    repo_stats = get_url(f"{api}/repos/{repo_name}")
+    issues = get_open_issues(api, repo_name, repo_stats["open_issues_count"])
     issues_per_user = len(issues) / len({i["user"]["id"] for i in issues})
     print(f"{repo_name} repository statistics 🤓:")
     print(f"Stars 🌠 : {repo_stats['stargazers_count']}")
@@ -184,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--repo must look like 'owner/name', got {args.repo!r}")
     with serve() as api:
         started = time.perf_counter()
-        summary = anyio.run(get_repo_info, api, args.repo, backend=args.backend)
+        summary = get_repo_info.with_options(backend=args.backend)(api, args.repo)
         elapsed = time.perf_counter() - started
     print(
         f"Done: {summary['open_issues']} open issues over "

@@ -111,10 +111,6 @@ class Flow(Runnable[P, R]):
 
     # See Task.__call__ for why the return_state overloads take any arguments.
     @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self: Flow[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
-    ) -> Coroutine[Any, Any, T]: ...
-    @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
     @overload
     def __call__(

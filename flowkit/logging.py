@@ -190,7 +190,13 @@ def _log_state_change(event: events.Event) -> None:
                 run.parent, INFO, "Created %s run %r for %s %r",
                 "subflow" if kind == "flow" else kind, run.name, kind, run.definition.name,
             )  # fmt: skip
-    elif state.is_running() and run.run_count == 1 and not isinstance(run, FlowRun):
+            if run.submitted:
+                _news(run.parent, INFO, "Submitted task run %r for execution.", run.name)
+    elif (
+        state.is_running()
+        and run.run_count == 1
+        and not (run.submitted or isinstance(run, FlowRun))
+    ):
         _news(run.parent, INFO, "Executing %r immediately...", run.name)
     elif state.is_completed():
         _news(run, INFO, "Finished in state %s", state)

@@ -112,10 +112,6 @@ class Task(Runnable[P, R]):
     # follow *args: P.args), so those overloads accept any arguments; they overlap the
     # plain ones only for a function with its own ``return_state`` parameter.
     @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
-    ) -> Coroutine[Any, Any, T]: ...
-    @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
     @overload
     def __call__(
@@ -164,7 +160,7 @@ class Task(Runnable[P, R]):
             MissingContextError: There is no running flow.
             TypeError: ``wait_for`` holds something that is not a future.
         """
-        return children.start(self._new_run(args, kwargs))
+        return children.start(self._new_run(args, kwargs, submitted=True))
 
     def map(self, *args: Any, **kwargs: Any) -> TaskFutureList[Any]:
         """Submit one run per element of the iterable arguments; return their futures.
@@ -197,17 +193,19 @@ class Task(Runnable[P, R]):
         futures: TaskFutureList[Any] = TaskFutureList()
         for i in range(next(iter(lengths.values()))):
             call = {k: mapped[k][i] if k in mapped else _unwrapped(v) for k, v in bound.items()}
-            run = self._new_run((), {**call, "wait_for": wait_for})
+            run = self._new_run((), {**call, "wait_for": wait_for}, submitted=True)
             futures.append(children.start(run))
         return futures
 
-    def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _new_run(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], submitted: bool = False
+    ) -> Any:
         o: TaskOptions = self.options
         wait_for = kwargs.pop("wait_for", None)
         return new_run(
             self, self.bound + args, kwargs, flow=False, skip=len(self.bound),
             run_name=o.task_run_name, log_prints=o.log_prints, tags=o.tags,
-            wait_for=wait_for, max_concurrency=o.max_concurrency,
+            wait_for=wait_for, max_concurrency=o.max_concurrency, submitted=submitted,
         )  # fmt: skip
 
 

@@ -9,7 +9,6 @@ import sys
 import urllib.error
 import urllib.request
 
-import anyio
 import pytest
 
 from flowkit import demo
@@ -39,7 +38,7 @@ def test_demo_reports_the_repository_statistics(
 def test_flow_returns_the_average_issues_per_user() -> None:
     issues = demo.open_issues("a/b", 1, 10_000)
     with demo.serve() as api:
-        summary = anyio.run(demo.get_repo_info, api, "a/b")
+        summary = demo.get_repo_info(api, "a/b")
     assert summary["open_issues"] == len(issues) == demo.repo_stats("a/b")["open_issues_count"]
     users = {i["user"]["id"] for i in issues}
     assert summary["issues_per_user"] == round(len(issues) / len(users), 2)

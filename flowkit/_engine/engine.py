@@ -150,6 +150,7 @@ def new_run(
     wait_for: Iterable[Any] | None = None,
     max_concurrency: int | None = None,
     thread_limit: int | None = None,
+    submitted: bool = False,
 ) -> Run:
     """Create a Pending run in the caller's context, which gives it its parent and tags.
 
@@ -166,6 +167,7 @@ def new_run(
         wait_for: Futures the run waits for, besides those among its arguments.
         max_concurrency: Bound on the run's unfinished submitted runs.
         thread_limit: For a flow run: its worker-thread limit.
+        submitted: Whether the run is being submitted rather than called.
 
     Raises:
         TypeError: ``wait_for`` holds something that is not a future.
@@ -181,6 +183,7 @@ def new_run(
     else:
         run = TaskRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
     run.max_concurrency = max_concurrency
+    run.submitted = submitted
     owner = f"{'flow' if flow else 'task'} {definition.name!r}"
     if wait_for is not None or may_hold_upstream(args, kwargs):
         run.upstream = find_upstream(run.parameters, wait_for, owner=owner)

@@ -74,6 +74,7 @@ class Run:
         end_time: When the run reached its final state.
         max_concurrency: How many runs this run may have submitted and unfinished at
             once; ``None`` for no bound.
+        submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
         children: The futures of the runs this run submitted.
@@ -93,6 +94,7 @@ class Run:
     start_time: datetime | None = None
     end_time: datetime | None = None
     max_concurrency: int | None = None
+    submitted: bool = False
     upstream: list[Upstream] = attrs.field(factory=list, repr=False)
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 __all__ = [
     "CancelledRun",
+    "FlowTimeoutError",
     "FlowkitError",
     "FutureDeadlockError",
     "MissingContextError",
+    "TaskTimeoutError",
     "UnfinishedRunError",
     "UpstreamFailedError",
 ]
@@ -38,3 +40,11 @@ class UpstreamFailedError(FlowkitError, RuntimeError):
 
 class FutureDeadlockError(FlowkitError, RuntimeError):
     """A blocking wait on a future was made on the event loop that must run it."""
+
+
+class TaskTimeoutError(FlowkitError, TimeoutError):
+    """A task run exceeded its ``timeout_seconds`` (or an enclosing run's deadline)."""
+
+
+class FlowTimeoutError(FlowkitError, TimeoutError):
+    """A flow run exceeded its ``timeout_seconds`` (or an enclosing run's deadline)."""

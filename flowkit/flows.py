@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ClassVar, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 import attrs
 
+from ._engine import policy
 from ._engine.bridge import Backend, CallerThread, resolve_backend, run_in_caller_thread
 from ._engine.definitions import (
     Runnable,
@@ -15,7 +16,8 @@ from ._engine.definitions import (
     positive_int_or_none,
     run_name_option,
 )
-from ._engine.engine import ON_LOOP, execute, finished, new_run
+from ._engine.engine import execute, finished, new_run
+from ._engine.runners import ON_LOOP
 from ._engine.runs import Run
 from .states import State
 
@@ -24,6 +26,8 @@ __all__ = ["Flow", "FlowOptions", "FlowOptionsDict", "flow"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+Hook = Callable[[Any, Any, State[Any]], object]
 
 
 def _backend(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -54,6 +58,16 @@ class FlowOptions:
         thread_limit: How many sync task bodies of this flow may run in worker threads
             at once. ``None`` (the default) shares the parent flow's limit, or reads
             ``FLOWKIT_THREAD_LIMIT``, else 40.
+        timeout_seconds: How long one attempt may run. Past it the run and its running
+            task runs are stopped, the run ends ``TimedOut`` and the caller gets
+            ``FlowTimeoutError``. ``None`` (the default): no limit.
+        retries: How many times to run the flow again after a failure. Default 0.
+        retry_delay_seconds: Seconds to wait before each retry. Default 0.
+        on_completion: Functions ``fn(flow, flow_run, state)`` called when a run completes.
+        on_failure: The same, called when a run fails (after its last retry).
+        on_running: The same, called when an attempt starts running.
+        on_cancellation: The same, called when a run is cancelled.
+        on_crashed: The same, called when a run crashes.
     """
 
     name: str = attrs.field(validator=non_empty_str)
@@ -68,6 +82,14 @@ class FlowOptions:
     backend: Backend | None = attrs.field(default=None, validator=_backend)
     max_concurrency: int | None = attrs.field(default=None, validator=positive_int_or_none)
     thread_limit: int | None = attrs.field(default=None, validator=positive_int_or_none)
+    timeout_seconds: float | None = attrs.field(default=None, validator=policy.timeout)
+    retries: int = attrs.field(default=0, validator=policy.retry_count)
+    retry_delay_seconds: float = attrs.field(default=0, validator=policy.retry_delays)
+    on_completion: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+    on_failure: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+    on_running: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+    on_cancellation: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+    on_crashed: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
 
 
 class FlowOptionsDict(TypedDict, total=False):
@@ -81,6 +103,14 @@ class FlowOptionsDict(TypedDict, total=False):
     backend: Backend | None
     max_concurrency: int | None
     thread_limit: int | None
+    timeout_seconds: float | None
+    retries: int
+    retry_delay_seconds: float
+    on_completion: Iterable[Hook] | None
+    on_failure: Iterable[Hook] | None
+    on_running: Iterable[Hook] | None
+    on_cancellation: Iterable[Hook] | None
+    on_crashed: Iterable[Hook] | None
 
 
 @attrs.frozen(eq=False)

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from logging import ERROR, INFO
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from structlog.stdlib import BoundLogger, filter_by_level
@@ -198,6 +198,8 @@ def _log_state_change(event: events.Event) -> None:
         and not (run.submitted or isinstance(run, FlowRun))
     ):
         _news(run.parent, INFO, "Executing %r immediately...", run.name)
+    elif state.is_scheduled():
+        _news(run, WARNING, "%s", state.message)
     elif state.is_completed():
         _news(run, INFO, "Finished in state %s", state)
     elif state.is_final():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 import attrs
 
-from ._engine import children
+from ._engine import children, policy
 from ._engine.definitions import (
     Runnable,
     instance_of_or_none,
@@ -17,16 +17,23 @@ from ._engine.definitions import (
     run_name_option,
     to_tags,
 )
-from ._engine.engine import INLINE, ON_LOOP, drive, execute, finished, new_run
+from ._engine.engine import execute, finished, new_run
 from ._engine.futures import TaskFuture, TaskFutureList
 from ._engine.inputs import quote, unmapped
+from ._engine.runners import INLINE, ON_LOOP, drive
 from .states import State
 
-__all__ = ["Task", "TaskOptions", "TaskOptionsDict", "task"]
+__all__ = ["Task", "TaskOptions", "TaskOptionsDict", "exponential_backoff", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+exponential_backoff = policy.exponential_backoff
+
+RetryDelays = float | Sequence[float] | Callable[[int], Sequence[float]]
+RetryCondition = Callable[[Any, Any, State[Any]], bool]
+Hook = Callable[[Any, Any, State[Any]], object]
 
 
 @attrs.frozen
@@ -46,6 +53,19 @@ class TaskOptions:
             ``None`` (the default) takes the setting of the flow or task that calls it.
         max_concurrency: How many task runs submitted by one run of this task may be
             unfinished at once; ``None`` (the default) for no bound.
+        timeout_seconds: How long one attempt may run. Past it the run ends ``TimedOut``
+            and the caller gets ``TaskTimeoutError``. ``None`` (the default): no limit.
+        retries: How many times to try again after a failure. Default 0.
+        retry_delay_seconds: Seconds to wait before a retry: a number, a list with one
+            delay per retry (the last repeats), or a function of ``retries`` returning
+            such a list, such as ``exponential_backoff(backoff_factor=2)``. Default 0.
+        retry_jitter_factor: Vary each delay at random by up to this fraction of it, so
+            that many runs do not retry at the same instant. ``None``: exact delays.
+        retry_condition_fn: ``fn(task, task_run, state) -> bool``; a failed attempt is
+            retried only when it returns true. ``None``: every failure is retried.
+        on_completion: Functions ``fn(task, task_run, state)`` called when a run completes.
+        on_failure: The same, called when a run fails (after its last retry).
+        on_running: The same, called when an attempt starts running.
     """
 
     name: str = attrs.field(validator=non_empty_str)
@@ -59,6 +79,16 @@ class TaskOptions:
         default=None, validator=instance_of_or_none(bool, "True or False")
     )
     max_concurrency: int | None = attrs.field(default=None, validator=positive_int_or_none)
+    timeout_seconds: float | None = attrs.field(default=None, validator=policy.timeout)
+    retries: int = attrs.field(default=0, validator=policy.retry_count)
+    retry_delay_seconds: RetryDelays = attrs.field(default=0, validator=policy.retry_delays)
+    retry_jitter_factor: float | None = attrs.field(default=None, validator=policy.jitter_factor)
+    retry_condition_fn: RetryCondition | None = attrs.field(
+        default=None, validator=policy.callable_or_none
+    )
+    on_completion: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+    on_failure: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+    on_running: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -71,6 +101,14 @@ class TaskOptionsDict(TypedDict, total=False):
     task_run_name: str | Callable[[], str] | None
     log_prints: bool | None
     max_concurrency: int | None
+    timeout_seconds: float | None
+    retries: int
+    retry_delay_seconds: RetryDelays
+    retry_jitter_factor: float | None
+    retry_condition_fn: RetryCondition | None
+    on_completion: Iterable[Hook] | None
+    on_failure: Iterable[Hook] | None
+    on_running: Iterable[Hook] | None
 
 
 @attrs.frozen(eq=False)
@@ -137,7 +175,9 @@ class Task(Runnable[P, R]):
         run = self._new_run(args, kwargs)
         if self.is_async:
             return self._call_async(run, return_state)
-        return finished(drive(execute(run, INLINE)), return_state)
+        if self.policy.plain:
+            return finished(drive(execute(run, INLINE)), return_state)
+        return finished(children.call_on_loop(run), return_state)
 
     async def _call_async(self, run: Any, return_state: bool) -> Any:
         return finished(await execute(run, ON_LOOP), return_state)

@@ -10,12 +10,14 @@ flowkit, and the body sees the caller's contextvars.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from contextvars import Context, copy_context
+from functools import partial
 from typing import Any, Literal
 
 import anyio
@@ -24,8 +26,9 @@ import outcome
 from anyio.lowlevel import EventLoopToken, current_token
 
 from ..exceptions import CancelledRun
-from .engine import _OnLoop
+from .runners import _OnLoop
 from .runs import FlowRun, Run, current_run
+from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
 
 __all__ = ["Backend", "CallerThread", "resolve_backend", "run_in_caller_thread"]
 
@@ -70,13 +73,22 @@ class CallerThread(_OnLoop):
         token = current_token()
         done = anyio.Event()
         result: list[outcome.Outcome[Any]] = []
+        stoppable = Stoppable(run.name)
 
         def job() -> None:
-            result.append(outcome.capture(self._context.run, _call_body, run))
-            anyio.from_thread.run_sync(done.set, token=token)
+            result.append(
+                outcome.capture(self._context.run, stoppable.run, partial(_call_body, run))
+            )
+            with contextlib.suppress(RuntimeError):  # the loop has moved on without us
+                anyio.from_thread.run_sync(done.set, token=token)
 
         self._jobs.put(job)
-        await done.wait()
+        try:
+            await done.wait()
+        except anyio.get_cancelled_exc_class() as exc:
+            # The body runs in the caller's thread, which goes on when it stops.
+            stoppable.stop(DeadlinePassed if self.timed_out(run, exc) else ThreadCancelled)
+            raise
         return result[0].unwrap()
 
     def serve(self, hosted: _Hosted) -> Any:

@@ -19,11 +19,14 @@ import anyio.from_thread
 
 from .. import states
 from ..exceptions import MissingContextError
-from .engine import ON_LOOP, execute, set_state
+from ..states import State
+from .bridge import resolve_backend
+from .engine import execute, set_state
 from .futures import TaskFuture
+from .runners import ON_LOOP
 from .runs import FlowRun, Run, TaskRun
 
-__all__ = ["start"]
+__all__ = ["call_on_loop", "start"]
 
 
 def start(run: TaskRun) -> TaskFuture[Any]:
@@ -56,6 +59,37 @@ def start(run: TaskRun) -> TaskFuture[Any]:
         context.run(flow_run.task_group.start_soon, _child, future, False)
     parent.children.append(future)
     return future
+
+
+def call_on_loop(run: TaskRun) -> State[Any]:
+    """Run a sync task whose deadline, retries or hooks need the event loop; wait for it.
+
+    In a flow, the run becomes a child in the flow's task group, as if submitted;
+    outside any flow, it gets an event loop of its own for the call.
+
+    Raises:
+        RuntimeError: Called on an event loop's thread, which the wait would block.
+    """
+    owner = f"task {run.definition.name!r}"
+    advice = (
+        f"{owner} is sync and has a timeout, retries or hooks, which need the event loop, "
+        "but it was called from async code on that loop, which the call would block; "
+        "submit it and await the future, or make the task async"
+    )
+    flow_run = run.flow_run
+    if flow_run is not None and flow_run.task_group is not None:
+        if threading.get_ident() == flow_run.loop_thread:
+            raise RuntimeError(advice)
+        future = start(run)
+        future.observed = True  # the caller gets its value or exception
+        future.wait()
+        return run.state
+    try:
+        return anyio.run(execute, run, ON_LOOP, backend=resolve_backend(None, owner=owner))
+    except RuntimeError as exc:
+        if "running event loop" in str(exc) or "inside a run" in str(exc):
+            raise RuntimeError(advice) from None
+        raise
 
 
 def _slots(parent: Run) -> anyio.Semaphore | None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeVar
 import attrs
 
 from .naming import check_template
+from .policy import Policy
 
 __all__ = ["Runnable", "check_callable", "option_error", "to_tags"]
 
@@ -111,6 +112,10 @@ class Runnable(Generic[P, R]):
         default=attrs.Factory(lambda self: inspect.signature(self.fn), takes_self=True),
         repr=False,
     )
+    policy: Policy = attrs.field(
+        default=attrs.Factory(lambda self: Policy.of(self.options), takes_self=True),
+        repr=False,
+    )
 
     kind: ClassVar[str]  # "task" or "flow", for messages
     run_name_option: ClassVar[str]  # the option that names runs: "task_run_name", ...
@@ -133,9 +138,10 @@ class Runnable(Generic[P, R]):
         name = options.get("name", cls.default_name(fn))
         try:
             opts = cls.options_class(**{"description": inspect.getdoc(fn), **options, "name": name})
+            policy = Policy.of(opts)
         except (TypeError, ValueError) as exc:
             raise option_error(f"{cls.kind} {name!r}", exc) from None
-        return cls(fn, opts)
+        return cls(fn, opts, policy=policy)
 
     def __attrs_post_init__(self) -> None:
         template = self.run_name
@@ -175,7 +181,7 @@ class Runnable(Generic[P, R]):
     def _evolve_options(self, changes: dict[str, Any]) -> Self:
         try:
             options = attrs.evolve(self.options, **changes)
-            return attrs.evolve(self, options=options)
+            return attrs.evolve(self, options=options, policy=Policy.of(options))
         except (TypeError, ValueError) as exc:
             raise option_error(self.owner, exc) from None
 

@@ -1,140 +1,32 @@
 """The one engine: every flow and task run goes through ``execute``.
 
-``execute`` is written once, as async code. Where a run's body executes is the business
-of a *runner*:
-
-- ``ON_LOOP``: async bodies are awaited on the current event loop (asyncio or trio);
-  sync bodies go to a worker thread through the shared limiter.
-- ``INLINE``: a sync task body runs right here, in the calling thread. Every await in
-  ``execute`` then completes without suspending, so ``drive`` runs the coroutine to its
-  end with a single ``send``: a sync task called from sync code costs no event-loop hop.
-- ``bridge.CallerThread``: a sync flow's body runs in the thread that called the flow,
-  while the flow's own lifecycle lives on an event loop.
+``execute`` is written once, as async code; where the body runs, and how waiting,
+sleeping and deadlines work there, is the business of a runner (see ``runners``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
-from contextlib import AbstractContextManager, nullcontext
-from functools import partial
-from typing import Any, Protocol, TypeVar
-
-import anyio
-import anyio.to_thread
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from .. import logging as flowkit_logging
 from .. import states
 from ..context import current_tags
-from ..exceptions import UpstreamFailedError
+from ..exceptions import FlowTimeoutError, TaskTimeoutError, UpstreamFailedError
 from ..states import State
 from . import events
-from .futures import TaskFuture, holding_slot
 from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
+from .policy import Policy
+from .runners import Runner
 from .runs import Definition, FlowRun, Run, TaskRun, current_run
 
-__all__ = [
-    "INLINE",
-    "ON_LOOP",
-    "Runner",
-    "drive",
-    "execute",
-    "finished",
-    "new_run",
-    "set_state",
-]
+__all__ = ["execute", "finished", "new_run", "set_state"]
 
 T = TypeVar("T")
 
-
-class Runner(Protocol):
-    """Where a run's body executes, and how the lifecycle protects its final writes."""
-
-    async def call(self, run: Run) -> Any:
-        """Run the body of ``run`` and return its value."""
-        ...
-
-    def shield(self) -> AbstractContextManager[Any]:
-        """Protect the final state writes of an interrupted run from cancellation."""
-        ...
-
-    def is_cancellation(self, exc: BaseException) -> bool:
-        """Whether ``exc`` is the event loop's cancellation."""
-        ...
-
-    async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
-        """Wait until every one of ``futures`` is over, without reading their results."""
-        ...
-
-
-class _Inline:
-    async def call(self, run: Run) -> Any:
-        return run.definition.fn(*run.args, **run.kwargs)
-
-    async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
-        for future in futures:
-            future.wait()  # blocks this thread; the coroutine does not suspend
-
-    def shield(self) -> AbstractContextManager[Any]:
-        return nullcontext()
-
-    def is_cancellation(self, exc: BaseException) -> bool:
-        return False
-
-
-class _OnLoop:
-    async def call(self, run: Run) -> Any:
-        fn = run.definition.fn
-        if run.definition.is_async:
-            return await fn(*run.args, **run.kwargs)
-        body = partial(fn, *run.args, **run.kwargs)
-        flow_run = run.flow_run
-        if flow_run is None or flow_run.limiter is None:
-            return await anyio.to_thread.run_sync(body)
-        # The run holds a slot of the flow's limiter while its body runs; the thread
-        # itself comes from an unbounded limiter, so that threads which lent their slot
-        # back while they wait (see futures.lending_slot) never starve the pool.
-        limiter = flow_run.limiter
-        await limiter.acquire_on_behalf_of(run)
-        try:
-            return await anyio.to_thread.run_sync(
-                _holding, limiter, run, body, limiter=flow_run.threads
-            )
-        finally:
-            limiter.release_on_behalf_of(run)
-
-    async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
-        for future in futures:
-            await future.until_done()
-
-    def shield(self) -> AbstractContextManager[Any]:
-        return anyio.CancelScope(shield=True)
-
-    def is_cancellation(self, exc: BaseException) -> bool:
-        return isinstance(exc, anyio.get_cancelled_exc_class())
-
-
-def _holding(limiter: anyio.CapacityLimiter, run: Run, body: Callable[[], T]) -> T:
-    with holding_slot(limiter, run):
-        return body()
-
-
-INLINE: Runner = _Inline()
-ON_LOOP: Runner = _OnLoop()
-
-
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends to its end, in this thread.
-
-    Raises:
-        RuntimeError: The coroutine tried to suspend, which only an engine bug can cause.
-    """
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]  # the coroutine's own T
-    coro.close()
-    raise RuntimeError("flowkit engine bug: a run driven in its calling thread suspended")
+_log = logging.getLogger("flowkit.engine")
 
 
 def new_run(
@@ -215,24 +107,57 @@ def set_state(run: Run, state: State[Any]) -> None:
 
 
 async def execute(run: Run, runner: Runner) -> State[Any]:
-    """Take a Pending run through Running to its final state, and return that state.
+    """Take a Pending run through its attempts to its final state, and return that state.
 
     The run first waits for its upstream runs, and ends ``NotReady`` without starting if
-    one of them did not complete. An exception from the body ends the run Failed and is
-    kept in the state; so does a submitted run that failed unobserved. Anything else that
-    ends the run early (cancellation, ``KeyboardInterrupt``, an engine error) ends it
-    Cancelled or Crashed, and is raised again: it is never swallowed.
+    one of them did not complete. An exception from the body fails the attempt; so does
+    a submitted run that failed unobserved, and a deadline (``TimedOut``). A failed
+    attempt is retried as the policy says. Anything else that ends the run early
+    (cancellation, ``KeyboardInterrupt``, an engine error) ends it Cancelled, TimedOut or
+    Crashed, and is raised again: it is never swallowed. Final states and hooks are
+    written shielded from cancellation.
     """
-    final: State[Any] | None = None
-    value: Any = None
+    policy: Policy = run.definition.policy
     token = current_run.set(run)
     try:
-        if run.upstream and (final := await _take_inputs(run, runner)) is not None:
-            set_state(run, final)
-            return final
+        final = await _take_inputs(run, runner) if run.upstream else None
+        while final is None:
+            final = await _attempt(run, runner, policy)
+            if (delay := _retry_delay(run, policy, final)) is not None:
+                set_state(
+                    run,
+                    states.AwaitingRetry(
+                        f"Attempt {run.run_count} ended {final}; retry {run.run_count} of "
+                        f"{policy.retries} in {delay:.3g} s"
+                    ),
+                )
+                await runner.sleep(delay)
+                final = None
+    except BaseException as exc:
+        with runner.shield():
+            state = _interrupted(run, exc, runner)
+            set_state(run, state)
+            await _call_hooks(run, state, policy.final_hook(state), runner)
+        raise
+    finally:
+        current_run.reset(token)
+    with runner.shield():
+        set_state(run, final)
+        await _call_hooks(run, final, policy.final_hook(final), runner)
+    return final
+
+
+async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
+    """Run the body once, with its children and deadline; return the attempt's state."""
+    final: State[Any] | None = None
+    value: Any = None
+    run.run_count += 1
+    run.children = []
+    with runner.attempt_scope(run, policy.timeout) as scope:
         async with run.scope():
-            run.run_count += 1
-            set_state(run, states.Running())
+            running = states.Running() if run.run_count == 1 else states.Retrying()
+            set_state(run, running)
+            await _call_hooks(run, running, policy.hooks.get("on_running", ()), runner)
             with flowkit_logging.printing_to_log(run.log_prints):
                 try:
                     value = await runner.call(run)
@@ -242,16 +167,48 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
                         child.cancel()
             if run.children:
                 await runner.join(run.children)
-        if final is None:
-            final = run.final_state(value)
-    except BaseException as exc:
-        with runner.shield():
-            set_state(run, _interrupted(run, exc, runner))
-        raise
-    finally:
-        current_run.reset(token)
-    set_state(run, final)
-    return final
+    if scope.cancelled_caught:
+        return _timed_out(run, policy)
+    return final if final is not None else run.final_state(value)
+
+
+def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
+    """Seconds to wait before trying ``run`` again, or ``None`` if it is over."""
+    if not state.is_failed() or state.name == "NotReady" or run.run_count > policy.retries:
+        return None
+    condition = policy.retry_condition
+    if condition is not None:
+        try:
+            if not condition(run.definition, run, state):
+                return None
+        except Exception:
+            _log.exception("retry_condition_fn of %r raised; not retrying", run.name)
+            return None
+    return policy.delay(run.run_count)
+
+
+def _timed_out(run: Run, policy: Policy) -> State[Any]:
+    kind = "Flow" if isinstance(run, FlowRun) else "Task"
+    error = FlowTimeoutError if isinstance(run, FlowRun) else TaskTimeoutError
+    if policy.timeout is not None and run.deadline is not None:
+        why = f"exceeded its timeout of {policy.timeout:g} s"
+    else:
+        why = "was stopped by the deadline of an enclosing run"
+    message = f"{kind} run {run.name!r} {why}"
+    return states.TimedOut(message, exception=error(message))
+
+
+async def _call_hooks(
+    run: Run, state: State[Any], hooks: tuple[Callable[..., Any], ...], runner: Runner
+) -> None:
+    for hook in hooks:
+        try:
+            await runner.call_hook(hook, run.definition, run, state)
+        except Exception:
+            _log.exception(
+                "Hook %r of run %r failed on state %s",
+                getattr(hook, "__qualname__", hook), run.name, state,
+            )  # fmt: skip
 
 
 async def _take_inputs(run: Run, runner: Runner) -> State[Any] | None:
@@ -270,6 +227,8 @@ async def _take_inputs(run: Run, runner: Runner) -> State[Any] | None:
 
 
 def _interrupted(run: Run, exc: BaseException, runner: Runner) -> State[Any]:
+    if runner.timed_out(run, exc):
+        return _timed_out(run, run.definition.policy)
     if runner.is_cancellation(exc):
         return states.Cancelled("The run was cancelled.", exception=exc)
     return states.Crashed(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from .futures import TaskFuture
     from .inputs import Upstream
+    from .policy import Policy
 
 __all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run"]
 
@@ -51,6 +52,8 @@ class Definition(Protocol):
     def is_async(self) -> bool: ...
     @property
     def signature(self) -> inspect.Signature: ...
+    @property
+    def policy(self) -> Policy: ...
 
 
 @attrs.define(eq=False)
@@ -74,6 +77,8 @@ class Run:
         end_time: When the run reached its final state.
         max_concurrency: How many runs this run may have submitted and unfinished at
             once; ``None`` for no bound.
+        deadline: When the current attempt must end, on the event loop's clock: the
+            earlier of its own timeout and its parent's deadline; ``None`` for never.
         submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
@@ -95,6 +100,7 @@ class Run:
     end_time: datetime | None = None
     max_concurrency: int | None = None
     submitted: bool = False
+    deadline: float | None = None
     upstream: list[Upstream] = attrs.field(factory=list, repr=False)
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.

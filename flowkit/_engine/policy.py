@@ -1,0 +1,207 @@
+"""What the engine does around a body: deadline, retries, hooks. Read from the options.
+
+The options classes validate each value as it is given; ``Policy.of`` turns them into
+the form the engine uses, once per task or flow, not once per call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Iterable, Sequence
+from numbers import Real
+from types import SimpleNamespace
+from typing import Any
+
+import attrs
+
+from ..states import State, StateType
+
+__all__ = [
+    "HOOKS",
+    "MAX_DELAYS",
+    "Policy",
+    "callable_or_none",
+    "exponential_backoff",
+    "hooks",
+    "is_async_hook",
+    "jitter_factor",
+    "retry_count",
+    "retry_delays",
+    "timeout",
+]
+
+MAX_DELAYS = 50
+
+HOOKS = ("on_running", "on_completion", "on_failure", "on_cancellation", "on_crashed")
+
+# The hook each kind of final state calls.
+_FINAL_HOOK = {
+    StateType.COMPLETED: "on_completion",
+    StateType.FAILED: "on_failure",
+    StateType.CANCELLED: "on_cancellation",
+    StateType.CRASHED: "on_crashed",
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+# attrs validators and converters for the options; messages name the option, and
+# definitions.option_error adds the task or flow.
+
+
+def timeout(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``None`` or a number of seconds above 0."""
+    if value is None:
+        return
+    if not _is_number(value):
+        raise TypeError(f"{attribute.name} must be a number of seconds or None, got {value!r}")
+    if not value > 0:  # type: ignore[operator]
+        raise ValueError(f"{attribute.name} must be above 0 seconds, or None, got {value!r}")
+
+
+def retry_count(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An int of 0 or more."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
+
+
+def retry_delays(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Seconds: a number, a list of up to 50 numbers, or a callable making such a list."""
+    if callable(value):
+        return
+    delays = list(value) if isinstance(value, list | tuple) else [value]
+    if not all(_is_number(d) for d in delays):
+        raise TypeError(
+            f"{attribute.name} must be a number of seconds, a list of them, or a function "
+            f"of the retry count returning a list, got {value!r}"
+        )
+    if any(d < 0 for d in delays):  # type: ignore[operator]
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+    if len(delays) > MAX_DELAYS:
+        raise ValueError(
+            f"{attribute.name} may list at most {MAX_DELAYS} delays, got {len(delays)}"
+        )
+
+
+def jitter_factor(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``None`` or a number of 0 or more."""
+    if value is None:
+        return
+    if not _is_number(value):
+        raise TypeError(f"{attribute.name} must be a number or None, got {value!r}")
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
+
+
+def callable_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``None`` or a callable."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{attribute.name} must be a function or None, got {value!r}")
+
+
+def hooks(value: Iterable[Callable[..., Any]] | None) -> tuple[Callable[..., Any], ...]:
+    """A converter: ``None`` or an iterable of callables, as a tuple.
+
+    Raises:
+        TypeError: The value is a single function, or holds something not callable.
+    """
+    if value is None:
+        return ()
+    if callable(value) or not isinstance(value, Iterable):
+        raise TypeError(f"hooks must be given as a list of functions, got {value!r}")
+    found = tuple(value)
+    for hook in found:
+        if not callable(hook):
+            raise TypeError(f"hooks must be functions, got {hook!r}")
+    return found
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays that double each time: ``backoff_factor * 2 ** n`` seconds for retry n.
+
+    Pass it as ``retry_delay_seconds=exponential_backoff(backoff_factor=10)``: 10, 20, 40 s...
+
+    Raises:
+        ValueError: ``backoff_factor`` is negative.
+    """
+    if not _is_number(backoff_factor) or backoff_factor < 0:
+        raise ValueError(f"backoff_factor must be a number of 0 or more, got {backoff_factor!r}")
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**n for n in range(min(retries, MAX_DELAYS))]
+
+    return delays
+
+
+@attrs.frozen
+class Policy:
+    """The engine's reading of a task's or flow's options.
+
+    Attributes:
+        timeout: Seconds each attempt may take, or ``None``.
+        retries: How many times a failed run is tried again.
+        delays: Seconds to wait before retry 1, 2, ...; the last repeats.
+        jitter: Each delay is drawn from ``delay * (1 ± jitter)``; ``None`` for exact.
+        retry_condition: ``(task, run, state) -> bool``; retry only when it says so.
+        hooks: Functions to call by hook name, e.g. ``"on_failure"``.
+    """
+
+    timeout: float | None = None
+    retries: int = 0
+    delays: Sequence[float] = ()
+    jitter: float | None = None
+    retry_condition: Callable[[Any, Any, State[Any]], bool] | None = None
+    hooks: dict[str, tuple[Callable[..., Any], ...]] = attrs.field(factory=dict)
+
+    @classmethod
+    def of(cls, options: Any) -> Policy:
+        """Read ``options`` (a ``TaskOptions`` or ``FlowOptions``).
+
+        Raises:
+            ValueError: A ``retry_delay_seconds`` function returned something that is not a
+                list of delays (checked as the option would be).
+        """
+        retries = getattr(options, "retries", 0)
+        delays = getattr(options, "retry_delay_seconds", 0)
+        if callable(delays):
+            delays = delays(retries)
+            retry_delays(None, _DELAY_ATTRIBUTE, delays)
+        return cls(
+            timeout=getattr(options, "timeout_seconds", None),
+            retries=retries,
+            delays=tuple(delays) if isinstance(delays, list | tuple) else (delays,),
+            jitter=getattr(options, "retry_jitter_factor", None),
+            retry_condition=getattr(options, "retry_condition_fn", None),
+            hooks={name: h for name in HOOKS if (h := getattr(options, name, ()))},
+        )
+
+    @property
+    def plain(self) -> bool:
+        """Whether there is nothing to do around the body: it may run inline."""
+        return self.timeout is None and not self.retries and not self.hooks
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (from 1), jitter included."""
+        if not self.delays:
+            return 0.0
+        base = float(self.delays[min(retry, len(self.delays)) - 1])
+        if not self.jitter:
+            return base
+        return random.uniform(max(0.0, base * (1 - self.jitter)), base * (1 + self.jitter))
+
+    def final_hook(self, state: State[Any]) -> tuple[Callable[..., Any], ...]:
+        """The hooks a run in final ``state`` calls."""
+        return self.hooks.get(_FINAL_HOOK[state.type], ())
+
+
+_DELAY_ATTRIBUTE: Any = SimpleNamespace(name="retry_delay_seconds")
+
+
+def is_async_hook(hook: Callable[..., Any]) -> bool:
+    """Whether ``hook`` must be awaited."""
+    return inspect.iscoroutinefunction(hook)

@@ -1,0 +1,222 @@
+"""Runners: where a run's body executes, and how its waits and deadline work there.
+
+``engine.execute`` is written once, as async code, against the ``Runner`` protocol:
+
+- ``ON_LOOP``: async bodies are awaited on the current event loop (asyncio or trio);
+  sync bodies go to a worker thread, holding a slot of the flow's limiter. Deadlines are
+  cancel scopes; a worker thread past its deadline is abandoned and asked to stop
+  (see ``threadstop``).
+- ``INLINE``: a sync task body runs right here, in the calling thread. Every await in
+  ``execute`` then completes without suspending, so ``drive`` runs the coroutine to its
+  end with a single ``send``: a sync task called from sync code costs no event-loop hop.
+  Only runs with nothing to enforce around the body (no timeout, retries or hooks) run
+  inline; an enclosing deadline still reaches them, by stopping this thread.
+- ``bridge.CallerThread``: a sync flow's body runs in the thread that called the flow,
+  while the flow's own lifecycle lives on an event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .futures import TaskFuture, holding_slot
+from .runs import Run
+from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
+
+__all__ = ["INLINE", "ON_LOOP", "AttemptScope", "Runner", "drive"]
+
+T = TypeVar("T")
+
+
+class AttemptScope(Protocol):
+    """The scope of one attempt: its deadline, and whether the deadline ended it."""
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc_info: Any) -> bool | None: ...
+
+
+class Runner(Protocol):
+    """Where a run's body executes, and how the lifecycle waits, sleeps and shields."""
+
+    async def call(self, run: Run) -> Any:
+        """Run the body of ``run`` and return its value."""
+        ...
+
+    def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
+        """Set ``run.deadline`` for one attempt, and return the scope that enforces it."""
+        ...
+
+    def timed_out(self, run: Run, exc: BaseException) -> bool:
+        """Whether ``exc`` ended the run because a deadline passed."""
+        ...
+
+    def is_cancellation(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the run was cancelled."""
+        ...
+
+    def shield(self) -> AbstractContextManager[Any]:
+        """Protect final state writes and hooks from cancellation."""
+        ...
+
+    async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
+        """Wait until every one of ``futures`` is over, without reading their results."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait between attempts."""
+        ...
+
+    async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        """Call a state hook (sync or async)."""
+        ...
+
+
+class _NoDeadline:
+    cancelled_caught: bool = False
+
+    def __enter__(self) -> _NoDeadline:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+
+class _Inline:
+    async def call(self, run: Run) -> Any:
+        return run.definition.fn(*run.args, **run.kwargs)
+
+    def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
+        return _NoDeadline()
+
+    def timed_out(self, run: Run, exc: BaseException) -> bool:
+        return isinstance(exc, DeadlinePassed)
+
+    def is_cancellation(self, exc: BaseException) -> bool:
+        return isinstance(exc, ThreadCancelled)
+
+    def shield(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
+        for future in futures:
+            future.wait()  # blocks this thread; the coroutine does not suspend
+
+    async def sleep(self, seconds: float) -> None:
+        # Only runs with a plain policy run inline, and they never retry; blocking here
+        # would be right anyway, since this thread waits for the run either way.
+        time.sleep(seconds)  # noqa: ASYNC251
+
+    async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        hook(*args)
+
+
+class _OnLoop:
+    async def call(self, run: Run) -> Any:
+        fn = run.definition.fn
+        if run.definition.is_async:
+            return await fn(*run.args, **run.kwargs)
+        body = partial(fn, *run.args, **run.kwargs)
+        flow_run = run.flow_run
+        if flow_run is None or flow_run.limiter is None:
+            return await self.in_thread(run, body, None)
+        # The run holds a slot of the flow's limiter while its body runs; the thread
+        # itself comes from an unbounded limiter, so that threads which lent their slot
+        # back while they wait (see futures.lending_slot) never starve the pool.
+        limiter = flow_run.limiter
+        await limiter.acquire_on_behalf_of(run)
+        try:
+            return await self.in_thread(
+                run, partial(_holding, limiter, run, body), flow_run.threads
+            )
+        finally:
+            limiter.release_on_behalf_of(run)
+
+    async def in_thread(
+        self, run: Run, body: Callable[[], T], threads: anyio.CapacityLimiter | None
+    ) -> T:
+        """Run ``body`` in a worker thread; if the run is cancelled, stop and abandon it."""
+        stoppable = Stoppable(run.name)
+        try:
+            return await anyio.to_thread.run_sync(
+                stoppable.run, body, abandon_on_cancel=True, limiter=threads
+            )
+        except anyio.get_cancelled_exc_class() as exc:
+            stoppable.stop(DeadlinePassed if self.timed_out(run, exc) else ThreadCancelled)
+            raise
+
+    def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        parent = run.parent
+        if parent is not None and parent.deadline is not None and _same_loop(parent):
+            deadline = min(deadline, parent.deadline)
+        run.deadline = deadline if deadline != math.inf else None
+        return anyio.CancelScope(deadline=deadline)
+
+    def timed_out(self, run: Run, exc: BaseException) -> bool:
+        if isinstance(exc, ThreadStopped):
+            return isinstance(exc, DeadlinePassed)
+        return (
+            isinstance(exc, anyio.get_cancelled_exc_class())
+            and run.deadline is not None
+            and anyio.current_time() >= run.deadline
+        )
+
+    def is_cancellation(self, exc: BaseException) -> bool:
+        return isinstance(exc, anyio.get_cancelled_exc_class() | ThreadCancelled)
+
+    def shield(self) -> AbstractContextManager[Any]:
+        return anyio.CancelScope(shield=True)
+
+    async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
+        for future in futures:
+            await future.until_done()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        if inspect.iscoroutinefunction(hook):
+            await hook(*args)
+        else:  # a sync hook may block: keep it off the loop
+            await anyio.to_thread.run_sync(hook, *args)
+
+
+def _same_loop(run: Run) -> bool:
+    flow_run = run.flow_run
+    return flow_run is not None and flow_run.loop_thread == threading.get_ident()
+
+
+def _holding(limiter: anyio.CapacityLimiter, run: Run, body: Callable[[], T]) -> T:
+    with holding_slot(limiter, run):
+        return body()
+
+
+INLINE: Runner = _Inline()
+ON_LOOP: Runner = _OnLoop()
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to its end, in this thread.
+
+    Raises:
+        RuntimeError: The coroutine tried to suspend, which only an engine bug can cause.
+    """
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # the coroutine's own T
+    coro.close()
+    raise RuntimeError("flowkit engine bug: a run driven in its calling thread suspended")

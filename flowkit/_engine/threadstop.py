@@ -1,0 +1,124 @@
+"""Stopping a thread that runs a sync body past its deadline.
+
+anyio cancels async code at its next ``await``; a thread has no such point, and nothing
+in Python can kill one. What CPython offers is ``PyThreadState_SetAsyncExc``: it makes a
+thread raise an exception of our choosing at its next Python instruction. At a deadline
+the engine stops waiting for the thread at once (the run ends TimedOut and its caller
+goes on), then asks the thread to raise ``ThreadStopped``.
+
+Limits, which no library can lift:
+
+- A thread blocked in C code (``time.sleep``, a socket read, a lock) raises only when
+  that call returns to Python. If it is still running ``STUCK_AFTER`` seconds after the
+  request, a WARNING names its run and ``abandoned_threads()`` counts it until it stops.
+- The exception can be caught by a bare ``except:`` or ``except BaseException`` in the
+  body; such code can outlive its deadline.
+- The request is made only while the thread is still inside the body it was started
+  for, so it never hits a pool thread that has moved on to other work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = [
+    "STUCK_AFTER",
+    "DeadlinePassed",
+    "Stoppable",
+    "ThreadCancelled",
+    "ThreadStopped",
+    "abandoned_threads",
+]
+
+T = TypeVar("T")
+
+STUCK_AFTER = 1.0
+"""Seconds a thread may take to stop before it is reported as abandoned."""
+
+_log = logging.getLogger("flowkit.engine")
+_lock = threading.Lock()
+_abandoned = 0
+
+
+class ThreadStopped(BaseException):
+    """Raised inside a thread whose run was stopped.
+
+    A ``BaseException``, so that ``except Exception`` in user code does not swallow it.
+    """
+
+
+class DeadlinePassed(ThreadStopped):
+    """The run's deadline (its own or an enclosing run's) passed."""
+
+
+class ThreadCancelled(ThreadStopped):
+    """The run was cancelled."""
+
+
+def abandoned_threads() -> int:
+    """How many threads were asked to stop and have not stopped yet."""
+    return _abandoned
+
+
+def _count(delta: int) -> None:
+    global _abandoned
+    with _lock:
+        _abandoned += delta
+
+
+class Stoppable:
+    """One body in one thread that the engine may ask to stop.
+
+    ``run`` executes the body in the current thread; ``stop``, called from any other
+    thread, makes it raise ``ThreadStopped`` while it is still in the body.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+        self._stopping = False
+        self._reported = False
+
+    def run(self, body: Callable[[], T]) -> T:
+        """Run ``body`` in this thread, stoppable until it returns."""
+        with self._lock:
+            self._thread = threading.get_ident()
+        try:
+            return body()
+        finally:
+            with self._lock:
+                self._thread = None
+                if self._reported:
+                    _count(-1)
+                    _log.warning("The thread of run %r has stopped at last", self.name)
+
+    def stop(self, why: type[ThreadStopped]) -> None:
+        """Ask the thread to raise ``why``; report it if it has not stopped soon after."""
+        with self._lock:
+            if self._thread is None or self._stopping:
+                return
+            self._stopping = True
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._thread), ctypes.py_object(why)
+            )
+        timer = threading.Timer(STUCK_AFTER, self._check)
+        timer.daemon = True
+        timer.start()
+
+    def _check(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                return
+            self._reported = True
+            _count(1)
+        _log.warning(
+            "The thread of run %r is past its deadline and has not stopped after %.1f s "
+            "(blocked in C code?); it will stop at its next Python instruction",
+            self.name,
+            STUCK_AFTER,
+        )

@@ -30,6 +30,9 @@ parent_task_run_id: str | None
 """The id of the task run that called this one, if it was called from a task."""
 start_time: datetime | None
 """When the task run started running (UTC)."""
+task_inputs: dict[str, list[str]]
+"""The ids of the upstream task runs whose futures or states this run received, by
+parameter name (``"wait_for"`` for those given in ``wait_for``)."""
 
 __getattr__ = view(
     __name__,
@@ -44,6 +47,7 @@ __getattr__ = view(
         "flow_run_id": lambda r: str(r.flow_run.id) if r.flow_run is not None else None,
         "parent_task_run_id": lambda r: str(r.parent.id) if isinstance(r.parent, TaskRun) else None,
         "start_time": lambda r: r.start_time,
+        "task_inputs": lambda r: {k: [str(i) for i in v] for k, v in r.task_inputs.items()},
     },
-    {"parameters": {}, "tags": [], "run_count": 0},
+    {"parameters": {}, "tags": [], "run_count": 0, "task_inputs": {}},
 )

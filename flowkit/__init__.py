@@ -1,6 +1,7 @@
 """flowkit: observable, retryable units of work on structured concurrency."""
 
 from . import runtime as runtime
+from . import store as store
 from .annotations import allow_failure as allow_failure
 from .annotations import quote as quote
 from .annotations import unmapped as unmapped
@@ -28,6 +29,7 @@ __all__ = [
     "get_run_logger",
     "quote",
     "runtime",
+    "store",
     "tags",
     "task",
     "unmapped",

@@ -10,22 +10,22 @@ run.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
+from . import runtime, store
 from .flows import flow
 from .tasks import task
 
-__all__ = ["DemoAPI", "get_repo_info", "get_url", "main", "serve"]
+__all__ = ["DemoAPI", "get_repo_info", "get_url", "run", "serve"]
 
 DEFAULT_REPO = "flowkit/flowkit"
 
@@ -157,36 +157,35 @@ def get_repo_info(api: str, repo_name: str = DEFAULT_REPO) -> dict[str, Any]:
         "forks": repo_stats["forks_count"],
         "open_issues": len(issues),
         "issues_per_user": round(issues_per_user, 2),
+        "run": runtime.flow_run.name,
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; ``argv`` as on the command line (without the program name)."""
-    parser = argparse.ArgumentParser(
-        prog="flowkit demo",
-        description="Run the repository-statistics flow against a local stand-in API.",
-    )
-    parser.add_argument("--repo", default=DEFAULT_REPO, help="owner/name (default: %(default)s)")
-    parser.add_argument(
-        "--backend",
-        choices=["asyncio", "trio"],
-        default="asyncio",
-        help="the event loop to run the flow on (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    if args.repo.count("/") != 1 or not all(args.repo.split("/")):
-        parser.error(f"--repo must look like 'owner/name', got {args.repo!r}")
+def run(
+    repo: str = DEFAULT_REPO, backend: Literal["asyncio", "trio"] = "asyncio"
+) -> dict[str, Any]:
+    """Serve the stand-in API, run the flow against it for ``repo``, print a summary.
+
+    Returns:
+        What the flow returned.
+    """
     with serve() as api:
         started = time.perf_counter()
-        summary = get_repo_info.with_options(backend=args.backend)(api, args.repo)
+        summary = get_repo_info.with_options(backend=backend)(api, repo)
         elapsed = time.perf_counter() - started
     print(
         f"Done: {summary['open_issues']} open issues over "
         f"{-(summary['open_issues'] // -100)} pages fetched concurrently, "
-        f"in {elapsed:.2f} s on {args.backend}."
+        f"in {elapsed:.2f} s on {backend}."
     )
-    return 0
+    if store.is_enabled():
+        print(f"See the recorded run with: flowkit runs show {summary['run']}")
+    return summary
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    from flowkit.cli import main  # the command parses the demo's options
+
+    raise SystemExit(main(["demo", *sys.argv[1:]]))

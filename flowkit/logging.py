@@ -65,6 +65,10 @@ def _run_context(run: Run) -> dict[str, Any]:
         context["run_label"] = f"Flow run {run.name!r}"
     else:
         context["run_label"] = f"Task run {run.name!r}"
+    root = run
+    while root.parent is not None:
+        root = root.parent
+    context["root_run_id"] = str(root.id)
     if flow_run is not None:
         context["flow_run_id"] = str(flow_run.id)
         context["flow_run_name"] = flow_run.name
@@ -140,7 +144,9 @@ def setup() -> None:
                     "use DEBUG, INFO, WARNING, ERROR or CRITICAL"
                 )
             root_logger.setLevel(level)
-        if not logging.getLogger().handlers and not root_logger.handlers:
+        # Handlers flowkit adds itself (the run store's) do not count as configuration.
+        own = [h for h in root_logger.handlers if not getattr(h, "flowkit_internal", False)]
+        if not logging.getLogger().handlers and not own:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(ConsoleFormatter())
             root_logger.addHandler(handler)
@@ -154,7 +160,12 @@ _task_run_logger = logging.getLogger("flowkit.task_runs")
 
 
 def _news(
-    run: Run | None, level: int, msg: str, *args: object, exc_info: BaseException | None = None
+    run: Run | None,
+    level: int,
+    msg: str,
+    *args: object,
+    exc_info: BaseException | None = None,
+    about: Run | None = None,
 ) -> None:
     """Log one line of a run's story as a stdlib record, the cheap way.
 
@@ -163,7 +174,9 @@ def _news(
     nothing when their logger is not enabled for ``level``.
     """
     if run is None:
-        logger, extra = _engine_logger, None
+        # An engine line about a run (its creation) carries the run's ids, not its label.
+        logger = _engine_logger
+        extra = None if about is None else {**_run_context(about), "run_label": "flowkit.engine"}
     else:
         logger = _flow_run_logger if isinstance(run, FlowRun) else _task_run_logger
         extra = _run_context(run)
@@ -183,7 +196,10 @@ def _log_state_change(event: events.Event) -> None:
     run, state = event.run, event.state
     if state.is_pending():
         if isinstance(run, FlowRun) and run.parent is None:
-            _news(None, INFO, "Created flow run %r for flow %r", run.name, run.definition.name)
+            _news(
+                None, INFO, "Created flow run %r for flow %r", run.name, run.definition.name,
+                about=run,
+            )  # fmt: skip
         else:
             kind = "flow" if isinstance(run, FlowRun) else "task"
             _news(
@@ -245,3 +261,6 @@ def printing_to_log(enabled: bool) -> Iterator[None]:
             _print_users -= 1
             if _print_users == 0:
                 builtins.print = _real_print
+
+
+events.on_first_run(setup)

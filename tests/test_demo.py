@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from flowkit import demo
-from flowkit.__main__ import main as flowkit_main
+from flowkit.cli import main as flowkit_main
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -20,7 +20,7 @@ def test_demo_reports_the_repository_statistics(
     backend: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flowkit")
-    assert demo.main(["--repo", "octo/cat", "--backend", backend]) == 0
+    assert flowkit_main(["demo", "--repo", "octo/cat", "--backend", backend]) == 0
 
     stats = demo.repo_stats("octo/cat")
     pages = -(stats["open_issues_count"] // -100)
@@ -52,15 +52,17 @@ def test_stand_in_api_answers_unknown_paths_with_404() -> None:
 
 
 def test_bad_repo_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        demo.main(["--repo", "no-slash"])
-    assert exited.value.code == 2
-    assert "--repo must look like 'owner/name', got 'no-slash'" in capsys.readouterr().err
+    assert flowkit_main(["demo", "--repo", "no-slash"]) == 2
+    assert "must look like 'owner/name', got 'no-slash'" in capsys.readouterr().err
 
 
-def test_flowkit_command_dispatches_to_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
-    assert flowkit_main(["demo", "--repo", "x/y"]) == 0
+def test_demo_run_is_recorded_in_the_store(capsys: pytest.CaptureFixture[str]) -> None:
+    summary = demo.run("x/y")
     assert "open issues over" in capsys.readouterr().out
+    assert flowkit_main(["runs", "show", summary["run"]]) == 0
+    tree = capsys.readouterr().out
+    assert f"{summary['run']} [flow 'get-repo-info'] Completed" in tree
+    assert tree.count("[task 'get_url'] Completed") == 1 + -(summary["open_issues"] // -100)
 
 
 def test_demo_runs_as_a_module() -> None:

@@ -64,7 +64,7 @@ def new_run(
     Raises:
         TypeError: ``wait_for`` holds something that is not a future.
     """
-    flowkit_logging.setup()
+    events.activate()
     parent = current_run.get()
     if log_prints is None:
         log_prints = parent.log_prints if parent is not None else False

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..states import State
     from .runs import Run
 
-__all__ = ["Event", "Sink", "emit", "subscribe"]
+__all__ = ["Event", "Sink", "activate", "emit", "on_first_run", "subscribe"]
 
 
 @attrs.frozen
@@ -41,16 +41,39 @@ _sinks: tuple[Sink, ...] = ()
 _log = logging.getLogger("flowkit.engine")
 
 
-def subscribe(sink: Sink) -> Callable[[], None]:
-    """Call ``sink`` with every event from now on; return a function that stops it."""
+def subscribe(sink: Sink, *, first: bool = False) -> Callable[[], None]:
+    """Call ``sink`` with every event from now on; return a function that stops it.
+
+    Sinks are called in the order they subscribed; ``first`` puts ``sink`` before the
+    others (the run store does, so that it knows a run before its log lines arrive).
+    """
     global _sinks
-    _sinks = (*_sinks, sink)
+    _sinks = (sink, *_sinks) if first else (*_sinks, sink)
 
     def unsubscribe() -> None:
         global _sinks
         _sinks = tuple(s for s in _sinks if s is not sink)
 
     return unsubscribe
+
+
+_setups: list[Callable[[], None]] = []
+_active = False
+
+
+def on_first_run(setup: Callable[[], None]) -> None:
+    """Have ``setup`` called when the first run starts (e.g. to subscribe a sink)."""
+    _setups.append(setup)
+
+
+def activate() -> None:
+    """Called by the engine as each run is created: runs the setups, the first time."""
+    global _active
+    if _active:
+        return
+    for setup in _setups:
+        setup()
+    _active = True
 
 
 def emit(run: Run, state: State[Any]) -> None:

@@ -1,0 +1,274 @@
+"""The run store: every flow run, task run, state change and log line, in SQLite.
+
+Runs are recorded as they happen, with no setup, into ``$FLOWKIT_HOME/runs.db``
+(``~/.flowkit/runs.db`` by default). ``FLOWKIT_STORE=off`` or ``disable()`` turns it off.
+Read it back with ``Store``, or from the shell with ``flowkit runs``::
+
+    with Store.open() as store:
+        for run in store.flow_runs(limit=5):
+            print(run.name, run.state_name, run.duration)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from logging import getLevelName
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+import cattrs
+
+from ._schema import SCHEMA_VERSION, StoreError, connect, default_path
+from ._writer import disable, enable, flush, is_enabled, recover
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "LogLine",
+    "RunRecord",
+    "StateRecord",
+    "Store",
+    "StoreError",
+    "default_path",
+    "disable",
+    "enable",
+    "flush",
+    "is_enabled",
+]
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+@attrs.frozen
+class StateRecord:
+    """One state a run entered."""
+
+    type: str
+    name: str
+    message: str | None
+    timestamp: datetime
+
+
+@attrs.frozen
+class LogLine:
+    """One log record of a run."""
+
+    run_id: str | None
+    timestamp: datetime
+    level: int
+    logger: str
+    label: str
+    message: str
+
+    def format(self) -> str:
+        """The line as the console shows it: ``12:45:28.241 | INFO    | Flow run 'x' - msg``."""
+        local = self.timestamp.astimezone()
+        return (
+            f"{local:%H:%M:%S}.{local.microsecond // 1000:03d} | "
+            f"{getLevelName(self.level):<7} | {self.label} - {self.message}"
+        )
+
+
+@attrs.frozen
+class RunRecord:
+    """A recorded flow or task run.
+
+    Attributes:
+        id: The run's id.
+        kind: ``"flow"`` or ``"task"``.
+        name: The run's name, e.g. ``"get_url-0"``.
+        definition: The flow's or task's name.
+        parent_id: The run that started it, if any.
+        flow_run_id: The nearest flow run (itself, for a flow run).
+        root_id: The outermost run of its tree.
+        tags: Its tags.
+        parameters: Its arguments as JSON values (``repr`` for what JSON cannot hold).
+        task_inputs: Upstream run ids by parameter (``"wait_for"`` too).
+        state_type: The type of its last state, e.g. ``"COMPLETED"``.
+        state_name: The name of its last state, e.g. ``"Cached"``.
+        state_message: The message of its last state.
+        error: ``"Type: message"`` of the exception that ended it, if any.
+        run_count: How many attempts it made.
+        created, start_time, end_time: When it was created, first ran, and ended.
+        pid, host: The process that ran it.
+    """
+
+    id: str
+    kind: str
+    name: str
+    definition: str
+    parent_id: str | None
+    flow_run_id: str | None
+    root_id: str
+    tags: list[str]
+    parameters: dict[str, Any]
+    task_inputs: dict[str, list[str]]
+    state_type: str
+    state_name: str
+    state_message: str | None
+    error: str | None
+    run_count: int
+    created: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    pid: int
+    host: str
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from its first start to its end, once it has ended."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return (self.end_time - self.start_time).total_seconds()
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        values = dict(row)
+        for key in ("tags", "parameters", "task_inputs"):
+            values[key] = json.loads(values[key])
+        for key in ("created", "start_time", "end_time"):
+            values[key] = _time(values[key])
+        return cls(**values)
+
+
+_converter = cattrs.Converter()
+_converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
+
+
+class Store:
+    """A reading connection to a run store. Use ``Store.open()`` in a ``with`` block."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._db.row_factory = sqlite3.Row
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Store:
+        """Open the store at ``path`` (default ``$FLOWKIT_HOME/runs.db``).
+
+        Runs left unfinished by processes on this host that are gone are marked Crashed.
+
+        Raises:
+            StoreError: There is no store there, it is not flowkit's, or a newer flowkit
+                wrote it.
+        """
+        path = Path(path) if path is not None else default_path()
+        db = connect(path, create=False)
+        recover(db)
+        return cls(db, path)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.close()
+
+    def flow_runs(
+        self,
+        *,
+        flow: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = 20,
+    ) -> list[RunRecord]:
+        """The most recent root runs (flow runs, and tasks run outside flows), newest first.
+
+        Args:
+            flow: Only runs of the flow (or task) with this name.
+            state: Only runs whose last state has this name or type (any case).
+            since: Only runs created at or after this time.
+            limit: At most this many; ``None`` for all.
+        """
+        where, args = ["parent_id IS NULL"], list[Any]()
+        if flow is not None:
+            where.append("definition = ?")
+            args.append(flow)
+        if state is not None:
+            where.append("(upper(state_name) = upper(?) OR state_type = upper(?))")
+            args += [state, state]
+        if since is not None:
+            where.append("created >= ?")
+            args.append(since.timestamp())
+        sql = f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY created DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [RunRecord.from_row(r) for r in self._db.execute(sql, args)]
+
+    def get(self, run: str) -> RunRecord:
+        """The run whose id is ``run`` or starts with it; else the newest run named ``run``.
+
+        Raises:
+            KeyError: No run matches, or the id prefix matches several.
+        """
+        rows = self._db.execute(
+            "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run.replace("%", ""),)
+        ).fetchall()
+        if len(rows) > 1:
+            raise KeyError(
+                f"{run!r} starts the ids of several runs ({rows[0]['id']}, {rows[1]['id']}, "
+                "...); give more of the id"
+            )
+        if not rows:
+            rows = self._db.execute(
+                "SELECT * FROM runs WHERE name = ? ORDER BY created DESC LIMIT 1", (run,)
+            ).fetchall()
+        if not rows:
+            raise KeyError(f"no run has the id or name {run!r} in {self.path}")
+        return RunRecord.from_row(rows[0])
+
+    def tree(self, run: str) -> list[RunRecord]:
+        """Every run in the tree of ``run`` (found as with ``get``), in creation order.
+
+        Raises:
+            KeyError: No run matches, or several do.
+        """
+        root = self.get(run).root_id
+        rows = self._db.execute("SELECT * FROM runs WHERE root_id = ? ORDER BY created", (root,))
+        return [RunRecord.from_row(r) for r in rows]
+
+    def states(self, run: str) -> list[StateRecord]:
+        """The states the run entered, in order."""
+        rows = self._db.execute(
+            "SELECT type, name, message, timestamp FROM states WHERE run_id = ? "
+            "ORDER BY timestamp, rowid",
+            (self.get(run).id,),
+        )
+        return [StateRecord(r[0], r[1], r[2], _time(r[3])) for r in rows]  # type: ignore[arg-type]
+
+    def logs(self, run: str) -> Iterator[LogLine]:
+        """The log lines of the whole tree of ``run``, in order."""
+        root = self.get(run).root_id
+        rows = self._db.execute(
+            "SELECT run_id, timestamp, level, logger, label, message FROM logs "
+            "WHERE root_id = ? ORDER BY timestamp, rowid",
+            (root,),
+        )
+        for r in rows:
+            yield LogLine(r[0], _time(r[1]), r[2], r[3], r[4], r[5])  # type: ignore[arg-type]
+
+    def export(self, run: str) -> dict[str, Any]:
+        """The tree of ``run`` as JSON-ready data: runs with their states, and the logs."""
+        tree = self.tree(run)
+        return {
+            "schema": SCHEMA_VERSION,
+            "root": tree[0].root_id,
+            "runs": [
+                {**_converter.unstructure(r), "states": _converter.unstructure(self.states(r.id))}
+                for r in tree
+            ],
+            "logs": _converter.unstructure(list(self.logs(run))),
+        }

@@ -1,0 +1,140 @@
+"""The run store's database: opening it, its schema, and its migrations.
+
+One SQLite file, ``$FLOWKIT_HOME/runs.db``, in WAL mode so that readers never block the
+writer and several processes can record runs at once. ``PRAGMA application_id`` marks
+the file as flowkit's; ``PRAGMA user_version`` holds the schema version, and each entry
+of ``MIGRATIONS`` takes the schema one version further.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "StoreError",
+    "connect",
+    "default_path",
+]
+
+APPLICATION_ID = 0x666B6974  # "fkit"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, their state changes, and their log records.
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,              -- 'flow' or 'task'
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,        -- the flow's or task's name
+        parent_id TEXT,
+        flow_run_id TEXT,                -- the nearest flow run (itself, for a flow run)
+        root_id TEXT NOT NULL,           -- the outermost run of the tree
+        tags TEXT NOT NULL,              -- JSON list
+        parameters TEXT NOT NULL,        -- JSON object
+        task_inputs TEXT NOT NULL,       -- JSON object: parameter -> upstream run ids
+        state_type TEXT NOT NULL,
+        state_name TEXT NOT NULL,
+        state_message TEXT,
+        error TEXT,
+        run_count INTEGER NOT NULL,
+        created REAL NOT NULL,           -- Unix time
+        start_time REAL,
+        end_time REAL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_root ON runs (root_id);
+    CREATE INDEX runs_by_kind_created ON runs (kind, created);
+    CREATE INDEX runs_by_state ON runs (state_type);
+    CREATE TABLE states (
+        run_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        message TEXT,
+        timestamp REAL NOT NULL
+    );
+    CREATE INDEX states_by_run ON states (run_id);
+    CREATE TABLE logs (
+        run_id TEXT,
+        root_id TEXT,
+        timestamp REAL NOT NULL,
+        level INTEGER NOT NULL,
+        logger TEXT NOT NULL,
+        label TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX logs_by_root ON logs (root_id, timestamp);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The run store cannot be used: missing, not flowkit's, or from a newer flowkit."""
+
+
+def default_path() -> Path:
+    """``$FLOWKIT_HOME/runs.db``; ``FLOWKIT_HOME`` defaults to ``~/.flowkit``."""
+    home = os.environ.get("FLOWKIT_HOME") or os.path.join("~", ".flowkit")
+    return Path(home).expanduser() / "runs.db"
+
+
+def connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    """Open the store at ``path``, creating or migrating its schema as needed.
+
+    Raises:
+        StoreError: There is no store and ``create`` is false; the file is not a flowkit
+            run store; or a newer flowkit wrote it.
+    """
+    if not create and not path.exists():
+        raise StoreError(f"no run store at {path} yet: run a flow first, or set FLOWKIT_HOME")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA busy_timeout = 30000")
+        _check_and_migrate(db, path)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StoreError(f"{path} is not a flowkit run store ({exc})") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
+    # BEGIN IMMEDIATE takes the write lock, so two processes creating the store at once
+    # take turns: the second finds the schema done.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (app_id != 0 or tables):
+            raise StoreError(
+                f"{path} is not a flowkit run store (it holds other data); "
+                "point FLOWKIT_HOME at another directory"
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} was written by a newer flowkit (schema {version}; this flowkit "
+                f"knows up to {SCHEMA_VERSION}); upgrade flowkit to read it"
+            )
+        for script in MIGRATIONS[version:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

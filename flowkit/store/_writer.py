@@ -1,0 +1,341 @@
+"""Recording runs: an event sink and a log handler feeding one writer thread per store.
+
+The engine's threads only put events and log records on a queue (a few hundred
+nanoseconds); a writer thread turns them into rows and commits them in batches, one
+transaction each. When a root run (a flow called outside any flow) ends, the thread that
+ended it waits until everything of that run is committed, so a flow's records are on disk
+when the flow call returns.
+
+Configuration is read when a root run starts: ``FLOWKIT_STORE=off`` (or ``disable()``)
+leaves that run unrecorded; ``FLOWKIT_HOME`` picks the database.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cattrs
+
+from .._engine import events
+from .._engine.runs import FlowRun, Run
+from ..states import State
+from ._schema import connect, default_path
+
+__all__ = ["StoreHandler", "Writer", "disable", "enable", "flush", "is_enabled", "recover", "setup"]
+
+_HOST = socket.gethostname()
+_UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
+_converter = cattrs.Converter()
+_log = logging.getLogger("flowkit.store")
+
+
+def to_json(value: Any) -> str:
+    """JSON for the store: structured through cattrs, ``repr`` for what JSON cannot hold."""
+    return json.dumps(_converter.unstructure(value), default=_readable, ensure_ascii=False)
+
+
+def _readable(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+def _root(run: Run) -> Run:
+    while run.parent is not None:
+        run = run.parent
+    return run
+
+
+def _error(state: State[Any]) -> str | None:
+    exc = state.exception
+    return None if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+def _timestamp(state: State[Any]) -> float:
+    return state.timestamp.timestamp()
+
+
+class Writer:
+    """The writer thread of one database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path, create=True)
+        recover(self._db)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="flowkit-store", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        """Queue an event or a log record."""
+        self._queue.put(item)
+
+    def flush(self, timeout: float | None = 30) -> None:
+        """Wait until everything queued so far is committed."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        """Commit what is queued and stop the thread."""
+        self._queue.put(None)
+        self._thread.join(30)
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            items = [self._queue.get()]
+            try:
+                while len(items) < 5000:
+                    items.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            waiters = [i for i in items if isinstance(i, threading.Event)]
+            stop = any(i is None for i in items)
+            try:
+                self._write([i for i in items if i is not None and i not in waiters])
+            except Exception:  # never lose the thread: report, and go on with later batches
+                _log.exception("The run store at %s could not record a batch", self.path)
+            for waiter in waiters:
+                waiter.set()
+        self._db.close()
+
+    def _write(self, items: list[Any]) -> None:
+        runs, updates, states, logs = [], [], [], []
+        for item in items:
+            if isinstance(item, logging.LogRecord):
+                logs.append(_log_row(item))
+                continue
+            run, state = item.run, item.state
+            if state.is_pending():
+                runs.append(_run_row(run, state))
+            else:
+                updates.append(_update_row(run, state))
+            states.append((str(run.id), state.type.value, state.name, state.message,
+                           _timestamp(state)))  # fmt: skip
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(_INSERT_RUN, runs)
+            db.executemany(_UPDATE_RUN, updates)
+            db.executemany("INSERT INTO states VALUES (?, ?, ?, ?, ?)", states)
+            db.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", logs)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 20) + ")"
+_UPDATE_RUN = """
+    UPDATE runs SET state_type = ?, state_name = ?, state_message = ?, error = ?,
+        run_count = ?, start_time = coalesce(start_time, ?), end_time = ?,
+        parameters = coalesce(?, parameters), task_inputs = coalesce(?, task_inputs)
+    WHERE id = ?
+"""
+
+
+def _run_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
+    flow_run = run.flow_run
+    return (
+        str(run.id), "flow" if isinstance(run, FlowRun) else "task", run.name,
+        run.definition.name, str(run.parent.id) if run.parent is not None else None,
+        str(flow_run.id) if flow_run is not None else None, str(_root(run).id),
+        json.dumps(sorted(run.tags)), to_json(run.parameters), _inputs(run),
+        state.type.value, state.name, state.message, None, run.run_count,
+        _timestamp(state), None, None, os.getpid(), _HOST,
+    )  # fmt: skip
+
+
+def _inputs(run: Run) -> str:
+    return json.dumps({k: [str(i) for i in v] for k, v in run.task_inputs.items()})
+
+
+def _update_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
+    start = _timestamp(state) if state.is_running() else None
+    end = _timestamp(state) if state.is_final() else None
+    # Upstream futures are resolved once the run starts: record the values it got.
+    first_start = state.is_running() and run.run_count == 1 and run.upstream
+    return (
+        state.type.value, state.name, state.message, _error(state), run.run_count, start, end,
+        to_json(run.parameters) if first_start else None,
+        _inputs(run) if first_start else None, str(run.id),
+    )  # fmt: skip
+
+
+def _log_row(record: logging.LogRecord) -> tuple[Any, ...]:
+    run_id = getattr(record, "task_run_id", None) or getattr(record, "flow_run_id", None)
+    try:
+        message = record.getMessage()
+    except Exception as exc:  # a bad format string must not cost the rest of the batch
+        message = f"{record.msg!r} (unformattable: {exc})"
+    if record.exc_info and record.exc_info[1] is not None:
+        message += "\n" + logging.Formatter().formatException(record.exc_info)
+    label = getattr(record, "run_label", record.name)
+    return (
+        run_id, getattr(record, "root_run_id", None), record.created, record.levelno,
+        record.name, label, message,
+    )  # fmt: skip
+
+
+def recover(db: sqlite3.Connection) -> int:
+    """Mark the unfinished runs of processes on this host that are gone as Crashed.
+
+    Returns:
+        How many runs were marked.
+    """
+    pids = [
+        pid
+        for (pid,) in db.execute(
+            "SELECT DISTINCT pid FROM runs WHERE host = ? AND state_type IN (?, ?, ?)",
+            (_HOST, *_UNFINISHED),
+        )
+        if pid != os.getpid() and not _alive(pid)
+    ]
+    marked = 0
+    now = time.time()
+    message = "The process running it ended before the run did."
+    for pid in pids:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [
+                r for (r,) in db.execute(
+                    "SELECT id FROM runs WHERE host = ? AND pid = ? AND state_type IN (?, ?, ?)",
+                    (_HOST, pid, *_UNFINISHED),
+                )
+            ]  # fmt: skip
+            db.executemany(
+                "UPDATE runs SET state_type = 'CRASHED', state_name = 'Crashed', "
+                "state_message = ?, end_time = ? WHERE id = ?",
+                [(message, now, i) for i in ids],
+            )
+            db.executemany(
+                "INSERT INTO states VALUES (?, 'CRASHED', 'Crashed', ?, ?)",
+                [(i, message, now) for i in ids],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        marked += len(ids)
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    return True
+
+
+# The sink: which writer records which tree of runs.
+
+_lock = threading.Lock()
+_writers: dict[Path, Writer] = {}
+_trees: dict[Run, Writer] = {}
+_tree_ids: dict[str, Writer] = {}
+_forced: bool | None = None
+
+
+def is_enabled() -> bool:
+    """Whether runs started now are recorded: ``enable``/``disable``, else ``FLOWKIT_STORE``."""
+    if _forced is not None:
+        return _forced
+    return os.environ.get("FLOWKIT_STORE", "on").lower() not in ("off", "0", "false", "no")
+
+
+def enable() -> None:
+    """Record the runs started from now on, whatever ``FLOWKIT_STORE`` says."""
+    global _forced
+    _forced = True
+
+
+def disable() -> None:
+    """Do not record the runs started from now on, whatever ``FLOWKIT_STORE`` says."""
+    global _forced
+    _forced = False
+
+
+def flush() -> None:
+    """Wait until every recorded event and log record so far is committed."""
+    for writer in list(_writers.values()):
+        writer.flush()
+
+
+def _writer_for(path: Path) -> Writer:
+    with _lock:
+        writer = _writers.get(path)
+        if writer is None:
+            writer = _writers[path] = Writer(path)
+        return writer
+
+
+def _on_event(event: events.Event) -> None:
+    run, state = event.run, event.state
+    if run.parent is None:
+        if state.is_pending():
+            if not is_enabled():
+                return
+            writer = _writer_for(default_path())
+            _trees[run] = writer
+            _tree_ids[str(run.id)] = writer
+        else:
+            writer = _trees.get(run)  # type: ignore[assignment]
+            if writer is None:
+                return
+        writer.put(event)
+        if state.is_final():
+            del _trees[run]
+            _tree_ids.pop(str(run.id), None)
+            if isinstance(run, FlowRun):
+                writer.flush()
+        return
+    found = _trees.get(_root(run))
+    if found is not None:
+        found.put(event)
+
+
+class StoreHandler(logging.Handler):
+    """Sends the log records of recorded runs to their store."""
+
+    flowkit_internal = True  # not the user's logging configuration
+
+    def emit(self, record: logging.LogRecord) -> None:
+        root = getattr(record, "root_run_id", None)
+        if root is not None and (writer := _tree_ids.get(root)) is not None:
+            writer.put(record)
+
+
+_setup_done = False
+
+
+def setup() -> None:
+    """Start recording: subscribe to the engine's events and flowkit's log records."""
+    global _setup_done
+    with _lock:
+        if _setup_done:
+            return
+        events.subscribe(_on_event, first=True)
+        logging.getLogger("flowkit").addHandler(StoreHandler())
+        atexit.register(_close_all)
+        _setup_done = True
+
+
+def _close_all() -> None:
+    for writer in list(_writers.values()):
+        writer.close()
+
+
+events.on_first_run(setup)

@@ -137,6 +137,8 @@ def runs_show(run: str) -> None:
         notes = [_duration(record)]
         if record.run_count > 1:
             notes.append(f"{record.run_count} attempts")
+        if record.cache is not None:
+            notes.append(f"cache {record.cache}")
         if record.task_inputs:
             notes.append("inputs: " + ", ".join(sorted(record.task_inputs)))
         click.echo(

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import PurePath
 from typing import Any, ClassVar, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 import attrs
 
 from ._engine import children, policy
+from ._engine.cache_policies import (
+    CacheContext,
+    CacheExplanation,
+    CachePolicy,
+    explain,
+    task_input_hash,
+)
 from ._engine.definitions import (
     Runnable,
     instance_of_or_none,
@@ -23,7 +32,14 @@ from ._engine.inputs import quote, unmapped
 from ._engine.runners import INLINE, ON_LOOP, drive
 from .states import State
 
-__all__ = ["Task", "TaskOptions", "TaskOptionsDict", "exponential_backoff", "task"]
+__all__ = [
+    "Task",
+    "TaskOptions",
+    "TaskOptionsDict",
+    "exponential_backoff",
+    "task",
+    "task_input_hash",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,6 +50,7 @@ exponential_backoff = policy.exponential_backoff
 RetryDelays = float | Sequence[float] | Callable[[int], Sequence[float]]
 RetryCondition = Callable[[Any, Any, State[Any]], bool]
 Hook = Callable[[Any, Any, State[Any]], object]
+CacheKeyFunction = Callable[[CacheContext, dict[str, Any]], str | None]
 
 
 @attrs.frozen
@@ -66,6 +83,18 @@ class TaskOptions:
         on_completion: Functions ``fn(task, task_run, state)`` called when a run completes.
         on_failure: The same, called when a run fails (after its last retry).
         on_running: The same, called when an attempt starts running.
+        cache_key_fn: ``fn(context, parameters) -> str | None``. A call whose key matches
+            a completed run of this task (not expired) returns that run's result without
+            running, in state ``Cached``. ``None`` from the function: do not cache.
+        cache_policy: What the cache key is made of, as a policy such as
+            ``flowkit.cache_policies.INPUTS + TASK_SOURCE``. Not with ``cache_key_fn``.
+        cache_expiration: How long a cached result may be reused. ``None``: for ever.
+        refresh_cache: Run even on a cache hit, and overwrite the cached result.
+        persist_result: Whether cached results are written to disk (they survive the
+            process) or kept in memory. Default: written, when the task caches.
+        result_serializer: ``"json"`` (through cattrs) or ``"pickle"``. Default: JSON
+            when it holds the value exactly, else pickle.
+        result_storage: The directory for result files. Default: ``$FLOWKIT_HOME/results``.
     """
 
     name: str = attrs.field(validator=non_empty_str)
@@ -89,6 +118,23 @@ class TaskOptions:
     on_completion: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
     on_failure: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
     on_running: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+    cache_key_fn: CacheKeyFunction | None = attrs.field(
+        default=None, validator=policy.callable_or_none
+    )
+    cache_policy: CachePolicy | None = attrs.field(default=None, validator=policy.cache_policy)
+    cache_expiration: timedelta | None = attrs.field(
+        default=None, validator=policy.cache_expiration
+    )
+    refresh_cache: bool | None = attrs.field(
+        default=None, validator=instance_of_or_none(bool, "True or False")
+    )
+    persist_result: bool | None = attrs.field(
+        default=None, validator=instance_of_or_none(bool, "True or False")
+    )
+    result_serializer: Literal["json", "pickle"] | None = attrs.field(
+        default=None, validator=policy.serializer
+    )
+    result_storage: str | PurePath | None = attrs.field(default=None, validator=policy.storage)
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -109,6 +155,13 @@ class TaskOptionsDict(TypedDict, total=False):
     on_completion: Iterable[Hook] | None
     on_failure: Iterable[Hook] | None
     on_running: Iterable[Hook] | None
+    cache_key_fn: CacheKeyFunction | None
+    cache_policy: CachePolicy | None
+    cache_expiration: timedelta | None
+    refresh_cache: bool | None
+    persist_result: bool | None
+    result_serializer: Literal["json", "pickle"] | None
+    result_storage: str | PurePath | None
 
 
 @attrs.frozen(eq=False)
@@ -236,6 +289,15 @@ class Task(Runnable[P, R]):
             run = self._new_run((), {**call, "wait_for": wait_for}, submitted=True)
             futures.append(children.start(run))
         return futures
+
+    def explain_cache(self, *args: Any, **kwargs: Any) -> CacheExplanation:
+        """Say whether calling the task with these arguments now would use a cached result:
+        the key, each policy's part of it, and the record found or why there is none."""
+        caching = self.policy.caching
+        bound = self.signature.bind(*self.bound, *args, **kwargs)
+        bound.apply_defaults()
+        parameters = dict(list(bound.arguments.items())[len(self.bound) :])
+        return explain(self, caching.key if caching is not None else None, parameters)
 
     def _new_run(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], submitted: bool = False

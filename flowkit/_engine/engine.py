@@ -15,10 +15,11 @@ from .. import states
 from ..context import current_tags
 from ..exceptions import FlowTimeoutError, TaskTimeoutError, UpstreamFailedError
 from ..states import State
-from . import events
+from . import cache, events
+from .cache_policies import CacheContext
 from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
-from .policy import Policy
+from .policy import Caching, Policy
 from .runners import Runner
 from .runs import Definition, FlowRun, Run, TaskRun, current_run
 
@@ -119,8 +120,11 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     """
     policy: Policy = run.definition.policy
     token = current_run.set(run)
+    flight: tuple[str, str] | None = None  # the cache key whose computation is ours
     try:
         final = await _take_inputs(run, runner) if run.upstream else None
+        if final is None and policy.caching is not None:
+            final, flight = await _from_cache(run, runner, policy.caching)
         while final is None:
             final = await _attempt(run, runner, policy)
             if (delay := _retry_delay(run, policy, final)) is not None:
@@ -133,6 +137,8 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
                 )
                 await runner.sleep(delay)
                 final = None
+        if flight is not None and policy.caching is not None and final.is_completed():
+            _save_to_cache(run, policy.caching, flight[1], final.data)
     except BaseException as exc:
         with runner.shield():
             state = _interrupted(run, exc, runner)
@@ -141,10 +147,58 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
         raise
     finally:
         current_run.reset(token)
+        if flight is not None:
+            cache.RESULTS.release(*flight)
     with runner.shield():
         set_state(run, final)
         await _call_hooks(run, final, policy.final_hook(final), runner)
     return final
+
+
+async def _from_cache(
+    run: Run, runner: Runner, caching: Caching
+) -> tuple[State[Any] | None, tuple[str, str] | None]:
+    """Look for a cached result: its ``Cached`` state on a hit; on a miss, the claim on
+    computing it (another run computing the same key is waited for, then looked up)."""
+    task_key: str = run.definition.task_key  # type: ignore[attr-defined]
+    try:
+        key = caching.key.compute_key(CacheContext(run.definition, run), run.parameters)
+    except Exception as exc:
+        _log.warning("%r: the cache key could not be made (%r); not caching", run.name, exc)
+        key = None
+    if key is None:
+        run.cache_note = "not cached: the cache policy gave no key for this call"
+        return None, None
+    while True:
+        reason = "refresh_cache is set"
+        if not caching.refresh:
+            found = cache.RESULTS.lookup(task_key, key, cache.now())
+            if found.hit:
+                run.cache_note = f"hit: {found.reason} (key {key[:12]})"
+                return states.Cached(f"Cache hit: {found.reason}", data=found.value), None
+            reason = found.reason
+        busy = cache.RESULTS.claim(task_key, key)
+        if busy is None:
+            run.cache_note = f"miss: {reason} (key {key[:12]})"
+            return None, (task_key, key)
+        await runner.wait_event(busy)  # single flight: the other run may cache it for us
+
+
+def _save_to_cache(run: Run, caching: Caching, key: str, value: Any) -> None:
+    now = cache.now()
+    record = cache.CacheRecord(
+        key=key, task_key=run.definition.task_key,  # type: ignore[attr-defined]
+        task_name=run.definition.name, run_id=str(run.id), created=now,
+        expires=now + caching.expiration if caching.expiration is not None else None,
+        serializer="", result="",
+    )  # fmt: skip
+    try:
+        cache.RESULTS.save(
+            record, value, serializer=caching.serializer, storage=caching.storage,
+            persist=caching.persist,
+        )  # fmt: skip
+    except Exception as exc:
+        _log.warning("%r: its result could not be cached (%s)", run.name, exc)
 
 
 async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:

@@ -9,18 +9,24 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from numbers import Real
+from pathlib import Path, PurePath
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
 from ..states import State, StateType
+from .cache_policies import CacheKeyFn, CachePolicy
 
 __all__ = [
     "HOOKS",
     "MAX_DELAYS",
+    "Caching",
     "Policy",
+    "cache_expiration",
+    "cache_policy",
     "callable_or_none",
     "exponential_backoff",
     "hooks",
@@ -28,6 +34,8 @@ __all__ = [
     "jitter_factor",
     "retry_count",
     "retry_delays",
+    "serializer",
+    "storage",
     "timeout",
 ]
 
@@ -139,6 +147,75 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 
 
 @attrs.frozen
+class Caching:
+    """How a task's results are cached.
+
+    Attributes:
+        key: The policy that makes the cache key.
+        expiration: How long a cached result may be reused; ``None`` for ever.
+        refresh: Whether to run anyway and overwrite the cached result.
+        persist: Whether results are written to disk (else kept in this process only).
+        serializer: ``"json"``, ``"pickle"``, or ``None`` to choose per value.
+        storage: The directory for result files; ``None`` for ``$FLOWKIT_HOME/results``.
+    """
+
+    key: CachePolicy
+    expiration: timedelta | None = None
+    refresh: bool = False
+    persist: bool = True
+    serializer: Literal["json", "pickle"] | None = None
+    storage: Path | None = None
+
+    @classmethod
+    def of(cls, options: Any) -> Caching | None:
+        """Read the caching options; ``None`` if the task does not cache."""
+        key_fn = getattr(options, "cache_key_fn", None)
+        key = CacheKeyFn(key_fn) if key_fn is not None else getattr(options, "cache_policy", None)
+        if key is None:
+            return None
+        storage = getattr(options, "result_storage", None)
+        return cls(
+            key=key,
+            expiration=options.cache_expiration,
+            refresh=bool(options.refresh_cache),
+            persist=options.persist_result is not False,
+            serializer=options.result_serializer,
+            storage=Path(storage).expanduser() if storage is not None else None,
+        )
+
+
+def cache_expiration(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``None`` or a ``timedelta`` of 0 or more."""
+    if value is None:
+        return
+    if not isinstance(value, timedelta):
+        raise TypeError(f"{attribute.name} must be a datetime.timedelta or None, got {value!r}")
+    if value < timedelta(0):
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
+def cache_policy(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``None`` or a ``CachePolicy``."""
+    if value is not None and not isinstance(value, CachePolicy):
+        raise TypeError(
+            f"{attribute.name} must be a cache policy such as flowkit.cache_policies.INPUTS, "
+            f"or None, got {value!r}"
+        )
+
+
+def serializer(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``None``, ``"json"`` or ``"pickle"``."""
+    if value not in (None, "json", "pickle"):
+        raise ValueError(f"{attribute.name} must be 'json', 'pickle' or None, got {value!r}")
+
+
+def storage(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``None`` or a directory path."""
+    if value is not None and not isinstance(value, str | PurePath):
+        raise TypeError(f"{attribute.name} must be a directory path or None, got {value!r}")
+
+
+@attrs.frozen
 class Policy:
     """The engine's reading of a task's or flow's options.
 
@@ -149,6 +226,7 @@ class Policy:
         jitter: Each delay is drawn from ``delay * (1 ± jitter)``; ``None`` for exact.
         retry_condition: ``(task, run, state) -> bool``; retry only when it says so.
         hooks: Functions to call by hook name, e.g. ``"on_failure"``.
+        caching: How results are cached, if they are.
     """
 
     timeout: float | None = None
@@ -157,6 +235,7 @@ class Policy:
     jitter: float | None = None
     retry_condition: Callable[[Any, Any, State[Any]], bool] | None = None
     hooks: dict[str, tuple[Callable[..., Any], ...]] = attrs.field(factory=dict)
+    caching: Caching | None = None
 
     @classmethod
     def of(cls, options: Any) -> Policy:
@@ -168,6 +247,11 @@ class Policy:
         """
         retries = getattr(options, "retries", 0)
         delays = getattr(options, "retry_delay_seconds", 0)
+        if getattr(options, "cache_key_fn", None) and getattr(options, "cache_policy", None):
+            raise ValueError(
+                "give cache_key_fn or cache_policy, not both (a cache_key_fn is a policy: "
+                "add it to others with flowkit.cache_policies.CacheKeyFn(fn) + ...)"
+            )
         if callable(delays):
             delays = delays(retries)
             retry_delays(None, _DELAY_ATTRIBUTE, delays)
@@ -178,6 +262,7 @@ class Policy:
             jitter=getattr(options, "retry_jitter_factor", None),
             retry_condition=getattr(options, "retry_condition_fn", None),
             hooks={name: h for name in HOOKS if (h := getattr(options, name, ()))},
+            caching=Caching.of(options),
         )
 
     @property

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
-from .futures import TaskFuture, holding_slot
+from .futures import TaskFuture, holding_slot, lending_slot
 from .runs import Run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
 
@@ -79,6 +79,10 @@ class Runner(Protocol):
         """Wait between attempts."""
         ...
 
+    async def wait_event(self, event: threading.Event) -> None:
+        """Wait until another run sets ``event`` (e.g. it computed a cached result)."""
+        ...
+
     async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
         """Call a state hook (sync or async)."""
         ...
@@ -118,6 +122,10 @@ class _Inline:
         # Only runs with a plain policy run inline, and they never retry; blocking here
         # would be right anyway, since this thread waits for the run either way.
         time.sleep(seconds)  # noqa: ASYNC251
+
+    async def wait_event(self, event: threading.Event) -> None:
+        with lending_slot():
+            event.wait()
 
     async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
         hook(*args)
@@ -186,6 +194,10 @@ class _OnLoop:
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
+
+    async def wait_event(self, event: threading.Event) -> None:
+        if not event.is_set():
+            await anyio.to_thread.run_sync(event.wait, abandon_on_cancel=True)
 
     async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
         if inspect.iscoroutinefunction(hook):

@@ -79,6 +79,7 @@ class Run:
             once; ``None`` for no bound.
         deadline: When the current attempt must end, on the event loop's clock: the
             earlier of its own timeout and its parent's deadline; ``None`` for never.
+        cache_note: Why the run did or did not use a cached result, if it caches.
         submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
@@ -101,6 +102,7 @@ class Run:
     max_concurrency: int | None = None
     submitted: bool = False
     deadline: float | None = None
+    cache_note: str | None = None
     upstream: list[Upstream] = attrs.field(factory=list, repr=False)
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.

@@ -97,6 +97,7 @@ class RunRecord:
         run_count: How many attempts it made.
         created, start_time, end_time: When it was created, first ran, and ended.
         pid, host: The process that ran it.
+        cache: For a caching task run: why it did or did not use a cached result.
     """
 
     id: str
@@ -119,6 +120,7 @@ class RunRecord:
     end_time: datetime | None
     pid: int
     host: str
+    cache: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -209,7 +211,8 @@ class Store:
         return [RunRecord.from_row(r) for r in self._db.execute(sql, args)]
 
     def get(self, run: str) -> RunRecord:
-        """The run whose id is ``run`` or starts with it; else the newest run named ``run``.
+        """The run whose id is ``run`` or starts with it; else the newest run named ``run``;
+        else the newest run of the flow named ``run``.
 
         Raises:
             KeyError: No run matches, or the id prefix matches several.
@@ -226,8 +229,16 @@ class Store:
             rows = self._db.execute(
                 "SELECT * FROM runs WHERE name = ? ORDER BY created DESC LIMIT 1", (run,)
             ).fetchall()
+        if not rows:  # a flow's name: its latest run
+            rows = self._db.execute(
+                "SELECT * FROM runs WHERE definition = ? AND parent_id IS NULL "
+                "ORDER BY created DESC LIMIT 1",
+                (run,),
+            ).fetchall()
         if not rows:
-            raise KeyError(f"no run has the id or name {run!r} in {self.path}")
+            raise KeyError(
+                f"no run has the id or name {run!r}, nor is it a flow's name, in {self.path}"
+            )
         return RunRecord.from_row(rows[0])
 
     def tree(self, run: str) -> list[RunRecord]:

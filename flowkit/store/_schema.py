@@ -70,6 +70,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX logs_by_root ON logs (root_id, timestamp);
     """,
+    # 2: why each caching task run did or did not use a cached result.
+    """
+    ALTER TABLE runs ADD COLUMN cache TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

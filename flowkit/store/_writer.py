@@ -135,11 +135,12 @@ class Writer:
             raise
 
 
-_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 20) + ")"
+_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 21) + ")"
 _UPDATE_RUN = """
     UPDATE runs SET state_type = ?, state_name = ?, state_message = ?, error = ?,
         run_count = ?, start_time = coalesce(start_time, ?), end_time = ?,
-        parameters = coalesce(?, parameters), task_inputs = coalesce(?, task_inputs)
+        parameters = coalesce(?, parameters), task_inputs = coalesce(?, task_inputs),
+        cache = coalesce(?, cache)
     WHERE id = ?
 """
 
@@ -152,7 +153,7 @@ def _run_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
         str(flow_run.id) if flow_run is not None else None, str(_root(run).id),
         json.dumps(sorted(run.tags)), to_json(run.parameters), _inputs(run),
         state.type.value, state.name, state.message, None, run.run_count,
-        _timestamp(state), None, None, os.getpid(), _HOST,
+        _timestamp(state), None, None, os.getpid(), _HOST, None,
     )  # fmt: skip
 
 
@@ -168,7 +169,7 @@ def _update_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
     return (
         state.type.value, state.name, state.message, _error(state), run.run_count, start, end,
         to_json(run.parameters) if first_start else None,
-        _inputs(run) if first_start else None, str(run.id),
+        _inputs(run) if first_start else None, run.cache_note, str(run.id),
     )  # fmt: skip
 
 

@@ -1,0 +1,296 @@
+"""Cached results: keys, records on disk, an in-process memo, and single flight.
+
+A cache entry is two files under ``$FLOWKIT_HOME``: the result, in the result storage
+directory (``results/`` by default), and a small JSON record in ``cache/`` that names the
+key, the task, when it expires and where its result is. Both are written atomically
+(a temporary file, then ``os.replace``), result first: a record never points at a
+result that is not whole. A record or result that cannot be read is a miss, with a
+WARNING, never a wrong value. Pickled results are read only from a result storage
+directory, through a record flowkit wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path, PurePath
+from typing import Any, Literal
+from uuid import UUID
+
+import attrs
+import cattrs
+
+__all__ = [
+    "CacheRecord",
+    "Lookup",
+    "ResultStore",
+    "Unencodable",
+    "canonical",
+    "digest",
+    "home",
+    "now",
+]
+
+_log = logging.getLogger("flowkit.cache")
+_converter = cattrs.Converter()
+_converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
+_converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+
+Serializer = Literal["json", "pickle"]
+
+
+class Unencodable(TypeError):
+    """A value has no canonical encoding, so no cache key can be made from it."""
+
+
+def now() -> datetime:
+    """The cache's clock (UTC). Tests replace it to check expiry without sleeping."""
+    return datetime.now(UTC)
+
+
+def home() -> Path:
+    """``FLOWKIT_HOME``, default ``~/.flowkit``."""
+    return Path(os.environ.get("FLOWKIT_HOME") or Path("~", ".flowkit")).expanduser()
+
+
+def canonical(value: Any) -> Any:
+    """A JSON value that is the same for equal inputs in any process, on any machine.
+
+    Dict keys are sorted (order does not matter), sets are sorted, and tuples, sets,
+    bytes and other non-JSON types are tagged so that they differ from the JSON value
+    that looks like them. attrs classes and dataclasses go through cattrs.
+
+    Raises:
+        Unencodable: The value (or a part of it) has no canonical form.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value else {"__float__": "nan"}  # NaN != NaN
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return {"__tuple__": [canonical(v) for v in value]}
+    if isinstance(value, dict):
+        items = [(json.dumps(canonical(k), sort_keys=True), canonical(v)) for k, v in value.items()]
+        return {"__dict__": sorted(items)}
+    if isinstance(value, set | frozenset):
+        return {"__set__": sorted(json.dumps(canonical(v), sort_keys=True) for v in value)}
+    if isinstance(value, bytes | bytearray):
+        return {"__bytes__": bytes(value).hex()}
+    if isinstance(value, datetime | timedelta | UUID | Decimal | PurePath):
+        return {f"__{type(value).__name__}__": str(value)}
+    if isinstance(value, Enum):
+        return {"__enum__": f"{type(value).__qualname__}.{value.name}"}
+    if attrs.has(type(value)) or hasattr(type(value), "__dataclass_fields__"):
+        return {f"__{type(value).__qualname__}__": canonical(_converter.unstructure(value))}
+    raise Unencodable(f"{type(value).__name__} values have no canonical encoding")
+
+
+def digest(*parts: Any) -> str:
+    """A hex SHA-256 of the canonical encoding of ``parts``.
+
+    Raises:
+        Unencodable: A part has no canonical form.
+    """
+    text = json.dumps(canonical(list(parts)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@attrs.frozen
+class CacheRecord:
+    """What ``cache/<task key>/<key digest>.json`` holds."""
+
+    key: str
+    task_key: str
+    task_name: str
+    run_id: str
+    created: datetime
+    expires: datetime | None
+    serializer: str
+    result: str  # the result file's path
+
+
+@attrs.frozen
+class Lookup:
+    """The outcome of looking a key up.
+
+    Attributes:
+        hit: Whether a usable result was found.
+        value: The result, on a hit.
+        record: The record found, if any (also on an expired miss).
+        reason: Why it is a miss, or how it hit.
+    """
+
+    hit: bool
+    value: Any = None
+    record: CacheRecord | None = None
+    reason: str = ""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_result(value: Any, serializer: Serializer | None) -> tuple[str, bytes]:
+    """Serialize ``value``: JSON through cattrs when it can, else (or if asked) pickle.
+
+    Raises:
+        TypeError: ``serializer`` is ``"json"`` and the value cannot be JSON.
+    """
+    if serializer != "pickle":
+        try:
+            structured = _converter.unstructure(value)
+            text = json.dumps(structured, allow_nan=True)
+            if json.loads(text) == structured and type(structured) is type(value):
+                return "json", text.encode()
+        except (TypeError, ValueError):
+            pass
+        if serializer == "json":
+            raise TypeError(
+                f"result_serializer='json' cannot hold a {type(value).__name__} result "
+                "exactly; use 'pickle', or leave it unset to choose per value"
+            )
+    return "pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class ResultStore:
+    """Cache records and results under one home, with an in-process memo in front."""
+
+    MEMO_SIZE = 4096
+
+    def __init__(self) -> None:
+        self._memo: OrderedDict[tuple[Path, str], tuple[CacheRecord, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._flights: dict[tuple[Path, str], threading.Event] = {}
+
+    def _record_path(self, task_key: str, key: str) -> Path:
+        return home() / "cache" / task_key / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def lookup(self, task_key: str, key: str, now: datetime) -> Lookup:
+        """Find the result cached under ``key`` for the task, if it has not expired."""
+        path = self._record_path(task_key, key)
+        memo = self._memo.get((path, key))
+        if memo is not None:
+            record, value = memo
+        else:
+            try:
+                record = _converter.structure(json.loads(path.read_bytes()), CacheRecord)
+            except FileNotFoundError:
+                return Lookup(False, reason="no result is cached under this key")
+            except (ValueError, TypeError, cattrs.BaseValidationError) as exc:
+                _log.warning("Cache record %s is unreadable (%s); treating it as a miss", path, exc)
+                return Lookup(False, reason=f"the cache record is unreadable: {exc}")
+            if record.key != key:
+                return Lookup(False, reason="the cache record belongs to another key")
+            value = _MISSING
+        if record.expires is not None and now >= record.expires:
+            why = f"the cached result expired at {record.expires}"
+            return Lookup(False, record=record, reason=why)
+        if value is _MISSING:
+            try:
+                value = self._read_result(record)
+            except Exception as exc:
+                _log.warning(
+                    "Cached result %s is unreadable (%s); treating it as a miss", record.result, exc
+                )
+                why = f"the cached result is unreadable: {exc}"
+                return Lookup(False, record=record, reason=why)
+            self._remember(path, key, record, value)
+        return Lookup(True, value, record, f"cached by run {record.run_id} at {record.created}")
+
+    def _read_result(self, record: CacheRecord) -> Any:
+        path = Path(record.result)
+        data = path.read_bytes()
+        if record.serializer == "json":
+            return json.loads(data)
+        if record.serializer == "pickle":
+            if not (path.parent / ".flowkit-results").exists():
+                raise ValueError(f"{path} is not in a flowkit result storage directory")
+            return pickle.loads(data)
+        raise ValueError(f"unknown serializer {record.serializer!r}")
+
+    def save(
+        self,
+        record: CacheRecord,
+        value: Any,
+        *,
+        serializer: Serializer | None,
+        storage: Path | None,
+        persist: bool,
+    ) -> CacheRecord:
+        """Cache ``value`` under ``record.key``: on disk when ``persist``, else in memory.
+
+        Raises:
+            TypeError: The value cannot be written with the chosen serializer.
+        """
+        path = self._record_path(record.task_key, record.key)
+        if persist:
+            kind, data = encode_result(value, serializer)
+            directory = storage if storage is not None else home() / "results"
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / ".flowkit-results").touch()
+            result = directory / f"{path.stem}.{kind}"
+            _write_atomic(result, data)
+            record = attrs.evolve(record, serializer=kind, result=str(result))
+            _write_atomic(path, json.dumps(_converter.unstructure(record)).encode())
+        self._remember(path, record.key, record, value)
+        return record
+
+    def _remember(self, path: Path, key: str, record: CacheRecord, value: Any) -> None:
+        with self._lock:
+            self._memo[(path, key)] = (record, value)
+            self._memo.move_to_end((path, key))
+            while len(self._memo) > self.MEMO_SIZE:
+                self._memo.popitem(last=False)
+
+    def claim(self, task_key: str, key: str) -> threading.Event | None:
+        """Claim the computation of ``key``: ``None`` if it is ours, else what to wait on."""
+        flight = (self._record_path(task_key, key), key)
+        with self._lock:
+            event = self._flights.get(flight)
+            if event is not None:
+                return event
+            self._flights[flight] = threading.Event()
+            return None
+
+    def release(self, task_key: str, key: str) -> None:
+        """End our computation of ``key``: wake whoever waits for it."""
+        flight = (self._record_path(task_key, key), key)
+        with self._lock:
+            event = self._flights.pop(flight, None)
+        if event is not None:
+            event.set()
+
+    def forget_memo(self) -> None:
+        """Drop the in-process memo (records on disk stay)."""
+        with self._lock:
+            self._memo.clear()
+
+
+_MISSING: Any = object()
+
+RESULTS = ResultStore()
+"""The process's result store."""
+
+KeyFunction = Callable[..., "str | None"]

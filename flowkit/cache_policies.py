@@ -1,0 +1,31 @@
+"""Cache policies: what a task's cache key is made of. Add them up with ``+``.
+
+``@task(cache_policy=INPUTS + TASK_SOURCE)`` reuses a result while the arguments and the
+function's source are the same. ``cache_key_fn=`` is the simple path to the same place.
+"""
+
+from ._engine.cache_policies import DEFAULT as DEFAULT
+from ._engine.cache_policies import FLOW_PARAMETERS as FLOW_PARAMETERS
+from ._engine.cache_policies import INPUTS as INPUTS
+from ._engine.cache_policies import NO_CACHE as NO_CACHE
+from ._engine.cache_policies import NONE as NONE
+from ._engine.cache_policies import RUN_ID as RUN_ID
+from ._engine.cache_policies import TASK_SOURCE as TASK_SOURCE
+from ._engine.cache_policies import CacheContext as CacheContext
+from ._engine.cache_policies import CacheKeyFn as CacheKeyFn
+from ._engine.cache_policies import CachePolicy as CachePolicy
+from ._engine.cache_policies import CompoundPolicy as CompoundPolicy
+
+__all__ = [
+    "DEFAULT",
+    "FLOW_PARAMETERS",
+    "INPUTS",
+    "NONE",
+    "NO_CACHE",
+    "RUN_ID",
+    "TASK_SOURCE",
+    "CacheContext",
+    "CacheKeyFn",
+    "CachePolicy",
+    "CompoundPolicy",
+]

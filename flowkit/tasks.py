@@ -95,6 +95,8 @@ class TaskOptions:
         result_serializer: ``"json"`` (through cattrs) or ``"pickle"``. Default: JSON
             when it holds the value exactly, else pickle.
         result_storage: The directory for result files. Default: ``$FLOWKIT_HOME/results``.
+        buffer: For a generator task: how many values its body may produce ahead of the
+            reader. ``None`` (the default): none, the body runs one step per value read.
     """
 
     name: str = attrs.field(validator=non_empty_str)
@@ -135,6 +137,7 @@ class TaskOptions:
         default=None, validator=policy.serializer
     )
     result_storage: str | PurePath | None = attrs.field(default=None, validator=policy.storage)
+    buffer: int | None = attrs.field(default=None, validator=positive_int_or_none)
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -162,6 +165,7 @@ class TaskOptionsDict(TypedDict, total=False):
     persist_result: bool | None
     result_serializer: Literal["json", "pickle"] | None
     result_storage: str | PurePath | None
+    buffer: int | None
 
 
 @attrs.frozen(eq=False)
@@ -217,6 +221,10 @@ class Task(Runnable[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task and return its value (or its final state, with ``return_state``).
 
+        A generator task returns an iterator over its values (an async iterator for an
+        async generator) that runs the body as values are read; with ``return_state``
+        it runs to its end and its state's result is the list of values.
+
         Futures and states among the arguments are waited for and replaced by their
         values; ``wait_for=[...]`` waits for more futures without passing their values.
 
@@ -226,7 +234,9 @@ class Task(Runnable[P, R]):
         """
         return_state = bool(kwargs.pop("return_state", False))
         run = self._new_run(args, kwargs)
-        if self.is_async:
+        if self.streams is not None and not return_state:
+            return children.stream(run, self.options.buffer)
+        if self.is_async or self.streams == "async":
             return self._call_async(run, return_state)
         if self.policy.plain:
             return finished(drive(execute(run, INLINE)), return_state)

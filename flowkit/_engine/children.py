@@ -23,10 +23,18 @@ from ..states import State
 from .bridge import resolve_backend
 from .engine import execute, set_state
 from .futures import TaskFuture
-from .runners import ON_LOOP
+from .runners import ON_LOOP, drive
 from .runs import FlowRun, Run, TaskRun
+from .streams import (
+    ASYNC_STEPS,
+    SYNC_STEPS,
+    AsyncStream,
+    BufferedAsyncStream,
+    BufferedSyncStream,
+    SyncStream,
+)
 
-__all__ = ["call_on_loop", "start"]
+__all__ = ["call_on_loop", "start", "stream"]
 
 
 def start(run: TaskRun) -> TaskFuture[Any]:
@@ -127,3 +135,27 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
         if not run.state.is_final():  # cancelled before it started
             set_state(run, states.Cancelled("The run was cancelled before it started."))
         future.finish()
+
+
+def stream(run: TaskRun, buffer: int | None) -> Any:
+    """The iterator (sync) or async iterator over a generator task run's values.
+
+    Without ``buffer`` the body runs one step per value the reader asks for; with it, a
+    thread (sync generators) or a task of the flow's group (async generators, inside a
+    flow's loop) produces up to ``buffer`` values ahead.
+    """
+    if run.definition.streams == "sync":
+        if buffer:
+            return BufferedSyncStream(run, buffer, lambda r: drive(execute(r, SYNC_STEPS)))
+        return SyncStream(run, lambda: execute(run, SYNC_STEPS))
+    flow_run = run.flow_run
+    if (
+        buffer
+        and flow_run is not None
+        and flow_run.task_group is not None
+        and threading.get_ident() == flow_run.loop_thread
+    ):
+        reader = BufferedAsyncStream(run, buffer)
+        copy_context().run(flow_run.task_group.start_soon, reader.produce, execute)
+        return reader
+    return AsyncStream(run, lambda: execute(run, ASYNC_STEPS))

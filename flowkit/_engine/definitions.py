@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, ParamSpec, Self, TypeVar
 
 import attrs
 
@@ -18,12 +18,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def check_callable(fn: object, decorator: str) -> Callable[..., Any]:
+def check_callable(fn: object, decorator: str, *, generators: bool) -> Callable[..., Any]:
     """Check what a decorator was applied to.
 
     Raises:
         TypeError: ``fn`` is not a plain callable, a class/static method wrapper applied in
-            the wrong order, or a generator function.
+            the wrong order, or a generator function where ``generators`` is false.
     """
     if isinstance(fn, classmethod | staticmethod):
         kind = type(fn).__name__
@@ -33,10 +33,10 @@ def check_callable(fn: object, decorator: str) -> Callable[..., Any]:
         )
     if not callable(fn):
         raise TypeError(f"{decorator} needs a function, got {fn!r} of type {type(fn).__name__}")
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+    if not generators and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
         raise TypeError(
             f"{decorator} cannot wrap generator function {getattr(fn, '__qualname__', fn)!r}: "
-            "generator tasks are not supported in this version; return a list instead"
+            "only tasks can stream; make it a @task, or return a list"
         )
     return fn
 
@@ -134,7 +134,7 @@ class Runnable(Generic[P, R]):
             TypeError: ``fn`` cannot be wrapped, or an option has the wrong type.
             ValueError: An option has a bad value.
         """
-        fn = check_callable(fn, f"@{cls.kind}")
+        fn = check_callable(fn, f"@{cls.kind}", generators=cls.kind == "task")
         name = options.get("name", cls.default_name(fn))
         try:
             opts = cls.options_class(**{"description": inspect.getdoc(fn), **options, "name": name})
@@ -167,6 +167,15 @@ class Runnable(Generic[P, R]):
     def is_async(self) -> bool:
         """Whether the function is a coroutine function, so calls must be awaited."""
         return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def streams(self) -> Literal["sync", "async"] | None:
+        """Whether the function is a generator (``"sync"``) or async generator (``"async"``)."""
+        if inspect.isgeneratorfunction(self.fn):
+            return "sync"
+        if inspect.isasyncgenfunction(self.fn):
+            return "async"
+        return None
 
     @property
     def run_name(self) -> str | Callable[[], str] | None:

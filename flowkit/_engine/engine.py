@@ -22,6 +22,7 @@ from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
 from .runners import Runner
 from .runs import Definition, FlowRun, Run, TaskRun, current_run
+from .streams import StreamDeadline, last_delivered, open_readers
 
 __all__ = ["execute", "finished", "new_run", "set_state"]
 
@@ -80,6 +81,10 @@ def new_run(
     owner = f"{'flow' if flow else 'task'} {definition.name!r}"
     if wait_for is not None or may_hold_upstream(args, kwargs):
         run.upstream = find_upstream(run.parameters, wait_for, owner=owner)
+    if parent is not None and parent.reading:  # values streamed by a generator run
+        for name, value in run.parameters.items():
+            if (producer := last_delivered(parent, value)) is not None:
+                run.streamed_from[name] = producer.id
     if run_name is not None:
         token = current_run.set(run)  # a naming function may read flowkit.runtime
         try:
@@ -215,10 +220,14 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
             with flowkit_logging.printing_to_log(run.log_prints):
                 try:
                     value = await runner.call(run)
+                except StreamDeadline:
+                    return _timed_out(run, policy)
                 except Exception as exc:
                     final = run.failed_state(exc)
                     for child in run.children:  # nobody is left to use them
                         child.cancel()
+            for stream in open_readers(run):  # streams left open end with their reader
+                await stream.finish_early()
             if run.children:
                 await runner.join(run.children)
     if scope.cancelled_caught:
@@ -229,6 +238,12 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
 def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
     """Seconds to wait before trying ``run`` again, or ``None`` if it is over."""
     if not state.is_failed() or state.name == "NotReady" or run.run_count > policy.retries:
+        return None
+    if run.streamed:
+        _log.warning(
+            "%r is not retried: it had handed %d values to its reader, which a retry "
+            "would repeat", run.name, run.streamed,
+        )  # fmt: skip
         return None
     condition = policy.retry_condition
     if condition is not None:

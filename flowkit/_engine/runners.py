@@ -98,9 +98,29 @@ class _NoDeadline:
         return None
 
 
+def consumed(value: Any, owner: str) -> Any:
+    """A returned generator is run to its end: the run's result is the list of its values.
+
+    Raises:
+        TypeError: ``value`` is an async generator, which needs an event loop.
+    """
+    if inspect.isgenerator(value):
+        return list(value)
+    if inspect.isasyncgen(value):
+        raise TypeError(
+            f"{owner} returned an async generator, which only an event loop can run; make "
+            "the task async (or yield its values instead of returning a generator)"
+        )
+    return value
+
+
+def _call_consumed(run: Run) -> Any:
+    return consumed(run.definition.fn(*run.args, **run.kwargs), f"task run {run.name!r}")
+
+
 class _Inline:
     async def call(self, run: Run) -> Any:
-        return run.definition.fn(*run.args, **run.kwargs)
+        return _call_consumed(run)
 
     def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
         return _NoDeadline()
@@ -134,9 +154,13 @@ class _Inline:
 class _OnLoop:
     async def call(self, run: Run) -> Any:
         fn = run.definition.fn
-        if run.definition.is_async:
-            return await fn(*run.args, **run.kwargs)
-        body = partial(fn, *run.args, **run.kwargs)
+        if run.definition.is_async or run.definition.streams == "async":
+            value = fn(*run.args, **run.kwargs)
+            value = await value if inspect.isawaitable(value) else value
+            if inspect.isasyncgen(value):
+                return [item async for item in value]
+            return consumed(value, f"task run {run.name!r}")
+        body = partial(_call_consumed, run)
         flow_run = run.flow_run
         if flow_run is None or flow_run.limiter is None:
             return await self.in_thread(run, body, None)

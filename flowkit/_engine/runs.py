@@ -13,12 +13,12 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 from uuid import UUID, uuid4
 
 import anyio
@@ -51,6 +51,8 @@ class Definition(Protocol):
     @property
     def is_async(self) -> bool: ...
     @property
+    def streams(self) -> Literal["sync", "async"] | None: ...
+    @property
     def signature(self) -> inspect.Signature: ...
     @property
     def policy(self) -> Policy: ...
@@ -79,6 +81,7 @@ class Run:
             once; ``None`` for no bound.
         deadline: When the current attempt must end, on the event loop's clock: the
             earlier of its own timeout and its parent's deadline; ``None`` for never.
+        streamed: How many values a generator task's run has handed to its consumer.
         cache_note: Why the run did or did not use a cached result, if it caches.
         submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
@@ -103,6 +106,13 @@ class Run:
     submitted: bool = False
     deadline: float | None = None
     cache_note: str | None = None
+    streamed: int = 0
+    # A generator run's read-ahead channel (None: hand values straight to the reader).
+    outlet: Callable[[Any], Awaitable[None]] | None = attrs.field(default=None, repr=False)
+    # Parameters that got a value streamed by a generator run: that run's id.
+    streamed_from: dict[str, UUID] = attrs.field(factory=dict, repr=False)
+    # The streams of generator runs this run's body is reading.
+    reading: list[Any] = attrs.field(factory=list, repr=False)
     upstream: list[Upstream] = attrs.field(factory=list, repr=False)
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
@@ -130,6 +140,8 @@ class Run:
         inputs: dict[str, list[UUID]] = {}
         for upstream in self.upstream:
             inputs.setdefault(upstream.parameter, []).append(upstream.future.task_run_id)
+        for parameter, producer in self.streamed_from.items():
+            inputs.setdefault(parameter, []).append(producer)
         return inputs
 
     def rebind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -1,0 +1,481 @@
+"""Generator tasks: runs whose values stream to the caller as they are yielded.
+
+A generator task's run goes through ``engine.execute`` like any other; its runner's
+``call`` iterates the user's generator and hands each value out through an awaitable
+that yields it to whoever drives the run's coroutine. The caller's iterator drives it
+one step per value it asks for, in a context of the run's own (so the body sees its
+run in ``flowkit.runtime`` and the caller does not):
+
+- the body runs only when the caller asks for the next value, so side effects happen
+  in the order a plain generator would give them, with no thread and no channel;
+- a sync stream is driven from the caller's thread; an async stream from the caller's
+  task, every suspension of the body passed on to the event loop, as ``yield from``
+  does;
+- the run is Running while it yields and Completed when exhausted; closing the iterator
+  early (``break``, ``aclose()``, the iterator being dropped) closes the generator
+  (``GeneratorExit`` in the body, ``finally`` blocks run) and completes the run; an
+  error in the body fails it and reaches the caller;
+- ``timeout_seconds`` bounds the run from its first step; it is enforced inside each
+  step (a cancel scope around an async step, a stopped thread for a sync step), never
+  around the caller's own code between steps.
+
+With ``buffer=n`` the producer runs ahead of the caller by up to ``n`` values instead:
+an async generator in its own task of the flow's task group, a sync generator in a
+worker thread, handing values through a bounded channel.
+
+A generator task that fails after it delivered values is not retried: the caller has
+them already, and a replay could not be checked to match. Its state says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
+from contextvars import Context, copy_context
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .runners import INLINE, Runner, _Inline, _OnLoop
+from .runs import Run
+from .threadstop import DeadlinePassed, Stoppable
+
+__all__ = [
+    "ASYNC_STEPS",
+    "SYNC_STEPS",
+    "AsyncStream",
+    "BufferedAsyncStream",
+    "BufferedSyncStream",
+    "StreamDeadline",
+    "SyncStream",
+    "last_delivered",
+    "open_readers",
+]
+
+T = TypeVar("T")
+
+
+class StreamDeadline(TimeoutError):
+    """Raised by the engine inside a generator run whose deadline passed during a step."""
+
+
+class _Item:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _HandOut:
+    """``await _HandOut(v)`` in the run's coroutine gives ``v`` to the stream's reader."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield _Item(self.value)
+
+
+def _deadline_in(run: Run, now: Callable[[], float]) -> float:
+    timeout = run.definition.policy.timeout
+    return math.inf if timeout is None else now() + timeout
+
+
+class _SyncSteps(_Inline):
+    """Runs a sync generator body one step per value, in the reader's thread."""
+
+    async def call(self, run: Run) -> Any:
+        generator = run.definition.fn(*run.args, **run.kwargs)
+        deadline = _deadline_in(run, time.monotonic)
+        stoppable = Stoppable(run.name)
+        try:
+            while True:
+                try:
+                    value = _step_before(stoppable, generator, deadline)
+                except StopIteration:
+                    return None
+                except DeadlinePassed:
+                    raise StreamDeadline(_late(run)) from None
+                await _deliver(run, value)
+        except _Closed:
+            return None
+        finally:
+            generator.close()
+
+
+def _step_before(stoppable: Stoppable, generator: Iterator[T], deadline: float) -> T:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlinePassed
+    if left == math.inf:
+        return next(generator)
+    timer = threading.Timer(left, stoppable.stop, (DeadlinePassed,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return stoppable.run(lambda: next(generator))
+    finally:
+        timer.cancel()
+
+
+class _AsyncSteps(_OnLoop):
+    """Runs an async generator body one step per value, in the reader's task."""
+
+    async def call(self, run: Run) -> Any:
+        generator = run.definition.fn(*run.args, **run.kwargs)
+        deadline = _deadline_in(run, anyio.current_time)
+        try:
+            while True:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    try:
+                        value = await generator.__anext__()
+                    except StopAsyncIteration:
+                        return None
+                if scope.cancelled_caught:
+                    raise StreamDeadline(_late(run))
+                await _deliver(run, value)
+        except _Closed:
+            return None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await generator.aclose()
+
+    def attempt_scope(self, run: Run, timeout: float | None) -> Any:
+        return INLINE.attempt_scope(run, timeout)  # the deadline lives in each step
+
+
+def _late(run: Run) -> str:
+    return f"Task run {run.name!r} exceeded its timeout of {run.definition.policy.timeout:g} s"
+
+
+async def _deliver(run: Run, value: Any) -> None:
+    run.streamed += 1
+    try:
+        if run.outlet is None:
+            await _HandOut(value)
+        else:
+            await run.outlet(value)
+    except (_ReaderClosed, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        raise _Closed from None
+
+
+class _Closed(Exception):
+    """The reader closed the stream: the body is closed and the run completes."""
+
+
+class _ReaderClosed(Exception):
+    """Thrown into a run's coroutine where it hands a value out: the reader is gone.
+
+    Not ``GeneratorExit``: thrown into a coroutine, that one closes the awaits in between
+    instead of reaching the point where the value is handed out.
+    """
+
+
+SYNC_STEPS: Runner = _SyncSteps()
+ASYNC_STEPS: Runner = _AsyncSteps()
+
+
+# The readers: iterators that drive a run's coroutine one value at a time.
+
+
+def last_delivered(parent: Run | None, value: object) -> Run | None:
+    """The generator run that last handed ``value`` (this very object) to ``parent``'s
+    body, if one did: a task called with a streamed value records its producer."""
+    if parent is None or not parent.reading:
+        return None
+    for stream in open_readers(parent):
+        if stream.last is value and stream.run.streamed:
+            producer: Run = stream.run
+            return producer
+    return None
+
+
+# The parent run keeps its open readers, to close those still open when its body ends.
+# It holds a sync reader weakly, so that dropping it (after a ``break``) closes it at
+# once; an async reader cannot be closed without its loop, so it is held until then.
+
+
+def _register(run: Run, reader: Any) -> None:
+    if run.parent is not None:
+        weak = isinstance(reader, SyncStream | BufferedSyncStream)
+        run.parent.reading.append(weakref.ref(reader) if weak else reader)
+
+
+def _unregister(run: Run, reader: Any) -> None:
+    if run.parent is not None:
+        run.parent.reading[:] = [r for r in run.parent.reading if _alive(r) is not reader]
+
+
+def _alive(entry: Any) -> Any:
+    return entry() if isinstance(entry, weakref.ref) else entry
+
+
+def open_readers(run: Run) -> list[Any]:
+    """The readers of generator runs that ``run``'s body still has open."""
+    return [reader for entry in run.reading if (reader := _alive(entry)) is not None]
+
+
+class _Stream:
+    """What sync and async readers share: the run, its coroutine and its context."""
+
+    def __init__(self, run: Run, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        # ``make`` starts the run's lifecycle; it is called in the run's own context.
+        self.run = run
+        self.last: Any = None
+        self._context: Context = copy_context()
+        self._coroutine = self._context.run(make)
+        self._done = False
+        _register(run, self)
+
+    def _finished(self, state: Any) -> None:
+        self._done = True
+        _unregister(self.run, self)
+        if state.is_failed() or state.is_crashed():
+            raise state.exception
+
+    def _send(self, method: Callable[..., Any], arg: Any) -> Any:
+        """One step of the coroutine, in the run's context; returns what it yielded."""
+        return self._context.run(method, arg)
+
+    def _delivered(self, yielded: Any) -> Any:
+        if not isinstance(yielded, _Item):  # pragma: no cover - engine invariant
+            raise RuntimeError("flowkit engine bug: a sync stream suspended")
+        self.last = yielded.value
+        return yielded.value
+
+
+class SyncStream(_Stream, Generator[Any, None, None]):
+    """The iterator a sync generator task's call returns."""
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        try:
+            yielded = self._send(self._coroutine.send, None)
+        except StopIteration as stop:
+            self._finished(stop.value)
+            raise StopIteration from None
+        except BaseException:
+            self._done = True
+            _unregister(self.run, self)
+            raise
+        return self._delivered(yielded)
+
+    def send(self, value: Any) -> Any:
+        """As for a generator; only ``None`` can be sent into a task's stream."""
+        if value is not None:
+            raise TypeError("a generator task's stream only accepts send(None)")
+        return next(self)
+
+    def throw(self, *exc: Any) -> Any:
+        """Close the stream, then raise ``exc`` here (values cannot be thrown into a run)."""
+        self.close()
+        raise exc[0] if len(exc) == 1 else exc[1]
+
+    async def finish_early(self) -> None:
+        """Close the stream because its reader's run is ending."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading: the generator is closed and the run completes."""
+        if self._done:
+            return
+        try:
+            self._send(self._coroutine.throw, _ReaderClosed())
+        except StopIteration as stop:
+            self._finished(stop.value)
+        finally:
+            self._done = True
+
+    def __del__(self) -> None:
+        if not self._done:
+            self.close()
+
+
+class AsyncStream(_Stream, AsyncGenerator[Any, None]):
+    """The async iterator an async generator task's call returns."""
+
+    def __anext__(self) -> Coroutine[Any, Any, Any]:
+        return self._step(None)
+
+    async def asend(self, value: Any) -> Any:
+        """As for an async generator; only ``None`` can be sent into a task's stream."""
+        if value is not None:
+            raise TypeError("a generator task's stream only accepts asend(None)")
+        return await self._step(None)
+
+    async def athrow(self, *exc: Any) -> Any:
+        """Close the stream, then raise ``exc`` here."""
+        await self.aclose()
+        raise exc[0] if len(exc) == 1 else exc[1]
+
+    async def finish_early(self) -> None:
+        """Close the stream because its reader's run is ending."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop reading: the generator is closed and the run completes."""
+        if not self._done:
+            with contextlib.suppress(StopAsyncIteration):
+                await self._step(_ReaderClosed())
+
+    async def _step(self, throw: BaseException | None) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        return await _Trampoline(self, throw)
+
+
+class _Trampoline:
+    """Drives the run's coroutine to its next value, passing its suspensions to the loop."""
+
+    def __init__(self, stream: AsyncStream, throw: BaseException | None) -> None:
+        # ``throw``: an exception to throw in at once instead of asking for a value.
+        self.stream = stream
+        self.throw = throw
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        stream, coroutine = self.stream, self.stream._coroutine
+        sent: Any = None
+        throw = self.throw
+        while True:
+            try:
+                if throw is not None:
+                    yielded = stream._send(coroutine.throw, throw)
+                else:
+                    yielded = stream._send(coroutine.send, sent)
+            except StopIteration as stop:
+                stream._finished(stop.value)
+                raise StopAsyncIteration from None
+            except BaseException:
+                stream._done = True
+                _unregister(stream.run, stream)
+                raise
+            throw = None
+            if isinstance(yielded, _Item):
+                return stream._delivered(yielded)
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # cancellation and the like go to the run's body
+                throw, sent = exc, None
+
+
+# Read-ahead: the producer runs in its own task or thread, up to ``buffer`` values ahead.
+
+_END: Any = object()
+
+
+class BufferedSyncStream(Iterator[Any]):
+    """Reads a sync generator run that a thread of its own produces up to ``buffer`` ahead."""
+
+    def __init__(self, run: Run, buffer: int, drive_run: Callable[[Run], Any]) -> None:
+        self.run = run
+        self._queue: queue.Queue[Any] = queue.Queue(buffer)
+        self._closed = threading.Event()
+        self._done = False
+        run.outlet = self._put
+        _register(run, self)
+        context = copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._produce, drive_run), daemon=True,
+            name=f"flowkit-stream-{run.name}",
+        )  # fmt: skip
+        self._thread.start()
+
+    def _produce(self, drive_run: Callable[[Run], Any]) -> None:
+        try:
+            drive_run(self.run)
+        finally:
+            self._put_end()
+
+    def _put_end(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(_END, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    async def _put(self, value: Any) -> None:  # never suspends: it runs in the producer thread
+        while True:
+            if self._closed.is_set():
+                raise _Closed
+            try:
+                self._queue.put(value, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        value = self._queue.get()
+        if value is _END:
+            self._done = True
+            _unregister(self.run, self)
+            self._thread.join()
+            state = self.run.state
+            if state.is_failed() or state.is_crashed():
+                raise state.exception  # type: ignore[misc]
+            raise StopIteration
+        return value
+
+    def close(self) -> None:
+        """Stop reading: the producer closes the generator at its next value."""
+        if not self._done:
+            self._done = True
+            _unregister(self.run, self)
+            self._closed.set()
+            self._thread.join()
+
+    async def finish_early(self) -> None:
+        """Close the stream because its reader's run is ending."""
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class BufferedAsyncStream(AsyncIterator[Any]):
+    """Reads an async generator run produced up to ``buffer`` ahead by a task of the
+    flow's task group."""
+
+    def __init__(self, run: Run, buffer: int) -> None:
+        self.run = run
+        self._send, self._receive = anyio.create_memory_object_stream[Any](buffer)
+        run.outlet = self._send.send
+        _register(run, self)
+
+    async def produce(self, execute: Callable[[Run, Runner], Coroutine[Any, Any, Any]]) -> None:
+        """The producer task's body: run the generator run, then close the channel."""
+        with self._send:
+            await execute(self.run, ASYNC_STEPS)
+
+    def __anext__(self) -> Coroutine[Any, Any, Any]:
+        return self._next()
+
+    async def _next(self) -> Any:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            _unregister(self.run, self)
+            state = self.run.state
+            if state.is_failed() or state.is_crashed():
+                raise state.exception from None  # type: ignore[misc]
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Stop reading: the producer closes the generator at its next value."""
+        _unregister(self.run, self)
+        self._receive.close()
+
+    async def finish_early(self) -> None:
+        """Close the stream because its reader's run is ending."""
+        await self.aclose()

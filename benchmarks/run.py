@@ -9,6 +9,7 @@ Logging is on at INFO, as for a user who configured nothing, but records go to a
 that discards them: the cost of building records counts, the terminal's does not.
 
     python -m benchmarks [--quick] [--backend asyncio|trio] [--rounds N] [--json PATH]
+                         [--only seq_sync,store,...]
 """
 
 from __future__ import annotations
@@ -16,29 +17,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import attrs
 
-from flowkit import flow, task
-
-# Workloads of the benchmark suite whose feature flowkit does not have yet.
-MISSING = {
-    "submit_sync": "needs task.submit()",
-    "async_gather": "needs task.submit()",
-    "io_fanout_async": "needs task.submit()",
-    "io_fanout_sync": "needs task.submit()",
-    "cache_hit": "needs caching",
-    "memory": "needs task.submit()",
-    "store": "needs the run store",
-    "stream": "needs generator tasks",
-}
+from flowkit import flow, store, task
+from flowkit.tasks import task_input_hash
 
 
 def work(x: int) -> int:
@@ -49,8 +43,32 @@ async def awork(x: int) -> int:
     return x + 1
 
 
+def nap(x: int) -> int:
+    time.sleep(0.05)
+    return x
+
+
+async def anap(x: int) -> int:
+    await anyio.sleep(0.05)
+    return x
+
+
 work_task = task(work)
 awork_task = task(awork)
+nap_task = task(nap)
+anap_task = task(anap)
+cached_task = task(work, name="cached_work", cache_key_fn=task_input_hash, persist_result=False)
+
+
+@task
+def count(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+@task(buffer=256)
+async def acount(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
 
 
 @flow
@@ -63,6 +81,43 @@ def seq_sync_flow(n: int) -> None:
 async def seq_async_flow(n: int) -> None:
     for i in range(n):
         await awork_task(i)
+
+
+@flow
+def submit_sync_flow(n: int) -> None:
+    futures = [work_task.submit(i) for i in range(n)]
+    for future in futures:
+        future.result()
+
+
+@flow
+async def async_gather_flow(n: int) -> None:
+    futures = [awork_task.submit(i) for i in range(n)]
+    for future in futures:
+        await future
+
+
+@flow
+async def io_fanout_async_flow(n: int) -> None:
+    for future in [anap_task.submit(i) for i in range(n)]:
+        await future
+
+
+@flow(thread_limit=1000)
+def io_fanout_sync_flow(n: int) -> None:
+    nap_task.map(range(n)).result()
+
+
+@flow
+def cache_hit_flow(n: int) -> None:
+    for _ in range(n):
+        cached_task(1)
+
+
+@flow
+async def stream_flow(n: int) -> None:
+    async for _ in acount(n):
+        pass
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -78,6 +133,7 @@ class Workload:
     goal: str
     flowkit: Callable[[int, str], float]
     floor: Callable[[int, str], float]
+    items: int = 1  # work items per unit of n (stream moves 100 items per n)
 
 
 def _seq_sync_flowkit(n: int, backend: str) -> float:
@@ -105,22 +161,213 @@ def _seq_async_floor(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
+def _submit_sync_flowkit(n: int, backend: str) -> float:
+    return _timed(lambda: submit_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
+
+
+def _submit_sync_floor(n: int, backend: str) -> float:
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(anyio.to_thread.run_sync, work, i)
+
+    return _timed(lambda: anyio.run(main, backend=backend))
+
+
+def _async_gather_flowkit(n: int, backend: str) -> float:
+    return _timed(lambda: anyio.run(async_gather_flow, n, backend=backend))
+
+
+def _spawn_all(fn: Callable[[int], Any], n: int, backend: str) -> float:
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(fn, i)
+
+    return _timed(lambda: anyio.run(main, backend=backend))
+
+
+def _io_fanout_async_flowkit(n: int, backend: str) -> float:
+    return _timed(lambda: anyio.run(io_fanout_async_flow, n, backend=backend))
+
+
+def _io_fanout_sync_flowkit(n: int, backend: str) -> float:
+    return _timed(lambda: io_fanout_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
+
+
+def _io_fanout_sync_floor(n: int, backend: str) -> float:
+    def main() -> None:
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(nap, range(n)))
+
+    return _timed(main)
+
+
+def _cache_hit_flowkit(n: int, backend: str) -> float:
+    return _timed(lambda: cache_hit_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
+
+
+def _cache_hit_floor(n: int, backend: str) -> float:
+    cache = {"key": 2}
+
+    def main() -> None:
+        for _ in range(n):
+            cache.get("key")
+
+    return _timed(main)
+
+
+def _store_on(n: int, backend: str) -> float:
+    store.enable()
+    try:
+        return _seq_sync_flowkit(n, backend)
+    finally:
+        store.disable()
+
+
+def _stream_flowkit(n: int, backend: str) -> float:
+    return _timed(lambda: anyio.run(stream_flow, n * 100, backend=backend))
+
+
+def _stream_floor(n: int, backend: str) -> float:
+    async def main() -> None:
+        send, receive = anyio.create_memory_object_stream[int](256)
+
+        async def produce() -> None:
+            async with send:
+                for i in range(n * 100):
+                    await send.send(i)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            async with receive:
+                async for _ in receive:
+                    pass
+
+    return _timed(lambda: anyio.run(main, backend=backend))
+
+
 WORKLOADS = [
     Workload(
-        "seq_sync",
-        "sync tasks called one after another in a sync flow",
-        "<= 1.5x",
-        _seq_sync_flowkit,
-        _seq_sync_floor,
+        "seq_sync", "sync tasks called one after another in a sync flow", "<= 1.5x",
+        _seq_sync_flowkit, _seq_sync_floor,
     ),
     Workload(
-        "seq_async",
-        "async tasks awaited one after another in an async flow",
-        "<= 20 us/task",
-        _seq_async_flowkit,
-        _seq_async_floor,
+        "seq_async", "async tasks awaited one after another in an async flow", "<= 20 us/task",
+        _seq_async_flowkit, _seq_async_floor,
     ),
-]
+    Workload(
+        "submit_sync", "sync submits, then results", "<= 2x",
+        _submit_sync_flowkit, _submit_sync_floor,
+    ),
+    Workload(
+        "async_gather", "async submits, then all results", "<= 2x",
+        _async_gather_flowkit, lambda n, b: _spawn_all(awork, n, b),
+    ),
+    Workload(
+        "io_fanout_async", "async tasks sleeping 50 ms, all submitted", "<= 1.5x",
+        _io_fanout_async_flowkit, lambda n, b: _spawn_all(anap, n, b),
+    ),
+    Workload(
+        "io_fanout_sync", "sync tasks sleeping 50 ms, mapped, thread_limit=1000", "<= 1.5x",
+        _io_fanout_sync_flowkit, _io_fanout_sync_floor,
+    ),
+    Workload(
+        "cache_hit", "calls that hit the cache", "<= 25 us/call",
+        _cache_hit_flowkit, _cache_hit_floor,
+    ),
+    Workload(
+        "store", "seq_sync with the run store on (floor: off)", "<= 1.3x",
+        _store_on, _seq_sync_flowkit,
+    ),
+    Workload(
+        "stream", "items (n x 100) through an async generator task, buffer=256", ">= 1/3 rate",
+        _stream_flowkit, _stream_floor, items=100,
+    ),
+]  # fmt: skip
+
+# Whole processes, measured from outside: start-up, and peak memory of many submits.
+STARTUP_FLOWKIT = """
+from flowkit import flow, task
+@task
+def one() -> int:
+    return 1
+@flow
+def main() -> int:
+    return one()
+main()
+"""
+STARTUP_FLOOR = """
+import anyio, anyio.to_thread
+def one() -> int:
+    return 1
+async def main() -> int:
+    return await anyio.to_thread.run_sync(one)
+anyio.run(main)
+"""
+MEMORY_FLOWKIT = """
+import resource, sys
+from flowkit import flow, task
+@task
+def one(i: int) -> int:
+    return i
+@flow
+def main(n: int) -> None:
+    futures = [one.submit(i) for i in range(n)]
+    for f in futures:
+        f.result()
+main(int(sys.argv[1]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+MEMORY_FLOOR = """
+import resource, sys
+from concurrent.futures import ThreadPoolExecutor
+def one(i: int) -> int:
+    return i
+with ThreadPoolExecutor(40) as pool:
+    futures = [pool.submit(one, i) for i in range(int(sys.argv[1]))]
+    for f in futures:
+        f.result()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _python(code: str, *args: str) -> tuple[float, str]:
+    env = {**os.environ, "FLOWKIT_LOGGING_LEVEL": "WARNING"}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=True
+    )
+    return time.perf_counter() - start, done.stdout.strip()
+
+
+def measure_processes(quick: bool, rounds: int) -> list[dict[str, Any]]:
+    """Start-up wall time and peak RSS (MB), each against its floor, in fresh processes."""
+    n = 1000 if quick else 10_000
+    startup = {
+        system: [_python(code)[0] for _ in range(rounds)]
+        for system, code in (("flowkit", STARTUP_FLOWKIT), ("floor", STARTUP_FLOOR))
+    }
+    memory = {
+        system: [int(_python(code, str(n))[1]) / 1024 for _ in range(max(1, rounds // 2))]
+        for system, code in (("flowkit", MEMORY_FLOWKIT), ("floor", MEMORY_FLOOR))
+    }
+    records = []
+    for name, samples, unit, goal, count in (
+        ("startup", startup, "s", "<= 150 ms total", 1),
+        ("memory", memory, "MB", "<= 60 MB peak", n),
+    ):
+        floor = statistics.median(samples["floor"])
+        for system, values in samples.items():
+            median = statistics.median(values)
+            records.append({
+                "workload": name, "system": system, "backend": "asyncio", "n": count,
+                "rounds": len(values), "wall_s": median if unit == "s" else None,
+                "peak_mb": median if unit == "MB" else None, "min_s": min(values),
+                "max_s": max(values), "per_task_us": median / count * 1e6 if unit == "s" else None,
+                "ratio": median / floor, "goal": goal, "unit": unit,
+            })  # fmt: skip
+    return records
 
 
 def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[str, Any]]:
@@ -147,7 +394,7 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
                 "wall_s": median,
                 "min_s": min(samples),
                 "max_s": max(samples),
-                "per_task_us": median / n * 1e6,
+                "per_task_us": median / (n * workload.items) * 1e6,
                 "ratio": median / floor_median,
                 "goal": workload.goal,
             }
@@ -157,18 +404,24 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
 
 def _table(records: list[dict[str, Any]]) -> str:
     head = (
-        f"{'workload':<11} {'system':<8} {'n':>6} {'median s':>9} {'min s':>8} {'max s':>8} "
+        f"{'workload':<15} {'system':<8} {'n':>6} {'median s':>9} {'min s':>8} {'max s':>8} "
         f"{'us/task':>8} {'ratio':>6}  goal"
     )
     lines = [head, "-" * len(head)]
     for r in records:
+        goal = r["goal"] if r["system"] == "flowkit" else ""
+        if r.get("unit") == "MB":
+            lines.append(
+                f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {'peak':>9} "
+                f"{r['min_s']:>7.1f}M {r['max_s']:>7.1f}M {r['peak_mb']:>7.1f}M "
+                f"{r['ratio']:>6.2f}  {goal}"
+            )
+            continue
         lines.append(
-            f"{r['workload']:<11} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} "
+            f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} "
             f"{r['min_s']:>8.4f} {r['max_s']:>8.4f} {r['per_task_us']:>8.1f} "
-            f"{r['ratio']:>6.2f}  {r['goal'] if r['system'] == 'flowkit' else ''}"
+            f"{r['ratio']:>6.2f}  {goal}"
         )
-    for name, why in MISSING.items():
-        lines.append(f"{name:<11} missing: {why}")
     return "\n".join(lines)
 
 
@@ -180,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", metavar="PATH", help="also write the records as JSON")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated workloads to run")
     args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
     n = 100 if args.quick else 1000
     rounds = args.rounds or (2 if args.quick else 7)
 
@@ -188,7 +443,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("flowkit").addHandler(logging.NullHandler())
     logging.getLogger("flowkit").propagate = False
 
-    records = [rec for w in WORKLOADS for rec in measure(w, n, rounds, args.backend)]
+    # Runs go to a scratch home; the run store is off except where a workload turns it on.
+    os.environ["FLOWKIT_HOME"] = tempfile.mkdtemp(prefix="flowkit-bench-")
+    store.disable()
+
+    chosen = [w for w in WORKLOADS if only is None or w.name in only]
+    records = [rec for w in chosen for rec in measure(w, n, rounds, args.backend)]
+    if only is None or only & {"startup", "memory"}:
+        records += measure_processes(args.quick, rounds)
     print(f"flowkit benchmarks on {args.backend}, Python {sys.version.split()[0]}")
     print(_table(records))
     if args.json:

@@ -20,14 +20,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from logging import ERROR, INFO, WARNING
-from typing import Any
-
-from structlog.stdlib import BoundLogger, filter_by_level
-from structlog.typing import EventDict, WrappedLogger
+from typing import TYPE_CHECKING, Any
 
 from ._engine import events
 from ._engine.runs import FlowRun, Run, current_run
 from .exceptions import MissingContextError
+
+if TYPE_CHECKING:
+    from structlog.stdlib import BoundLogger
+    from structlog.typing import EventDict, WrappedLogger
 
 __all__ = ["ConsoleFormatter", "get_logger", "get_run_logger", "printing_to_log", "setup"]
 
@@ -43,15 +44,16 @@ def _to_stdlib(_: WrappedLogger, __: str, event_dict: EventDict) -> tuple[Any, .
     return (msg, *args), kwargs
 
 
-_PROCESSORS: list[Any] = [filter_by_level, _to_stdlib]
-
-
 def get_logger(name: str, **context: Any) -> BoundLogger:
     """Return a structlog logger that writes stdlib records to logger ``name``.
 
     Keyword arguments are bound to every record (as attributes of the stdlib record).
     """
-    return BoundLogger(logging.getLogger(name), _PROCESSORS, context)
+    # Imported here, not at the top: structlog takes ~40 ms to import, a cost only
+    # programs that ask for a logger should pay (the engine's own lines skip it).
+    from structlog.stdlib import BoundLogger, filter_by_level
+
+    return BoundLogger(logging.getLogger(name), [filter_by_level, _to_stdlib], context)
 
 
 def _run_context(run: Run) -> dict[str, Any]:

@@ -19,7 +19,6 @@ Limits, which no library can lift:
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 from collections.abc import Callable
@@ -103,6 +102,8 @@ class Stoppable:
             if self._thread is None or self._stopping:
                 return
             self._stopping = True
+            import ctypes  # here: ~10 ms to import, and only a deadline needs it
+
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(self._thread), ctypes.py_object(why)
             )

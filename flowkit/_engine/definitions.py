@@ -96,6 +96,14 @@ def run_name_option(_: object, attribute: attrs.Attribute[Any], value: object) -
         )
 
 
+def _streams(fn: Callable[..., Any]) -> Literal["sync", "async"] | None:
+    if inspect.isgeneratorfunction(fn):
+        return "sync"
+    if inspect.isasyncgenfunction(fn):
+        return "async"
+    return None
+
+
 @attrs.frozen(eq=False)
 class Runnable(Generic[P, R]):
     """A function wrapped as a task or flow, with its options.
@@ -116,6 +124,16 @@ class Runnable(Generic[P, R]):
         default=attrs.Factory(lambda self: Policy.of(self.options), takes_self=True),
         repr=False,
     )
+    # Read on every call, so worked out once.
+    is_async: bool = attrs.field(
+        default=attrs.Factory(lambda self: inspect.iscoroutinefunction(self.fn), takes_self=True),
+        repr=False,
+    )
+    """Whether the function is a coroutine function, so calls must be awaited."""
+    streams: Literal["sync", "async"] | None = attrs.field(
+        default=attrs.Factory(lambda self: _streams(self.fn), takes_self=True), repr=False
+    )
+    """``"sync"`` for a generator function, ``"async"`` for an async one, else ``None``."""
 
     kind: ClassVar[str]  # "task" or "flow", for messages
     run_name_option: ClassVar[str]  # the option that names runs: "task_run_name", ...
@@ -163,19 +181,6 @@ class Runnable(Generic[P, R]):
         """The version given to the decorator, if any."""
         return self.options.version  # type: ignore[no-any-return]
 
-    @property
-    def is_async(self) -> bool:
-        """Whether the function is a coroutine function, so calls must be awaited."""
-        return inspect.iscoroutinefunction(self.fn)
-
-    @property
-    def streams(self) -> Literal["sync", "async"] | None:
-        """Whether the function is a generator (``"sync"``) or async generator (``"async"``)."""
-        if inspect.isgeneratorfunction(self.fn):
-            return "sync"
-        if inspect.isasyncgenfunction(self.fn):
-            return "async"
-        return None
 
     @property
     def run_name(self) -> str | Callable[[], str] | None:

@@ -154,9 +154,10 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
         current_run.reset(token)
         if flight is not None:
             cache.RESULTS.release(*flight)
-    with runner.shield():
-        set_state(run, final)
-        await _call_hooks(run, final, policy.final_hook(final), runner)
+    set_state(run, final)  # no await: nothing can cancel it
+    if hooks := policy.final_hook(final):
+        with runner.shield():
+            await _call_hooks(run, final, hooks, runner)
     return final
 
 

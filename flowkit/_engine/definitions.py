@@ -181,7 +181,6 @@ class Runnable(Generic[P, R]):
         """The version given to the decorator, if any."""
         return self.options.version  # type: ignore[no-any-return]
 
-
     @property
     def run_name(self) -> str | Callable[[], str] | None:
         """The template or function that names runs, if one was given."""

@@ -81,6 +81,7 @@ def new_run(
     owner = f"{'flow' if flow else 'task'} {definition.name!r}"
     if wait_for is not None or may_hold_upstream(args, kwargs):
         run.upstream = find_upstream(run.parameters, wait_for, owner=owner)
+        run.takes_inputs = True
     if parent is not None and parent.reading:  # values streamed by a generator run
         for name, value in run.parameters.items():
             if (producer := last_delivered(parent, value)) is not None:
@@ -127,7 +128,7 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     token = current_run.set(run)
     flight: tuple[str, str] | None = None  # the cache key whose computation is ours
     try:
-        final = await _take_inputs(run, runner) if run.upstream else None
+        final = await _take_inputs(run, runner) if run.takes_inputs else None
         if final is None and policy.caching is not None:
             final, flight = await _from_cache(run, runner, policy.caching)
         while final is None:

@@ -114,6 +114,8 @@ class Run:
     # The streams of generator runs this run's body is reading.
     reading: list[Any] = attrs.field(factory=list, repr=False)
     upstream: list[Upstream] = attrs.field(factory=list, repr=False)
+    # Whether arguments hold futures, states or wrappers to resolve before the run starts.
+    takes_inputs: bool = False
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)

@@ -165,7 +165,7 @@ def _update_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
     start = _timestamp(state) if state.is_running() else None
     end = _timestamp(state) if state.is_final() else None
     # Upstream futures are resolved once the run starts: record the values it got.
-    first_start = state.is_running() and run.run_count == 1 and run.upstream
+    first_start = state.is_running() and run.run_count == 1 and run.takes_inputs
     return (
         state.type.value, state.name, state.message, _error(state), run.run_count, start, end,
         to_json(run.parameters) if first_start else None,

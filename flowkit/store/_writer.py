@@ -34,6 +34,8 @@ from ._schema import connect, default_path
 __all__ = ["StoreHandler", "Writer", "disable", "enable", "flush", "is_enabled", "recover", "setup"]
 
 _HOST = socket.gethostname()
+IDLE_SECONDS = 10.0
+"""A writer with nothing to do for this long, and no run tree open, stops."""
 _UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
 _converter = cattrs.Converter()
 _log = logging.getLogger("flowkit.store")
@@ -93,7 +95,12 @@ class Writer:
     def _loop(self) -> None:
         stop = False
         while not stop:
-            items = [self._queue.get()]
+            try:
+                items = [self._queue.get(timeout=IDLE_SECONDS)]
+            except queue.Empty:
+                if _retire(self):
+                    break
+                continue
             try:
                 while len(items) < 5000:
                     items.append(self._queue.get_nowait())
@@ -275,12 +282,25 @@ def flush() -> None:
         writer.flush()
 
 
-def _writer_for(path: Path) -> Writer:
+def _open_tree(run: Run, path: Path) -> Writer:
+    """The writer of ``path`` (started if need be), now recording the tree of ``run``."""
     with _lock:
         writer = _writers.get(path)
         if writer is None:
             writer = _writers[path] = Writer(path)
+        _trees[run] = writer
+        _tree_ids[str(run.id)] = writer
         return writer
+
+
+def _retire(writer: Writer) -> bool:
+    """Stop an idle writer that records no tree (its database may not be used again)."""
+    with _lock:
+        if any(w is writer for w in _trees.values()) or not writer._queue.empty():
+            return False
+        if _writers.get(writer.path) is writer:
+            del _writers[writer.path]
+        return True
 
 
 def _on_event(event: events.Event) -> None:
@@ -289,9 +309,7 @@ def _on_event(event: events.Event) -> None:
         if state.is_pending():
             if not is_enabled():
                 return
-            writer = _writer_for(default_path())
-            _trees[run] = writer
-            _tree_ids[str(run.id)] = writer
+            writer = _open_tree(run, default_path())
         else:
             writer = _trees.get(run)  # type: ignore[assignment]
             if writer is None:

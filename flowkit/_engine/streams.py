@@ -466,6 +466,7 @@ class BufferedAsyncStream(AsyncIterator[Any]):
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             _unregister(self.run, self)
+            self._receive.close()
             state = self.run.state
             if state.is_failed() or state.is_crashed():
                 raise state.exception from None  # type: ignore[misc]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -37,24 +37,33 @@ class Event:
 
 Sink = Callable[[Event], None]
 
+_tiers: dict[str, tuple[Sink, ...]] = {"first": (), "normal": (), "last": ()}
 _sinks: tuple[Sink, ...] = ()
 _log = logging.getLogger("flowkit.engine")
 
 
-def subscribe(sink: Sink, *, first: bool = False) -> Callable[[], None]:
+def subscribe(
+    sink: Sink, *, tier: Literal["first", "normal", "last"] = "normal"
+) -> Callable[[], None]:
     """Call ``sink`` with every event from now on; return a function that stops it.
 
-    Sinks are called in the order they subscribed; ``first`` puts ``sink`` before the
-    others (the run store does, so that it knows a run before its log lines arrive).
+    Sinks are called tier by tier (``"first"``, ``"normal"``, ``"last"``), in the order
+    they subscribed within a tier. The run store records a run first, so that it knows the
+    run before its log lines arrive, and lets go of it last, after them.
     """
-    global _sinks
-    _sinks = (sink, *_sinks) if first else (*_sinks, sink)
+    _tiers[tier] = (*_tiers[tier], sink)
+    _rebuild()
 
     def unsubscribe() -> None:
-        global _sinks
-        _sinks = tuple(s for s in _sinks if s is not sink)
+        _tiers[tier] = tuple(s for s in _tiers[tier] if s is not sink)
+        _rebuild()
 
     return unsubscribe
+
+
+def _rebuild() -> None:
+    global _sinks
+    _sinks = _tiers["first"] + _tiers["normal"] + _tiers["last"]
 
 
 _setups: list[Callable[[], None]] = []

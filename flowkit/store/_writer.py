@@ -304,26 +304,32 @@ def _retire(writer: Writer) -> bool:
 
 
 def _on_event(event: events.Event) -> None:
+    """First of the sinks: a root run's Pending opens its tree; every event is queued."""
     run, state = event.run, event.state
     if run.parent is None:
         if state.is_pending():
             if not is_enabled():
                 return
             writer = _open_tree(run, default_path())
-        else:
-            writer = _trees.get(run)  # type: ignore[assignment]
-            if writer is None:
-                return
+        elif (writer := _trees.get(run)) is None:  # type: ignore[assignment]
+            return
         writer.put(event)
-        if state.is_final():
-            del _trees[run]
-            _tree_ids.pop(str(run.id), None)
-            if isinstance(run, FlowRun):
-                writer.flush()
         return
     found = _trees.get(_root(run))
     if found is not None:
         found.put(event)
+
+
+def _after_event(event: events.Event) -> None:
+    """Last of the sinks: once a root run's final log lines are queued, close its tree;
+    a flow's call returns only when its records are committed."""
+    run = event.run
+    if run.parent is not None or not event.state.is_final():
+        return
+    writer = _trees.pop(run, None)
+    _tree_ids.pop(str(run.id), None)
+    if writer is not None and isinstance(run, FlowRun):
+        writer.flush()
 
 
 class StoreHandler(logging.Handler):
@@ -346,7 +352,8 @@ def setup() -> None:
     with _lock:
         if _setup_done:
             return
-        events.subscribe(_on_event, first=True)
+        events.subscribe(_on_event, tier="first")
+        events.subscribe(_after_event, tier="last")
         logging.getLogger("flowkit").addHandler(StoreHandler())
         atexit.register(_close_all)
         _setup_done = True

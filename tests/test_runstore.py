@@ -1,0 +1,322 @@
+"""The run store and the `flowkit runs` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flowkit
+from flowkit import flow, get_run_logger, store, task
+from flowkit.cli import main as flowkit_main
+from flowkit.store import SCHEMA_VERSION, Store, StoreError
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def boom() -> None:
+    raise ValueError("it broke")
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque thing>"
+
+
+@task
+def takes(thing: Any, tag: str) -> None:
+    get_run_logger().info("took %s", tag)
+
+
+@flow(log_prints=True)
+def recorded(n: int) -> int:
+    with flowkit.tags("nightly"):
+        total = sum(double(i) for i in range(n))
+    takes(Opaque(), "x")
+    upstream = double.submit(5)
+    double.submit(upstream).result()
+    print(f"total {total}")
+    return total
+
+
+def test_a_flow_is_fully_recorded_when_it_returns(backend: str) -> None:
+    recorded(2)
+    with Store.open() as s:
+        (run,) = s.flow_runs()
+        tree = s.tree(run.id)
+        lines = [line.message for line in s.logs(run.id)]
+        states = [st.name for st in s.states(run.id)]
+    assert (run.name, run.definition, run.state_name, run.parameters) == (
+        run.name, "recorded", "Completed", {"n": 2},
+    )  # fmt: skip
+    assert states == ["Pending", "Running", "Completed"]
+    by_name = {r.name: r for r in tree}
+    assert set(by_name) == {run.name, "double-0", "double-1", "takes-0", "double-2", "double-3"}
+    assert by_name["double-0"].tags == ["nightly"]
+    assert by_name["double-0"].parent_id == run.id
+    assert by_name["takes-0"].parameters == {"thing": "<Opaque thing>", "tag": "x"}
+    assert by_name["double-3"].task_inputs == {"x": [by_name["double-2"].id]}
+    assert by_name["double-3"].parameters == {"x": 10}
+    assert by_name["double-0"].duration is not None
+    assert "took x" in lines
+    assert "total 2" in lines
+    assert f"Created flow run {run.name!r} for flow 'recorded'" in lines
+
+
+@pytest.mark.anyio
+async def test_async_flows_are_recorded_with_errors() -> None:
+    @flow
+    async def failing() -> None:
+        boom()
+
+    with pytest.raises(ValueError, match="it broke"):
+        await failing()
+    with Store.open() as s:
+        tree = s.tree("failing")
+    assert [(r.name, r.state_name, r.error) for r in tree] == [
+        (tree[0].name, "Failed", "ValueError: it broke"),
+        ("boom-0", "Failed", "ValueError: it broke"),
+    ]
+
+
+def test_retries_are_recorded(backend: str) -> None:
+    attempts: list[int] = []
+
+    @task(retries=1)
+    def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError
+
+    @flow
+    def retrying() -> None:
+        flaky()
+
+    retrying()
+    with Store.open() as s:
+        run = s.get("flaky-0")
+        states = [st.name for st in s.states(run.id)]
+    assert run.run_count == 2
+    assert states == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
+
+
+def test_tasks_outside_flows_are_recorded() -> None:
+    double(1)
+    store.flush()
+    with Store.open() as s:
+        assert [r.name for r in s.flow_runs()] == ["double-0"]
+
+
+def test_turning_the_store_off(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWKIT_STORE", "off")
+    recorded(1)
+    monkeypatch.delenv("FLOWKIT_STORE")
+    store.disable()
+    try:
+        recorded(1)
+    finally:
+        store.enable()
+        store._writer._forced = None
+    with pytest.raises(StoreError, match="no run store"):
+        Store.open()
+
+
+def test_flowkit_home_picks_the_database(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for home in ("one", "two"):
+        monkeypatch.setenv("FLOWKIT_HOME", str(tmp_path / home))
+        recorded(1)
+    for home in ("one", "two"):
+        with Store.open(tmp_path / home / "runs.db") as s:
+            assert len(s.flow_runs()) == 1
+
+
+def test_get_by_id_prefix_and_name(backend: str) -> None:
+    recorded(1)
+    recorded(1)
+    with Store.open() as s:
+        newest, oldest = s.flow_runs()
+        assert s.get(newest.id).id == newest.id
+        assert s.get(oldest.id[:12]).id == oldest.id
+        assert s.get(oldest.name).id == oldest.id
+        assert s.get("recorded").id == newest.id
+        with pytest.raises(KeyError, match="no run has the id or name 'zzz'"):
+            s.get("zzz")
+        with pytest.raises(KeyError, match="several runs"):
+            s.get("")
+
+
+def test_flow_run_filters(backend: str) -> None:
+    @flow
+    def other() -> None:
+        boom()
+
+    recorded(1)
+    with pytest.raises(ValueError, match="it broke"):
+        other()
+    with Store.open() as s:
+        assert [r.definition for r in s.flow_runs(flow="other")] == ["other"]
+        assert [r.definition for r in s.flow_runs(state="failed")] == ["other"]
+        assert len(s.flow_runs(since=datetime.now(UTC) - timedelta(minutes=5))) == 2
+        assert s.flow_runs(since=datetime.now(UTC) + timedelta(minutes=5)) == []
+        assert len(s.flow_runs(limit=1)) == 1
+
+
+def test_export_is_json(backend: str) -> None:
+    recorded(1)
+    with Store.open() as s:
+        data = s.export("recorded")
+    text = json.dumps(data)
+    assert json.loads(text)["runs"][0]["states"][0]["name"] == "Pending"
+    assert data["schema"] == SCHEMA_VERSION
+
+
+SCRIPT = """
+import sys, time
+from flowkit import flow, task
+@task
+def step(i: int) -> int:
+    return i
+@flow
+def writer(label: str) -> None:
+    for i in range(200):
+        step(i)
+    if label == "hang":
+        print("started", flush=True)
+        time.sleep(60)
+writer(sys.argv[1])
+"""
+
+
+def test_two_processes_record_at_once(tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(SCRIPT)
+    procs = [
+        subprocess.Popen([sys.executable, str(script), label], env=os.environ.copy())
+        for label in ("a", "b")
+    ]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    with Store.open() as s:
+        runs = s.flow_runs()
+        assert sorted(r.parameters["label"] for r in runs) == ["a", "b"]
+        assert all(len(s.tree(r.id)) == 201 for r in runs)
+
+
+def test_a_killed_process_leaves_a_sound_store_and_crashed_runs(tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "hang"], stdout=subprocess.PIPE, text=True,
+        env=os.environ.copy(),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.3)  # let the writer thread commit what it has
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc.stdout.close()
+    path = store.default_path()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    with Store.open() as s:
+        (run,) = s.flow_runs()
+        assert run.state_name == "Crashed"
+        assert "ended before the run did" in (run.state_message or "")
+
+
+def test_a_newer_schema_is_refused_and_left_alone(flowkit_home: Path) -> None:
+    path = flowkit_home / "runs.db"
+    flowkit_home.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA application_id = {0x666B6974}")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer flowkit"):
+        Store.open()
+    assert path.read_bytes() == before
+
+
+def test_foreign_and_broken_files_are_refused(flowkit_home: Path) -> None:
+    flowkit_home.mkdir(parents=True)
+    path = flowkit_home / "runs.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE invoices (id INTEGER)")
+    db.close()
+    with pytest.raises(StoreError, match="not a flowkit run store"):
+        Store.open()
+    path.write_bytes(b"this is not a database, just text" * 100)
+    with pytest.raises(StoreError, match="not a flowkit run store"):
+        Store.open()
+
+
+# The command
+
+
+def test_runs_ls_table_and_json(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    recorded(1)
+    assert flowkit_main(["runs", "ls"]) == 0
+    table = capsys.readouterr().out
+    assert "recorded" in table
+    assert "Completed" in table
+    assert flowkit_main(["runs", "ls", "--json", "--flow", "recorded", "--since", "1h"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["state"] == "Completed"
+    assert flowkit_main(["runs", "ls", "--since", "yesterday-ish"]) == 2
+
+
+def test_runs_show_logs_and_export(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    @flow
+    def tree() -> None:
+        double(1)
+        boom(return_state=True)
+
+    tree()
+    capsys.readouterr()
+    assert flowkit_main(["runs", "show", "tree"]) == 0
+    shown = capsys.readouterr().out
+    assert "├── double-0 [task 'double'] Completed" in shown
+    assert "└── boom-0 [task 'boom'] Failed" in shown
+    assert "ValueError: it broke" in shown
+    assert flowkit_main(["runs", "logs", "tree"]) == 0
+    logs = capsys.readouterr().out.splitlines()
+    assert "| INFO    | Flow run" in logs[1]
+    assert logs[-1].endswith("Finished in state Completed('1 of 2 task runs did not complete; "
+                              "the flow handled them.')")  # fmt: skip
+    assert flowkit_main(["runs", "export", "tree"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 3
+
+
+def test_unknown_runs_and_missing_stores_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert flowkit_main(["runs", "ls"]) == 2
+    assert capsys.readouterr().err.strip().startswith("Error: no run store at")
+    recorded(1)
+    assert flowkit_main(["runs", "show", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"Error: no run has the id or name 'nope', nor is it a flow's name, in "
+                   f"{store.default_path()}"]  # fmt: skip
+
+
+def test_console_script_runs(flowkit_home: Path) -> None:
+    recorded(1)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowkit", "runs", "ls"], capture_output=True, text=True,
+        env=os.environ.copy(), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "recorded" in done.stdout

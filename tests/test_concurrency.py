@@ -477,7 +477,9 @@ def test_ten_thousand_submitted_runs_complete(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLOWKIT_STORE", "off")
-    logging.getLogger("flowkit").setLevel(logging.WARNING)
+    logger = logging.getLogger("flowkit")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
 
         @task
@@ -490,7 +492,7 @@ def test_ten_thousand_submitted_runs_complete(
 
         assert main() == 10_000
     finally:
-        logging.getLogger("flowkit").setLevel(logging.NOTSET)
+        logger.setLevel(level)
 
 
 # The reference page's concurrent example, against a local server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -52,7 +53,10 @@ def recorded(n: int) -> int:
     return total
 
 
-def test_a_flow_is_fully_recorded_when_it_returns(backend: str) -> None:
+def test_a_flow_is_fully_recorded_when_it_returns(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit")
     recorded(2)
     with Store.open() as s:
         (run,) = s.flow_runs()
@@ -280,7 +284,11 @@ def test_runs_ls_table_and_json(backend: str, capsys: pytest.CaptureFixture[str]
     assert flowkit_main(["runs", "ls", "--since", "yesterday-ish"]) == 2
 
 
-def test_runs_show_logs_and_export(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_show_logs_and_export(
+    backend: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit")
+
     @flow
     def tree() -> None:
         double(1)

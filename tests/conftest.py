@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,3 +30,42 @@ def flowkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "flowkit-home"
     monkeypatch.setenv("FLOWKIT_HOME", str(home))
     return home
+
+
+Respond = Callable[[str], bytes]
+
+
+@pytest.fixture
+def local_http() -> Iterator[Callable[[Respond], tuple[str, list[str]]]]:
+    """Start HTTP servers on 127.0.0.1 for the test: ``url, paths = local_http(respond)``.
+
+    ``respond(path)`` gives each answer's JSON body (it may block, e.g. on a barrier);
+    ``paths`` lists the paths requested, in order.
+    """
+    servers: list[ThreadingHTTPServer] = []
+
+    def serve(respond: Respond) -> tuple[str, list[str]]:
+        seen: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(self.path)
+                body = respond(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", seen
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()

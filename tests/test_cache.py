@@ -10,7 +10,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -345,36 +344,8 @@ def test_the_store_records_each_cache_decision(backend: str) -> None:
     assert notes[1].startswith("hit:")
 
 
-@pytest.fixture
-def counting_api() -> Iterator[tuple[str, list[str]]]:
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            body = b'{"stargazers_count": 5}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_page_example_hits_the_cache_in_a_second_process(
-    tmp_path: Path, counting_api: tuple[str, list[str]]
-) -> None:
-    api, seen = counting_api
+def test_page_example_hits_the_cache_in_a_second_process(tmp_path: Path, local_http: Any) -> None:
+    api, seen = local_http(lambda path: b'{"stargazers_count": 5}')
     script = tmp_path / "repo.py"
     script.write_text(
         "import sys, httpx\n"

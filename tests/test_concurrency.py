@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anyio
@@ -498,37 +496,14 @@ def test_ten_thousand_submitted_runs_complete(
 # The reference page's concurrent example, against a local server
 
 
-@pytest.fixture
-def slow_api() -> Iterator[tuple[str, list[str]]]:
-    """A 127.0.0.1 server whose answers wait until three requests are in at once."""
+def test_page_example_fetches_concurrently(backend: str, local_http: Any) -> None:
     barrier = threading.Barrier(3, timeout=5)
-    seen: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            barrier.wait()
-            body = b'{"page": "%s"}' % self.path.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(path: str) -> bytes:
+        barrier.wait()  # answers only once three requests are in at once
+        return b'{"page": "%s"}' % path.encode()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_page_example_fetches_concurrently(backend: str, slow_api: tuple[str, list[str]]) -> None:
-    api, seen = slow_api
+    api, seen = local_http(respond)
 
     @task
     def get_url(url: str, params: dict[str, Any] | None = None) -> Any:

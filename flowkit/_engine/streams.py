@@ -171,6 +171,10 @@ class _Closed(Exception):
     """The reader closed the stream: the body is closed and the run completes."""
 
 
+class _Exhausted(Exception):
+    """The run's coroutine returned: the stream has no more values."""
+
+
 class _ReaderClosed(Exception):
     """Thrown into a run's coroutine where it hands a value out: the reader is gone.
 
@@ -242,8 +246,20 @@ class _Stream:
             raise state.exception
 
     def _send(self, method: Callable[..., Any], arg: Any) -> Any:
-        """One step of the coroutine, in the run's context; returns what it yielded."""
-        return self._context.run(method, arg)
+        """One step of the coroutine, in the run's context; returns what it yielded.
+
+        Raises:
+            _Exhausted: The run is over (its errors are raised instead).
+        """
+        try:
+            return self._context.run(method, arg)
+        except StopIteration as stop:
+            self._finished(stop.value)
+            raise _Exhausted from None
+        except BaseException:
+            self._done = True
+            _unregister(self.run, self)
+            raise
 
     def _delivered(self, yielded: Any) -> Any:
         if not isinstance(yielded, _Item):  # pragma: no cover - engine invariant
@@ -260,13 +276,8 @@ class SyncStream(_Stream, Generator[Any, None, None]):
             raise StopIteration
         try:
             yielded = self._send(self._coroutine.send, None)
-        except StopIteration as stop:
-            self._finished(stop.value)
+        except _Exhausted:
             raise StopIteration from None
-        except BaseException:
-            self._done = True
-            _unregister(self.run, self)
-            raise
         return self._delivered(yielded)
 
     def send(self, value: Any) -> Any:
@@ -290,8 +301,8 @@ class SyncStream(_Stream, Generator[Any, None, None]):
             return
         try:
             self._send(self._coroutine.throw, _ReaderClosed())
-        except StopIteration as stop:
-            self._finished(stop.value)
+        except _Exhausted:
+            pass
         finally:
             self._done = True
 
@@ -351,13 +362,8 @@ class _Trampoline:
                     yielded = stream._send(coroutine.throw, throw)
                 else:
                     yielded = stream._send(coroutine.send, sent)
-            except StopIteration as stop:
-                stream._finished(stop.value)
+            except _Exhausted:
                 raise StopAsyncIteration from None
-            except BaseException:
-                stream._done = True
-                _unregister(stream.run, stream)
-                raise
             throw = None
             if isinstance(yielded, _Item):
                 return stream._delivered(yielded)

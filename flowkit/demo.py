@@ -48,6 +48,7 @@ class DemoAPI(BaseHTTPRequestHandler):
     latency = 0.05
 
     def do_GET(self) -> None:
+        """Answer one request, after the simulated latency."""
         url = urllib.parse.urlsplit(self.path)
         parts = url.path.strip("/").split("/")
         query = dict(urllib.parse.parse_qsl(url.query))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["ConsoleFormatter", "get_logger", "get_run_logger", "printing_to_log", "setup"]
 
 _LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
+_STRUCTLOG_FRAMES = 3
 
 
 def _to_stdlib(_: WrappedLogger, __: str, event_dict: EventDict) -> tuple[Any, ...]:
@@ -41,6 +42,9 @@ def _to_stdlib(_: WrappedLogger, __: str, event_dict: EventDict) -> tuple[Any, .
     msg = event_dict.pop("event")
     args = event_dict.pop("positional_args", ())
     kwargs = {k: event_dict.pop(k) for k in _LOG_KWARGS if k in event_dict}
+    # The record's file, line and function are the caller's: skip structlog's frames
+    # (BoundLogger.info and the proxies under it) on top of what the caller asked for.
+    kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + _STRUCTLOG_FRAMES
     kwargs["extra"] = event_dict
     return (msg, *args), kwargs
 
@@ -140,10 +144,11 @@ def setup() -> None:
             return
         root_logger = logging.getLogger("flowkit")
         if root_logger.level == logging.NOTSET:
-            level = os.environ.get("FLOWKIT_LOGGING_LEVEL", "INFO").upper()
+            given = os.environ.get("FLOWKIT_LOGGING_LEVEL", "INFO")
+            level = given.upper()
             if level not in logging.getLevelNamesMapping():
                 raise ValueError(
-                    f"FLOWKIT_LOGGING_LEVEL={level!r} is not a logging level; "
+                    f"FLOWKIT_LOGGING_LEVEL={given!r} is not a logging level; "
                     "use DEBUG, INFO, WARNING, ERROR or CRITICAL"
                 )
             root_logger.setLevel(level)

@@ -217,6 +217,8 @@ class Task(Runnable[P, R]):
     ) -> Coroutine[Any, Any, State[T]]: ...
     @overload
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State[R]: ...
+    @overload
+    def __call__(self, *args: Any, wait_for: Iterable[Any], **kwargs: Any) -> R: ...
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task and return its value (or its final state, with ``return_state``).
@@ -251,6 +253,16 @@ class Task(Runnable[P, R]):
     ) -> TaskFuture[T]: ...
     @overload
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]: ...
+    # wait_for cannot follow *args: P.args either (see __call__).
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        wait_for: Iterable[Any],
+        **kwargs: Any,
+    ) -> TaskFuture[T]: ...
+    @overload
+    def submit(self, *args: Any, wait_for: Iterable[Any], **kwargs: Any) -> TaskFuture[R]: ...
 
     def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         """Start a run of the task concurrently and return its future at once.

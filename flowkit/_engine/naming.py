@@ -51,6 +51,17 @@ def generate_name() -> str:
     return f"{_choice(ADJECTIVES)}-{_choice(ANIMALS)}"
 
 
+def _fields(template: str) -> list[str]:
+    """The replacement fields of a format string, including those nested in format specs."""
+    fields: list[str] = []
+    for _, field, spec, _ in string.Formatter().parse(template):
+        if field is not None:
+            fields.append(field)
+        if spec:
+            fields += _fields(spec)
+    return fields
+
+
 def check_template(template: str, signature: inspect.Signature, *, owner: str) -> None:
     """Check at decoration time that a run name template names only real parameters.
 
@@ -58,7 +69,7 @@ def check_template(template: str, signature: inspect.Signature, *, owner: str) -
         ValueError: The template is malformed, or names a parameter the function lacks.
     """
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        fields = _fields(template)
     except ValueError as exc:
         raise ValueError(f"{owner}: run name template {template!r} is malformed: {exc}") from None
     params = signature.parameters

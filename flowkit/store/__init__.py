@@ -131,6 +131,7 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        """Make the record of a ``runs`` table row."""
         values = dict(row)
         for key in ("tags", "parameters", "task_inputs"):
             values[key] = json.loads(values[key])

@@ -33,34 +33,36 @@ async def apipeline(names: list[str]) -> int:
 
 
 def sync_uses() -> None:
-    assert_type(add, Task[[int, int], int])
+    keeps_signature: Task[[int, int], int] = add
     assert_type(add(1), int)
     assert_type(add(1, y=2), int)
     assert_type(add(1, return_state=True), State[int])
     assert_type(add(1, return_state=True).result(), int)
     assert_type(add.submit(1), TaskFuture[int])
     assert_type(add.submit(1).result(), int)
-    assert_type(add.with_options(name="other"), Task[[int, int], int])
+    renamed: Task[[int, int], int] = add.with_options(name="other")
     assert_type(add.with_options(retries=3)(4), int)
 
-    assert_type(pipeline, Flow[[int], str])
+    flow_keeps_signature: Flow[[int], str] = pipeline
     assert_type(pipeline(3), str)
     assert_type(pipeline(3, return_state=True), State[str])
-    assert_type(pipeline.with_options(name="other"), Flow[[int], str])
+    flow_renamed: Flow[[int], str] = pipeline.with_options(name="other")
     assert_type(pipeline.with_options(timeout_seconds=5)(3), str)
 
 
 async def async_uses() -> None:
-    assert_type(fetch, Task[[str], Coroutine[Any, Any, bytes]])
-    assert_type(fetch("u"), Coroutine[Any, Any, bytes])
-    assert_type(await fetch("u"), bytes)
-    assert_type(fetch("u", return_state=True), Coroutine[Any, Any, State[bytes]])
-    assert_type(await fetch("u", return_state=True), State[bytes])
+    async_keeps_signature: Task[[str], Coroutine[Any, Any, bytes]] = fetch
+    value = await assert_type(fetch("u"), Coroutine[Any, Any, bytes])
+    assert_type(value, bytes)
+    state = await assert_type(fetch("u", return_state=True), Coroutine[Any, Any, State[bytes]])
+    assert_type(state, State[bytes])
+    assert_type(state.result(), bytes)
     assert_type(fetch.submit("u"), TaskFuture[bytes])
     assert_type(await fetch.with_options(retries=0)("u"), bytes)
 
-    assert_type(apipeline, Flow[[list[str]], Coroutine[Any, Any, int]])
-    assert_type(await apipeline(["a"]), int)
+    async_flow_keeps_signature: Flow[[list[str]], Coroutine[Any, Any, int]] = apipeline
+    flow_value = await assert_type(apipeline(["a"]), Coroutine[Any, Any, int])
+    assert_type(flow_value, int)
     assert_type(await apipeline(["a"], return_state=True), State[int])
     assert_type(await apipeline.with_options(name="other")(["a"]), int)
 

@@ -1,0 +1,197 @@
+"""The public API: what ``import flowkit`` exports, that it is documented, and that
+importing it has no side effects."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import os
+import pkgutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flowkit
+
+INIT = Path(flowkit.__file__)
+PUBLIC_MODULES = sorted(
+    f"flowkit.{m.name}"
+    for m in pkgutil.iter_modules(flowkit.__path__)
+    if not m.name.startswith("_")
+)
+
+
+def reexports() -> set[str]:
+    """The names ``flowkit/__init__.py`` re-exports explicitly: ``from .x import y as y``."""
+    names: set[str] = set()
+    for node in ast.parse(INIT.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            names.update(a.asname for a in node.names if a.asname == a.name)
+    return names
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("FLOWKIT_LOGGING")},
+    )
+
+
+def public_callables(module: types.ModuleType) -> list[tuple[str, Any]]:
+    """The callables in ``module.__all__`` and the public methods of its classes."""
+    found: list[tuple[str, Any]] = []
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if isinstance(obj, types.ModuleType) or not callable(obj):
+            continue
+        found.append((f"{module.__name__}.{name}", obj))
+        if inspect.isclass(obj):
+            for attr, value in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                member = value.fget if isinstance(value, property) else getattr(obj, attr)
+                if callable(member):
+                    found.append((f"{module.__name__}.{name}.{attr}", member))
+    return found
+
+
+# __all__
+
+
+def test_dunder_all_is_sorted() -> None:
+    assert flowkit.__all__ == sorted(flowkit.__all__)
+
+
+def test_dunder_all_has_no_duplicates() -> None:
+    assert len(set(flowkit.__all__)) == len(flowkit.__all__)
+
+
+def test_dunder_all_lists_exactly_the_explicit_reexports() -> None:
+    assert set(flowkit.__all__) == reexports()
+
+
+def test_every_name_in_dunder_all_exists() -> None:
+    assert [name for name in flowkit.__all__ if not hasattr(flowkit, name)] == []
+
+
+def test_public_names_outside_dunder_all_are_only_submodules() -> None:
+    # Importing a submodule binds it on the package; those are not exports.
+    public = {name for name in dir(flowkit) if not name.startswith("_")}
+    others = {name: getattr(flowkit, name) for name in public - set(flowkit.__all__)}
+    assert {
+        name: value
+        for name, value in others.items()
+        if not (isinstance(value, types.ModuleType) and value.__name__ == f"flowkit.{name}")
+    } == {}
+
+
+def test_star_import_gives_the_dunder_all_names() -> None:
+    namespace: dict[str, Any] = {}
+    exec("from flowkit import *", namespace)
+    assert set(namespace) - {"__builtins__"} == set(flowkit.__all__)
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("task", "flowkit.tasks"),
+        ("Task", "flowkit.tasks"),
+        ("flow", "flowkit.flows"),
+        ("Flow", "flowkit.flows"),
+        ("State", "flowkit.states"),
+        ("tags", "flowkit.context"),
+        ("get_run_logger", "flowkit.logging"),
+        ("TaskFuture", "flowkit.futures"),
+    ],
+)
+def test_top_level_names_are_those_of_their_public_module(name: str, module: str) -> None:
+    assert getattr(flowkit, name) is getattr(importlib.import_module(module), name)
+
+
+def test_prefect_future_is_task_future() -> None:
+    assert flowkit.PrefectFuture is flowkit.TaskFuture
+
+
+def test_runtime_is_exported_as_the_runtime_package() -> None:
+    assert flowkit.runtime is importlib.import_module("flowkit.runtime")
+    assert flowkit.runtime.__all__ == ["abandoned_threads", "flow_run", "task_run"]
+
+
+# Docstrings
+
+
+TOP_LEVEL = public_callables(flowkit)
+
+
+@pytest.mark.parametrize(("name", "obj"), TOP_LEVEL, ids=[name for name, _ in TOP_LEVEL])
+def test_top_level_export_has_a_docstring(name: str, obj: Any) -> None:
+    assert inspect.getdoc(obj), f"{name} has no docstring"
+
+
+def test_public_module_callables_have_docstrings() -> None:
+    undocumented = [
+        name
+        for module in PUBLIC_MODULES
+        for name, obj in public_callables(importlib.import_module(module))
+        if not inspect.getdoc(obj)
+    ]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("module", ["flowkit", *PUBLIC_MODULES])
+def test_public_module_has_a_docstring_and_dunder_all(module: str) -> None:
+    imported = importlib.import_module(module)
+    assert inspect.getdoc(imported)
+    assert isinstance(imported.__all__, list)
+
+
+def test_decorators_document_what_they_raise() -> None:
+    for obj in (flowkit.task, flowkit.flow, flowkit.get_run_logger, flowkit.tags):
+        assert "Raises:" in (inspect.getdoc(obj) or ""), obj
+
+
+# No side effects at import
+
+
+def test_import_starts_no_threads() -> None:
+    result = run_python("import threading, flowkit; print(threading.active_count())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
+def test_import_sets_up_no_logging() -> None:
+    code = (
+        "import logging, flowkit\n"
+        "fk = logging.getLogger('flowkit')\n"
+        "print(fk.handlers, fk.level, logging.getLogger().handlers, logging.getLogger().level)"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "0", "[]", "30"]  # NOTSET, and the default WARNING
+
+
+def test_import_prints_nothing() -> None:
+    result = run_python("import flowkit")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_import_creates_no_files(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = subprocess.run(
+        [sys.executable, "-c", "import flowkit"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "FLOWKIT_HOME": str(home)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

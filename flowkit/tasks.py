@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -191,8 +192,7 @@ class Task(Runnable[P, R]):
         """A key that identifies the task: a hash of its name, the fully qualified name of
         its function and its tags. Tasks that differ in any of them have different keys."""
         fn = self.fn
-        parts = (self.name, f"{fn.__module__}.{fn.__qualname__}", *sorted(self.tags))
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+        return _task_key(self.name, f"{fn.__module__}.{fn.__qualname__}", self.tags)
 
     def with_options(self, **changes: Unpack[TaskOptionsDict]) -> Task[P, R]:
         """Return a copy of the task with some options changed.
@@ -331,6 +331,12 @@ class Task(Runnable[P, R]):
             run_name=o.task_run_name, log_prints=o.log_prints, tags=o.tags,
             wait_for=wait_for, max_concurrency=o.max_concurrency, submitted=submitted,
         )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _task_key(name: str, qualified_name: str, tags: frozenset[str]) -> str:
+    parts = (name, qualified_name, *sorted(tags))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 def _mappable(value: object) -> bool:

@@ -180,20 +180,22 @@ class ResultStore:
     MEMO_SIZE = 4096
 
     def __init__(self) -> None:
-        self._memo: OrderedDict[tuple[Path, str], tuple[CacheRecord, Any]] = OrderedDict()
+        # (FLOWKIT_HOME as set, task key, cache key) -> (record, value): a hit costs no
+        # path arithmetic and no file read.
+        self._memo: OrderedDict[tuple[str, str, str], tuple[CacheRecord, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._flights: dict[tuple[Path, str], threading.Event] = {}
+        self._flights: dict[tuple[str, str, str], threading.Event] = {}
 
     def _record_path(self, task_key: str, key: str) -> Path:
         return home() / "cache" / task_key / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
     def lookup(self, task_key: str, key: str, now: datetime) -> Lookup:
         """Find the result cached under ``key`` for the task, if it has not expired."""
-        path = self._record_path(task_key, key)
-        memo = self._memo.get((path, key))
+        memo = self._memo.get(_memo_key(task_key, key))
         if memo is not None:
             record, value = memo
         else:
+            path = self._record_path(task_key, key)
             try:
                 record = _converter.structure(json.loads(path.read_bytes()), CacheRecord)
             except FileNotFoundError:
@@ -216,7 +218,7 @@ class ResultStore:
                 )
                 why = f"the cached result is unreadable: {exc}"
                 return Lookup(False, record=record, reason=why)
-            self._remember(path, key, record, value)
+            self._remember(record, value)
         return Lookup(True, value, record, f"cached by run {record.run_id} at {record.created}")
 
     def _read_result(self, record: CacheRecord) -> Any:
@@ -254,19 +256,20 @@ class ResultStore:
             _write_atomic(result, data)
             record = attrs.evolve(record, serializer=kind, result=str(result))
             _write_atomic(path, json.dumps(_converter.unstructure(record)).encode())
-        self._remember(path, record.key, record, value)
+        self._remember(record, value)
         return record
 
-    def _remember(self, path: Path, key: str, record: CacheRecord, value: Any) -> None:
+    def _remember(self, record: CacheRecord, value: Any) -> None:
+        memo_key = _memo_key(record.task_key, record.key)
         with self._lock:
-            self._memo[(path, key)] = (record, value)
-            self._memo.move_to_end((path, key))
+            self._memo[memo_key] = (record, value)
+            self._memo.move_to_end(memo_key)
             while len(self._memo) > self.MEMO_SIZE:
                 self._memo.popitem(last=False)
 
     def claim(self, task_key: str, key: str) -> threading.Event | None:
         """Claim the computation of ``key``: ``None`` if it is ours, else what to wait on."""
-        flight = (self._record_path(task_key, key), key)
+        flight = _memo_key(task_key, key)
         with self._lock:
             event = self._flights.get(flight)
             if event is not None:
@@ -276,7 +279,7 @@ class ResultStore:
 
     def release(self, task_key: str, key: str) -> None:
         """End our computation of ``key``: wake whoever waits for it."""
-        flight = (self._record_path(task_key, key), key)
+        flight = _memo_key(task_key, key)
         with self._lock:
             event = self._flights.pop(flight, None)
         if event is not None:
@@ -289,6 +292,10 @@ class ResultStore:
 
 
 _MISSING: Any = object()
+
+
+def _memo_key(task_key: str, key: str) -> tuple[str, str, str]:
+    return (os.environ.get("FLOWKIT_HOME", ""), task_key, key)
 
 RESULTS = ResultStore()
 """The process's result store."""

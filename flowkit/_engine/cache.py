@@ -297,6 +297,7 @@ _MISSING: Any = object()
 def _memo_key(task_key: str, key: str) -> tuple[str, str, str]:
     return (os.environ.get("FLOWKIT_HOME", ""), task_key, key)
 
+
 RESULTS = ResultStore()
 """The process's result store."""
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from flowkit.store import _writer as store_writer
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
@@ -26,9 +28,10 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture(autouse=True)
 def flowkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Never touch the real ``~/.flowkit``."""
+    """Never touch the real ``~/.flowkit``; leave the store as the environment says."""
     home = tmp_path / "flowkit-home"
     monkeypatch.setenv("FLOWKIT_HOME", str(home))
+    monkeypatch.setattr(store_writer, "_forced", None)
     return home
 
 

@@ -9,7 +9,7 @@ Logging is on at INFO, as for a user who configured nothing, but records go to a
 that discards them: the cost of building records counts, the terminal's does not.
 
     python -m benchmarks [--quick] [--backend asyncio|trio] [--rounds N] [--json PATH]
-                         [--only seq_sync,store,...]
+                         [--only seq_sync,store,...] [--peers]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from benchmarks.peers import measure_peers
 from flowkit import flow, store, task
 from flowkit.tasks import task_input_hash
 
@@ -253,7 +254,8 @@ WORKLOADS = [
         _seq_sync_flowkit, _seq_sync_floor,
     ),
     Workload(
-        "seq_async", "async tasks awaited one after another in an async flow", "<= 20 us/task",
+        "seq_async", "async tasks awaited one after another in an async flow",
+        "<= 20 us/task added",
         _seq_async_flowkit, _seq_async_floor,
     ),
     Workload(
@@ -273,7 +275,7 @@ WORKLOADS = [
         _io_fanout_sync_flowkit, _io_fanout_sync_floor,
     ),
     Workload(
-        "cache_hit", "calls that hit the cache", "<= 25 us/call",
+        "cache_hit", "calls that hit the cache", "<= 25 us/call added",
         _cache_hit_flowkit, _cache_hit_floor,
     ),
     Workload(
@@ -395,6 +397,8 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
                 "min_s": min(samples),
                 "max_s": max(samples),
                 "per_task_us": median / (n * workload.items) * 1e6,
+                # What flowkit adds to each task over doing the same work bare.
+                "overhead_us": (median - floor_median) / (n * workload.items) * 1e6,
                 "ratio": median / floor_median,
                 "goal": workload.goal,
             }
@@ -405,7 +409,7 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
 def _table(records: list[dict[str, Any]]) -> str:
     head = (
         f"{'workload':<15} {'system':<8} {'n':>6} {'median s':>9} {'min s':>8} {'max s':>8} "
-        f"{'us/task':>8} {'ratio':>6}  goal"
+        f"{'us/task':>8} {'+us':>7} {'ratio':>6}  goal"
     )
     lines = [head, "-" * len(head)]
     for r in records:
@@ -414,13 +418,13 @@ def _table(records: list[dict[str, Any]]) -> str:
             lines.append(
                 f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {'peak':>9} "
                 f"{r['min_s']:>7.1f}M {r['max_s']:>7.1f}M {r['peak_mb']:>7.1f}M "
-                f"{r['ratio']:>6.2f}  {goal}"
+                f"{'':>7} {r['ratio']:>6.2f}  {goal}"
             )
             continue
         lines.append(
             f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} "
             f"{r['min_s']:>8.4f} {r['max_s']:>8.4f} {r['per_task_us']:>8.1f} "
-            f"{r['ratio']:>6.2f}  {goal}"
+            f"{r.get('overhead_us') or 0:>7.1f} {r['ratio']:>6.2f}  {goal}"
         )
     return "\n".join(lines)
 
@@ -434,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", metavar="PATH", help="also write the records as JSON")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated workloads to run")
+    parser.add_argument(
+        "--peers", action="store_true", help="also run Prefect and Dask, where installed"
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     n = 100 if args.quick else 1000
@@ -453,6 +460,20 @@ def main(argv: list[str] | None = None) -> int:
         records += measure_processes(args.quick, rounds)
     print(f"flowkit benchmarks on {args.backend}, Python {sys.version.split()[0]}")
     print(_table(records))
+    if args.peers:
+        ours = {r["workload"]: r["wall_s"] for r in records if r["system"] == "flowkit"}
+        peer_records, notes = measure_peers(n)
+        for record in peer_records:
+            mine = ours.get(record["workload"].removesuffix("_distributed"))
+            record["ratio"] = record["wall_s"] / mine if mine else None
+        records += peer_records
+        print("\npeers (ratio: the peer's time over flowkit's, same workload, same machine)")
+        for r in peer_records:
+            ratio = f"{r['ratio']:.1f}x flowkit" if r["ratio"] else ""
+            print(f"{r['workload']:<24} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} s "
+                  f"{r['per_task_us']:>10.1f} us/task  {ratio}")  # fmt: skip
+        for note in notes:
+            print(note)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=2)

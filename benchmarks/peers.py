@@ -107,7 +107,8 @@ def _run(code: str, *args: str, timeout: float = 600) -> tuple[float, str]:
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
-    return time.perf_counter() - start, done.stdout.strip().splitlines()[-1]
+    lines = done.stdout.strip().splitlines()
+    return time.perf_counter() - start, lines[-1] if lines else ""
 
 
 def measure_peers(n: int) -> tuple[list[dict[str, Any]], list[str]]:

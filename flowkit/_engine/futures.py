@@ -80,7 +80,8 @@ class TaskFuture(Generic[R]):
     __slots__ = (
         "_callbacks",
         "_cancel_requested",
-        "_done",
+        "_event",
+        "_finished",
         "_lock",
         "_loop_thread",
         "_scope",
@@ -95,9 +96,11 @@ class TaskFuture(Generic[R]):
         self.observed = False
         self._loop_thread = loop_thread
         self._token = token
-        self._done = threading.Event()
+        self._finished = False
+        # Made only when a thread has to block on the run: most futures never need one.
+        self._event: threading.Event | None = None
         self._lock = threading.Lock()
-        self._waiters: list[anyio.Event] = []
+        self._waiters: list[anyio.Event] | None = None
         self._callbacks: list[Callable[[TaskFuture[R]], object]] = []
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
@@ -115,7 +118,7 @@ class TaskFuture(Generic[R]):
 
     def done(self) -> bool:
         """Whether the run has reached its final state."""
-        return self._done.is_set()
+        return self._finished
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run is over, or ``timeout`` seconds have passed.
@@ -124,11 +127,11 @@ class TaskFuture(Generic[R]):
             FutureDeadlockError: Called on the event loop's thread while the run is not
                 over: the loop could never run it. Use ``await future`` there.
         """
-        if self._done.is_set():
+        if self._finished:
             return
         self.check_can_block()
         with lending_slot():
-            self._done.wait(timeout)
+            self._thread_event().wait(timeout)
 
     def check_can_block(self) -> None:
         """Refuse to block the thread of the event loop that must finish this run.
@@ -136,7 +139,7 @@ class TaskFuture(Generic[R]):
         Raises:
             FutureDeadlockError: This thread runs that loop and the run is not over.
         """
-        if threading.get_ident() == self._loop_thread and not self._done.is_set():
+        if threading.get_ident() == self._loop_thread and not self._finished:
             raise FutureDeadlockError(
                 f"task run {self.task_run.name!r} is not finished, and waiting for it here "
                 "would block the event loop that has to run it; in async code use "
@@ -168,14 +171,24 @@ class TaskFuture(Generic[R]):
 
     async def until_done(self) -> None:
         """Wait, without blocking the loop, until the run is over."""
-        if self._done.is_set():
+        if self._finished:
             return
         if threading.get_ident() == self._loop_thread:
             event = anyio.Event()
+            if self._waiters is None:
+                self._waiters = []
             self._waiters.append(event)
             await event.wait()
         else:  # awaited on another loop than the run's own
-            await anyio.to_thread.run_sync(self._done.wait, abandon_on_cancel=True)
+            await anyio.to_thread.run_sync(self._thread_event().wait, abandon_on_cancel=True)
+
+    def _thread_event(self) -> threading.Event:
+        with self._lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._finished:
+                    self._event.set()
+            return self._event
 
     def __await__(self) -> Generator[Any, None, R]:
         state = yield from self.wait_async().__await__()
@@ -188,7 +201,7 @@ class TaskFuture(Generic[R]):
         it raises is logged, never lost.
         """
         with self._lock:
-            if not self._done.is_set():
+            if not self._finished:
                 self._callbacks.append(fn)
                 return
         self._call(fn)
@@ -199,7 +212,7 @@ class TaskFuture(Generic[R]):
         Returns:
             Whether the run was still going; ``False`` if it was already over.
         """
-        if self._done.is_set():
+        if self._finished:
             return False
         if threading.get_ident() == self._loop_thread or self._token is None:
             self._cancel_on_loop()
@@ -213,7 +226,7 @@ class TaskFuture(Generic[R]):
             self._scope.cancel()
 
     def _result(self, timeout: float | None, raise_on_failure: bool) -> R:
-        if not self._done.is_set():
+        if not self._finished:
             raise self._timeout(timeout)
         return self.state.result(raise_on_failure)  # type: ignore[return-value]
 
@@ -223,10 +236,13 @@ class TaskFuture(Generic[R]):
     def finish(self) -> None:
         """Mark the run over, wake its waiters, call its callbacks: on the loop's thread."""
         with self._lock:
-            self._done.set()
+            self._finished = True
+            event = self._event
             callbacks, self._callbacks = self._callbacks, []
-        for event in self._waiters:
+        if event is not None:
             event.set()
+        for waiter in self._waiters or ():
+            waiter.set()
         for fn in callbacks:
             self._call(fn)
 

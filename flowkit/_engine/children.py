@@ -134,6 +134,7 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
             slots.release()
         if not run.state.is_final():  # cancelled before it started
             set_state(run, states.Cancelled("The run was cancelled before it started."))
+        future._scope = None  # the scope holds the task; the future may live much longer
         future.finish()
 
 

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from logging import ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Any
 
@@ -294,12 +294,16 @@ def _print(
     run_logger(run).info((" " if sep is None else sep).join(map(str, values)))
 
 
-@contextmanager
-def printing_to_log(enabled: bool) -> Iterator[None]:
+_NOT_PRINTING = nullcontext()
+
+
+def printing_to_log(enabled: bool) -> AbstractContextManager[None]:
     """While the block runs, send ``print`` calls of runs with ``log_prints`` to their logs."""
-    if not enabled:
-        yield
-        return
+    return _printing_to_log() if enabled else _NOT_PRINTING
+
+
+@contextmanager
+def _printing_to_log() -> Iterator[None]:
     global _print_users
     with _print_lock:
         _print_users += 1

@@ -14,7 +14,7 @@ import math
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from functools import cached_property
@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 
 __all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run"]
 
+
+class _NoScope:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_SCOPE = _NoScope()
 
 _FAILURES = frozenset({StateType.FAILED, StateType.CRASHED})
 
@@ -170,10 +180,9 @@ class Run:
             counter = root._counters.setdefault(task_name, itertools.count())
         return next(counter)
 
-    @asynccontextmanager
-    async def scope(self) -> AsyncIterator[None]:
-        """Hold whatever the run owns while its body runs."""
-        yield
+    def scope(self) -> AbstractAsyncContextManager[None]:
+        """Hold whatever the run owns while its body runs (a task run: nothing)."""
+        return _NO_SCOPE
 
     def final_state(self, value: Any) -> State[Any]:
         """The state of a body that returned ``value``, its submitted runs all over."""
@@ -246,8 +255,11 @@ class FlowRun(Run):
     def flow_name(self) -> str:
         return self.definition.name
 
+    def scope(self) -> AbstractAsyncContextManager[None]:
+        return self._task_group_scope()
+
     @asynccontextmanager
-    async def scope(self) -> AsyncIterator[None]:
+    async def _task_group_scope(self) -> AsyncIterator[None]:
         try:
             async with anyio.create_task_group() as tg:
                 self.task_group = tg

@@ -75,13 +75,13 @@ def _run_context(run: Run) -> dict[str, Any]:
     root = run
     while root.parent is not None:
         root = root.parent
-    context["root_run_id"] = str(root.id)
+    context["root_run_id"] = root.key
     if flow_run is not None:
-        context["flow_run_id"] = str(flow_run.id)
+        context["flow_run_id"] = flow_run.key
         context["flow_run_name"] = flow_run.name
         context["flow_name"] = flow_run.definition.name
     if not isinstance(run, FlowRun):
-        context["task_run_id"] = str(run.id)
+        context["task_run_id"] = run.key
         context["task_run_name"] = run.name
         context["task_name"] = run.definition.name
     run.log_context = context

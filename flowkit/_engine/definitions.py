@@ -11,6 +11,7 @@ import attrs
 
 from .naming import check_template
 from .policy import Policy
+from .runs import PlainParameters, plain_parameters
 
 __all__ = ["Runnable", "check_callable", "option_error", "to_tags"]
 
@@ -125,6 +126,10 @@ class Runnable(Generic[P, R]):
         repr=False,
     )
     # Read on every call, so worked out once.
+    plain_parameters: PlainParameters = attrs.field(
+        default=attrs.Factory(lambda self: plain_parameters(self.signature), takes_self=True),
+        repr=False,
+    )
     is_async: bool = attrs.field(
         default=attrs.Factory(lambda self: inspect.iscoroutinefunction(self.fn), takes_self=True),
         repr=False,

@@ -38,6 +38,51 @@ if TYPE_CHECKING:
 __all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run"]
 
 
+PlainParameters = tuple[tuple[str, ...], dict[str, Any]] | None
+
+
+def plain_parameters(signature: inspect.Signature) -> PlainParameters:
+    """Names and defaults of a signature without ``*args``, ``**kwargs`` or positional-only
+    parameters, for which binding is a zip; ``None`` for any other signature."""
+    names, defaults = [], {}
+    for name, p in signature.parameters.items():
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            return None
+        names.append(name)
+        if p.default is not p.empty:
+            defaults[name] = p.default
+    return tuple(names), defaults
+
+
+def _bind(
+    signature: inspect.Signature,
+    plain: PlainParameters,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """``signature.bind(*args, **kwargs)`` with defaults applied, as a dict; fast for plain
+    signatures, whose binding this checks the same way.
+
+    Raises:
+        TypeError: The arguments do not fit the signature.
+    """
+    if plain is not None:
+        names, defaults = plain
+        if len(args) <= len(names):
+            params = dict(zip(names, args, strict=False))
+            if not params.keys() & kwargs.keys() and kwargs.keys() <= set(names):
+                params.update(kwargs)
+                if len(params) < len(names):
+                    for name in names:
+                        if name not in params and name in defaults:
+                            params[name] = defaults[name]
+                if len(params) == len(names):
+                    return {name: params[name] for name in names}
+    bound = signature.bind(*args, **kwargs)  # the general case, and the error messages
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 class _NoScope:
     async def __aenter__(self) -> None:
         return None
@@ -66,6 +111,8 @@ class Definition(Protocol):
     def signature(self) -> inspect.Signature: ...
     @property
     def policy(self) -> Policy: ...
+    @property
+    def plain_parameters(self) -> PlainParameters: ...
 
 
 @attrs.define(eq=False)
@@ -138,13 +185,17 @@ class Run:
     @cached_property
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults filled in."""
-        bound = self.definition.signature.bind(*self.args, **self.kwargs)
-        bound.apply_defaults()
-        params = bound.arguments
+        definition = self.definition
+        params = _bind(definition.signature, definition.plain_parameters, self.args, self.kwargs)
         if self.skip:
             for key in list(params)[: self.skip]:
                 del params[key]
-        return dict(params)
+        return params
+
+    @cached_property
+    def key(self) -> str:
+        """The run's id as a string."""
+        return str(self.id)
 
     @property
     def task_inputs(self) -> dict[str, list[UUID]]:

@@ -49,8 +49,7 @@ MIGRATIONS: tuple[str, ...] = (
         host TEXT NOT NULL
     );
     CREATE INDEX runs_by_root ON runs (root_id);
-    CREATE INDEX runs_by_kind_created ON runs (kind, created);
-    CREATE INDEX runs_by_state ON runs (state_type);
+    CREATE INDEX roots_by_created ON runs (created) WHERE parent_id IS NULL;
     CREATE TABLE states (
         run_id TEXT NOT NULL,
         type TEXT NOT NULL,

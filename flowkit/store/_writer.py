@@ -13,10 +13,10 @@ leaves that run unrecorded; ``FLOWKIT_HOME`` picks the database.
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
 import os
-import queue
 import socket
 import sqlite3
 import threading
@@ -34,6 +34,8 @@ from ._schema import connect, default_path
 __all__ = ["StoreHandler", "Writer", "disable", "enable", "flush", "is_enabled", "recover", "setup"]
 
 _HOST = socket.gethostname()
+POLL_SECONDS = 0.05
+"""How often the writer looks for new events when nobody waits for them."""
 IDLE_SECONDS = 10.0
 """A writer with nothing to do for this long, and no run tree open, stops."""
 _UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
@@ -73,47 +75,54 @@ class Writer:
         self.path = path
         self._db = connect(path, create=True)
         recover(self._db)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # The engine's threads append here without waking the writer (deque appends are
+        # atomic): waking a thread per event costs the engine more than the event itself.
+        # The writer wakes every POLL_SECONDS, or at once for a flush or close.
+        self._items: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="flowkit-store", daemon=True)
         self._thread.start()
 
     def put(self, item: Any) -> None:
         """Queue an event or a log record."""
-        self._queue.put(item)
+        self._items.append(item)
 
     def flush(self, timeout: float | None = 30) -> None:
         """Wait until everything queued so far is committed."""
         done = threading.Event()
-        self._queue.put(done)
+        self._items.append(done)
+        self._wake.set()
         done.wait(timeout)
 
     def close(self) -> None:
         """Commit what is queued and stop the thread."""
-        self._queue.put(None)
+        self._items.append(None)
+        self._wake.set()
         self._thread.join(30)
 
     def _loop(self) -> None:
-        stop = False
-        while not stop:
-            try:
-                items = [self._queue.get(timeout=IDLE_SECONDS)]
-            except queue.Empty:
-                if _retire(self):
+        idle = 0.0
+        while True:
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+            items = []
+            while self._items:
+                items.append(self._items.popleft())
+            if not items:
+                idle += POLL_SECONDS
+                if idle >= IDLE_SECONDS and _retire(self):
                     break
                 continue
-            try:
-                while len(items) < 5000:
-                    items.append(self._queue.get_nowait())
-            except queue.Empty:
-                pass
+            idle = 0.0
             waiters = [i for i in items if isinstance(i, threading.Event)]
-            stop = any(i is None for i in items)
             try:
                 self._write([i for i in items if i is not None and i not in waiters])
             except Exception:  # never lose the thread: report, and go on with later batches
                 _log.exception("The run store at %s could not record a batch", self.path)
             for waiter in waiters:
                 waiter.set()
+            if any(i is None for i in items):
+                break
         self._db.close()
 
     def _write(self, items: list[Any]) -> None:
@@ -125,9 +134,11 @@ class Writer:
             run, state = item.run, item.state
             if state.is_pending():
                 runs.append(_run_row(run, state))
-            else:
+            elif state.type.is_final or isinstance(run, FlowRun) or not state.is_running():
+                # A task run's row changes when it ends (and for retries); its Running
+                # is in the states table, and its start time comes with its end.
                 updates.append(_update_row(run, state))
-            states.append((str(run.id), state.type.value, state.name, state.message,
+            states.append((run.key, state.type.value, state.name, state.message,
                            _timestamp(state)))  # fmt: skip
         db = self._db
         db.execute("BEGIN")
@@ -155,9 +166,9 @@ _UPDATE_RUN = """
 def _run_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
     flow_run = run.flow_run
     return (
-        str(run.id), "flow" if isinstance(run, FlowRun) else "task", run.name,
-        run.definition.name, str(run.parent.id) if run.parent is not None else None,
-        str(flow_run.id) if flow_run is not None else None, str(_root(run).id),
+        run.key, "flow" if isinstance(run, FlowRun) else "task", run.name,
+        run.definition.name, run.parent.key if run.parent is not None else None,
+        flow_run.key if flow_run is not None else None, _root(run).key,
         json.dumps(sorted(run.tags)), to_json(run.parameters), _inputs(run),
         state.type.value, state.name, state.message, None, run.run_count,
         _timestamp(state), None, None, os.getpid(), _HOST, None,
@@ -169,14 +180,14 @@ def _inputs(run: Run) -> str:
 
 
 def _update_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
-    start = _timestamp(state) if state.is_running() else None
+    start = run.start_time.timestamp() if run.start_time is not None else None
     end = _timestamp(state) if state.is_final() else None
     # Upstream futures are resolved once the run starts: record the values it got.
-    first_start = state.is_running() and run.run_count == 1 and run.takes_inputs
+    resolved = state.is_final() and run.takes_inputs
     return (
         state.type.value, state.name, state.message, _error(state), run.run_count, start, end,
-        to_json(run.parameters) if first_start else None,
-        _inputs(run) if first_start else None, run.cache_note, str(run.id),
+        to_json(run.parameters) if resolved else None,
+        _inputs(run) if resolved else None, run.cache_note, run.key,
     )  # fmt: skip
 
 
@@ -296,7 +307,7 @@ def _open_tree(run: Run, path: Path) -> Writer:
 def _retire(writer: Writer) -> bool:
     """Stop an idle writer that records no tree (its database may not be used again)."""
     with _lock:
-        if any(w is writer for w in _trees.values()) or not writer._queue.empty():
+        if any(w is writer for w in _trees.values()) or writer._items:
             return False
         if _writers.get(writer.path) is writer:
             del _writers[writer.path]

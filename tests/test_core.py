@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import subprocess
 import sys
@@ -13,10 +14,13 @@ import anyio.lowlevel
 import pytest
 import sniffio
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 import flowkit
 from flowkit import flow, runtime, tags, task
 from flowkit._engine import events
+from flowkit._engine.runs import _bind, plain_parameters
 from flowkit.exceptions import MissingContextError
 from flowkit.states import Completed, Failed, State
 
@@ -670,3 +674,31 @@ def test_dunder_all_matches_the_exports() -> None:
     }  # fmt: skip
     assert sorted(flowkit.__all__) == flowkit.__all__
     assert set(flowkit.__all__) == exported
+
+
+# Binding arguments to parameters (the fast path must agree with inspect)
+
+
+def _sig_a(a: int, b: int = 2, *, c: int = 3) -> None: ...
+def _sig_b(x: int, /, y: int) -> None: ...
+def _sig_c(*args: int, **kwargs: int) -> None: ...
+def _sig_d(a: int, *, k: int) -> None: ...
+
+
+@given(
+    fn=st.sampled_from([_sig_a, _sig_b, _sig_c, _sig_d]),
+    args=st.lists(st.integers(), max_size=4),
+    kwargs=st.dictionaries(st.sampled_from(["a", "b", "c", "k", "x", "y", "z"]), st.integers()),
+)
+def test_binding_agrees_with_inspect(fn: Any, args: list[int], kwargs: dict[str, int]) -> None:
+    signature = inspect.signature(fn)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        with pytest.raises(TypeError):
+            _bind(signature, plain_parameters(signature), tuple(args), kwargs)
+        return
+    bound.apply_defaults()
+    assert _bind(signature, plain_parameters(signature), tuple(args), kwargs) == dict(
+        bound.arguments
+    )

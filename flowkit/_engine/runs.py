@@ -38,20 +38,25 @@ if TYPE_CHECKING:
 __all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run"]
 
 
-PlainParameters = tuple[tuple[str, ...], dict[str, Any]] | None
+PlainParameters = tuple[tuple[str, ...], int, dict[str, Any]] | None
 
 
 def plain_parameters(signature: inspect.Signature) -> PlainParameters:
-    """Names and defaults of a signature without ``*args``, ``**kwargs`` or positional-only
-    parameters, for which binding is a zip; ``None`` for any other signature."""
-    names, defaults = [], {}
+    """Names, how many may be given by position, and defaults, for a signature without
+    ``*args``, ``**kwargs`` or positional-only parameters (binding is then a zip);
+    ``None`` for any other signature."""
+    names: list[str] = []
+    positional = 0
+    defaults: dict[str, Any] = {}
     for name, p in signature.parameters.items():
-        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+        if p.kind is p.POSITIONAL_OR_KEYWORD:
+            positional += 1
+        elif p.kind is not p.KEYWORD_ONLY:
             return None
         names.append(name)
         if p.default is not p.empty:
             defaults[name] = p.default
-    return tuple(names), defaults
+    return tuple(names), positional, defaults
 
 
 def _bind(
@@ -67,8 +72,8 @@ def _bind(
         TypeError: The arguments do not fit the signature.
     """
     if plain is not None:
-        names, defaults = plain
-        if len(args) <= len(names):
+        names, positional, defaults = plain
+        if len(args) <= positional:
             params = dict(zip(names, args, strict=False))
             if not params.keys() & kwargs.keys() and kwargs.keys() <= set(names):
                 params.update(kwargs)

@@ -9,8 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from flowkit.store import _writer as store_writer
+
+# No per-example deadline: a loaded CI machine must not turn a slow example into a failure.
+settings.register_profile("flowkit", deadline=None)
+settings.load_profile("flowkit")
 
 
 @pytest.fixture(params=["asyncio", "trio"])

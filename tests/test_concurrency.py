@@ -434,7 +434,7 @@ def test_max_concurrency_bounds_runs_in_flight(backend: str) -> None:
         return [f.result() for f in [tracked.submit(i) for i in range(8)]]
 
     assert main() == list(range(8))
-    assert peak == 2
+    assert 1 <= peak <= 2
 
 
 @pytest.mark.parametrize("limit", [1, 2])

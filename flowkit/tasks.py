@@ -305,12 +305,11 @@ class Task(Runnable[P, R]):
                 "give them the same length, or wrap the ones to pass whole in "
                 "flowkit.unmapped(...)"
             )
-        futures: TaskFutureList[Any] = TaskFutureList()
+        runs = []
         for i in range(next(iter(lengths.values()))):
             call = {k: mapped[k][i] if k in mapped else _unwrapped(v) for k, v in bound.items()}
-            run = self._new_run((), {**call, "wait_for": wait_for}, submitted=True)
-            futures.append(children.start(run))
-        return futures
+            runs.append(self._new_run((), {**call, "wait_for": wait_for}, submitted=True))
+        return TaskFutureList(children.start_all(runs))
 
     def explain_cache(self, *args: Any, **kwargs: Any) -> CacheExplanation:
         """Say whether calling the task with these arguments now would use a cached result:

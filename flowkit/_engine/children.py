@@ -34,7 +34,7 @@ from .streams import (
     SyncStream,
 )
 
-__all__ = ["call_on_loop", "start", "stream"]
+__all__ = ["call_on_loop", "start", "start_all", "stream"]
 
 
 def start(run: TaskRun) -> TaskFuture[Any]:
@@ -44,17 +44,33 @@ def start(run: TaskRun) -> TaskFuture[Any]:
         MissingContextError: There is no running flow to hold the run.
         RuntimeError: Called from a sync task that runs on the event loop's thread.
     """
-    parent, flow_run = run.parent, run.flow_run
-    owner = f"task {run.definition.name!r}"
+    return start_all([run])[0]
+
+
+def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
+    """Start runs of one parent as children in the flow's task group; return their futures.
+
+    From a thread, all of them are started in one trip to the event loop.
+
+    Raises:
+        MissingContextError: There is no running flow to hold the runs.
+        RuntimeError: Called from a sync task that runs on the event loop's thread.
+    """
+    if not runs:
+        return []
+    parent, flow_run = runs[0].parent, runs[0].flow_run
+    owner = f"task {runs[0].definition.name!r}"
     if parent is None or flow_run is None or flow_run.task_group is None:
         raise MissingContextError(
             f"{owner}: .submit() and .map() need a running flow to hold the run; call them "
             "inside a @flow, or call the task directly"
         )
-    future: TaskFuture[Any] = TaskFuture(run, flow_run.loop_thread, flow_run.token)
+    futures: list[TaskFuture[Any]] = [
+        TaskFuture(run, flow_run.loop_thread, flow_run.token) for run in runs
+    ]
     context = copy_context()
     if threading.get_ident() != flow_run.loop_thread:
-        anyio.from_thread.run(_start_from_thread, flow_run, future, context, token=flow_run.token)
+        anyio.from_thread.run(_start_from_thread, flow_run, futures, context, token=flow_run.token)
     elif isinstance(parent, TaskRun) and not parent.definition.is_async:
         # The parent is a sync task called from async code, running on the loop's thread:
         # it could not wait for its child without blocking the loop the child needs.
@@ -64,9 +80,10 @@ def start(run: TaskRun) -> TaskFuture[Any]:
             "or submit it instead of calling it"
         )
     else:
-        context.run(flow_run.task_group.start_soon, _child, future, False)
-    parent.children.append(future)
-    return future
+        for future in futures:
+            context.run(flow_run.task_group.start_soon, _child, future, False)
+    parent.children.extend(futures)
+    return futures
 
 
 def call_on_loop(run: TaskRun) -> State[Any]:
@@ -108,13 +125,16 @@ def _slots(parent: Run) -> anyio.Semaphore | None:
     return parent.slots
 
 
-async def _start_from_thread(flow_run: FlowRun, future: TaskFuture[Any], context: Context) -> None:
+async def _start_from_thread(
+    flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Context
+) -> None:
     assert flow_run.task_group is not None
-    assert future.task_run.parent is not None
-    slots = _slots(future.task_run.parent)
-    if slots is not None:
-        await slots.acquire()  # backpressure: the submitting thread waits here
-    context.run(flow_run.task_group.start_soon, _child, future, slots is not None)
+    assert futures[0].task_run.parent is not None
+    slots = _slots(futures[0].task_run.parent)
+    for future in futures:
+        if slots is not None:
+            await slots.acquire()  # backpressure: the submitting thread waits here
+        context.run(flow_run.task_group.start_soon, _child, future, slots is not None)
 
 
 async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:

@@ -10,12 +10,14 @@ the task group instead.
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextvars import Context, copy_context
 from typing import Any
 
 import anyio
 import anyio.from_thread
+import sniffio
 
 from .. import states
 from ..exceptions import MissingContextError
@@ -70,7 +72,12 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
     ]
     context = copy_context()
     if threading.get_ident() != flow_run.loop_thread:
-        anyio.from_thread.run(_start_from_thread, flow_run, futures, context, token=flow_run.token)
+        if parent.max_concurrency is None:
+            _spawn_soon(flow_run, futures, context)
+        else:  # the submitting thread waits for slots on the loop: backpressure
+            anyio.from_thread.run(
+                _start_from_thread, flow_run, futures, context, token=flow_run.token
+            )
     elif isinstance(parent, TaskRun) and not parent.definition.is_async:
         # The parent is a sync task called from async code, running on the loop's thread:
         # it could not wait for its child without blocking the loop the child needs.
@@ -115,6 +122,50 @@ def call_on_loop(run: TaskRun) -> State[Any]:
         if "running event loop" in str(exc) or "inside a run" in str(exc):
             raise RuntimeError(advice) from None
         raise
+
+
+def _spawn_soon(flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Context) -> None:
+    """Have the loop start ``futures``' runs soon, without waiting for it.
+
+    A thread that waited for the loop at each submit would wait behind every run the loop
+    is busy with; instead submissions queue up and one callback starts them all.
+    """
+    with flow_run.spawn_lock:
+        flow_run.spawns.append((futures, context))
+        if flow_run.drain_scheduled:
+            return
+        flow_run.drain_scheduled = True
+    assert flow_run.token is not None
+    native: Any = flow_run.token.native_token
+    if hasattr(native, "call_soon_threadsafe"):  # asyncio's loop
+        native.call_soon_threadsafe(_drain, flow_run)
+    else:  # trio's TrioToken
+        native.run_sync_soon(_drain, flow_run)
+
+
+def _drain(flow_run: FlowRun) -> None:
+    """On the loop, outside any task: start the runs submitted from threads."""
+    with flow_run.spawn_lock:
+        batch, flow_run.spawns = flow_run.spawns, []
+        flow_run.drain_scheduled = False
+    for futures, context in batch:
+        context.run(_start_in_callback, flow_run, futures)
+
+
+def _start_in_callback(flow_run: FlowRun, futures: list[TaskFuture[Any]]) -> None:
+    # A loop callback runs in no task, where anyio cannot tell which library it is on.
+    library = sniffio.current_async_library_cvar.set(flow_run.library)
+    try:
+        for future in futures:
+            if flow_run.task_group is None:  # the flow ended first (it was cancelled)
+                set_state(future.task_run, states.Cancelled("The flow ended before it started."))
+                future.finish()
+                continue
+            flow_run.task_group.start_soon(_child, future, False)
+    except Exception:  # an error here must not reach the loop's callback machinery
+        logging.getLogger("flowkit.engine").exception("flowkit could not start submitted runs")
+    finally:
+        sniffio.current_async_library_cvar.reset(library)
 
 
 def _slots(parent: Run) -> anyio.Semaphore | None:

@@ -23,6 +23,7 @@ from uuid import UUID, uuid4
 
 import anyio
 import attrs
+import sniffio
 
 from .. import states
 from ..states import State, StateType
@@ -292,6 +293,7 @@ class FlowRun(Run):
         token: A handle on the flow's event loop, for threads that start work on it.
         loop_thread: The ident of the thread running the flow's event loop.
         child_states: The final state type of each task run in this flow, in order.
+        library: The event loop's library, ``"asyncio"`` or ``"trio"``.
         thread_limit: How many sync task bodies may run in worker threads at once; ``None``
             shares the parent flow's limiter, or reads ``FLOWKIT_THREAD_LIMIT``.
         limiter: The worker-thread limiter, while the body runs.
@@ -306,6 +308,11 @@ class FlowRun(Run):
     thread_limit: int | None = None
     limiter: anyio.CapacityLimiter | None = attrs.field(default=None, repr=False)
     threads: anyio.CapacityLimiter | None = attrs.field(default=None, repr=False)
+    library: str = ""
+    # Runs submitted from threads, waiting for the loop to start them (see children).
+    spawns: list[Any] = attrs.field(factory=list, repr=False)
+    spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+    drain_scheduled: bool = False
 
     @property
     def flow_name(self) -> str:
@@ -321,6 +328,7 @@ class FlowRun(Run):
                 self.task_group = tg
                 self.token = anyio.lowlevel.current_token()
                 self.loop_thread = threading.get_ident()
+                self.library = sniffio.current_async_library()
                 self.limiter, self.threads = self._limiters()
                 try:
                     yield

@@ -459,6 +459,84 @@ def test_nested_submit_and_wait_never_deadlocks(backend: str, limit: int) -> Non
     assert main() == 22 + 422
 
 
+# Sync runs beyond the threads wait in the flow's backlog, not as tasks
+
+
+@pytest.mark.anyio
+async def test_sync_runs_waiting_for_threads_hold_no_tasks() -> None:
+    release = threading.Event()
+
+    @task
+    def held(i: int) -> int:
+        release.wait(5)
+        return i
+
+    @flow(thread_limit=2)
+    async def main() -> tuple[int, list[int]]:
+        futures = [held.submit(i) for i in range(200)]
+        await anyio.sleep(0.05)
+        tasks = len(anyio.get_running_tasks())
+        release.set()
+        return tasks, [await f for f in futures]
+
+    tasks, values = await main()
+    assert values == list(range(200))
+    assert tasks < 20  # two runs in threads, two waiting for one; not two hundred
+
+
+def test_runs_from_threads_start_in_submission_order(backend: str) -> None:
+    order: list[int] = []
+
+    @task
+    def record(i: int) -> int:
+        order.append(i)
+        return i
+
+    @flow(thread_limit=1)
+    def main() -> list[int]:
+        return [f.result() for f in record.map(range(50))]
+
+    assert main() == list(range(50))
+    assert order == list(range(50))
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_run_in_the_backlog_ends_it_at_once() -> None:
+    release = threading.Event()
+
+    @task
+    def held(i: int) -> int:
+        release.wait(5)
+        return i
+
+    @flow(thread_limit=1)
+    async def main() -> tuple[str, bool, list[int]]:
+        futures = [held.submit(i) for i in range(10)]
+        await anyio.sleep(0.05)
+        last = futures[-1]
+        assert last.cancel()
+        state = await last.wait_async()  # it never waits for the runs before it
+        was_held = not futures[0].done()
+        release.set()
+        return state.name, was_held, [await f for f in futures[:-1]]
+
+    assert await main() == ("Cancelled", True, list(range(9)))
+
+
+def test_chains_through_the_backlog_finish(backend: str) -> None:
+    @task
+    def step(x: int) -> int:
+        return x + 1
+
+    @flow(thread_limit=1)
+    def main() -> list[int]:
+        firsts = step.map(range(30))
+        seconds = step.map(firsts)
+        return [f.result() for f in step.map(seconds)]
+
+    assert main() == [i + 3 for i in range(30)]
+
+
 def test_bad_thread_limit_variable_is_refused(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

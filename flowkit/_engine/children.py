@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 from contextvars import Context, copy_context
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
@@ -36,7 +37,10 @@ from .streams import (
     SyncStream,
 )
 
-__all__ = ["call_on_loop", "start", "start_all", "stream"]
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+__all__ = ["call_on_loop", "launch", "start", "start_all", "stream"]
 
 
 def start(run: TaskRun) -> TaskFuture[Any]:
@@ -87,8 +91,10 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             "or submit it instead of calling it"
         )
     else:
+        if flow_run.spawns:  # runs submitted from threads earlier start first
+            _drain(flow_run)
         for future in futures:
-            context.run(flow_run.task_group.start_soon, _child, future, False)
+            launch(flow_run.task_group, future, context)
     parent.children.extend(futures)
     return futures
 
@@ -161,11 +167,45 @@ def _start_in_callback(flow_run: FlowRun, futures: list[TaskFuture[Any]]) -> Non
                 set_state(future.task_run, states.Cancelled("The flow ended before it started."))
                 future.finish()
                 continue
-            flow_run.task_group.start_soon(_child, future, False)
+            launch(flow_run.task_group, future, None)
     except Exception:  # an error here must not reach the loop's callback machinery
         logging.getLogger("flowkit.engine").exception("flowkit could not start submitted runs")
     finally:
         sniffio.current_async_library_cvar.reset(library)
+
+
+def launch(task_group: TaskGroup, future: TaskFuture[Any], context: Context | None) -> None:
+    """On the loop: start ``future``'s run as a child in ``task_group``, or line it up.
+
+    A sync run's task would mostly wait for a worker thread, holding a coroutine, a task
+    and a cancel scope meanwhile; so while as many sync runs as there are threads wait
+    for one, further ones wait in the flow run's backlog as plain objects, and each run
+    that gets its thread (``TaskRun.threaded``) starts the next. Runs start in the order
+    they were submitted, so a run in the backlog never holds up one that started.
+    """
+    run = future.task_run
+    flow_run = run.flow_run
+    assert flow_run is not None
+    assert flow_run.limiter is not None
+    if future.done():  # cancelled while it waited in the backlog
+        return
+    if not run.definition.is_async:
+        if flow_run.unthreaded >= flow_run.limiter.total_tokens:
+            future.on_cancel = partial(_cancel_unstarted, future)
+            flow_run.backlog.append(partial(launch, task_group, future, context))
+            return
+        future.on_cancel = None
+        run.awaits_thread = True
+        flow_run.unthreaded += 1
+    if context is None:
+        task_group.start_soon(_child, future, False)
+    else:
+        context.run(task_group.start_soon, _child, future, False)
+
+
+def _cancel_unstarted(future: TaskFuture[Any]) -> None:
+    set_state(future.task_run, states.Cancelled("The run was cancelled before it started."))
+    future.finish()
 
 
 def _slots(parent: Run) -> anyio.Semaphore | None:
@@ -207,6 +247,7 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
             set_state(run, states.Cancelled("The run was cancelled before it started."))
         future._scope = None  # the scope holds the task; the future may live much longer
         future.finish()
+        run.threaded()  # if it ended before it got a thread: the next run may start
 
 
 def stream(run: TaskRun, buffer: int | None) -> Any:

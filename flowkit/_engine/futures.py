@@ -88,6 +88,7 @@ class TaskFuture(Generic[R]):
         "_token",
         "_waiters",
         "observed",
+        "on_cancel",
         "task_run",
     )
 
@@ -104,6 +105,8 @@ class TaskFuture(Generic[R]):
         self._callbacks: list[Callable[[TaskFuture[R]], object]] = []
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
+        # What cancel() does for a run that waits to start outside the task group.
+        self.on_cancel: Callable[[], None] | None = None
 
     @property
     def task_run_id(self) -> UUID:
@@ -224,6 +227,9 @@ class TaskFuture(Generic[R]):
         self._cancel_requested = True
         if self._scope is not None:
             self._scope.cancel()
+        elif self.on_cancel is not None:
+            self.on_cancel()
+            self.on_cancel = None
 
     def _result(self, timeout: float | None, raise_on_failure: bool) -> R:
         if not self._finished:

@@ -172,6 +172,7 @@ class _OnLoop:
         # back while they wait (see futures.lending_slot) never starve the pool.
         limiter = flow_run.limiter
         await limiter.acquire_on_behalf_of(run)
+        run.threaded()
         try:
             return await self.in_thread(
                 run, partial(_holding, limiter, run, body), flow_run.threads

@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -182,11 +183,26 @@ class Run:
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
+    # Whether the run counts in its flow run's ``unthreaded`` (see children.launch).
+    awaits_thread: bool = attrs.field(default=False, repr=False)
     # What every log record of the run carries; made by flowkit.logging on first use.
     log_context: dict[str, Any] | None = attrs.field(default=None, repr=False)
     # How many task runs of each task name were named under this run, when it is the
     # root that numbers them (a flow run, or a task run outside any flow).
     _counters: dict[str, Iterator[int]] = attrs.field(factory=dict, repr=False)
+
+    def threaded(self) -> None:
+        """Note that this sync run got its worker thread, or ended without one."""
+        if not self.awaits_thread:
+            return
+        self.awaits_thread = False
+        flow_run = self.flow_run
+        assert flow_run is not None
+        assert flow_run.limiter is not None
+        flow_run.unthreaded -= 1
+        backlog = flow_run.backlog
+        while backlog and flow_run.unthreaded < flow_run.limiter.total_tokens:
+            backlog.popleft()()
 
     @cached_property
     def parameters(self) -> dict[str, Any]:
@@ -313,6 +329,10 @@ class FlowRun(Run):
     spawns: list[Any] = attrs.field(factory=list, repr=False)
     spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     drain_scheduled: bool = False
+    # Sync runs started and not yet given a worker thread, and the runs that wait to start
+    # until fewer are (see children.launch).
+    unthreaded: int = 0
+    backlog: deque[Callable[[], None]] = attrs.field(factory=deque, repr=False)
 
     @property
     def flow_name(self) -> str:

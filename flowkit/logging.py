@@ -182,13 +182,17 @@ def _news(
     nothing when their logger is not enabled for ``level``.
     """
     if run is None:
-        # An engine line about a run (its creation) carries the run's ids, not its label.
         logger = _engine_logger
-        extra = None if about is None else {**_run_context(about), "run_label": "flowkit.engine"}
     else:
         logger = _flow_run_logger if isinstance(run, FlowRun) else _task_run_logger
-        extra = _run_context(run)
     if logger.isEnabledFor(level):
+        if run is None:
+            # An engine line about a run (its creation) carries its ids, not its label.
+            extra = (
+                None if about is None else {**_run_context(about), "run_label": "flowkit.engine"}
+            )
+        else:
+            extra = _run_context(run)
         if logging.getLogRecordFactory() is logging.LogRecord:
             record = _record(logger.name, level, msg, args, _exc_info(exc_info), extra)
         else:  # the program installed its own factory: let it make the record

@@ -70,7 +70,8 @@ def new_run(
     parent = current_run.get()
     if log_prints is None:
         log_prints = parent.log_prints if parent is not None else False
-    tags = tags | current_tags()
+    if outer_tags := current_tags():
+        tags = tags | outer_tags
     if flow:
         run: Run = FlowRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
         run.thread_limit = thread_limit  # type: ignore[attr-defined]
@@ -83,9 +84,11 @@ def new_run(
         run.upstream = find_upstream(run.parameters, wait_for, owner=owner)
         run.takes_inputs = True
     if parent is not None and parent.reading:  # values streamed by a generator run
-        for name, value in run.parameters.items():
-            if (producer := last_delivered(parent, value)) is not None:
-                run.streamed_from[name] = producer.id
+        run.streamed_from = {
+            name: producer.id
+            for name, value in run.parameters.items()
+            if (producer := last_delivered(parent, value)) is not None
+        }
     if run_name is not None:
         token = current_run.set(run)  # a naming function may read flowkit.runtime
         try:

@@ -33,6 +33,10 @@ R = TypeVar("R")
 
 _log = logging.getLogger("flowkit.futures")
 
+# Guards every future's finishing against a thread making its event or adding a callback
+# at that moment: held for a few instructions, so one lock serves them all.
+_lock = threading.Lock()
+
 # The worker-thread slot held by this thread, if it runs a sync task body: the limiter
 # and the borrower the slot was acquired for.
 _held = threading.local()
@@ -82,7 +86,6 @@ class TaskFuture(Generic[R]):
         "_cancel_requested",
         "_event",
         "_finished",
-        "_lock",
         "_loop_thread",
         "_scope",
         "_token",
@@ -100,9 +103,8 @@ class TaskFuture(Generic[R]):
         self._finished = False
         # Made only when a thread has to block on the run: most futures never need one.
         self._event: threading.Event | None = None
-        self._lock = threading.Lock()
         self._waiters: list[anyio.Event] | None = None
-        self._callbacks: list[Callable[[TaskFuture[R]], object]] = []
+        self._callbacks: list[Callable[[TaskFuture[R]], object]] | None = None
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         # What cancel() does for a run that waits to start outside the task group.
@@ -186,7 +188,7 @@ class TaskFuture(Generic[R]):
             await anyio.to_thread.run_sync(self._thread_event().wait, abandon_on_cancel=True)
 
     def _thread_event(self) -> threading.Event:
-        with self._lock:
+        with _lock:
             if self._event is None:
                 self._event = threading.Event()
                 if self._finished:
@@ -203,8 +205,10 @@ class TaskFuture(Generic[R]):
         The callback runs on the flow's event loop, so it must not block. An exception
         it raises is logged, never lost.
         """
-        with self._lock:
+        with _lock:
             if not self._finished:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         self._call(fn)
@@ -241,15 +245,15 @@ class TaskFuture(Generic[R]):
 
     def finish(self) -> None:
         """Mark the run over, wake its waiters, call its callbacks: on the loop's thread."""
-        with self._lock:
+        with _lock:
             self._finished = True
             event = self._event
-            callbacks, self._callbacks = self._callbacks, []
+            callbacks, self._callbacks = self._callbacks, None
         if event is not None:
             event.set()
         for waiter in self._waiters or ():
             waiter.set()
-        for fn in callbacks:
+        for fn in callbacks or ():
             self._call(fn)
 
     def _call(self, fn: Callable[[TaskFuture[R]], object]) -> None:

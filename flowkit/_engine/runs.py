@@ -14,7 +14,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -174,10 +174,10 @@ class Run:
     # A generator run's read-ahead channel (None: hand values straight to the reader).
     outlet: Callable[[Any], Awaitable[None]] | None = attrs.field(default=None, repr=False)
     # Parameters that got a value streamed by a generator run: that run's id.
-    streamed_from: dict[str, UUID] = attrs.field(factory=dict, repr=False)
+    streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)
     # The streams of generator runs this run's body is reading.
-    reading: list[Any] = attrs.field(factory=list, repr=False)
-    upstream: list[Upstream] = attrs.field(factory=list, repr=False)
+    reading: list[Any] | None = attrs.field(default=None, repr=False)
+    upstream: Sequence[Upstream] = attrs.field(default=(), repr=False)
     # Whether arguments hold futures, states or wrappers to resolve before the run starts.
     takes_inputs: bool = False
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
@@ -189,7 +189,7 @@ class Run:
     log_context: dict[str, Any] | None = attrs.field(default=None, repr=False)
     # How many task runs of each task name were named under this run, when it is the
     # root that numbers them (a flow run, or a task run outside any flow).
-    _counters: dict[str, Iterator[int]] = attrs.field(factory=dict, repr=False)
+    _counters: dict[str, Iterator[int]] | None = attrs.field(default=None, repr=False)
 
     def threaded(self) -> None:
         """Note that this sync run got its worker thread, or ended without one."""
@@ -225,7 +225,7 @@ class Run:
         inputs: dict[str, list[UUID]] = {}
         for upstream in self.upstream:
             inputs.setdefault(upstream.parameter, []).append(upstream.future.task_run_id)
-        for parameter, producer in self.streamed_from.items():
+        for parameter, producer in (self.streamed_from or {}).items():
             inputs.setdefault(parameter, []).append(producer)
         return inputs
 
@@ -248,6 +248,8 @@ class Run:
         root: Run = self
         while not isinstance(root, FlowRun) and root.parent is not None:
             root = root.parent
+        if root._counters is None:
+            root._counters = {}
         counter = root._counters.get(task_name)
         if counter is None:
             counter = root._counters.setdefault(task_name, itertools.count())

@@ -210,12 +210,14 @@ def last_delivered(parent: Run | None, value: object) -> Run | None:
 def _register(run: Run, reader: Any) -> None:
     if run.parent is not None:
         weak = isinstance(reader, SyncStream | BufferedSyncStream)
+        if run.parent.reading is None:
+            run.parent.reading = []
         run.parent.reading.append(weakref.ref(reader) if weak else reader)
 
 
 def _unregister(run: Run, reader: Any) -> None:
     if run.parent is not None:
-        run.parent.reading[:] = [r for r in run.parent.reading if _alive(r) is not reader]
+        run.parent.reading = [r for r in run.parent.reading or () if _alive(r) is not reader]
 
 
 def _alive(entry: Any) -> Any:
@@ -224,7 +226,7 @@ def _alive(entry: Any) -> Any:
 
 def open_readers(run: Run) -> list[Any]:
     """The readers of generator runs that ``run``'s body still has open."""
-    return [reader for entry in run.reading if (reader := _alive(entry)) is not None]
+    return [reader for entry in run.reading or () if (reader := _alive(entry)) is not None]
 
 
 class _Stream:

@@ -197,10 +197,18 @@ def launch(task_group: TaskGroup, future: TaskFuture[Any], context: Context | No
         future.on_cancel = None
         run.awaits_thread = True
         flow_run.unthreaded += 1
-    if context is None:
-        task_group.start_soon(_child, future, False)
-    else:
-        context.run(task_group.start_soon, _child, future, False)
+    _spawn(task_group, future, False, context)
+
+
+def _spawn(
+    task_group: TaskGroup, future: TaskFuture[Any], holds_slot: bool, context: Context | None
+) -> None:
+    # The task's handle is what cancels the run: anyio gives each task a cancel scope.
+    handle = task_group.create_task(_child(future, holds_slot), context=context)
+    if not future.done():
+        future._scope = handle
+        if future._cancel_requested:
+            handle.cancel()
 
 
 def _cancel_unstarted(future: TaskFuture[Any]) -> None:
@@ -225,7 +233,7 @@ async def _start_from_thread(
     for future in futures:
         if slots is not None:
             await slots.acquire()  # backpressure: the submitting thread waits here
-        context.run(flow_run.task_group.start_soon, _child, future, slots is not None)
+        _spawn(flow_run.task_group, future, slots is not None, context)
 
 
 async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
@@ -233,19 +241,16 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
     assert run.parent is not None
     slots = _slots(run.parent)
     try:
-        with anyio.CancelScope() as future._scope:
-            if future._cancel_requested:
-                future._scope.cancel()
-            if slots is not None and not holds_slot:
-                await slots.acquire()
-                holds_slot = True
-            await execute(run, ON_LOOP)
+        if slots is not None and not holds_slot:
+            await slots.acquire()
+            holds_slot = True
+        await execute(run, ON_LOOP)
     finally:
         if holds_slot and slots is not None:
             slots.release()
         if not run.state.is_final():  # cancelled before it started
             set_state(run, states.Cancelled("The run was cancelled before it started."))
-        future._scope = None  # the scope holds the task; the future may live much longer
+        future._scope = None  # the handle holds the task; the future may live much longer
         future.finish()
         run.threaded()  # if it ended before it got a thread: the next run may start
 

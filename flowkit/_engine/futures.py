@@ -23,6 +23,7 @@ from ..exceptions import FutureDeadlockError
 from ..states import State
 
 if TYPE_CHECKING:
+    from anyio import TaskHandle
     from anyio.lowlevel import EventLoopToken
 
     from .runs import TaskRun
@@ -105,7 +106,7 @@ class TaskFuture(Generic[R]):
         self._event: threading.Event | None = None
         self._waiters: list[anyio.Event] | None = None
         self._callbacks: list[Callable[[TaskFuture[R]], object]] | None = None
-        self._scope: anyio.CancelScope | None = None
+        self._scope: TaskHandle[None] | None = None  # the task running it, once started
         self._cancel_requested = False
         # What cancel() does for a run that waits to start outside the task group.
         self.on_cancel: Callable[[], None] | None = None

@@ -62,25 +62,30 @@ def get_logger(name: str, **context: Any) -> BoundLogger:
 
 
 def _run_context(run: Run) -> dict[str, Any]:
-    """The attributes every record of ``run`` carries; computed once per run."""
+    """The attributes every record of ``run`` carries; computed once per run.
+
+    A task run in a flow shares the ids of its flow run's records, so it copies those.
+    """
     context: dict[str, Any] | None = run.log_context
     if context is not None:
         return context
-    flow_run = run.flow_run
-    context = {}
+    root: Run = run
     if isinstance(run, FlowRun):
-        context["run_label"] = f"Flow run {run.name!r}"
+        while root.parent is not None:
+            root = root.parent
+        context = {
+            "run_label": f"Flow run {run.name!r}", "root_run_id": root.key,
+            "flow_run_id": run.key, "flow_run_name": run.name, "flow_name": run.definition.name,
+        }  # fmt: skip
     else:
+        flow_run = run.flow_run
+        if flow_run is not None:
+            context = _run_context(flow_run).copy()
+        else:
+            while root.parent is not None:
+                root = root.parent
+            context = {"root_run_id": root.key}
         context["run_label"] = f"Task run {run.name!r}"
-    root = run
-    while root.parent is not None:
-        root = root.parent
-    context["root_run_id"] = root.key
-    if flow_run is not None:
-        context["flow_run_id"] = flow_run.key
-        context["flow_run_name"] = flow_run.name
-        context["flow_name"] = flow_run.definition.name
-    if not isinstance(run, FlowRun):
         context["task_run_id"] = run.key
         context["task_run_name"] = run.name
         context["task_name"] = run.definition.name
@@ -217,23 +222,24 @@ def _record(
     extra: dict[str, Any] | None,
 ) -> logging.LogRecord:  # fmt: skip
     """A ``LogRecord`` equal to what ``Logger.makeRecord`` makes, made faster."""
-    record = logging.LogRecord.__new__(logging.LogRecord)
-    fields = record.__dict__
-    fields.update(_SHARED)
-    if fields["process"] != (pid := os.getpid()):  # a fork: this is another process
-        _SHARED["process"] = fields["process"] = pid
-        _SHARED["processName"] = fields["processName"] = _process_name()
+    if _SHARED["process"] != (pid := os.getpid()):  # a fork: this is another process
+        _SHARED["process"] = pid
+        _SHARED["processName"] = _process_name()
+    record = _new_record(logging.LogRecord)
     created = time.time_ns()
-    fields.update(
-        name=name, msg=msg, args=args, levelname=logging.getLevelName(level), levelno=level,
-        exc_info=exc_info, created=created / 1e9,
-        msecs=(created % 1_000_000_000) // 1_000_000 + 0.0,
-        relativeCreated=(created - logging._startTime * 1e9) / 1e6,  # type: ignore[attr-defined]
-        thread=threading.get_ident(), threadName=threading.current_thread().name,
-    )  # fmt: skip
-    if extra:
-        fields.update(extra)
+    record.__dict__ = {
+        **_SHARED, "name": name, "msg": msg, "args": args,
+        "levelname": logging.getLevelName(level), "levelno": level, "exc_info": exc_info,
+        "created": created / 1e9, "msecs": (created % 1_000_000_000) // 1_000_000 + 0.0,
+        "relativeCreated": (created - _START_NS) / 1e6,
+        "thread": threading.get_ident(), "threadName": threading.current_thread().name,
+        **(extra or {}),
+    }  # fmt: skip
     return record
+
+
+_new_record = object.__new__
+_START_NS = int(logging._startTime * 1e9)  # type: ignore[attr-defined]
 
 
 def _process_name() -> str:

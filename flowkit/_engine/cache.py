@@ -82,8 +82,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, tuple):
         return {"__tuple__": [canonical(v) for v in value]}
     if isinstance(value, dict):
-        items = [(json.dumps(canonical(k), sort_keys=True), canonical(v)) for k, v in value.items()]
-        return {"__dict__": sorted(items)}
+        return canonical_dict({k: canonical(v) for k, v in value.items()})
     if isinstance(value, set | frozenset):
         return {"__set__": sorted(json.dumps(canonical(v), sort_keys=True) for v in value)}
     if isinstance(value, bytes | bytearray):
@@ -97,14 +96,33 @@ def canonical(value: Any) -> Any:
     raise Unencodable(f"{type(value).__name__} values have no canonical encoding")
 
 
+def canonical_dict(encoded: dict[Any, Any]) -> Any:
+    """The canonical form of a dict whose values are canonical already."""
+    items = [(_key_text(k), v) for k, v in encoded.items()]
+    return {"__dict__": sorted(items)}
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):  # what json.dumps gives for a str, without the call
+        return json.encoder.encode_basestring_ascii(key)
+    return json.dumps(canonical(key), sort_keys=True)
+
+
 def digest(*parts: Any) -> str:
     """A hex SHA-256 of the canonical encoding of ``parts``.
 
     Raises:
         Unencodable: A part has no canonical form.
     """
-    text = json.dumps(canonical(list(parts)), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return digest_canonical(canonical(list(parts)))
+
+
+def digest_canonical(encoded: Any) -> str:
+    """A hex SHA-256 of a value already in canonical form."""
+    return hashlib.sha256(_ENCODER.encode(encoded).encode()).hexdigest()
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 @attrs.frozen
@@ -182,7 +200,7 @@ class ResultStore:
     def __init__(self) -> None:
         # (FLOWKIT_HOME as set, task key, cache key) -> (record, value): a hit costs no
         # path arithmetic and no file read.
-        self._memo: OrderedDict[tuple[str, str, str], tuple[CacheRecord, Any]] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, str, str], tuple[CacheRecord, Any, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str, str], threading.Event] = {}
 
@@ -193,7 +211,9 @@ class ResultStore:
         """Find the result cached under ``key`` for the task, if it has not expired."""
         memo = self._memo.get(_memo_key(task_key, key))
         if memo is not None:
-            record, value = memo
+            record, value, why = memo
+            if record.expires is None or now < record.expires:
+                return Lookup(True, value, record, why)
         else:
             path = self._record_path(task_key, key)
             try:
@@ -218,8 +238,8 @@ class ResultStore:
                 )
                 why = f"the cached result is unreadable: {exc}"
                 return Lookup(False, record=record, reason=why)
-            self._remember(record, value)
-        return Lookup(True, value, record, f"cached by run {record.run_id} at {record.created}")
+            why = self._remember(record, value)
+        return Lookup(True, value, record, why)
 
     def _read_result(self, record: CacheRecord) -> Any:
         path = Path(record.result)
@@ -259,13 +279,16 @@ class ResultStore:
         self._remember(record, value)
         return record
 
-    def _remember(self, record: CacheRecord, value: Any) -> None:
+    def _remember(self, record: CacheRecord, value: Any) -> str:
+        """Keep ``value`` for hits; return why a hit on it is one."""
         memo_key = _memo_key(record.task_key, record.key)
+        why = f"cached by run {record.run_id} at {record.created}"
         with self._lock:
-            self._memo[memo_key] = (record, value)
+            self._memo[memo_key] = (record, value, why)
             self._memo.move_to_end(memo_key)
             while len(self._memo) > self.MEMO_SIZE:
                 self._memo.popitem(last=False)
+        return why
 
     def claim(self, task_key: str, key: str) -> threading.Event | None:
         """Claim the computation of ``key``: ``None`` if it is ours, else what to wait on."""

@@ -16,7 +16,15 @@ from typing import Any
 import attrs
 
 from . import cache
-from .cache import RESULTS, CacheRecord, Unencodable, canonical, digest
+from .cache import (
+    RESULTS,
+    CacheRecord,
+    Unencodable,
+    canonical,
+    canonical_dict,
+    digest,
+    digest_canonical,
+)
 
 __all__ = [
     "DEFAULT",
@@ -66,9 +74,10 @@ class CacheContext:
 def inputs_digest(context: CacheContext, parameters: dict[str, Any]) -> str | None:
     """A digest of the task's key and its inputs; ``None`` (with a WARNING) if one cannot be
     encoded canonically."""
+    encoded = {}
     for name, value in parameters.items():
         try:
-            canonical(value)
+            encoded[name] = canonical(value)
         except Unencodable as exc:
             _log.warning(
                 "task %r: argument %r cannot be part of a cache key (%s); this call is not "
@@ -76,7 +85,7 @@ def inputs_digest(context: CacheContext, parameters: dict[str, Any]) -> str | No
                 context.task.name, name, exc,
             )  # fmt: skip
             return None
-    return digest(context.task.task_key, parameters)
+    return digest_canonical([context.task.task_key, canonical_dict(encoded)])
 
 
 def task_input_hash(context: CacheContext, parameters: dict[str, Any]) -> str | None:

@@ -15,8 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,7 +26,8 @@ from typing import Any, Literal
 from uuid import UUID
 
 import attrs
-import cattrs
+
+from .convert import converter, unstructure
 
 __all__ = [
     "CacheRecord",
@@ -42,9 +41,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("flowkit.cache")
-_converter = cattrs.Converter()
-_converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
-_converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
 
 Serializer = Literal["json", "pickle"]
 
@@ -92,7 +88,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, Enum):
         return {"__enum__": f"{type(value).__qualname__}.{value.name}"}
     if attrs.has(type(value)) or hasattr(type(value), "__dataclass_fields__"):
-        return {f"__{type(value).__qualname__}__": canonical(_converter.unstructure(value))}
+        return {f"__{type(value).__qualname__}__": canonical(converter().unstructure(value))}
     raise Unencodable(f"{type(value).__name__} values have no canonical encoding")
 
 
@@ -157,6 +153,8 @@ class Lookup:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    import tempfile  # here, not at the top: only runs that cache write files
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -178,7 +176,7 @@ def encode_result(value: Any, serializer: Serializer | None) -> tuple[str, bytes
     """
     if serializer != "pickle":
         try:
-            structured = _converter.unstructure(value)
+            structured = unstructure(value)
             text = json.dumps(structured, allow_nan=True)
             if json.loads(text) == structured and type(structured) is type(value):
                 return "json", text.encode()
@@ -189,6 +187,8 @@ def encode_result(value: Any, serializer: Serializer | None) -> tuple[str, bytes
                 f"result_serializer='json' cannot hold a {type(value).__name__} result "
                 "exactly; use 'pickle', or leave it unset to choose per value"
             )
+    import pickle  # here, not at the top: start-up time, and most results are JSON
+
     return "pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -217,10 +217,10 @@ class ResultStore:
         else:
             path = self._record_path(task_key, key)
             try:
-                record = _converter.structure(json.loads(path.read_bytes()), CacheRecord)
+                record = converter().structure(json.loads(path.read_bytes()), CacheRecord)
             except FileNotFoundError:
                 return Lookup(False, reason="no result is cached under this key")
-            except (ValueError, TypeError, cattrs.BaseValidationError) as exc:
+            except Exception as exc:  # bad JSON, or a record of another shape
                 _log.warning("Cache record %s is unreadable (%s); treating it as a miss", path, exc)
                 return Lookup(False, reason=f"the cache record is unreadable: {exc}")
             if record.key != key:
@@ -249,6 +249,8 @@ class ResultStore:
         if record.serializer == "pickle":
             if not (path.parent / ".flowkit-results").exists():
                 raise ValueError(f"{path} is not in a flowkit result storage directory")
+            import pickle  # here, not at the top: start-up time, and most results are JSON
+
             return pickle.loads(data)
         raise ValueError(f"unknown serializer {record.serializer!r}")
 
@@ -275,7 +277,7 @@ class ResultStore:
             result = directory / f"{path.stem}.{kind}"
             _write_atomic(result, data)
             record = attrs.evolve(record, serializer=kind, result=str(result))
-            _write_atomic(path, json.dumps(_converter.unstructure(record)).encode())
+            _write_atomic(path, json.dumps(converter().unstructure(record)).encode())
         self._remember(record, value)
         return record
 

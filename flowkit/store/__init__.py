@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import attrs
-import cattrs
 
+from .._engine.convert import converter
 from ._schema import SCHEMA_VERSION, StoreError, connect, default_path
 from ._writer import disable, enable, flush, is_enabled, recover
 
@@ -138,10 +138,6 @@ class RunRecord:
         for key in ("created", "start_time", "end_time"):
             values[key] = _time(values[key])
         return cls(**values)
-
-
-_converter = cattrs.Converter()
-_converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
 
 
 class Store:
@@ -279,8 +275,8 @@ class Store:
             "schema": SCHEMA_VERSION,
             "root": tree[0].root_id,
             "runs": [
-                {**_converter.unstructure(r), "states": _converter.unstructure(self.states(r.id))}
+                {**converter().unstructure(r), "states": converter().unstructure(self.states(r.id))}
                 for r in tree
             ],
-            "logs": _converter.unstructure(list(self.logs(run))),
+            "logs": converter().unstructure(list(self.logs(run))),
         }

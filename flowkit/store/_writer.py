@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cattrs
-
 from .._engine import events
+from .._engine.convert import unstructure
 from .._engine.runs import FlowRun, Run
 from ..states import State
 from ._schema import connect, default_path
@@ -39,13 +38,12 @@ POLL_SECONDS = 0.05
 IDLE_SECONDS = 10.0
 """A writer with nothing to do for this long, and no run tree open, stops."""
 _UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
-_converter = cattrs.Converter()
 _log = logging.getLogger("flowkit.store")
 
 
 def to_json(value: Any) -> str:
     """JSON for the store: structured through cattrs, ``repr`` for what JSON cannot hold."""
-    return json.dumps(_converter.unstructure(value), default=_readable, ensure_ascii=False)
+    return json.dumps(unstructure(value), default=_readable, ensure_ascii=False)
 
 
 def _readable(value: object) -> str:
@@ -92,7 +90,11 @@ class Writer:
         done = threading.Event()
         self._items.append(done)
         self._wake.set()
-        done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # A writer that retired meanwhile (idle, no tree) had nothing left to commit.
+        while not done.wait(0.1) and self._thread.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
 
     def close(self) -> None:
         """Commit what is queued and stop the thread."""

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from flowkit.store import _writer as store_writer
 
 # No per-example deadline: a loaded CI machine must not turn a slow example into a failure.
-settings.register_profile("flowkit", deadline=None)
+# A shared, busy machine makes examples slow to run and to generate: time is no failure.
+settings.register_profile("flowkit", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("flowkit")
 
 

@@ -33,6 +33,15 @@ from ._schema import connect, default_path
 __all__ = ["StoreHandler", "Writer", "disable", "enable", "flush", "is_enabled", "recover", "setup"]
 
 _HOST = socket.gethostname()
+_PID = os.getpid()
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 POLL_SECONDS = 0.05
 """How often the writer looks for new events when nobody waits for them."""
 IDLE_SECONDS = 10.0
@@ -43,12 +52,15 @@ _log = logging.getLogger("flowkit.store")
 
 def to_json(value: Any) -> str:
     """JSON for the store: structured through cattrs, ``repr`` for what JSON cannot hold."""
-    return json.dumps(unstructure(value), default=_readable, ensure_ascii=False)
+    return _ENCODER.encode(unstructure(value))
 
 
 def _readable(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+_ENCODER = json.JSONEncoder(default=_readable, ensure_ascii=False)
 
 
 def _root(run: Run) -> Run:
@@ -171,13 +183,15 @@ def _run_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
         run.key, "flow" if isinstance(run, FlowRun) else "task", run.name,
         run.definition.name, run.parent.key if run.parent is not None else None,
         flow_run.key if flow_run is not None else None, _root(run).key,
-        json.dumps(sorted(run.tags)), to_json(run.parameters), _inputs(run),
-        state.type.value, state.name, state.message, None, run.run_count,
-        _timestamp(state), None, None, os.getpid(), _HOST, None,
+        json.dumps(sorted(run.tags)) if run.tags else "[]", to_json(run.parameters),
+        _inputs(run), state.type.value, state.name, state.message, None, run.run_count,
+        _timestamp(state), None, None, _PID, _HOST, None,
     )  # fmt: skip
 
 
 def _inputs(run: Run) -> str:
+    if not (run.upstream or run.streamed_from):
+        return "{}"
     return json.dumps({k: [str(i) for i in v] for k, v in run.task_inputs.items()})
 
 

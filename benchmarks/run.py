@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import anyio
@@ -135,6 +136,8 @@ class Workload:
     flowkit: Callable[[int, str], float]
     floor: Callable[[int, str], float]
     items: int = 1  # work items per unit of n (stream moves 100 items per n)
+    # Another way to do the work, shown for context (not the floor the goal is about).
+    reference: Callable[[int, str], float] | None = None
 
 
 def _seq_sync_flowkit(n: int, backend: str) -> float:
@@ -202,6 +205,18 @@ def _io_fanout_sync_floor(n: int, backend: str) -> float:
             list(pool.map(nap, range(n)))
 
     return _timed(main)
+
+
+def _io_fanout_sync_anyio(n: int, backend: str) -> float:
+    """What flowkit's worker threads are made of: anyio's, with the same wide limiter."""
+
+    async def main() -> None:
+        limiter = anyio.CapacityLimiter(n)
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(partial(anyio.to_thread.run_sync, nap, i, limiter=limiter))
+
+    return _timed(lambda: anyio.run(main, backend=backend))
 
 
 def _cache_hit_flowkit(n: int, backend: str) -> float:
@@ -272,7 +287,7 @@ WORKLOADS = [
     ),
     Workload(
         "io_fanout_sync", "sync tasks sleeping 50 ms, mapped, thread_limit=1000", "<= 1.5x",
-        _io_fanout_sync_flowkit, _io_fanout_sync_floor,
+        _io_fanout_sync_flowkit, _io_fanout_sync_floor, reference=_io_fanout_sync_anyio,
     ),
     Workload(
         "cache_hit", "calls that hit the cache", "<= 25 us/call added",
@@ -324,6 +339,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 MEMORY_FLOOR = """
 import resource, sys
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 def one(i: int) -> int:
     return i
 with ThreadPoolExecutor(40) as pool:
@@ -380,14 +396,16 @@ def measure_processes(quick: bool, rounds: int) -> list[dict[str, Any]]:
 
 def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[str, Any]]:
     """Run flowkit and its floor alternately; return one record for each."""
-    times: dict[str, list[float]] = {"flowkit": [], "floor": []}
-    workload.flowkit(min(n, 50), backend)  # warm up imports and first-run setup
-    workload.floor(min(n, 50), backend)
+    systems = {"flowkit": workload.flowkit, "floor": workload.floor}
+    if workload.reference is not None:
+        systems["anyio"] = workload.reference
+    times: dict[str, list[float]] = {system: [] for system in systems}
+    for fn in systems.values():
+        fn(min(n, 50), backend)  # warm up imports and first-run setup
     for r in range(rounds):
-        order = ("flowkit", "floor") if r % 2 == 0 else ("floor", "flowkit")
+        order = list(systems) if r % 2 == 0 else list(reversed(systems))
         for system in order:
-            fn = workload.flowkit if system == "flowkit" else workload.floor
-            times[system].append(fn(n, backend))
+            times[system].append(systems[system](n, backend))
     floor_median = statistics.median(times["floor"])
     records = []
     for system, samples in times.items():

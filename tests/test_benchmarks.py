@@ -34,7 +34,7 @@ def test_quick_benchmarks_write_a_record_per_workload_and_system(
     records = json.loads(out.read_text())
     assert {(r["workload"], r["system"]) for r in records} == {
         (w, s) for w in WORKLOADS for s in ("flowkit", "floor")
-    }
+    } | {("io_fanout_sync", "anyio")}
     for record in records:
         assert record["backend"] == backend
         assert record["n"] > 0
@@ -56,3 +56,5 @@ def test_process_benchmarks_measure_startup_and_memory(tmp_path: Path) -> None:
     assert set(records) == {(w, s) for w in ("startup", "memory") for s in ("flowkit", "floor")}
     assert records["startup", "flowkit"]["wall_s"] > 0
     assert records["memory", "flowkit"]["peak_mb"] > 0
+    # Each process's own peak, not its parent's size at the fork that made it.
+    assert records["memory", "floor"]["peak_mb"] < records["memory", "flowkit"]["peak_mb"]

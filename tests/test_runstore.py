@@ -117,6 +117,29 @@ def test_retries_are_recorded(backend: str) -> None:
     assert states == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
 
 
+@pytest.mark.parametrize("seconds", [0, 0.2])  # within one batch of the writer; across
+def test_a_run_row_holds_its_whole_story(backend: str, seconds: float) -> None:
+    @task
+    def nap(x: int) -> int:
+        time.sleep(seconds)
+        return x
+
+    @flow
+    def napping() -> int:
+        return nap.submit(nap.submit(1)).result()
+
+    napping()
+    with Store.open() as s:
+        first, second = s.get("nap-0"), s.get("nap-1")
+    for run in (first, second):
+        assert (run.state_name, run.run_count, run.error) == ("Completed", 1, None)
+        assert run.start_time is not None
+        assert run.end_time is not None
+        assert run.created <= run.start_time <= run.end_time
+    assert second.parameters == {"x": 1}  # the value it got, not the future it was given
+    assert second.task_inputs == {"x": [first.id]}
+
+
 def test_tasks_outside_flows_are_recorded() -> None:
     double(1)
     store.flush()

@@ -140,20 +140,26 @@ class Writer:
         self._db.close()
 
     def _write(self, items: list[Any]) -> None:
-        runs, updates, states, logs = [], [], [], []
+        # A run first seen in this batch gets one row, with the latest state it reached
+        # in the batch (most task runs start and end between two batches).
+        new: dict[Run, list[State[Any]]] = {}
+        updates, states, logs = [], [], []
         for item in items:
             if isinstance(item, logging.LogRecord):
                 logs.append(_log_row(item))
                 continue
             run, state = item.run, item.state
             if state.is_pending():
-                runs.append(_run_row(run, state))
+                new[run] = [state, state]
+            elif (seen := new.get(run)) is not None:
+                seen[1] = state
             elif state.type.is_final or isinstance(run, FlowRun) or not state.is_running():
                 # A task run's row changes when it ends (and for retries); its Running
                 # is in the states table, and its start time comes with its end.
                 updates.append(_update_row(run, state))
             states.append((run.key, state.type.value, state.name, state.message,
                            _timestamp(state)))  # fmt: skip
+        runs = [_run_row(run, pending, latest) for run, (pending, latest) in new.items()]
         db = self._db
         db.execute("BEGIN")
         try:
@@ -177,15 +183,20 @@ _UPDATE_RUN = """
 """
 
 
-def _run_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
+def _run_row(run: Run, pending: State[Any], state: State[Any]) -> tuple[Any, ...]:
+    """The whole row of a run created at ``pending`` and now in ``state``."""
     flow_run = run.flow_run
+    started = not state.is_pending()
+    start = run.start_time.timestamp() if started and run.start_time is not None else None
     return (
         run.key, "flow" if isinstance(run, FlowRun) else "task", run.name,
         run.definition.name, run.parent.key if run.parent is not None else None,
         flow_run.key if flow_run is not None else None, _root(run).key,
         json.dumps(sorted(run.tags)) if run.tags else "[]", to_json(run.parameters),
-        _inputs(run), state.type.value, state.name, state.message, None, run.run_count,
-        _timestamp(state), None, None, _PID, _HOST, None,
+        _inputs(run), state.type.value, state.name, state.message, _error(state),
+        run.run_count if started else 0, _timestamp(pending), start,
+        _timestamp(state) if state.is_final() else None, _PID, _HOST,
+        run.cache_note if started else None,
     )  # fmt: skip
 
 

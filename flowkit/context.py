@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -12,7 +12,7 @@ _tags: ContextVar[frozenset[str]] = ContextVar("flowkit_tags", default=frozenset
 
 
 @contextmanager
-def tags(*new_tags: str) -> Iterator[frozenset[str]]:
+def tags(*new_tags: str) -> Generator[frozenset[str], None, None]:
     """Add tags to every flow and task run started inside the block.
 
     Contexts nest: an inner block adds to the tags of the outer ones. The tags are

@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -99,7 +99,7 @@ def open_issues(repo: str, page: int, per_page: int) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def serve() -> Iterator[str]:
+def serve() -> Generator[str, None, None]:
     """Run the stand-in API on 127.0.0.1 for the ``with`` block; yield its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), DemoAPI)
     # A short poll interval so that leaving the block does not wait half a second.

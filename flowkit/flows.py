@@ -203,5 +203,9 @@ def flow(
             names a parameter the function does not have.
     """
     if fn is None:
-        return lambda fn: Flow.wrap(fn, options)
+
+        def decorate(fn: Callable[P, R]) -> Flow[P, R]:
+            return Flow.wrap(fn, options)
+
+        return decorate
     return Flow.wrap(fn, options)

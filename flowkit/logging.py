@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from logging import ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Any
@@ -313,7 +313,7 @@ def printing_to_log(enabled: bool) -> AbstractContextManager[None]:
 
 
 @contextmanager
-def _printing_to_log() -> Iterator[None]:
+def _printing_to_log() -> Generator[None, None, None]:
     global _print_users
     with _print_lock:
         _print_users += 1

@@ -369,5 +369,9 @@ def task(
             names a parameter the function does not have.
     """
     if fn is None:
-        return lambda fn: Task.wrap(fn, options)
+
+        def decorate(fn: Callable[P, R]) -> Task[P, R]:
+            return Task.wrap(fn, options)
+
+        return decorate
     return Task.wrap(fn, options)

@@ -26,7 +26,7 @@ import outcome
 from anyio.lowlevel import EventLoopToken, current_token
 
 from ..exceptions import CancelledRun
-from .runners import _OnLoop
+from .runners import OnLoop
 from .runs import FlowRun, Run, current_run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
 
@@ -56,7 +56,7 @@ def resolve_backend(choice: Backend | None, *, owner: str) -> Backend:
 _Job = Callable[[], None]
 
 
-class CallerThread(_OnLoop):
+class CallerThread(OnLoop):
     """A runner whose sync bodies run in the thread that made the sync call.
 
     Async bodies are awaited on the loop like ``ON_LOOP`` does; a sync body becomes a job

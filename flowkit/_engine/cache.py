@@ -212,34 +212,29 @@ class ResultStore:
         memo = self._memo.get(_memo_key(task_key, key))
         if memo is not None:
             record, value, why = memo
-            if record.expires is None or now < record.expires:
-                return Lookup(True, value, record, why)
-        else:
-            path = self._record_path(task_key, key)
-            try:
-                record = converter().structure(json.loads(path.read_bytes()), CacheRecord)
-            except FileNotFoundError:
-                return Lookup(False, reason="no result is cached under this key")
-            except Exception as exc:  # bad JSON, or a record of another shape
-                _log.warning("Cache record %s is unreadable (%s); treating it as a miss", path, exc)
-                return Lookup(False, reason=f"the cache record is unreadable: {exc}")
-            if record.key != key:
-                return Lookup(False, reason="the cache record belongs to another key")
-            value = _MISSING
+            if record.expires is not None and now >= record.expires:
+                return _expired(record)
+            return Lookup(True, value, record, why)
+        path = self._record_path(task_key, key)
+        try:
+            record = converter().structure(json.loads(path.read_bytes()), CacheRecord)
+        except FileNotFoundError:
+            return Lookup(False, reason="no result is cached under this key")
+        except Exception as exc:  # bad JSON, or a record of another shape
+            _log.warning("Cache record %s is unreadable (%s); treating it as a miss", path, exc)
+            return Lookup(False, reason=f"the cache record is unreadable: {exc}")
+        if record.key != key:
+            return Lookup(False, reason="the cache record belongs to another key")
         if record.expires is not None and now >= record.expires:
-            why = f"the cached result expired at {record.expires}"
-            return Lookup(False, record=record, reason=why)
-        if value is _MISSING:
-            try:
-                value = self._read_result(record)
-            except Exception as exc:
-                _log.warning(
-                    "Cached result %s is unreadable (%s); treating it as a miss", record.result, exc
-                )
-                why = f"the cached result is unreadable: {exc}"
-                return Lookup(False, record=record, reason=why)
-            why = self._remember(record, value)
-        return Lookup(True, value, record, why)
+            return _expired(record)
+        try:
+            value = self._read_result(record)
+        except Exception as exc:
+            _log.warning(
+                "Cached result %s is unreadable (%s); treating it as a miss", record.result, exc
+            )
+            return Lookup(False, record=record, reason=f"the cached result is unreadable: {exc}")
+        return Lookup(True, value, record, self._remember(record, value))
 
     def _read_result(self, record: CacheRecord) -> Any:
         path = Path(record.result)
@@ -316,7 +311,8 @@ class ResultStore:
             self._memo.clear()
 
 
-_MISSING: Any = object()
+def _expired(record: CacheRecord) -> Lookup:
+    return Lookup(False, record=record, reason=f"the cached result expired at {record.expires}")
 
 
 def _memo_key(task_key: str, key: str) -> tuple[str, str, str]:

@@ -204,11 +204,7 @@ def _spawn(
     task_group: TaskGroup, future: TaskFuture[Any], holds_slot: bool, context: Context | None
 ) -> None:
     # The task's handle is what cancels the run: anyio gives each task a cancel scope.
-    handle = task_group.create_task(_child(future, holds_slot), context=context)
-    if not future.done():
-        future._scope = handle
-        if future._cancel_requested:
-            handle.cancel()
+    future.started(task_group.create_task(_child(future, holds_slot), context=context))
 
 
 def _cancel_unstarted(future: TaskFuture[Any]) -> None:
@@ -250,7 +246,6 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
             slots.release()
         if not run.state.is_final():  # cancelled before it started
             set_state(run, states.Cancelled("The run was cancelled before it started."))
-        future._scope = None  # the handle holds the task; the future may live much longer
         future.finish()
         run.threaded()  # if it ended before it got a thread: the next run may start
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
@@ -44,7 +44,7 @@ _held = threading.local()
 
 
 @contextmanager
-def holding_slot(limiter: anyio.CapacityLimiter, borrower: object) -> Iterator[None]:
+def holding_slot(limiter: anyio.CapacityLimiter, borrower: object) -> Generator[None, None, None]:
     """Mark this worker thread as holding ``limiter``'s slot for ``borrower``."""
     _held.slot = (limiter, borrower)
     try:
@@ -54,7 +54,7 @@ def holding_slot(limiter: anyio.CapacityLimiter, borrower: object) -> Iterator[N
 
 
 @contextmanager
-def lending_slot() -> Iterator[None]:
+def lending_slot() -> Generator[None, None, None]:
     """While this thread blocks, give its worker-thread slot back, and take it again after.
 
     A sync task that waits for tasks it submitted would otherwise hold a slot they may
@@ -244,8 +244,17 @@ class TaskFuture(Generic[R]):
     def _timeout(self, timeout: float | None) -> TimeoutError:
         return TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
 
+    def started(self, handle: TaskHandle[None]) -> None:
+        """Note the task running the run (on the loop's thread): ``cancel()`` cancels it."""
+        if self._finished:  # it ran to its end before its task was even handed back
+            return
+        self._scope = handle
+        if self._cancel_requested:
+            handle.cancel()
+
     def finish(self) -> None:
         """Mark the run over, wake its waiters, call its callbacks: on the loop's thread."""
+        self._scope = None  # the handle holds the task; the future may live much longer
         with _lock:
             self._finished = True
             event = self._event
@@ -292,4 +301,7 @@ class TaskFutureList(list[TaskFuture[R]]):
             BaseException: The first failed run's exception, if ``raise_on_failure``.
         """
         self.wait(timeout)
-        return [f._result(timeout, raise_on_failure) for f in self]
+        return [
+            f._result(timeout, raise_on_failure)  # pyright: ignore[reportPrivateUsage]
+            for f in self
+        ]

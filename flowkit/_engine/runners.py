@@ -33,7 +33,7 @@ from .futures import TaskFuture, holding_slot, lending_slot
 from .runs import Run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
 
-__all__ = ["INLINE", "ON_LOOP", "AttemptScope", "Runner", "drive"]
+__all__ = ["INLINE", "ON_LOOP", "AttemptScope", "Inline", "OnLoop", "Runner", "drive"]
 
 T = TypeVar("T")
 
@@ -121,7 +121,7 @@ def _call_consumed(run: Run) -> Any:
 _NO_DEADLINE = _NoDeadline()
 
 
-class _Inline:
+class Inline:
     async def call(self, run: Run) -> Any:
         return _call_consumed(run)
 
@@ -154,7 +154,7 @@ class _Inline:
         hook(*args)
 
 
-class _OnLoop:
+class OnLoop:
     async def call(self, run: Run) -> Any:
         fn = run.definition.fn
         if run.definition.is_async or run.definition.streams == "async":
@@ -247,8 +247,8 @@ def _holding(limiter: anyio.CapacityLimiter, run: Run, body: Callable[[], T]) ->
         return body()
 
 
-INLINE: Runner = _Inline()
-ON_LOOP: Runner = _OnLoop()
+INLINE: Runner = Inline()
+ON_LOOP: Runner = OnLoop()
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:

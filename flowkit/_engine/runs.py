@@ -14,7 +14,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -344,7 +344,7 @@ class FlowRun(Run):
         return self._task_group_scope()
 
     @asynccontextmanager
-    async def _task_group_scope(self) -> AsyncIterator[None]:
+    async def _task_group_scope(self) -> AsyncGenerator[None, None]:
         try:
             async with anyio.create_task_group() as tg:
                 self.task_group = tg

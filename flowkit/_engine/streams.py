@@ -40,9 +40,8 @@ from contextvars import Context, copy_context
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 
-from .runners import INLINE, Runner, _Inline, _OnLoop
+from .runners import INLINE, Inline, OnLoop, Runner
 from .runs import Run
 from .threadstop import DeadlinePassed, Stoppable
 
@@ -89,7 +88,7 @@ def _deadline_in(run: Run, now: Callable[[], float]) -> float:
     return math.inf if timeout is None else now() + timeout
 
 
-class _SyncSteps(_Inline):
+class _SyncSteps(Inline):
     """Runs a sync generator body one step per value, in the reader's thread."""
 
     async def call(self, run: Run) -> Any:
@@ -126,7 +125,7 @@ def _step_before(stoppable: Stoppable, generator: Iterator[T], deadline: float) 
         timer.cancel()
 
 
-class _AsyncSteps(_OnLoop):
+class _AsyncSteps(OnLoop):
     """Runs an async generator body one step per value, in the reader's task."""
 
     async def call(self, run: Run) -> Any:
@@ -134,6 +133,7 @@ class _AsyncSteps(_OnLoop):
         deadline = _deadline_in(run, anyio.current_time)
         try:
             while True:
+                value: Any = None
                 with anyio.CancelScope(deadline=deadline) as scope:
                     try:
                         value = await generator.__anext__()
@@ -237,7 +237,7 @@ class _Stream:
         self.run = run
         self.last: Any = None
         self._context: Context = copy_context()
-        self._coroutine = self._context.run(make)
+        self.coroutine = self._context.run(make)
         self._done = False
         _register(run, self)
 
@@ -247,7 +247,7 @@ class _Stream:
         if state.is_failed() or state.is_crashed():
             raise state.exception
 
-    def _send(self, method: Callable[..., Any], arg: Any) -> Any:
+    def step(self, method: Callable[..., Any], arg: Any) -> Any:
         """One step of the coroutine, in the run's context; returns what it yielded.
 
         Raises:
@@ -263,7 +263,7 @@ class _Stream:
             _unregister(self.run, self)
             raise
 
-    def _delivered(self, yielded: Any) -> Any:
+    def delivered(self, yielded: Any) -> Any:
         if not isinstance(yielded, _Item):  # pragma: no cover - engine invariant
             raise RuntimeError("flowkit engine bug: a sync stream suspended")
         self.last = yielded.value
@@ -277,10 +277,10 @@ class SyncStream(_Stream, Generator[Any, None, None]):
         if self._done:
             raise StopIteration
         try:
-            yielded = self._send(self._coroutine.send, None)
+            yielded = self.step(self.coroutine.send, None)
         except _Exhausted:
             raise StopIteration from None
-        return self._delivered(yielded)
+        return self.delivered(yielded)
 
     def send(self, value: Any) -> Any:
         """As for a generator; only ``None`` can be sent into a task's stream."""
@@ -302,7 +302,7 @@ class SyncStream(_Stream, Generator[Any, None, None]):
         if self._done:
             return
         try:
-            self._send(self._coroutine.throw, _ReaderClosed())
+            self.step(self.coroutine.throw, _ReaderClosed())
         except _Exhausted:
             pass
         finally:
@@ -355,20 +355,20 @@ class _Trampoline:
         self.throw = throw
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        stream, coroutine = self.stream, self.stream._coroutine
+        stream, coroutine = self.stream, self.stream.coroutine
         sent: Any = None
         throw = self.throw
         while True:
             try:
                 if throw is not None:
-                    yielded = stream._send(coroutine.throw, throw)
+                    yielded = stream.step(coroutine.throw, throw)
                 else:
-                    yielded = stream._send(coroutine.send, sent)
+                    yielded = stream.step(coroutine.send, sent)
             except _Exhausted:
                 raise StopAsyncIteration from None
             throw = None
             if isinstance(yielded, _Item):
-                return stream._delivered(yielded)
+                return stream.delivered(yielded)
             try:
                 sent = yield yielded
             except BaseException as exc:  # cancellation and the like go to the run's body

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from . import runtime, store
 from .flows import flow
+from .futures import TaskFuture
 from .tasks import task
 
 __all__ = ["DemoAPI", "get_repo_info", "get_url", "run", "serve"]
@@ -131,7 +132,7 @@ def get_open_issues(
     api: str, repo_name: str, open_issues_count: int, per_page: int = 100
 ) -> list[dict[str, Any]]:
     """Fetch every page of open issues, one task run per page, all at once."""
-    issues = []
+    issues: list[TaskFuture[list[dict[str, Any]]]] = []
     pages = range(1, -(open_issues_count // -per_page) + 1)
     for page in pages:
         issues.append(

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, ClassVar, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    ParamSpec,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 import attrs
 
@@ -18,13 +28,15 @@ from ._engine.definitions import (
 )
 from ._engine.engine import execute, finished, new_run
 from ._engine.runners import ON_LOOP
-from ._engine.runs import Run
+from ._engine.runs import Definition, Run
 from .states import State
 
 __all__ = ["Flow", "FlowOptions", "FlowOptionsDict", "flow"]
 
 P = ParamSpec("P")
-R = TypeVar("R")
+# Covariant: pyright types an async function as returning CoroutineType, and the async
+# overloads (submit, return_state) ask for a Runnable returning some Coroutine.
+R = TypeVar("R", covariant=True)
 T = TypeVar("T")
 
 Hook = Callable[[Any, Any, State[Any]], object]
@@ -177,7 +189,7 @@ class Flow(Runnable[P, R]):
     def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run:
         o: FlowOptions = self.options
         return new_run(
-            self, self.bound + args, kwargs, flow=True, skip=len(self.bound),
+            cast("Definition", self), self.bound + args, kwargs, flow=True, skip=len(self.bound),
             run_name=o.flow_run_name, log_prints=o.log_prints,
             max_concurrency=o.max_concurrency, thread_limit=o.thread_limit,
         )  # fmt: skip
@@ -205,7 +217,7 @@ def flow(
     if fn is None:
 
         def decorate(fn: Callable[P, R]) -> Flow[P, R]:
-            return Flow.wrap(fn, options)
+            return Flow[P, R].wrap(fn, options)
 
         return decorate
-    return Flow.wrap(fn, options)
+    return Flow[P, R].wrap(fn, options)

@@ -7,7 +7,17 @@ import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import PurePath
-from typing import Any, ClassVar, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    ParamSpec,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 import attrs
 
@@ -31,6 +41,7 @@ from ._engine.engine import execute, finished, new_run
 from ._engine.futures import TaskFuture, TaskFutureList
 from ._engine.inputs import quote, unmapped
 from ._engine.runners import INLINE, ON_LOOP, drive
+from ._engine.runs import Definition
 from .states import State
 
 __all__ = [
@@ -43,7 +54,9 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
-R = TypeVar("R")
+# Covariant: pyright types an async function as returning CoroutineType, and the async
+# overloads (submit, return_state) ask for a Runnable returning some Coroutine.
+R = TypeVar("R", covariant=True)
 T = TypeVar("T")
 
 exponential_backoff = policy.exponential_backoff
@@ -305,7 +318,7 @@ class Task(Runnable[P, R]):
                 "give them the same length, or wrap the ones to pass whole in "
                 "flowkit.unmapped(...)"
             )
-        runs = []
+        runs: list[Any] = []
         for i in range(next(iter(lengths.values()))):
             call = {k: mapped[k][i] if k in mapped else _unwrapped(v) for k, v in bound.items()}
             runs.append(self._new_run((), {**call, "wait_for": wait_for}, submitted=True))
@@ -326,7 +339,7 @@ class Task(Runnable[P, R]):
         o: TaskOptions = self.options
         wait_for = kwargs.pop("wait_for", None)
         return new_run(
-            self, self.bound + args, kwargs, flow=False, skip=len(self.bound),
+            cast("Definition", self), self.bound + args, kwargs, flow=False, skip=len(self.bound),
             run_name=o.task_run_name, log_prints=o.log_prints, tags=o.tags,
             wait_for=wait_for, max_concurrency=o.max_concurrency, submitted=submitted,
         )  # fmt: skip
@@ -345,7 +358,9 @@ def _mappable(value: object) -> bool:
 
 
 def _unwrapped(value: object) -> object:
-    return value.value if isinstance(value, unmapped) else value
+    if isinstance(value, unmapped):
+        return cast("unmapped[object]", value).value
+    return value
 
 
 @overload
@@ -371,7 +386,7 @@ def task(
     if fn is None:
 
         def decorate(fn: Callable[P, R]) -> Task[P, R]:
-            return Task.wrap(fn, options)
+            return Task[P, R].wrap(fn, options)
 
         return decorate
-    return Task.wrap(fn, options)
+    return Task[P, R].wrap(fn, options)

@@ -22,6 +22,12 @@ def test_package_is_mypy_strict_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_package_is_pyright_strict_clean() -> None:
+    # basedpyright: pyright with its Node.js in the wheel, so it runs offline.
+    result = _run("basedpyright", "--pythonpath", sys.executable)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_tree_is_ruff_clean() -> None:
     result = _run("ruff", "check", "flowkit", "tests", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr

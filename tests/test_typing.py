@@ -102,6 +102,16 @@ def test_typing_file_passes_mypy_strict() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_typing_file_passes_pyright_strict() -> None:
+    # pyright (VS Code's checker) types an async function's call as CoroutineType, not
+    # Coroutine: the async overloads must still pick the awaited type.
+    result = subprocess.run(
+        [sys.executable, "-m", "basedpyright", "--pythonpath", sys.executable, str(CHECKED)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_typing_file_uses_assert_type() -> None:
     # The file checks inferred types; a file of plain calls would prove little.
     assert CHECKED.read_text().count("assert_type(") >= 20

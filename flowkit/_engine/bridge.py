@@ -75,10 +75,11 @@ class CallerThread(OnLoop):
         result: list[outcome.Outcome[Any]] = []
         stoppable = Stoppable(run.name)
 
+        def in_context() -> Any:
+            return self._context.run(stoppable.run, partial(_call_body, run))
+
         def job() -> None:
-            result.append(
-                outcome.capture(self._context.run, stoppable.run, partial(_call_body, run))
-            )
+            result.append(outcome.capture(in_context))
             with contextlib.suppress(RuntimeError):  # the loop has moved on without us
                 anyio.from_thread.run_sync(done.set, token=token)
 

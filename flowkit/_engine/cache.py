@@ -17,12 +17,12 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID
 
 import attrs
@@ -73,22 +73,24 @@ def canonical(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if value == value else {"__float__": "nan"}  # NaN != NaN
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    if isinstance(value, tuple):
-        return {"__tuple__": [canonical(v) for v in value]}
+    if isinstance(value, list | tuple):
+        items = [canonical(v) for v in cast("Iterable[Any]", value)]
+        return items if isinstance(value, list) else {"__tuple__": items}
     if isinstance(value, dict):
-        return canonical_dict({k: canonical(v) for k, v in value.items()})
+        pairs = cast("Mapping[Any, Any]", value)
+        return canonical_dict({k: canonical(v) for k, v in pairs.items()})
     if isinstance(value, set | frozenset):
-        return {"__set__": sorted(json.dumps(canonical(v), sort_keys=True) for v in value)}
+        members = cast("Iterable[Any]", value)
+        return {"__set__": sorted(json.dumps(canonical(v), sort_keys=True) for v in members)}
     if isinstance(value, bytes | bytearray):
         return {"__bytes__": bytes(value).hex()}
     if isinstance(value, datetime | timedelta | UUID | Decimal | PurePath):
         return {f"__{type(value).__name__}__": str(value)}
     if isinstance(value, Enum):
         return {"__enum__": f"{type(value).__qualname__}.{value.name}"}
-    if attrs.has(type(value)) or hasattr(type(value), "__dataclass_fields__"):
-        return {f"__{type(value).__qualname__}__": canonical(converter().unstructure(value))}
+    kind = cast("type[object]", type(value))
+    if attrs.has(kind) or hasattr(kind, "__dataclass_fields__"):
+        return {f"__{kind.__qualname__}__": canonical(converter().unstructure(value))}
     raise Unencodable(f"{type(value).__name__} values have no canonical encoding")
 
 

@@ -74,7 +74,7 @@ class CacheContext:
 def inputs_digest(context: CacheContext, parameters: dict[str, Any]) -> str | None:
     """A digest of the task's key and its inputs; ``None`` (with a WARNING) if one cannot be
     encoded canonically."""
-    encoded = {}
+    encoded: dict[str, Any] = {}
     for name, value in parameters.items():
         try:
             encoded[name] = canonical(value)

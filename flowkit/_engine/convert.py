@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import cattrs
@@ -32,13 +32,14 @@ def converter() -> cattrs.Converter:
 
 def is_plain(value: Any) -> bool:
     """Whether ``value`` is JSON as it is: scalars, lists, and dicts with text keys."""
-    kind = type(value)
+    kind = cast("type[object]", type(value))
     if kind in _SCALARS:
         return True
     if kind is list:
-        return all(is_plain(v) for v in value)
+        return all(is_plain(v) for v in cast("list[Any]", value))
     if kind is dict:
-        return all(type(k) is str and is_plain(v) for k, v in value.items())
+        pairs = cast("dict[Any, Any]", value)
+        return all(type(k) is str and is_plain(v) for k, v in pairs.items())
     return False
 
 

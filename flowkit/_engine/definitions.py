@@ -16,7 +16,9 @@ from .runs import PlainParameters, plain_parameters
 __all__ = ["Runnable", "check_callable", "option_error", "to_tags"]
 
 P = ParamSpec("P")
-R = TypeVar("R")
+# Covariant: pyright types an async function as returning CoroutineType, and the async
+# overloads (submit, return_state) ask for a Runnable returning some Coroutine.
+R = TypeVar("R", covariant=True)
 
 
 def check_callable(fn: object, decorator: str, *, generators: bool) -> Callable[..., Any]:
@@ -27,7 +29,7 @@ def check_callable(fn: object, decorator: str, *, generators: bool) -> Callable[
             the wrong order, or a generator function where ``generators`` is false.
     """
     if isinstance(fn, classmethod | staticmethod):
-        kind = type(fn).__name__
+        kind = "classmethod" if isinstance(fn, classmethod) else "staticmethod"
         raise TypeError(
             f"{decorator} was applied to a {kind} object; put @{kind} above {decorator}:\n"
             f"    @{kind}\n    {decorator}\n    def method(...): ..."

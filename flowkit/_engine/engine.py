@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from .. import logging as flowkit_logging
 from .. import states
@@ -165,12 +165,23 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     return final
 
 
+class _Cacheable(Definition, Protocol):
+    """A definition whose runs may cache: a task."""
+
+    @property
+    def task_key(self) -> str: ...
+
+
+def _task_key(run: Run) -> str:
+    return cast("_Cacheable", run.definition).task_key
+
+
 async def _from_cache(
     run: Run, runner: Runner, caching: Caching
 ) -> tuple[State[Any] | None, tuple[str, str] | None]:
     """Look for a cached result: its ``Cached`` state on a hit; on a miss, the claim on
     computing it (another run computing the same key is waited for, then looked up)."""
-    task_key: str = run.definition.task_key  # type: ignore[attr-defined]
+    task_key = _task_key(run)
     try:
         key = caching.key.compute_key(CacheContext(run.definition, run), run.parameters)
     except Exception as exc:
@@ -197,7 +208,7 @@ async def _from_cache(
 def _save_to_cache(run: Run, caching: Caching, key: str, value: Any) -> None:
     now = cache.now()
     record = cache.CacheRecord(
-        key=key, task_key=run.definition.task_key,  # type: ignore[attr-defined]
+        key=key, task_key=_task_key(run),
         task_name=run.definition.name, run_id=str(run.id), created=now,
         expires=now + caching.expiration if caching.expiration is not None else None,
         serializer="", result="",

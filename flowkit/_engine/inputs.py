@@ -8,8 +8,8 @@ data. These are the only edges: flowkit never guesses a dependency from object i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import attrs
 
@@ -41,8 +41,9 @@ class allow_failure(Generic[T]):
     value: T
 
     def __attrs_post_init__(self) -> None:
-        if isinstance(self.value, TaskFuture):
-            self.value.observed = True
+        value: object = self.value
+        if isinstance(value, TaskFuture):
+            value.observed = True
 
 
 @attrs.frozen
@@ -87,19 +88,27 @@ def may_hold_upstream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return any(type(v) in _CONTAINERS or isinstance(v, _LEAVES) for v in (*args, *kwargs.values()))
 
 
-def _walk(value: Any, visit: Callable[[Any, bool], Any], allowed: bool = False) -> Any:
+def _walk(value: object, visit: Callable[[Any, bool], Any], allowed: bool = False) -> Any:
     """Rebuild ``value`` with ``visit(leaf, allowed)`` applied to futures and states."""
     if _is_future(value) or isinstance(value, State):
         return visit(value, allowed)
-    if isinstance(value, allow_failure):
-        return _walk(value.value, visit, True)
-    if isinstance(value, quote | unmapped):
-        return value.value if isinstance(value, quote) else _walk(value.value, visit, allowed)
-    if type(value) in (list, tuple, set, frozenset):
-        return type(value)(_walk(v, visit, allowed) for v in value)
-    if type(value) is dict:
-        return {k: _walk(v, visit, allowed) for k, v in value.items()}
+    if isinstance(value, allow_failure | quote | unmapped):
+        inner = cast("_Wrapper", value).value
+        if isinstance(value, quote):
+            return inner
+        return _walk(inner, visit, allowed or isinstance(value, allow_failure))
+    kind = type(value)
+    if kind in (list, tuple, set, frozenset):
+        items = (_walk(v, visit, allowed) for v in cast("Iterable[Any]", value))
+        return cast("Any", kind(items))
+    if kind is dict:
+        return {k: _walk(v, visit, allowed) for k, v in cast("Mapping[Any, Any]", value).items()}
     return value
+
+
+class _Wrapper(Protocol):
+    @property
+    def value(self) -> Any: ...
 
 
 def find_upstream(
@@ -121,12 +130,12 @@ def find_upstream(
         _walk(value, visit)
     for item in wait_for or ():
         allowed = isinstance(item, allow_failure)
-        future = item.value if allowed else item
+        future: object = cast("_Wrapper", item).value if allowed else item
         if not _is_future(future):
             raise TypeError(
                 f"{owner}: wait_for takes futures from .submit() or .map(), got {item!r}"
             )
-        found.append(Upstream(future, "wait_for", allowed))
+        found.append(Upstream(cast("TaskFuture[Any]", future), "wait_for", allowed))
     for upstream in found:
         upstream.future.observed = True
     return found

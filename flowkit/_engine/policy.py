@@ -13,7 +13,7 @@ from datetime import timedelta
 from numbers import Real
 from pathlib import Path, PurePath
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 
@@ -82,18 +82,25 @@ def retry_delays(_: object, attribute: attrs.Attribute[Any], value: object) -> N
     """Seconds: a number, a list of up to 50 numbers, or a callable making such a list."""
     if callable(value):
         return
-    delays = list(value) if isinstance(value, list | tuple) else [value]
+    delays = _as_list(value)
     if not all(_is_number(d) for d in delays):
         raise TypeError(
             f"{attribute.name} must be a number of seconds, a list of them, or a function "
             f"of the retry count returning a list, got {value!r}"
         )
-    if any(d < 0 for d in delays):  # type: ignore[operator]
+    if any(d < 0 for d in delays):
         raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
     if len(delays) > MAX_DELAYS:
         raise ValueError(
             f"{attribute.name} may list at most {MAX_DELAYS} delays, got {len(delays)}"
         )
+
+
+def _as_list(value: object) -> list[Any]:
+    """A list or tuple as a list; anything else as a list of one."""
+    if isinstance(value, list | tuple):
+        return list(cast("Iterable[Any]", value))
+    return [value]
 
 
 def jitter_factor(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -245,8 +252,8 @@ class Policy:
             ValueError: A ``retry_delay_seconds`` function returned something that is not a
                 list of delays (checked as the option would be).
         """
-        retries = getattr(options, "retries", 0)
-        delays = getattr(options, "retry_delay_seconds", 0)
+        retries: int = getattr(options, "retries", 0)
+        delays: object = getattr(options, "retry_delay_seconds", 0)
         if getattr(options, "cache_key_fn", None) and getattr(options, "cache_policy", None):
             raise ValueError(
                 "give cache_key_fn or cache_policy, not both (a cache_key_fn is a policy: "
@@ -258,7 +265,7 @@ class Policy:
         return cls(
             timeout=getattr(options, "timeout_seconds", None),
             retries=retries,
-            delays=tuple(delays) if isinstance(delays, list | tuple) else (delays,),
+            delays=tuple(_as_list(delays)),
             jitter=getattr(options, "retry_jitter_factor", None),
             retry_condition=getattr(options, "retry_condition_fn", None),
             hooks={name: h for name in HOOKS if (h := getattr(options, name, ()))},

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -45,7 +46,13 @@ class AttemptScope(Protocol):
     def cancelled_caught(self) -> bool: ...
 
     def __enter__(self) -> Any: ...
-    def __exit__(self, *exc_info: Any) -> bool | None: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> bool | None: ...
 
 
 class Runner(Protocol):
@@ -94,7 +101,7 @@ class _NoDeadline:
     def __enter__(self) -> _NoDeadline:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         return None
 
 

@@ -37,7 +37,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
 from contextvars import Context, copy_context
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 
@@ -220,8 +220,8 @@ def _unregister(run: Run, reader: Any) -> None:
         run.parent.reading = [r for r in run.parent.reading or () if _alive(r) is not reader]
 
 
-def _alive(entry: Any) -> Any:
-    return entry() if isinstance(entry, weakref.ref) else entry
+def _alive(entry: object) -> Any:
+    return cast("Callable[[], Any]", entry)() if isinstance(entry, weakref.ref) else entry
 
 
 def open_readers(run: Run) -> list[Any]:

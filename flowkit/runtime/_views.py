@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .._engine.runs import FlowRun, Run, TaskRun, current_run
 
@@ -35,7 +35,7 @@ def view(
         run = current()
         if run is None:
             value = empty.get(name)
-            return value.copy() if isinstance(value, dict | list) else value
+            return cast("Any", value).copy() if isinstance(value, dict | list) else value
         return getter(run)
 
     return __getattr__

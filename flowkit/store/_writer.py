@@ -33,12 +33,12 @@ from ._schema import connect, default_path
 __all__ = ["StoreHandler", "Writer", "disable", "enable", "flush", "is_enabled", "recover", "setup"]
 
 _HOST = socket.gethostname()
-_PID = os.getpid()
+_pid = os.getpid()
 
 
 def _after_fork() -> None:
-    global _PID
-    _PID = os.getpid()
+    global _pid
+    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -97,6 +97,10 @@ class Writer:
         """Queue an event or a log record."""
         self._items.append(item)
 
+    def has_queued(self) -> bool:
+        """Whether anything is queued and not yet taken by the writer thread."""
+        return bool(self._items)
+
     def flush(self, timeout: float | None = 30) -> None:
         """Wait until everything queued so far is committed."""
         done = threading.Event()
@@ -119,7 +123,7 @@ class Writer:
         while True:
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
-            items = []
+            items: list[Any] = []
             while self._items:
                 items.append(self._items.popleft())
             if not items:
@@ -143,7 +147,9 @@ class Writer:
         # A run first seen in this batch gets one row, with the latest state it reached
         # in the batch (most task runs start and end between two batches).
         new: dict[Run, list[State[Any]]] = {}
-        updates, states, logs = [], [], []
+        updates: list[tuple[Any, ...]] = []
+        states: list[tuple[Any, ...]] = []
+        logs: list[tuple[Any, ...]] = []
         for item in items:
             if isinstance(item, logging.LogRecord):
                 logs.append(_log_row(item))
@@ -195,7 +201,7 @@ def _run_row(run: Run, pending: State[Any], state: State[Any]) -> tuple[Any, ...
         json.dumps(sorted(run.tags)) if run.tags else "[]", to_json(run.parameters),
         _inputs(run), state.type.value, state.name, state.message, _error(state),
         run.run_count if started else 0, _timestamp(pending), start,
-        _timestamp(state) if state.is_final() else None, _PID, _HOST,
+        _timestamp(state) if state.is_final() else None, _pid, _HOST,
         run.cache_note if started else None,
     )  # fmt: skip
 
@@ -334,7 +340,7 @@ def _open_tree(run: Run, path: Path) -> Writer:
 def _retire(writer: Writer) -> bool:
     """Stop an idle writer that records no tree (its database may not be used again)."""
     with _lock:
-        if any(w is writer for w in _trees.values()) or writer._items:
+        if any(w is writer for w in _trees.values()) or writer.has_queued():
             return False
         if _writers.get(writer.path) is writer:
             del _writers[writer.path]

@@ -180,7 +180,7 @@ def launch(task_group: TaskGroup, future: TaskFuture[Any], context: Context | No
     A sync run's task would mostly wait for a worker thread, holding a coroutine, a task
     and a cancel scope meanwhile; so while as many sync runs as there are threads wait
     for one, further ones wait in the flow run's backlog as plain objects, and each run
-    that gets its thread (``TaskRun.threaded``) starts the next. Runs start in the order
+    that gets its thread (``Run.threaded``) starts the next. Runs start in the order
     they were submitted, so a run in the backlog never holds up one that started.
     """
     run = future.task_run

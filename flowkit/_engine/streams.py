@@ -132,15 +132,7 @@ class _AsyncSteps(OnLoop):
         generator = run.definition.fn(*run.args, **run.kwargs)
         deadline = _deadline_in(run, anyio.current_time)
         try:
-            while True:
-                value: Any = None
-                with anyio.CancelScope(deadline=deadline) as scope:
-                    try:
-                        value = await generator.__anext__()
-                    except StopAsyncIteration:
-                        return None
-                if scope.cancelled_caught:
-                    raise StreamDeadline(_late(run))
+            while (value := await _next_value(run, generator, deadline)) is not _DONE:
                 await _deliver(run, value)
         except _Closed:
             return None
@@ -150,6 +142,22 @@ class _AsyncSteps(OnLoop):
 
     def attempt_scope(self, run: Run, timeout: float | None) -> Any:
         return INLINE.attempt_scope(run, timeout)  # the deadline lives in each step
+
+
+_DONE: Any = object()
+
+
+async def _next_value(run: Run, generator: AsyncIterator[Any], deadline: float) -> Any:
+    """The generator's next value, or ``_DONE`` at its end.
+
+    Raises:
+        StreamDeadline: The run's deadline passed while the body made the value.
+    """
+    if deadline == math.inf:  # no cancel scope per value: it would cost more than the value
+        return await anext(generator, _DONE)
+    with anyio.CancelScope(deadline=deadline):
+        return await anext(generator, _DONE)
+    raise StreamDeadline(_late(run))  # the scope caught its own cancellation: too late
 
 
 def _late(run: Run) -> str:

@@ -24,7 +24,8 @@ def test_package_is_mypy_strict_clean() -> None:
 
 def test_package_is_pyright_strict_clean() -> None:
     # basedpyright: pyright with its Node.js in the wheel, so it runs offline.
-    result = _run("basedpyright", "--pythonpath", sys.executable)
+    config = str(ROOT / "pyproject.toml")  # not a pyrightconfig.json found further up
+    result = _run("basedpyright", "--project", config, "--pythonpath", sys.executable)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

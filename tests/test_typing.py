@@ -106,7 +106,10 @@ def test_typing_file_passes_pyright_strict() -> None:
     # pyright (VS Code's checker) types an async function's call as CoroutineType, not
     # Coroutine: the async overloads must still pick the awaited type.
     result = subprocess.run(
-        [sys.executable, "-m", "basedpyright", "--pythonpath", sys.executable, str(CHECKED)],
+        [
+            sys.executable, "-m", "basedpyright", "--project", str(ROOT / "pyproject.toml"),
+            "--pythonpath", sys.executable, str(CHECKED),
+        ],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -178,7 +178,10 @@ class OnLoop:
         # itself comes from an unbounded limiter, so that threads which lent their slot
         # back while they wait (see futures.lending_slot) never starve the pool.
         limiter = flow_run.limiter
-        await limiter.acquire_on_behalf_of(run)
+        try:  # a free slot is taken without two trips through the loop
+            limiter.acquire_on_behalf_of_nowait(run)
+        except anyio.WouldBlock:
+            await limiter.acquire_on_behalf_of(run)
         run.threaded()
         try:
             return await self.in_thread(

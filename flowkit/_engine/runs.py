@@ -189,7 +189,7 @@ class Run:
     log_context: dict[str, Any] | None = attrs.field(default=None, repr=False)
     # How many task runs of each task name were named under this run, when it is the
     # root that numbers them (a flow run, or a task run outside any flow).
-    _counters: dict[str, Iterator[int]] | None = attrs.field(default=None, repr=False)
+    _counters: dict[str, Iterator[int]] = attrs.field(factory=dict, repr=False)
 
     def threaded(self) -> None:
         """Note that this sync run got its worker thread, or ended without one."""
@@ -248,8 +248,6 @@ class Run:
         root: Run = self
         while not isinstance(root, FlowRun) and root.parent is not None:
             root = root.parent
-        if root._counters is None:
-            root._counters = {}
         counter = root._counters.get(task_name)
         if counter is None:
             counter = root._counters.setdefault(task_name, itertools.count())

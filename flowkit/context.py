@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
-from contextvars import ContextVar
+
+from ._engine.runs import current_tags as _tags
 
 __all__ = ["current_tags", "tags"]
-
-_tags: ContextVar[frozenset[str]] = ContextVar("flowkit_tags", default=frozenset())
 
 
 @contextmanager

@@ -7,31 +7,33 @@ configuration is never touched: flowkit keeps its own processor chain.
 
 Nothing is configured at import. The first run calls ``setup()``, which sets the level of
 the ``flowkit`` logger (``FLOWKIT_LOGGING_LEVEL``, default ``INFO``) unless the user did,
-and adds a console handler only when the program has configured no logging of its own.
+adds a console handler only when the program has configured no logging of its own, and
+subscribes the console story: the engine's state changes told as log lines. Every record
+of a run also travels the event bus as a ``LogLine`` (``BusHandler``), which is how the
+run store and other sinks get them.
 """
 
 from __future__ import annotations
 
-import builtins
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Generator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from logging import ERROR, INFO, WARNING
+from logging import DEBUG, ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Any
 
 from ._engine import events
-from ._engine.runs import FlowRun, Run, current_run
+from ._engine.events import LogLine, RunInfo, StateChanged, format_exception
+from ._engine.runs import current_run
 from .exceptions import MissingContextError
+from .states import StateType
 
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
     from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["ConsoleFormatter", "get_logger", "get_run_logger", "printing_to_log", "setup"]
+__all__ = ["BusHandler", "ConsoleFormatter", "get_logger", "get_run_logger", "setup"]
 
 _LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
 _STRUCTLOG_FRAMES = 3
@@ -61,45 +63,18 @@ def get_logger(name: str, **context: Any) -> BoundLogger:
     return BoundLogger(logging.getLogger(name), [filter_by_level, _to_stdlib], context)
 
 
-def _run_context(run: Run) -> dict[str, Any]:
-    """The attributes every record of ``run`` carries; computed once per run.
-
-    A task run in a flow shares the ids of its flow run's records, so it copies those.
-    """
-    context: dict[str, Any] | None = run.log_context
-    if context is not None:
-        return context
-    root: Run = run
-    if isinstance(run, FlowRun):
-        while root.parent is not None:
-            root = root.parent
-        context = {
-            "run_label": f"Flow run {run.name!r}", "root_run_id": root.key,
-            "flow_run_id": run.key, "flow_run_name": run.name, "flow_name": run.definition.name,
-        }  # fmt: skip
-    else:
-        flow_run = run.flow_run
-        if flow_run is not None:
-            context = _run_context(flow_run).copy()
-        else:
-            while root.parent is not None:
-                root = root.parent
-            context = {"root_run_id": root.key}
-        context["run_label"] = f"Task run {run.name!r}"
-        context["task_run_id"] = run.key
-        context["task_run_name"] = run.name
-        context["task_name"] = run.definition.name
-    run.log_context = context
-    return context
+def _context(info: RunInfo) -> dict[str, Any]:
+    """What every record of a run carries: its ids and names, and its console label."""
+    return {**info.fields, "run_label": info.label}
 
 
-def _stdlib_name(run: Run) -> str:
-    return "flowkit.flow_runs" if isinstance(run, FlowRun) else "flowkit.task_runs"
+def _stdlib_name(info: RunInfo) -> str:
+    return "flowkit.flow_runs" if info.kind == "flow" else "flowkit.task_runs"
 
 
-def run_logger(run: Run) -> BoundLogger:
-    """Return the logger of ``run``: its records carry the run's ids and names."""
-    return get_logger(_stdlib_name(run), **_run_context(run))
+def run_logger(info: RunInfo) -> BoundLogger:
+    """Return the logger of a run: its records carry the run's ids and names."""
+    return get_logger(_stdlib_name(info), **_context(info))
 
 
 def get_run_logger() -> BoundLogger:
@@ -118,7 +93,7 @@ def get_run_logger() -> BoundLogger:
             "get_run_logger() needs a flow or task run; outside one, use "
             "logging.getLogger(__name__) or flowkit.logging.get_logger(name)"
         )
-    return run_logger(run)
+    return run_logger(run.info)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -133,6 +108,10 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.label = getattr(record, "run_label", record.name)
         return super().format(record)
+
+    def formatException(self, ei: Any) -> str:
+        # Without the ``^^^`` markers, whose source parsing is not thread-safe on 3.11.
+        return format_exception(ei[1])
 
 
 _setup_lock = threading.Lock()
@@ -157,54 +136,61 @@ def setup() -> None:
                     "use DEBUG, INFO, WARNING, ERROR or CRITICAL"
                 )
             root_logger.setLevel(level)
-        # Handlers flowkit adds itself (the run store's) do not count as configuration.
+        # Handlers flowkit adds itself (the bus's) do not count as configuration.
         own = [h for h in root_logger.handlers if not getattr(h, "flowkit_internal", False)]
         if not logging.getLogger().handlers and not own:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(ConsoleFormatter())
             root_logger.addHandler(handler)
+        root_logger.addHandler(BusHandler())
         events.subscribe(_log_state_change)
         _setup_done = True
 
 
-_engine_logger = logging.getLogger("flowkit.engine")
-_flow_run_logger = logging.getLogger("flowkit.flow_runs")
-_task_run_logger = logging.getLogger("flowkit.task_runs")
+_loggers = {
+    None: logging.getLogger("flowkit.engine"),
+    "flow": logging.getLogger("flowkit.flow_runs"),
+    "task": logging.getLogger("flowkit.task_runs"),
+}
 
 
 def _news(
-    run: Run | None,
+    speaker: RunInfo | None,
     level: int,
     msg: str,
     *args: object,
-    exc_info: BaseException | None = None,
-    about: Run | None = None,
+    event: StateChanged | None = None,
+    about: RunInfo | None = None,
 ) -> None:
     """Log one line of a run's story as a stdlib record, the cheap way.
 
     These records are made on every state change, so they skip structlog and the stdlib's
     caller lookup (a stack walk that would only ever point into the engine), and cost
-    nothing when their logger is not enabled for ``level``.
+    nothing when their logger is not enabled for ``level``. ``event`` gives the record
+    the exception of its state, with the traceback the engine formatted.
     """
-    if run is None:
-        logger = _engine_logger
+    logger = _loggers[None if speaker is None else speaker.kind]
+    if not logger.isEnabledFor(level):
+        return
+    if speaker is None:
+        # An engine line about a run (its creation) carries its ids, not its label.
+        extra = None if about is None else {**about.fields, "run_label": "flowkit.engine"}
     else:
-        logger = _flow_run_logger if isinstance(run, FlowRun) else _task_run_logger
-    if logger.isEnabledFor(level):
-        if run is None:
-            # An engine line about a run (its creation) carries its ids, not its label.
-            extra = (
-                None if about is None else {**_run_context(about), "run_label": "flowkit.engine"}
-            )
-        else:
-            extra = _run_context(run)
-        if logging.getLogRecordFactory() is logging.LogRecord:
-            record = _record(logger.name, level, msg, args, _exc_info(exc_info), extra)
-        else:  # the program installed its own factory: let it make the record
-            record = logger.makeRecord(
-                logger.name, level, "flowkit", 0, msg, args, _exc_info(exc_info), None, extra
-            )
-        logger.handle(record)
+        extra = _context(speaker)
+    exc_info: Any = None
+    exc_text = None
+    if event is not None and event.error is not None and event.error.traceback is not None:
+        exc = event.state.exception
+        exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+        exc_text = event.error.traceback
+    if logging.getLogRecordFactory() is logging.LogRecord:
+        record = _record(logger.name, level, msg, args, exc_info, extra)
+    else:  # the program installed its own factory: let it make the record
+        record = logger.makeRecord(
+            logger.name, level, "flowkit", 0, msg, args, exc_info, None, extra
+        )
+    record.exc_text = exc_text  # formatted already: no handler parses source again
+    logger.handle(record)
 
 
 # What every engine record shares: where it comes from (flowkit, not a user's line) and
@@ -247,84 +233,85 @@ def _process_name() -> str:
     return multiprocessing.current_process().name if multiprocessing else "MainProcess"
 
 
-def _exc_info(exc: BaseException | None) -> Any:
-    return (type(exc), exc, exc.__traceback__) if exc is not None else None
+_STOPPED = "stopped"
 
 
 def _log_state_change(event: events.Event) -> None:
     """The console story of a run: created, executing, finished."""
+    if not isinstance(event, StateChanged):
+        return
     run, state = event.run, event.state
     if state.is_pending():
-        if isinstance(run, FlowRun) and run.parent is None:
-            _news(
-                None, INFO, "Created flow run %r for flow %r", run.name, run.definition.name,
-                about=run,
-            )  # fmt: skip
+        if run.kind == "flow" and run.parent is None:
+            _news(None, INFO, "Created flow run %r for flow %r", run.name, run.definition,
+                  about=run)  # fmt: skip
         else:
-            kind = "flow" if isinstance(run, FlowRun) else "task"
+            kind = run.kind
             _news(
                 run.parent, INFO, "Created %s run %r for %s %r",
-                "subflow" if kind == "flow" else kind, run.name, kind, run.definition.name,
+                "subflow" if kind == "flow" else kind, run.name, kind, run.definition,
             )  # fmt: skip
             if run.submitted:
                 _news(run.parent, INFO, "Submitted task run %r for execution.", run.name)
-    elif (
-        state.is_running()
-        and run.run_count == 1
-        and not (run.submitted or isinstance(run, FlowRun))
-    ):
-        _news(run.parent, INFO, "Executing %r immediately...", run.name)
+    elif state.is_running():
+        if event.run_count == 1 and not run.submitted and run.kind == "task":
+            _news(run.parent, INFO, "Executing %r immediately...", run.name)
     elif state.is_scheduled():
         _news(run, WARNING, "%s", state.message)
     elif state.is_completed():
-        _news(run, INFO, "Finished in state %s", state)
+        _news(run, INFO, "Finished in state %s%s", state, _children(event))
     elif state.is_final():
-        _news(run, ERROR, "Finished in state %s", state, exc_info=state.exception)
+        _log_end(event)
 
 
-# log_prints: while any run that logs its prints is alive, builtins.print is replaced by
-# a function that sends the current run's prints to its logger and passes everything
-# else (other threads, other runs, other files) to the real print untouched.
-_real_print = builtins.print
-_print_lock = threading.Lock()
-_print_users = 0
+def _log_end(event: StateChanged) -> None:
+    """A run that did not complete: one ERROR line with its traceback if it broke; one
+    WARNING line without one if it was stopped (cancelled, Ctrl-C, a shutdown), or a
+    DEBUG line for a task run stopped with its flow, whose final line counts it."""
+    run, state = event.run, event.state
+    if event.error is not None and event.error.traceback is not None:
+        _news(run, ERROR, "Finished in state %s%s", state, _children(event), event=event)
+    elif run.in_flow is not None and run.kind == "task":
+        _news(run, DEBUG, "Finished in state %s", state)
+    else:
+        _news(run, WARNING, "Finished in state %s%s", state, _children(event))
 
 
-def _print(
-    *values: object,
-    sep: str | None = " ",
-    end: str | None = "\n",
-    file: Any = None,
-    flush: bool = False,
-) -> None:
-    run = current_run.get()
-    if run is None or not run.log_prints or (file is not None and file is not sys.stdout):
-        _real_print(*values, sep=sep, end=end, file=file, flush=flush)
-        return
-    run_logger(run).info((" " if sep is None else sep).join(map(str, values)))
+_COUNTED = {StateType.CANCELLED: "cancelled", StateType.CRASHED: "crashed"}
 
 
-_NOT_PRINTING = nullcontext()
+def _children(event: StateChanged) -> str:
+    """``"; 20 task runs cancelled"``: the task runs that were stopped, for a flow's line."""
+    counts = event.children
+    if not counts:
+        return ""
+    parts = [f"{n} task run{'s' * (n != 1)} {word}" for t, word in _COUNTED.items()
+             if (n := counts.get(t, 0))]  # fmt: skip
+    return "; " + ", ".join(parts) if parts else ""
 
 
-def printing_to_log(enabled: bool) -> AbstractContextManager[None]:
-    """While the block runs, send ``print`` calls of runs with ``log_prints`` to their logs."""
-    return _printing_to_log() if enabled else _NOT_PRINTING
+class BusHandler(logging.Handler):
+    """Puts the records of runs on the event bus as ``LogLine`` events (for the run
+    store and any other sink), their message and traceback formatted in this thread."""
 
+    flowkit_internal = True  # not the user's logging configuration
 
-@contextmanager
-def _printing_to_log() -> Generator[None, None, None]:
-    global _print_users
-    with _print_lock:
-        _print_users += 1
-        builtins.print = _print
-    try:
-        yield
-    finally:
-        with _print_lock:
-            _print_users -= 1
-            if _print_users == 0:
-                builtins.print = _real_print
+    def emit(self, record: logging.LogRecord) -> None:
+        root = getattr(record, "root_run_id", None)
+        if root is None:
+            return
+        try:
+            message = record.getMessage()
+        except Exception as exc:  # a bad format string must not cost the record
+            message = f"{record.msg!r} (unformattable: {type(exc).__name__}: {exc})"
+        if record.exc_text:
+            message += "\n" + record.exc_text
+        elif record.exc_info and record.exc_info[1] is not None:
+            message += "\n" + format_exception(record.exc_info[1])
+        run_id = getattr(record, "task_run_id", None) or getattr(record, "flow_run_id", None)
+        label = getattr(record, "run_label", record.name)
+        line = LogLine(run_id, root, record.created, record.levelno, record.name, label, message)
+        events.emit(line)
 
 
 events.on_first_run(setup)

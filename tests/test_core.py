@@ -367,7 +367,7 @@ def test_engine_error_marks_the_run_crashed(monkeypatch: pytest.MonkeyPatch) -> 
     def broken_logging(enabled: bool) -> Any:
         raise RuntimeError("engine fault")
 
-    monkeypatch.setattr("flowkit.logging.printing_to_log", broken_logging)
+    monkeypatch.setattr("flowkit._engine.engine.printing_to_log", broken_logging)
     try:
         with pytest.raises(RuntimeError, match="engine fault"):
             double(1)

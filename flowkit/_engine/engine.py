@@ -10,18 +10,18 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar, cast
 
-from .. import logging as flowkit_logging
 from .. import states
-from ..context import current_tags
 from ..exceptions import FlowTimeoutError, TaskTimeoutError, UpstreamFailedError
-from ..states import State
+from ..states import State, StateType
 from . import cache, events
 from .cache_policies import CacheContext
+from .events import RunInfo, StateChanged, error_info
 from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
+from .prints import printing_to_log
 from .runners import Runner
-from .runs import Definition, FlowRun, Run, TaskRun, current_run
+from .runs import Definition, FlowRun, Run, TaskRun, current_run, current_tags
 from .streams import StreamDeadline, last_delivered, open_readers
 
 __all__ = ["execute", "finished", "new_run", "set_state"]
@@ -64,13 +64,14 @@ def new_run(
         submitted: Whether the run is being submitted rather than called.
 
     Raises:
-        TypeError: ``wait_for`` holds something that is not a future.
+        TypeError: The arguments do not fit the function's signature, or ``wait_for``
+            holds something that is not a future.
     """
     events.activate()
     parent = current_run.get()
     if log_prints is None:
         log_prints = parent.log_prints if parent is not None else False
-    if outer_tags := current_tags():
+    if outer_tags := current_tags.get():
         tags = tags | outer_tags
     if flow:
         run: Run = FlowRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
@@ -80,19 +81,26 @@ def new_run(
     run.max_concurrency = max_concurrency
     run.submitted = submitted
     owner = f"{'flow' if flow else 'task'} {definition.name!r}"
+    try:
+        parameters = run.parameters
+    except TypeError as exc:
+        signature = f"{definition.fn.__name__}{definition.signature}"
+        raise TypeError(
+            f"{owner} cannot be called so: {exc}; its signature is {signature}"
+        ) from None
     if wait_for is not None or may_hold_upstream(args, kwargs):
-        run.upstream = find_upstream(run.parameters, wait_for, owner=owner)
+        run.upstream = find_upstream(parameters, wait_for, owner=owner)
         run.takes_inputs = True
     if parent is not None and parent.reading:  # values streamed by a generator run
         run.streamed_from = {
             name: producer.id
-            for name, value in run.parameters.items()
+            for name, value in parameters.items()
             if (producer := last_delivered(parent, value)) is not None
         }
     if run_name is not None:
         token = current_run.set(run)  # a naming function may read flowkit.runtime
         try:
-            run.name = render_run_name(run_name, run.parameters, owner=owner)
+            run.name = render_run_name(run_name, parameters, owner=owner)
         finally:
             current_run.reset(token)
     elif flow:
@@ -100,20 +108,65 @@ def new_run(
     else:
         index = parent.next_index(definition.name) if parent is not None else 0
         run.name = f"{definition.name}-{index}"
-    events.emit(run, run.state)
+    run.info = _info(run, flow)
+    events.emit(StateChanged(run.info, run.state, parameters=parameters, task_inputs=_inputs(run)))
     return run
+
+
+def _info(run: Run, flow: bool) -> RunInfo:
+    parent = run.parent.info if run.parent is not None else None
+    task_key = None if flow else _task_key(run)
+    return RunInfo(
+        run.key, "flow" if flow else "task", run.name, run.definition.name, parent,
+        in_flow=None if parent is None else (parent if parent.kind == "flow" else parent.in_flow),
+        root_id=run.key if parent is None else parent.root_id,
+        tags=run.tags, task_key=task_key, submitted=run.submitted,
+    )  # fmt: skip
+
+
+def _inputs(run: Run) -> dict[str, list[str]] | None:
+    """The run's upstream run ids by parameter, if it has any."""
+    if not (run.upstream or run.streamed_from):
+        return None
+    return {k: [str(i) for i in v] for k, v in run.task_inputs.items()}
 
 
 def set_state(run: Run, state: State[Any]) -> None:
     """Move ``run`` to ``state`` and tell the event sinks."""
     run.state = state
-    if state.type.is_final:
-        run.end_time = state.timestamp
-        if isinstance(run, TaskRun) and (flow_run := run.flow_run) is not None:
-            flow_run.child_states.append(state.type)
-    elif run.start_time is None and state.is_running():
-        run.start_time = state.timestamp
-    events.emit(run, state)
+    if not state.type.is_final:
+        if run.start_time is None and state.is_running():
+            run.start_time = state.timestamp
+        events.emit(StateChanged(run.info, state, run.run_count, run.start_time))
+        return
+    run.end_time = state.timestamp
+    children: dict[StateType, int] | None = None
+    if isinstance(run, FlowRun):
+        children = {}
+        for kind in run.child_states:
+            children[kind] = children.get(kind, 0) + 1
+    elif (flow_run := run.flow_run) is not None:
+        flow_run.child_states.append(state.type)
+    exc = state.exception
+    events.emit(
+        StateChanged(
+            run.info, state, run.run_count, run.start_time,
+            # Upstream values were put in the arguments as the run started: record them.
+            parameters=run.parameters if run.takes_inputs else None,
+            task_inputs=_inputs(run) if run.takes_inputs else None,
+            cache_note=run.cache_note,
+            error=None if exc is None else error_info(exc, with_traceback=_telling(state, exc)),
+            children=children,
+        )
+    )  # fmt: skip
+
+
+def _telling(state: State[Any], exc: BaseException) -> bool:
+    """Whether the traceback of ``exc`` says anything: not for a run that was stopped
+    (cancelled, interrupted by Ctrl-C or a shutdown), only for one that broke."""
+    return state.type is not StateType.CANCELLED and not isinstance(
+        exc, KeyboardInterrupt | SystemExit
+    )
 
 
 async def execute(run: Run, runner: Runner) -> State[Any]:
@@ -233,7 +286,7 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
             running = states.Running() if run.run_count == 1 else states.Retrying()
             set_state(run, running)
             await _call_hooks(run, running, policy.hooks.get("on_running", ()), runner)
-            with flowkit_logging.printing_to_log(run.log_prints):
+            with printing_to_log(run.log_prints):
                 try:
                     value = await runner.call(run)
                 except StreamDeadline:

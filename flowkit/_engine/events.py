@@ -1,44 +1,180 @@
-"""The engine's one kind of event: a run changed state.
+"""The engine's events, and the one bus that carries them to sinks.
 
-Sinks (logging, the run store, anything later) subscribe here; the engine knows none of
-them by name. A sink is called on the thread that changed the state, so it must be cheap:
-anything slow is queued by the sink and done off the hot path.
+An event is a frozen record of plain data, made once: ``StateChanged`` when a run enters
+a state, ``LogLine`` when a log record of a run is made. Sinks (the console story, the
+run store, and later the web page's live feed or OpenTelemetry) subscribe to the bus;
+the engine knows none of them by name, and no sink ever sees a live run.
+
+A sink is called on the thread that made the event, so it must be cheap: anything slow
+is queued by the sink and done off the hot path. A sink that raises is reported once
+(by its name, with the cause) and goes on receiving events; it never costs another sink
+an event, nor a run its state.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 if TYPE_CHECKING:
-    from ..states import State
-    from .runs import Run
+    from ..states import State, StateType
 
-__all__ = ["Event", "Sink", "activate", "emit", "on_first_run", "subscribe"]
+__all__ = [
+    "ErrorInfo",
+    "Event",
+    "LogLine",
+    "RunInfo",
+    "Sink",
+    "StateChanged",
+    "activate",
+    "emit",
+    "error_info",
+    "format_exception",
+    "on_first_run",
+    "subscribe",
+]
+
+
+@attrs.frozen(slots=False)
+class RunInfo:
+    """Who a run is: what every event of the run carries. Made once per run.
+
+    Attributes:
+        id: The run's id.
+        kind: ``"flow"`` or ``"task"``.
+        name: The run's name.
+        definition: The name of the flow or task it runs.
+        parent: The run that started it, if any.
+        in_flow: The nearest flow run around it (not itself), if any.
+        root_id: The id of the outermost run of its tree.
+        tags: Its tags.
+        task_key: For a task run: its task's key.
+        submitted: Whether it was started with ``submit`` or ``map``.
+    """
+
+    id: str
+    kind: Literal["flow", "task"]
+    name: str
+    definition: str
+    parent: RunInfo | None
+    in_flow: RunInfo | None
+    root_id: str
+    tags: frozenset[str] = frozenset()
+    task_key: str | None = None
+    submitted: bool = False
+
+    @property
+    def flow_run_id(self) -> str | None:
+        """The nearest flow run's id: its own, for a flow run."""
+        if self.kind == "flow":
+            return self.id
+        return self.in_flow.id if self.in_flow is not None else None
+
+    @cached_property
+    def label(self) -> str:
+        """How people read the run: ``Flow run 'x'`` or ``Task run 'y'``."""
+        return f"{self.kind.capitalize()} run {self.name!r}"
+
+    @cached_property
+    def fields(self) -> Mapping[str, str]:
+        """The run's ids and names as flat fields (log record attributes, span tags):
+        ``root_run_id``, ``flow_run_id``, ``flow_run_name``, ``flow_name`` and, for a task
+        run, ``task_run_id``, ``task_run_name``, ``task_name``."""
+        flow = self if self.kind == "flow" else self.in_flow
+        fields = {"root_run_id": self.root_id}
+        if flow is not None:
+            fields |= {
+                "flow_run_id": flow.id, "flow_run_name": flow.name, "flow_name": flow.definition,
+            }  # fmt: skip
+        if self.kind == "task":
+            fields |= {"task_run_id": self.id, "task_run_name": self.name,
+                       "task_name": self.definition}  # fmt: skip
+        return fields
 
 
 @attrs.frozen
-class Event:
+class ErrorInfo:
+    """The exception that ended a run, as text made in the thread that raised it.
+
+    Attributes:
+        type: The exception's class name, e.g. ``"ValueError"``.
+        message: ``str()`` of the exception.
+        traceback: The formatted traceback, or ``None`` where it says nothing useful
+            (a cancellation, an interrupt).
+    """
+
+    type: str
+    message: str
+    traceback: str | None
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@attrs.frozen
+class StateChanged:
     """A run entered a new state.
 
     Attributes:
-        run: The run. Its identity fields (id, name, parent, parameters) do not change;
-            its *current* state may have moved on by the time a sink reads it, so sinks
-            use ``state``.
-        state: The state the run entered.
+        run: Who the run is.
+        state: The state it entered.
+        run_count: How many attempts it has started.
+        start_time: When it first entered Running, if it has.
+        parameters: Its arguments by parameter name, when it is created and, if its
+            upstream values were put in its arguments, when it ends; else ``None``.
+        task_inputs: Upstream run ids by parameter, alongside ``parameters``.
+        cache_note: Why it did or did not use a cached result, once decided.
+        error: For a final state with an exception: that exception, as text.
+        children: For a flow run's final state: how many of its task runs ended in each
+            kind of final state.
     """
 
-    run: Run
+    run: RunInfo
     state: State[Any]
+    run_count: int = 0
+    start_time: datetime | None = None
+    parameters: Mapping[str, Any] | None = None
+    task_inputs: Mapping[str, list[str]] | None = None
+    cache_note: str | None = None
+    error: ErrorInfo | None = None
+    children: Mapping[StateType, int] | None = None
 
 
+@attrs.frozen
+class LogLine:
+    """A log record of a run, its message and traceback already formatted.
+
+    Attributes:
+        run_id: The run it belongs to.
+        root_id: The outermost run of that run's tree.
+        created: When it was made (Unix time).
+        level: Its level, e.g. ``logging.INFO``.
+        logger: The name of the logger that made it.
+        label: Who speaks: the run's label, or the logger's name for engine lines.
+        message: The formatted message, with the traceback of ``exc_info`` if any.
+    """
+
+    run_id: str | None
+    root_id: str
+    created: float
+    level: int
+    logger: str
+    label: str
+    message: str
+
+
+Event = StateChanged | LogLine
 Sink = Callable[[Event], None]
 
 _tiers: dict[str, tuple[Sink, ...]] = {"first": (), "normal": (), "last": ()}
 _sinks: tuple[Sink, ...] = ()
+_failed: set[Sink] = set()
 _log = logging.getLogger("flowkit.engine")
 
 
@@ -48,14 +184,15 @@ def subscribe(
     """Call ``sink`` with every event from now on; return a function that stops it.
 
     Sinks are called tier by tier (``"first"``, ``"normal"``, ``"last"``), in the order
-    they subscribed within a tier. The run store records a run first, so that it knows the
-    run before its log lines arrive, and lets go of it last, after them.
+    they subscribed within a tier. The run store records a run first, so that it knows
+    the run before its log lines arrive, and lets go of it last, after them.
     """
     _tiers[tier] = (*_tiers[tier], sink)
     _rebuild()
 
     def unsubscribe() -> None:
         _tiers[tier] = tuple(s for s in _tiers[tier] if s is not sink)
+        _failed.discard(sink)
         _rebuild()
 
     return unsubscribe
@@ -76,7 +213,12 @@ def on_first_run(setup: Callable[[], None]) -> None:
 
 
 def activate() -> None:
-    """Called by the engine as each run is created: runs the setups, the first time."""
+    """Called by the engine as each run is created: runs the setups, the first time.
+
+    Raises:
+        Exception: A setup found the configuration wrong (say, a bad environment
+            variable); it is raised to the caller of the run, each time, until fixed.
+    """
     global _active
     if _active:
         return
@@ -85,13 +227,49 @@ def activate() -> None:
     _active = True
 
 
-def emit(run: Run, state: State[Any]) -> None:
-    """Hand one event to every sink. A failing sink is logged, never fatal to the run."""
-    if not _sinks:
-        return
-    event = Event(run, state)
+def emit(event: Event) -> None:
+    """Hand ``event`` to every sink. A sink that raises is reported once, never fatal."""
     for sink in _sinks:
         try:
             sink(event)
-        except Exception:
-            _log.exception("event sink %r failed on %s of %r", sink, state, run.name)
+        except Exception as exc:
+            if sink not in _failed:
+                _failed.add(sink)
+                name = getattr(sink, "__qualname__", repr(sink))
+                _log.error(
+                    "flowkit's event sink %s failed (%s: %s); its later failures are not "
+                    "reported, and every other sink goes on",
+                    name, type(exc).__name__, exc,
+                )  # fmt: skip
+
+
+def error_info(exc: BaseException, *, with_traceback: bool = True) -> ErrorInfo:
+    """``exc`` as text, made now, in the thread that has it."""
+    try:
+        message = str(exc)
+    except Exception as failure:  # a broken __str__ must not cost the run its record
+        message = f"<str() failed: {type(failure).__name__}>"
+    return ErrorInfo(type(exc).__name__, message, format_exception(exc) if with_traceback else None)
+
+
+def format_exception(exc: BaseException) -> str:
+    """The traceback of ``exc`` as the interpreter prints it, without the ``^^^`` markers.
+
+    The markers need the source parsed (``ast.parse``), which on Python 3.11 is not safe
+    to run in two threads at once; flowkit never parses source, in any thread.
+    """
+    te = traceback.TracebackException.from_exception(exc, lookup_lines=True)
+    _drop_positions(te, set())
+    return "".join(te.format()).rstrip("\n")
+
+
+def _drop_positions(te: traceback.TracebackException, seen: set[int]) -> None:
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    te.stack = traceback.StackSummary.from_list(
+        [traceback.FrameSummary(f.filename, f.lineno, f.name, line=f.line) for f in te.stack]
+    )
+    for inner in (te.__cause__, te.__context__, *(te.exceptions or ())):
+        if inner is not None:
+            _drop_positions(inner, seen)

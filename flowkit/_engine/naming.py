@@ -5,10 +5,12 @@ from __future__ import annotations
 import inspect
 import random
 import string
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["check_template", "generate_name", "render_run_name"]
+__all__ = ["check_names_with", "check_template", "generate_name", "render_run_name"]
 
 ADJECTIVES = (
     "able", "amber", "ancient", "arctic", "ardent", "autumn", "azure", "bold", "brave",
@@ -43,12 +45,46 @@ ANIMALS = (
     "zebra",
 )  # fmt: skip
 
-_choice = random.SystemRandom().choice  # names must not repeat across forked processes
+_random = random.SystemRandom()  # names must not repeat across forked processes
+_checks: list[Callable[[str], bool]] = []
+# Names handed out lately in this process, which a store may not have recorded yet.
+_RECENT = 4096
+_recent: deque[str] = deque()
+_recent_set: set[str] = set()
+_lock = threading.Lock()
+
+
+def check_names_with(check: Callable[[str], bool]) -> None:
+    """Have ``check(name)`` say whether a generated flow run name is free (a run store
+    checks its own runs); names it refuses are not handed out."""
+    _checks.append(check)
 
 
 def generate_name() -> str:
-    """Return a readable run name such as ``"great-ammonite"``."""
-    return f"{_choice(ADJECTIVES)}-{_choice(ANIMALS)}"
+    """Return a readable run name such as ``"great-ammonite"``, unique among the names
+    handed out lately in this process and those the name checks know.
+
+    Two words while they last; when several draws are taken, a number is added
+    (``"great-ammonite-4821"``), as a store of many thousand runs needs.
+    """
+    for draw in range(64):
+        name = f"{_random.choice(ADJECTIVES)}-{_random.choice(ANIMALS)}"
+        if draw >= 8:
+            name += f"-{_random.randrange(2, 10_000)}"
+        with _lock:
+            if name in _recent_set:
+                continue
+        if not all(check(name) for check in _checks):
+            continue
+        with _lock:
+            if name in _recent_set:  # another thread took it meanwhile
+                continue
+            _recent.append(name)
+            _recent_set.add(name)
+            if len(_recent) > _RECENT:
+                _recent_set.discard(_recent.popleft())
+        return name
+    raise RuntimeError("flowkit could not find a free flow run name in 64 draws")
 
 
 def _fields(template: str) -> list[str]:

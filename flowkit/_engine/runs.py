@@ -33,11 +33,12 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.lowlevel import EventLoopToken
 
+    from .events import RunInfo
     from .futures import TaskFuture
     from .inputs import Upstream
     from .policy import Policy
 
-__all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run"]
+__all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run", "current_tags"]
 
 
 PlainParameters = tuple[tuple[str, ...], int, dict[str, Any]] | None
@@ -185,8 +186,8 @@ class Run:
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
     # Whether the run counts in its flow run's ``unthreaded`` (see children.launch).
     awaits_thread: bool = attrs.field(default=False, repr=False)
-    # What every log record of the run carries; made by flowkit.logging on first use.
-    log_context: dict[str, Any] | None = attrs.field(default=None, repr=False)
+    # Who the run is, as every event of it says; made once it is named.
+    info: RunInfo = attrs.field(init=False, repr=False)
     # How many task runs of each task name were named under this run, when it is the
     # root that numbers them (a flow run, or a task run outside any flow).
     _counters: dict[str, Iterator[int]] = attrs.field(factory=dict, repr=False)
@@ -421,3 +422,5 @@ def raise_unwrapped(exc: BaseException) -> NoReturn:
 
 
 current_run: ContextVar[Run | None] = ContextVar("flowkit_current_run", default=None)
+current_tags: ContextVar[frozenset[str]] = ContextVar("flowkit_tags", default=frozenset())
+"""The tags of the enclosing ``flowkit.tags()`` blocks."""

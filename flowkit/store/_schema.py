@@ -73,6 +73,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN cache TEXT;
     """,
+    # 3: flow runs by name, to keep generated names unique and find runs by name.
+    """
+    CREATE INDEX flow_runs_by_name ON runs (name) WHERE kind = 'flow';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,10 +1,12 @@
-"""Recording runs: an event sink and a log handler feeding one writer thread per store.
+"""Recording runs: a sink of the engine's events, feeding one writer thread per store.
 
-The engine's threads only put events and log records on a queue (a few hundred
-nanoseconds); a writer thread turns them into rows and commits them in batches, one
-transaction each. When a root run (a flow called outside any flow) ends, the thread that
-ended it waits until everything of that run is committed, so a flow's records are on disk
-when the flow call returns.
+The sink only puts events on a queue (a few hundred nanoseconds); a writer thread turns
+them into rows and commits them in batches, one transaction each. Each event is written
+on its own merits: a value that cannot be encoded, or a string SQLite refuses, is written
+as a placeholder with a warning, and never costs the other events of its batch. When a
+root run (a flow called outside any flow) ends, the thread that ended it waits until
+everything of that run is committed, so a flow's records are on disk when the call
+returns.
 
 Configuration is read when a root run starts: ``FLOWKIT_STORE=off`` (or ``disable()``)
 leaves that run unrecorded; ``FLOWKIT_HOME`` picks the database.
@@ -21,16 +23,18 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .._engine import events
+from .._engine import events, naming
 from .._engine.convert import unstructure
-from .._engine.runs import FlowRun, Run
-from ..states import State
-from ._schema import connect, default_path
+from .._engine.events import LogLine, StateChanged
+from ._schema import StoreError, connect, default_path
 
-__all__ = ["StoreHandler", "Writer", "disable", "enable", "flush", "is_enabled", "recover", "setup"]
+__all__ = [
+    "Writer", "disable", "enable", "flush", "is_enabled", "recover", "reserve_name", "setup",
+]  # fmt: skip
 
 _HOST = socket.gethostname()
 _pid = os.getpid()
@@ -63,23 +67,17 @@ def _readable(value: object) -> str:
 _ENCODER = json.JSONEncoder(default=_readable, ensure_ascii=False)
 
 
-def _root(run: Run) -> Run:
-    while run.parent is not None:
-        run = run.parent
-    return run
-
-
-def _error(state: State[Any]) -> str | None:
-    exc = state.exception
-    return None if exc is None else f"{type(exc).__name__}: {exc}"
-
-
-def _timestamp(state: State[Any]) -> float:
-    return state.timestamp.timestamp()
+def _timestamp(event: StateChanged) -> float:
+    return event.state.timestamp.timestamp()
 
 
 class Writer:
-    """The writer thread of one database."""
+    """The writer thread of one database.
+
+    Raises:
+        StoreError: The database cannot be opened (see ``connect``).
+        OSError: Its directory cannot be made.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -90,16 +88,28 @@ class Writer:
         # The writer wakes every POLL_SECONDS, or at once for a flush or close.
         self._items: collections.deque[Any] = collections.deque()
         self._wake = threading.Event()
+        self._complained = False
+        # Names of flow runs are looked up from the engine's threads, not the writer's.
+        self._names = connect(path, create=False)
+        self._names_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="flowkit-store", daemon=True)
         self._thread.start()
 
     def put(self, item: Any) -> None:
-        """Queue an event or a log record."""
+        """Queue an event."""
         self._items.append(item)
 
     def has_queued(self) -> bool:
         """Whether anything is queued and not yet taken by the writer thread."""
         return bool(self._items)
+
+    def name_taken(self, name: str) -> bool:
+        """Whether a flow run in this store already has ``name``."""
+        with self._names_lock:
+            row = self._names.execute(
+                "SELECT 1 FROM runs WHERE kind = 'flow' AND name = ? LIMIT 1", (name,)
+            ).fetchone()
+        return row is not None
 
     def flush(self, timeout: float | None = 30) -> None:
         """Wait until everything queued so far is committed."""
@@ -135,48 +145,115 @@ class Writer:
             waiters = [i for i in items if isinstance(i, threading.Event)]
             try:
                 self._write([i for i in items if i is not None and i not in waiters])
-            except Exception:  # never lose the thread: report, and go on with later batches
-                _log.exception("The run store at %s could not record a batch", self.path)
+            except Exception as exc:  # never lose the thread: report, go on with later batches
+                if not self._complained:
+                    self._complained = True
+                    _log.error(
+                        "the run store at %s could not record runs: %s: %s; later failures "
+                        "of this kind are not reported", self.path, type(exc).__name__, exc,
+                    )  # fmt: skip
             for waiter in waiters:
                 waiter.set()
             if any(i is None for i in items):
                 break
         self._db.close()
+        self._names.close()
 
     def _write(self, items: list[Any]) -> None:
-        # A run first seen in this batch gets one row, with the latest state it reached
-        # in the batch (most task runs start and end between two batches).
-        new: dict[Run, list[State[Any]]] = {}
-        updates: list[tuple[Any, ...]] = []
-        states: list[tuple[Any, ...]] = []
-        logs: list[tuple[Any, ...]] = []
+        batch = _Batch()
         for item in items:
-            if isinstance(item, logging.LogRecord):
-                logs.append(_log_row(item))
-                continue
-            run, state = item.run, item.state
-            if state.is_pending():
-                new[run] = [state, state]
-            elif (seen := new.get(run)) is not None:
-                seen[1] = state
-            elif state.type.is_final or isinstance(run, FlowRun) or not state.is_running():
-                # A task run's row changes when it ends (and for retries); its Running
-                # is in the states table, and its start time comes with its end.
-                updates.append(_update_row(run, state))
-            states.append((run.key, state.type.value, state.name, state.message,
-                           _timestamp(state)))  # fmt: skip
-        runs = [_run_row(run, pending, latest) for run, (pending, latest) in new.items()]
+            batch.add(item)
+        try:
+            self._commit(batch.statements())
+        except sqlite3.Error:
+            # One row SQLite refuses (say, a string with a lone surrogate) must not cost the
+            # others: write the batch again a statement at a time, mending what it refuses.
+            self._commit_each(batch.statements())
+
+    def _commit(self, statements: Iterable[tuple[str, list[tuple[Any, ...]]]]) -> None:
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany(_INSERT_RUN, runs)
-            db.executemany(_UPDATE_RUN, updates)
-            db.executemany("INSERT INTO states VALUES (?, ?, ?, ?, ?)", states)
-            db.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", logs)
+            for sql, rows in statements:
+                db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _commit_each(self, statements: Iterable[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for sql, rows in statements:
+                for row in rows:
+                    try:
+                        db.execute(sql, row)
+                    except (sqlite3.Error, UnicodeError) as exc:
+                        _warn_once("a row", exc)
+                        db.execute(sql, tuple(_mend(v) for v in row))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _mend(value: Any) -> Any:
+    """A value SQLite takes: strings with what UTF-8 cannot hold escaped."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(what: str, exc: BaseException) -> None:
+    kind = f"{what}: {type(exc).__name__}"
+    if kind not in _warned:
+        _warned.add(kind)
+        _log.warning(
+            "the run store could not record %s as it was (%s: %s); it recorded a placeholder "
+            "instead, and does so without a warning from now on", what, type(exc).__name__, exc,
+        )  # fmt: skip
+
+
+class _Batch:
+    """The rows of a batch of events, each event turned into rows on its own."""
+
+    def __init__(self) -> None:
+        # A run first seen in this batch gets one row, with the latest state it reached
+        # in the batch (most task runs start and end between two batches).
+        self.new: dict[str, list[StateChanged]] = {}
+        self.updates: list[tuple[Any, ...]] = []
+        self.states: list[tuple[Any, ...]] = []
+        self.logs: list[tuple[Any, ...]] = []
+
+    def add(self, item: StateChanged | LogLine) -> None:
+        if isinstance(item, LogLine):
+            self.logs.append((item.run_id, item.root_id, item.created, item.level,
+                              item.logger, item.label, item.message))  # fmt: skip
+            return
+        run, state = item.run, item.state
+        if state.is_pending():
+            self.new[run.id] = [item, item]
+        elif (seen := self.new.get(run.id)) is not None:
+            seen[1] = item
+        elif state.type.is_final or run.kind == "flow" or not state.is_running():
+            # A task run's row changes when it ends (and for retries); its Running
+            # is in the states table, and its start time comes with its end.
+            self.updates.append(_guarded(_update_row, item))
+        self.states.append((run.id, state.type.value, state.name, state.message,
+                            _timestamp(item)))  # fmt: skip
+
+    def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        runs = [_guarded(_run_row, pending, latest) for pending, latest in self.new.values()]
+        return [
+            (_INSERT_RUN, runs),
+            (_UPDATE_RUN, self.updates),
+            ("INSERT INTO states VALUES (?, ?, ?, ?, ?)", self.states),
+            ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
+        ]
 
 
 _INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 21) + ")"
@@ -189,53 +266,55 @@ _UPDATE_RUN = """
 """
 
 
-def _run_row(run: Run, pending: State[Any], state: State[Any]) -> tuple[Any, ...]:
-    """The whole row of a run created at ``pending`` and now in ``state``."""
-    flow_run = run.flow_run
-    started = not state.is_pending()
-    start = run.start_time.timestamp() if started and run.start_time is not None else None
-    return (
-        run.key, "flow" if isinstance(run, FlowRun) else "task", run.name,
-        run.definition.name, run.parent.key if run.parent is not None else None,
-        flow_run.key if flow_run is not None else None, _root(run).key,
-        json.dumps(sorted(run.tags)) if run.tags else "[]", to_json(run.parameters),
-        _inputs(run), state.type.value, state.name, state.message, _error(state),
-        run.run_count if started else 0, _timestamp(pending), start,
-        _timestamp(state) if state.is_final() else None, _pid, _HOST,
-        run.cache_note if started else None,
-    )  # fmt: skip
-
-
-def _inputs(run: Run) -> str:
-    if not (run.upstream or run.streamed_from):
-        return "{}"
-    return json.dumps({k: [str(i) for i in v] for k, v in run.task_inputs.items()})
-
-
-def _update_row(run: Run, state: State[Any]) -> tuple[Any, ...]:
-    start = run.start_time.timestamp() if run.start_time is not None else None
-    end = _timestamp(state) if state.is_final() else None
-    # Upstream futures are resolved once the run starts: record the values it got.
-    resolved = state.is_final() and run.takes_inputs
-    return (
-        state.type.value, state.name, state.message, _error(state), run.run_count, start, end,
-        to_json(run.parameters) if resolved else None,
-        _inputs(run) if resolved else None, run.cache_note, run.key,
-    )  # fmt: skip
-
-
-def _log_row(record: logging.LogRecord) -> tuple[Any, ...]:
-    run_id = getattr(record, "task_run_id", None) or getattr(record, "flow_run_id", None)
+def _guarded(make: Callable[..., tuple[Any, ...]], *events_: StateChanged) -> tuple[Any, ...]:
+    """``make(*events_)``; if a value in them cannot be encoded, the row with placeholders."""
     try:
-        message = record.getMessage()
-    except Exception as exc:  # a bad format string must not cost the rest of the batch
-        message = f"{record.msg!r} (unformattable: {exc})"
-    if record.exc_info and record.exc_info[1] is not None:
-        message += "\n" + logging.Formatter().formatException(record.exc_info)
-    label = getattr(record, "run_label", record.name)
+        return make(*events_)
+    except Exception as exc:
+        _warn_once("the parameters of a run", exc)
+        placeholder = {"<unrecorded>": f"could not be encoded: {type(exc).__name__}: {exc}"}
+        return make(*(_without_values(e, placeholder) for e in events_))
+
+
+def _without_values(event: StateChanged, placeholder: dict[str, str]) -> StateChanged:
+    if event.parameters is None:
+        return event
+    return StateChanged(
+        event.run, event.state, event.run_count, event.start_time, placeholder,
+        event.task_inputs, event.cache_note, event.error, event.children,
+    )  # fmt: skip
+
+
+def _run_row(pending: StateChanged, latest: StateChanged) -> tuple[Any, ...]:
+    """The whole row of a run created at ``pending`` and now at ``latest``."""
+    run, state = pending.run, latest.state
+    started = not state.is_pending()
+    start = latest.start_time.timestamp() if latest.start_time is not None else None
+    parameters = latest.parameters if latest.parameters is not None else pending.parameters
+    inputs = latest.task_inputs if latest.task_inputs is not None else pending.task_inputs
     return (
-        run_id, getattr(record, "root_run_id", None), record.created, record.levelno,
-        record.name, label, message,
+        run.id, run.kind, run.name, run.definition,
+        run.parent.id if run.parent is not None else None, run.flow_run_id, run.root_id,
+        json.dumps(sorted(run.tags)) if run.tags else "[]",
+        to_json(parameters) if parameters else "{}", json.dumps(inputs) if inputs else "{}",
+        state.type.value, state.name, state.message,
+        str(latest.error) if latest.error is not None else None,
+        latest.run_count if started else 0, _timestamp(pending), start,
+        _timestamp(latest) if state.is_final() else None, _pid, _HOST,
+        latest.cache_note if started else None,
+    )  # fmt: skip
+
+
+def _update_row(event: StateChanged) -> tuple[Any, ...]:
+    state = event.state
+    return (
+        state.type.value, state.name, state.message,
+        str(event.error) if event.error is not None else None, event.run_count,
+        event.start_time.timestamp() if event.start_time is not None else None,
+        _timestamp(event) if state.is_final() else None,
+        to_json(event.parameters) if event.parameters is not None else None,
+        json.dumps(event.task_inputs) if event.task_inputs is not None else None,
+        event.cache_note, event.run.id,
     )  # fmt: skip
 
 
@@ -296,16 +375,28 @@ def _alive(pid: int) -> bool:
 
 _lock = threading.Lock()
 _writers: dict[Path, Writer] = {}
-_trees: dict[Run, Writer] = {}
-_tree_ids: dict[str, Writer] = {}
+_broken: dict[Path, str] = {}
+_trees: dict[str, Writer] = {}
 _forced: bool | None = None
+_SWITCH = {"on": True, "off": False}
 
 
 def is_enabled() -> bool:
-    """Whether runs started now are recorded: ``enable``/``disable``, else ``FLOWKIT_STORE``."""
+    """Whether runs started now are recorded: ``enable``/``disable``, else ``FLOWKIT_STORE``.
+
+    Raises:
+        ValueError: ``FLOWKIT_STORE`` is neither ``on`` nor ``off``.
+    """
     if _forced is not None:
         return _forced
-    return os.environ.get("FLOWKIT_STORE", "on").lower() not in ("off", "0", "false", "no")
+    raw = os.environ.get("FLOWKIT_STORE", "on")
+    switch = _SWITCH.get(raw.strip().lower())
+    if switch is None:
+        raise ValueError(
+            f"FLOWKIT_STORE={raw!r} is neither 'on' nor 'off'; set it to 'off' to leave runs "
+            "unrecorded, or unset it to record them"
+        )
+    return switch
 
 
 def enable() -> None:
@@ -326,14 +417,24 @@ def flush() -> None:
         writer.flush()
 
 
-def _open_tree(run: Run, path: Path) -> Writer:
-    """The writer of ``path`` (started if need be), now recording the tree of ``run``."""
+def _writer(path: Path) -> Writer | None:
+    """The writer of ``path``, started if need be; ``None`` if the store cannot be opened
+    (said once per process, as a WARNING)."""
     with _lock:
         writer = _writers.get(path)
-        if writer is None:
+        if writer is not None or path in _broken:
+            return writer
+        try:
             writer = _writers[path] = Writer(path)
-        _trees[run] = writer
-        _tree_ids[str(run.id)] = writer
+        except (StoreError, OSError, sqlite3.Error) as exc:
+            _broken[path] = cause = str(exc) if isinstance(exc, StoreError) else (
+                f"{type(exc).__name__}: {exc}"
+            )  # fmt: skip
+            _log.warning(
+                "the run store at %s could not be opened: %s; runs are not being recorded "
+                "(set FLOWKIT_HOME to another directory, or FLOWKIT_STORE=off)", path, cause,
+            )  # fmt: skip
+            return None
         return writer
 
 
@@ -347,58 +448,63 @@ def _retire(writer: Writer) -> bool:
         return True
 
 
+def reserve_name(name: str) -> bool:
+    """A name check for the engine's flow run names: false when a flow run in the store
+    that new root runs record into has ``name`` already."""
+    if not is_enabled():
+        return True
+    writer = _writer(default_path())
+    return writer is None or not writer.name_taken(name)
+
+
 def _on_event(event: events.Event) -> None:
     """First of the sinks: a root run's Pending opens its tree; every event is queued."""
-    run, state = event.run, event.state
-    if run.parent is None:
-        if state.is_pending():
-            if not is_enabled():
-                return
-            writer = _open_tree(run, default_path())
-        elif (writer := _trees.get(run)) is None:  # type: ignore[assignment]
-            return
-        writer.put(event)
+    if isinstance(event, LogLine):
+        if (writer := _trees.get(event.root_id)) is not None:
+            writer.put(event)
         return
-    found = _trees.get(_root(run))
-    if found is not None:
-        found.put(event)
+    run = event.run
+    if run.parent is None and event.state.is_pending():
+        if not is_enabled() or (writer := _writer(default_path())) is None:
+            return
+        with _lock:
+            _trees[run.id] = writer
+    elif (writer := _trees.get(run.root_id)) is None:
+        return
+    writer.put(event)
 
 
 def _after_event(event: events.Event) -> None:
     """Last of the sinks: once a root run's final log lines are queued, close its tree;
     a flow's call returns only when its records are committed."""
+    if not isinstance(event, StateChanged):
+        return
     run = event.run
     if run.parent is not None or not event.state.is_final():
         return
-    writer = _trees.pop(run, None)
-    _tree_ids.pop(str(run.id), None)
-    if writer is not None and isinstance(run, FlowRun):
+    with _lock:
+        writer = _trees.pop(run.id, None)
+    if writer is not None and run.kind == "flow":
         writer.flush()
-
-
-class StoreHandler(logging.Handler):
-    """Sends the log records of recorded runs to their store."""
-
-    flowkit_internal = True  # not the user's logging configuration
-
-    def emit(self, record: logging.LogRecord) -> None:
-        root = getattr(record, "root_run_id", None)
-        if root is not None and (writer := _tree_ids.get(root)) is not None:
-            writer.put(record)
 
 
 _setup_done = False
 
 
 def setup() -> None:
-    """Start recording: subscribe to the engine's events and flowkit's log records."""
+    """Start recording: subscribe to the engine's events.
+
+    Raises:
+        ValueError: ``FLOWKIT_STORE`` is neither ``on`` nor ``off``.
+    """
     global _setup_done
+    is_enabled()  # a wrong value is said to the first run's caller
     with _lock:
         if _setup_done:
             return
         events.subscribe(_on_event, tier="first")
         events.subscribe(_after_event, tier="last")
-        logging.getLogger("flowkit").addHandler(StoreHandler())
+        naming.check_names_with(reserve_name)
         atexit.register(_close_all)
         _setup_done = True
 

@@ -7,6 +7,7 @@ with typed options; its ``style``/``echo`` cover the colour we need.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Literal
 import click
 
 from . import demo as demo_module
-from .store import RunRecord, Store, StoreError
+from .store import RunRecord, Store, StoreError, default_path
 
 __all__ = ["main"]
 
@@ -185,6 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()
+        return 2
+    except sqlite3.DatabaseError as exc:  # found damaged while reading it
+        click.echo(
+            f"Error: the run store at {default_path()} is damaged ({exc}); move it away to "
+            "start a new one, or point FLOWKIT_HOME elsewhere",
+            err=True,
+        )
         return 2
     except click.exceptions.Abort:
         click.echo("Aborted!", err=True)

@@ -84,9 +84,8 @@ def new_run(
     try:
         parameters = run.parameters
     except TypeError as exc:
-        signature = f"{definition.fn.__name__}{definition.signature}"
         raise TypeError(
-            f"{owner} cannot be called so: {exc}; its signature is {signature}"
+            f"{owner} cannot be called so: {exc}; call it as {_call_shape(definition, skip)}"
         ) from None
     if wait_for is not None or may_hold_upstream(args, kwargs):
         run.upstream = find_upstream(parameters, wait_for, owner=owner)
@@ -111,6 +110,14 @@ def new_run(
     run.info = _info(run, flow)
     events.emit(StateChanged(run.info, run.state, parameters=parameters, task_inputs=_inputs(run)))
     return run
+
+
+def _call_shape(definition: Definition, skip: int) -> str:
+    """``name(x, y=1, *, z)``: how to call the function, without its annotations."""
+    sig = definition.signature
+    params = [p.replace(annotation=p.empty) for p in list(sig.parameters.values())[skip:]]
+    plain = sig.replace(parameters=params, return_annotation=sig.empty)
+    return f"{getattr(definition.fn, '__name__', definition.name)}{plain}"
 
 
 def _info(run: Run, flow: bool) -> RunInfo:

@@ -41,6 +41,19 @@ __all__ = [
 ]
 
 
+def _ambiguous(name: str, found: list[RunRecord]) -> str:
+    lines = [
+        f"  {r.id[:8]}  {r.kind} run of {r.definition!r}, "
+        f"created {r.created.astimezone():%Y-%m-%d %H:%M:%S}"
+        for r in found[:10]
+    ]
+    more = "\n  ..." if len(found) > 10 else ""
+    return (
+        f"{len(found) if len(found) <= 10 else 'more than 10'} runs are named {name!r}; "
+        f"give the id of the one you mean:\n" + "\n".join(lines) + more
+    )
+
+
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -208,11 +221,12 @@ class Store:
         return [RunRecord.from_row(r) for r in self._db.execute(sql, args)]
 
     def get(self, run: str) -> RunRecord:
-        """The run whose id is ``run`` or starts with it; else the newest run named ``run``;
+        """The run whose id is ``run`` or starts with it; else the run named ``run``;
         else the newest run of the flow named ``run``.
 
         Raises:
-            KeyError: No run matches, or the id prefix matches several.
+            KeyError: No run matches; or the id prefix, or the name, fits several runs
+                (the message lists them).
         """
         rows = self._db.execute(
             "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run.replace("%", ""),)
@@ -224,8 +238,10 @@ class Store:
             )
         if not rows:
             rows = self._db.execute(
-                "SELECT * FROM runs WHERE name = ? ORDER BY created DESC LIMIT 1", (run,)
+                "SELECT * FROM runs WHERE name = ? ORDER BY created DESC LIMIT 11", (run,)
             ).fetchall()
+            if len(rows) > 1:
+                raise KeyError(_ambiguous(run, [RunRecord.from_row(r) for r in rows]))
         if not rows:  # a flow's name: its latest run
             rows = self._db.execute(
                 "SELECT * FROM runs WHERE definition = ? AND parent_id IS NULL "

@@ -165,7 +165,7 @@ class Writer:
             batch.add(item)
         try:
             self._commit(batch.statements())
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):
             # One row SQLite refuses (say, a string with a lone surrogate) must not cost the
             # others: write the batch again a statement at a time, mending what it refuses.
             self._commit_each(batch.statements())

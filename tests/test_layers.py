@@ -1,0 +1,88 @@
+"""Imports flow downward: the engine imports no public module above it, and the import
+graph drawn in docs/internals.md is the one in the code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "flowkit"
+DOC = ROOT / "docs" / "internals.md"
+BEGIN = "```mermaid\n"
+END = "```"
+# The public modules the engine may use: the vocabulary below it.
+BELOW_THE_ENGINE = {"flowkit.exceptions", "flowkit.states"}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _node(module: str) -> str:
+    """The graph's node for a module: a package's private modules are one node."""
+    parts = module.split(".")
+    if len(parts) > 2:
+        return ".".join(parts[:2])
+    return module
+
+
+def _imports() -> dict[str, set[str]]:
+    """Each flowkit module's imports of other flowkit modules, run-time ones only."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module(path)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        found: set[str] = set()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and (
+                "TYPE_CHECKING" in (test := ast.unparse(node.test)) or "__main__" in test
+            ):
+                node.body = []  # annotations, or a script's entry: no import-time edge
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if node.module is None:  # from . import x
+                    found |= {f"{target}.{alias.name}" for alias in node.names}
+                else:
+                    found.add(target)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                    node.module or ""
+                ]  # fmt: skip
+                found |= {n for n in names if n.startswith("flowkit")}
+        graph[module] = {m for m in found if m != module}
+    return graph
+
+
+def _graph() -> str:
+    edges: set[tuple[str, str]] = set()
+    for module, targets in _imports().items():
+        for target in targets:
+            a, b = _node(module), _node(target)
+            if a != b and b != "flowkit" and a != "flowkit":
+                edges.add((a, b))
+    lines = ["graph TD"] + [f"    {a} --> {b}" for a, b in sorted(edges)]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_engine_imports_no_public_module_above_it() -> None:
+    above = {
+        (module, target)
+        for module, targets in _imports().items()
+        if module.startswith("flowkit._engine")
+        for target in targets
+        if not target.startswith("flowkit._engine") and target not in BELOW_THE_ENGINE
+    }
+    assert above == set()
+
+
+def test_the_import_graph_in_the_docs_is_the_codes() -> None:
+    text = DOC.read_text()
+    start = text.index(BEGIN, text.index("## Layers")) + len(BEGIN)
+    drawn = text[start : text.index(END, start)]
+    assert drawn == _graph(), f"docs/internals.md should draw:\n{_graph()}"

@@ -16,7 +16,7 @@ from ..context import current_tags
 from ..exceptions import FlowTimeoutError, TaskTimeoutError, UpstreamFailedError
 from ..states import State
 from . import cache, events
-from .cache_policies import CacheContext
+from .cache_policies import cache_key
 from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
@@ -182,11 +182,7 @@ async def _from_cache(
     """Look for a cached result: its ``Cached`` state on a hit; on a miss, the claim on
     computing it (another run computing the same key is waited for, then looked up)."""
     task_key = _task_key(run)
-    try:
-        key = caching.key.compute_key(CacheContext(run.definition, run), run.parameters)
-    except Exception as exc:
-        _log.warning("%r: the cache key could not be made (%r); not caching", run.name, exc)
-        key = None
+    key = cache_key(caching.key, run)
     if key is None:
         run.cache_note = "not cached: the cache policy gave no key for this call"
         return None, None

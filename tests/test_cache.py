@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from flowkit import flow, task
 from flowkit._engine import cache
 from flowkit._engine.cache import RESULTS, Unencodable, canonical, digest
-from flowkit.cache_policies import INPUTS, RUN_ID, TASK_SOURCE, CacheContext
+from flowkit.cache_policies import INPUTS, RUN_ID, TASK_SOURCE
 from flowkit.store import Store
 from flowkit.tasks import task_input_hash
 

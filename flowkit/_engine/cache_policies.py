@@ -209,7 +209,9 @@ class Inputs(CachePolicy):
             return None
         kept = {k: v for k, v in inputs.items() if k not in self.exclude}
         return digest_canonical(
-            _encoded(task_ctx, kept, "parameter", "Leave it out with cache_policy=INPUTS - {name!r}")
+            _encoded(
+                task_ctx, kept, "parameter", "Leave it out with cache_policy=INPUTS - {name!r}"
+            )
         )
 
     def __sub__(self, other: str) -> CachePolicy:
@@ -341,8 +343,7 @@ class CacheKeyFnPolicy(CachePolicy):
         key = self.cache_key_fn(task_ctx, inputs)
         if key is not None and not isinstance(key, str):
             raise TypeError(
-                f"task {task_ctx.task.name!r}: cache_key_fn must return a str or None, "
-                f"got {key!r}"
+                f"task {task_ctx.task.name!r}: cache_key_fn must return a str or None, got {key!r}"
             )
         return key
 
@@ -405,8 +406,7 @@ class CompoundCachePolicy(CachePolicy):
         keys = [
             key
             for policy in self.policies
-            if (key := policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs))
-            is not None
+            if (key := policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)) is not None
         ]
         return digest(*keys) if keys else None
 

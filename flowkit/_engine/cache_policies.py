@@ -471,7 +471,7 @@ def cache_key(policy: CachePolicy, run: Run) -> str | None:
             context, parameters, flow_run.parameters if flow_run is not None else {}
         )
     except Exception as exc:
-        _log.warning("%r is not cached: no cache key (%s: %s)", run.name, type(exc).__name__, exc)
+        _log.warning("%s: %s (run %r is not cached)", type(exc).__name__, exc, run.name)
         return None
 
 

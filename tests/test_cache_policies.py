@@ -398,3 +398,18 @@ def test_explain_cache_shows_each_part_and_how_to_exclude() -> None:
     explanation = area.explain_cache(2, object())
     assert explanation.key is None
     assert "cache_policy=INPUTS - 'h'" in explanation.reason
+
+
+def test_explain_cache_in_a_flow_run_sees_its_run_id(backend: str) -> None:
+    @task(cache_policy=DEFAULT - "verbose")
+    def area(w: int, verbose: bool = False) -> int:
+        return w
+
+    @flow
+    def main() -> tuple[bool, bool, list[str]]:
+        before = area.explain_cache(2)
+        area(2)
+        after = area.explain_cache(2, verbose=True)
+        return before.hit, after.hit, list(after.parts)
+
+    assert main() == (False, True, ["TASK_SOURCE", "RUN_ID", "INPUTS - 'verbose'"])

@@ -1,7 +1,8 @@
-"""Cache policies: what a task's cache key is made of. Add them up with ``+``.
+"""Cache policies: what a task's cache key is made of, as in Prefect 3.
 
 ``@task(cache_policy=INPUTS + TASK_SOURCE)`` reuses a result while the arguments and the
-function's source are the same. ``cache_key_fn=`` is the simple path to the same place.
+function's source are the same; ``INPUTS - "client"`` leaves an argument out of the key.
+``cache_key_fn=`` is the simple path to the same place.
 """
 
 from ._engine.cache_policies import DEFAULT as DEFAULT
@@ -13,8 +14,13 @@ from ._engine.cache_policies import RUN_ID as RUN_ID
 from ._engine.cache_policies import TASK_SOURCE as TASK_SOURCE
 from ._engine.cache_policies import CacheContext as CacheContext
 from ._engine.cache_policies import CacheKeyFn as CacheKeyFn
+from ._engine.cache_policies import CacheKeyFnPolicy as CacheKeyFnPolicy
 from ._engine.cache_policies import CachePolicy as CachePolicy
-from ._engine.cache_policies import CompoundPolicy as CompoundPolicy
+from ._engine.cache_policies import CompoundCachePolicy as CompoundCachePolicy
+from ._engine.cache_policies import FlowParameters as FlowParameters
+from ._engine.cache_policies import Inputs as Inputs
+from ._engine.cache_policies import RunId as RunId
+from ._engine.cache_policies import TaskSource as TaskSource
 
 __all__ = [
     "DEFAULT",
@@ -26,6 +32,11 @@ __all__ = [
     "TASK_SOURCE",
     "CacheContext",
     "CacheKeyFn",
+    "CacheKeyFnPolicy",
     "CachePolicy",
-    "CompoundPolicy",
+    "CompoundCachePolicy",
+    "FlowParameters",
+    "Inputs",
+    "RunId",
+    "TaskSource",
 ]

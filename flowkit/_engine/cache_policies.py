@@ -1,17 +1,24 @@
-"""Cache policies: what a task run's cache key is made of.
+"""Cache policies: what a task run's cache key is made of, with Prefect 3's names.
 
-A policy computes a key part from a ``CacheContext`` and the call's parameters, or
-``None`` for "do not cache this call". Policies add up: ``INPUTS + TASK_SOURCE`` keys on
-both, and is ``None`` if either part is. ``cache_key_fn`` is the simple path: a function
-wrapped in a policy.
+A policy's ``compute_key(task_ctx, inputs, flow_parameters)`` gives a key, or ``None``
+for "no key from me". Policies add up with ``+``: the key is made of the parts' keys
+that are not ``None``, and is ``None`` (do not cache) only if every part's is. ``policy -
+"name"`` leaves a parameter out of the inputs part. A ``cache_key_fn`` is the simple path:
+a function wrapped in a policy.
+
+Keys come from ``cache.canonical``, never from pickles: a value that has no canonical
+encoding makes ``compute_key`` raise a ``ValueError`` that says how to leave it out; the
+engine logs it as a WARNING and runs the call uncached, as Prefect does.
 """
 
 from __future__ import annotations
 
+import abc
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+from uuid import UUID, uuid4
 
 import attrs
 
@@ -25,6 +32,7 @@ from .cache import (
     digest,
     digest_canonical,
 )
+from .runs import Run, current_run
 
 __all__ = [
     "DEFAULT",
@@ -37,15 +45,17 @@ __all__ = [
     "CacheContext",
     "CacheExplanation",
     "CacheKeyFn",
+    "CacheKeyFnPolicy",
     "CachePolicy",
-    "CompoundPolicy",
+    "CompoundCachePolicy",
     "FlowParameters",
     "Inputs",
     "NoCache",
     "RunId",
+    "TaskRunInfo",
     "TaskSource",
+    "cache_key",
     "explain",
-    "inputs_digest",
     "task_input_hash",
 ]
 
@@ -53,161 +63,373 @@ _log = logging.getLogger("flowkit.cache")
 
 
 @attrs.frozen
-class CacheContext:
-    """What a cache key function or policy can look at.
+class TaskRunInfo:
+    """The task run a key is computed for: what a policy reads of Prefect's ``TaskRun``.
 
     Attributes:
-        task: The task being called.
-        task_run: The run (``None`` when explaining a call that is not running).
+        id: The task run's id.
+        flow_run_id: The id of the flow run it belongs to; ``None`` outside any flow run.
+    """
+
+    id: UUID
+    flow_run_id: UUID | None = None
+
+
+@attrs.frozen
+class CacheContext:
+    """What a policy or ``cache_key_fn`` gets as ``task_ctx`` (Prefect's ``TaskRunContext``).
+
+    Attributes:
+        task: The task being called: ``.fn``, ``.name``, ``.task_key``.
+        task_run: The run: ``.id`` and ``.flow_run_id``. ``None`` only when a context is
+            made by hand, e.g. to test a key function.
+        parameters: The call's arguments by parameter name.
     """
 
     task: Any
-    task_run: Any = None
-
-    @property
-    def flow_parameters(self) -> dict[str, Any]:
-        """The parameters of the enclosing flow run, or ``{}``."""
-        flow_run = self.task_run.flow_run if self.task_run is not None else None
-        return dict(flow_run.parameters) if flow_run is not None else {}
+    task_run: TaskRunInfo | None = None
+    parameters: dict[str, Any] = attrs.field(factory=dict)
 
 
-def inputs_digest(context: CacheContext, parameters: dict[str, Any]) -> str | None:
-    """A digest of the task's key and its inputs; ``None`` (with a WARNING) if one cannot be
-    encoded canonically."""
+class CachePolicy(abc.ABC):
+    """Base of the cache policies. Add them with ``+``; leave a parameter out with ``-``.
+
+    A policy of your own subclasses this and implements ``compute_key``.
+    """
+
+    @abc.abstractmethod
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """This policy's key for a call, or ``None`` for no key.
+
+        Args:
+            task_ctx: The task and its run.
+            inputs: The call's arguments by parameter name.
+            flow_parameters: The enclosing flow run's parameters (``{}`` outside a flow).
+            **kwargs: Reserved for later arguments; pass them on to the policies you call.
+
+        Raises:
+            ValueError: A value the key depends on has no canonical encoding.
+        """
+
+    @classmethod
+    def from_cache_key_fn(
+        cls, cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None]
+    ) -> CacheKeyFnPolicy:
+        """The policy of a ``cache_key_fn(task_ctx, inputs) -> str | None``."""
+        return CacheKeyFnPolicy(cache_key_fn)
+
+    def __add__(self, other: CachePolicy) -> CachePolicy:
+        if not isinstance(other, CachePolicy):
+            return NotImplemented
+        return _combined((self, other))
+
+    def __sub__(self, other: str) -> CachePolicy:
+        """Leave parameter ``other`` out of the key: a policy that does not read the
+        inputs is returned as it is.
+
+        Raises:
+            TypeError: ``other`` is not a parameter name.
+        """
+        _parameter_name(self, other)
+        return self
+
+
+def _parameter_name(policy: CachePolicy, name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(
+            f"only a parameter name can be subtracted from a cache policy, got "
+            f"{policy!r} - {name!r}; write e.g. INPUTS - 'client'"
+        )
+    return name
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    """An ``exclude=`` list as a sorted tuple of distinct names, so equal sets are equal."""
+    if isinstance(value, str) or not all(isinstance(n, str) for n in value):
+        raise TypeError(
+            f"Inputs(exclude=...) takes a list of parameter names, got {value!r}; "
+            "write e.g. exclude=['client']"
+        )
+    return tuple(sorted(set(value)))
+
+
+def _encoded(task_ctx: CacheContext, values: dict[str, Any], what: str, fix: str) -> Any:
+    """The canonical form of ``values``, by name.
+
+    Raises:
+        ValueError: A value has no canonical encoding; the message names the task, the
+            parameter, the value's type and ``fix``.
+    """
     encoded: dict[str, Any] = {}
-    for name, value in parameters.items():
+    for name, value in values.items():
         try:
             encoded[name] = canonical(value)
         except Unencodable as exc:
-            _log.warning(
-                "task %r: argument %r cannot be part of a cache key (%s); this call is not "
-                "cached. Pass a value of a plain type, or give the task a cache_key_fn",
-                context.task.name, name, exc,
-            )  # fmt: skip
-            return None
-    return digest_canonical([context.task.task_key, canonical_dict(encoded)])
-
-
-def task_input_hash(context: CacheContext, parameters: dict[str, Any]) -> str | None:
-    """A ``cache_key_fn``: the same for calls of the same task with equal arguments.
-
-    Deterministic across processes and machines: arguments are encoded canonically
-    (dict order does not matter), never through ``id()`` or pickle. An argument that has
-    no canonical encoding makes the key ``None`` (not cached) and logs a WARNING.
-    """
-    return inputs_digest(context, parameters)
-
-
-class CachePolicy:
-    """Base of the cache policies; add them up with ``+``."""
-
-    name = "policy"
-
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        """The key part of this policy, or ``None`` for "do not cache"."""
-        raise NotImplementedError
-
-    def parts(self) -> tuple[CachePolicy, ...]:
-        """The policies this one is made of."""
-        return (self,)
-
-    def __add__(self, other: CachePolicy) -> CompoundPolicy:
-        if not isinstance(other, CachePolicy):
-            return NotImplemented
-        return CompoundPolicy((*self.parts(), *other.parts()))
-
-    def __repr__(self) -> str:
-        return " + ".join(p.name for p in self.parts())
+            fixed = fix.format(name=name)
+            raise ValueError(
+                f"task {task_ctx.task.name!r}: {what} {name!r} (type {type(value).__name__}) "
+                f"cannot be part of a cache key: {exc}. {fixed}, or pass a value of a "
+                "plain type (str, number, list, dict, attrs or dataclass instance)"
+            ) from exc
+    return canonical_dict(encoded)
 
 
 @attrs.frozen(repr=False)
-class CompoundPolicy(CachePolicy):
-    """Several policies: the key is made of all their parts."""
-
-    policies: tuple[CachePolicy, ...]
-    name = "compound"
-
-    def parts(self) -> tuple[CachePolicy, ...]:
-        return self.policies
-
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        keys = [p.compute_key(context, parameters) for p in self.policies]
-        if any(k is None for k in keys):
-            return None
-        return digest(keys)
-
-
 class Inputs(CachePolicy):
-    """The task's arguments (and the task's own key)."""
+    """The call's arguments, except those named in ``exclude``.
 
-    name = "INPUTS"
+    No key for a call without arguments. Prefect's ``Inputs``: ``INPUTS - "client"`` is
+    ``Inputs(exclude=["client"])``.
 
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        return inputs_digest(context, parameters)
+    Attributes:
+        exclude: The parameters left out of the key, sorted.
+    """
+
+    exclude: tuple[str, ...] = attrs.field(default=(), converter=_names)
+
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """The digest of the arguments not excluded; ``None`` if the call has none.
+
+        Raises:
+            ValueError: An argument has no canonical encoding.
+        """
+        if not inputs:
+            return None
+        kept = {k: v for k, v in inputs.items() if k not in self.exclude}
+        return digest_canonical(
+            _encoded(
+                task_ctx, kept, "parameter", "Leave it out with cache_policy=INPUTS - {name!r}"
+            )
+        )
+
+    def __sub__(self, other: str) -> CachePolicy:
+        return Inputs((*self.exclude, _parameter_name(self, other)))
+
+    def __repr__(self) -> str:
+        return " - ".join(["INPUTS", *map(repr, self.exclude)])
 
 
+@attrs.frozen(repr=False)
 class TaskSource(CachePolicy):
     """The source code of the task's function: editing it invalidates the cache."""
 
-    name = "TASK_SOURCE"
-
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        fn = context.task.fn
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """The digest of the function's source (of its bytecode, if it has no source)."""
+        fn = task_ctx.task.fn
         try:
             source = inspect.getsource(fn)
-        except (OSError, TypeError):  # no source file: fall back on the code itself
+        except (OSError, TypeError):  # no source file: the code itself still tells edits
             source = f"{fn.__module__}.{fn.__qualname__}:{fn.__code__.co_code.hex()}"
         return digest(source)
 
-
-class FlowParameters(CachePolicy):
-    """The parameters of the enclosing flow run."""
-
-    name = "FLOW_PARAMETERS"
-
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        try:
-            return digest(context.flow_parameters)
-        except Unencodable:
-            return None
-
-
-class RunId(CachePolicy):
-    """The enclosing flow run's id: results are reused only within one flow run."""
-
-    name = "RUN_ID"
-
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        run = context.task_run
-        if run is None:
-            return None
-        flow_run = run.flow_run
-        return str((flow_run or run).id)
-
-
-class NoCache(CachePolicy):
-    """Never cache."""
-
-    name = "NONE"
-
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        return None
+    def __repr__(self) -> str:
+        return "TASK_SOURCE"
 
 
 @attrs.frozen(repr=False)
-class CacheKeyFn(CachePolicy):
-    """A ``cache_key_fn(context, parameters) -> str | None`` as a policy."""
+class FlowParameters(CachePolicy):
+    """The parameters of the enclosing flow run. No key outside a flow or without any."""
 
-    fn: Callable[[CacheContext, dict[str, Any]], str | None]
-    name = "cache_key_fn"
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """The digest of the flow parameters; ``None`` if there are none.
 
-    def compute_key(self, context: CacheContext, parameters: dict[str, Any]) -> str | None:
-        key = self.fn(context, parameters)
+        Raises:
+            ValueError: A flow parameter has no canonical encoding.
+        """
+        if not flow_parameters:
+            return None
+        fix = "Take FLOW_PARAMETERS out of the task's cache_policy"
+        return digest_canonical(_encoded(task_ctx, flow_parameters, "flow parameter", fix))
+
+    def __repr__(self) -> str:
+        return "FLOW_PARAMETERS"
+
+
+@attrs.frozen(repr=False)
+class RunId(CachePolicy):
+    """The enclosing flow run's id (the task run's own, outside a flow): results are reused
+    only within one flow run."""
+
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """The flow run's id, else the task run's; ``None`` without a run."""
+        run = task_ctx.task_run
+        if run is None:
+            return None
+        return str(run.flow_run_id if run.flow_run_id is not None else run.id)
+
+    def __repr__(self) -> str:
+        return "RUN_ID"
+
+
+@attrs.frozen(repr=False)
+class NoCache(CachePolicy):
+    """Never a key: adding it to a policy changes nothing; alone, nothing is cached."""
+
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """Always ``None``."""
+        return None
+
+    def __repr__(self) -> str:
+        return "NO_CACHE"
+
+
+def _callable(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        raise TypeError(
+            f"{attribute.name} must be a function (task_ctx, inputs) -> str | None, got {value!r}"
+        )
+
+
+@attrs.frozen(repr=False)
+class CacheKeyFnPolicy(CachePolicy):
+    """A ``cache_key_fn(task_ctx, inputs) -> str | None`` as a policy, to add to others.
+
+    Attributes:
+        cache_key_fn: The function; ``None`` from it means no key.
+    """
+
+    cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None] = attrs.field(
+        validator=_callable
+    )
+
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """What the function returns.
+
+        Raises:
+            TypeError: The function returned something other than a str or ``None``.
+        """
+        key = self.cache_key_fn(task_ctx, inputs)
         if key is not None and not isinstance(key, str):
             raise TypeError(
-                f"task {context.task.name!r}: cache_key_fn must return a str or None, got {key!r}"
+                f"task {task_ctx.task.name!r}: cache_key_fn must return a str or None, got {key!r}"
             )
         return key
+
+    def __repr__(self) -> str:
+        fn = self.cache_key_fn
+        return f"CacheKeyFnPolicy({getattr(fn, '__qualname__', None) or repr(fn)})"
+
+
+CacheKeyFn = CacheKeyFnPolicy
+"""flowkit's earlier name of ``CacheKeyFnPolicy``."""
+
+
+def _flattened(policies: Iterable[CachePolicy]) -> tuple[CachePolicy, ...]:
+    """The parts of ``policies``: compounds opened, ``NO_CACHE`` and repeats dropped, and
+    the ``Inputs`` parts merged into one, last (so ``INPUTS + X == X + INPUTS``)."""
+    flat: list[CachePolicy] = []
+    excluded: list[str] = []
+    inputs = False
+    for policy in policies:
+        if not isinstance(policy, CachePolicy):
+            raise TypeError(
+                f"a compound cache policy is made of cache policies such as "
+                f"flowkit.cache_policies.INPUTS, got {policy!r}"
+            )
+        for part in _parts(policy):
+            if isinstance(part, Inputs):
+                inputs = True
+                excluded.extend(part.exclude)
+            elif not isinstance(part, NoCache) and part not in flat:
+                flat.append(part)
+    if inputs:
+        flat.append(Inputs(excluded))
+    return tuple(flat)
+
+
+@attrs.frozen(repr=False)
+class CompoundCachePolicy(CachePolicy):
+    """Several policies: the key is made of the keys of those that give one.
+
+    ``a + b`` makes one. Nested compounds are flattened and the ``Inputs`` parts merged.
+
+    Attributes:
+        policies: The parts, in order.
+    """
+
+    policies: tuple[CachePolicy, ...] = attrs.field(converter=_flattened)
+
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """The digest of the parts' keys; ``None`` if no part gives one.
+
+        Raises:
+            ValueError: A part could not encode a value it depends on.
+        """
+        keys = [
+            key
+            for policy in self.policies
+            if (key := policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)) is not None
+        ]
+        return digest(*keys) if keys else None
+
+    def __sub__(self, other: str) -> CachePolicy:
+        name = _parameter_name(self, other)
+        if not any(isinstance(p, Inputs) for p in self.policies):
+            return self  # the key does not depend on the inputs already
+        return CompoundCachePolicy((*self.policies, Inputs((name,))))
+
+    def __repr__(self) -> str:
+        return " + ".join(map(repr, self.policies)) if self.policies else "NO_CACHE"
+
+
+def _parts(policy: CachePolicy) -> tuple[CachePolicy, ...]:
+    return policy.policies if isinstance(policy, CompoundCachePolicy) else (policy,)
+
+
+def _combined(policies: Iterable[CachePolicy]) -> CachePolicy:
+    """The sum of ``policies``: a single part as itself, no part as ``NO_CACHE``."""
+    parts = _flattened(policies)
+    if len(parts) == 1:
+        return parts[0]
+    return CompoundCachePolicy(parts) if parts else NO_CACHE
 
 
 INPUTS = Inputs()
@@ -218,13 +440,48 @@ NONE = NO_CACHE = NoCache()
 DEFAULT = INPUTS + TASK_SOURCE + RUN_ID
 
 
+def task_input_hash(context: CacheContext, arguments: dict[str, Any]) -> str | None:
+    """A ``cache_key_fn``: the same for calls of the same task, with the same code, with
+    equal arguments.
+
+    Deterministic across processes and machines: arguments are encoded canonically (dict
+    order does not matter), never through ``id()`` or pickle. An argument with no
+    canonical encoding makes the key ``None`` (the call runs uncached) and logs a WARNING.
+    """
+    task = context.task
+    code = getattr(getattr(task.fn, "__code__", None), "co_code", b"")
+    fix = "Leave it out with cache_policy=INPUTS - {name!r} in place of this cache_key_fn"
+    try:
+        encoded = _encoded(context, arguments, "parameter", fix)
+    except ValueError as exc:
+        _log.warning("%s; the call runs uncached", exc)
+        return None
+    return digest_canonical([task.task_key, code.hex(), encoded])
+
+
+def cache_key(policy: CachePolicy, run: Run) -> str | None:
+    """The cache key of task run ``run``; ``None`` for none, with a WARNING if the policy
+    failed (as Prefect, the run then goes on uncached)."""
+    flow_run = run.flow_run
+    parameters = run.parameters
+    info = TaskRunInfo(run.id, flow_run.id if flow_run is not None else None)
+    context = CacheContext(run.definition, info, parameters)
+    try:
+        return policy.compute_key(
+            context, parameters, flow_run.parameters if flow_run is not None else {}
+        )
+    except Exception as exc:
+        _log.warning("%s: %s (run %r is not cached)", type(exc).__name__, exc, run.name)
+        return None
+
+
 @attrs.frozen
 class CacheExplanation:
     """Why a call would (or would not) use a cached result.
 
     Attributes:
         key: The cache key, or ``None`` if the call is not cached.
-        parts: Each policy's part of the key, by policy name.
+        parts: Each policy's part of the key, by the policy's ``repr``.
         hit: Whether a usable cached result exists now.
         reason: How it hits, or why it misses.
         record: The cache record found, if any.
@@ -238,16 +495,26 @@ class CacheExplanation:
 
 
 def explain(task: Any, policy: CachePolicy | None, parameters: dict[str, Any]) -> CacheExplanation:
-    """Explain the cache decision for calling ``task`` with ``parameters`` now."""
+    """Explain the cache decision for calling ``task`` with ``parameters`` here, now.
+
+    The call is taken as a new run in the current flow run, if any: under ``RUN_ID``
+    outside a flow, its key is new each time.
+    """
     if policy is None:
         return CacheExplanation(None, {}, False, f"task {task.name!r} does not cache its results")
-    context = CacheContext(task)
-    parts = {p.name: p.compute_key(context, parameters) for p in policy.parts()}
-    key = policy.compute_key(context, parameters)
+    here = current_run.get()
+    flow_run = here.flow_run if here is not None else None
+    info = TaskRunInfo(uuid4(), flow_run.id if flow_run is not None else None)
+    context = CacheContext(task, info, parameters)
+    flow_parameters = flow_run.parameters if flow_run is not None else {}
+    parts: dict[str, str | None] = {}
+    try:
+        for part in _parts(policy):
+            parts[repr(part)] = part.compute_key(context, parameters, flow_parameters)
+        key = policy.compute_key(context, parameters, flow_parameters)
+    except Exception as exc:
+        return CacheExplanation(None, parts, False, f"no cache key: {exc}")
     if key is None:
-        missing = [name for name, part in parts.items() if part is None]
-        return CacheExplanation(
-            None, parts, False, f"no cache key: {', '.join(missing)} gave none for this call"
-        )
+        return CacheExplanation(None, parts, False, "no cache key: no part of the policy gave one")
     found = RESULTS.lookup(task.task_key, key, cache.now())
     return CacheExplanation(key, parts, found.hit, found.reason, found.record)

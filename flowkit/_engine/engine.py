@@ -14,7 +14,7 @@ from .. import states
 from ..exceptions import FlowTimeoutError, TaskTimeoutError, UpstreamFailedError
 from ..states import State, StateType
 from . import cache, events
-from .cache_policies import CacheContext
+from .cache_policies import cache_key
 from .events import RunInfo, StateChanged, error_info
 from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
@@ -242,11 +242,7 @@ async def _from_cache(
     """Look for a cached result: its ``Cached`` state on a hit; on a miss, the claim on
     computing it (another run computing the same key is waited for, then looked up)."""
     task_key = _task_key(run)
-    try:
-        key = caching.key.compute_key(CacheContext(run.definition, run), run.parameters)
-    except Exception as exc:
-        _log.warning("%r: the cache key could not be made (%r); not caching", run.name, exc)
-        key = None
+    key = cache_key(caching.key, run)
     if key is None:
         run.cache_note = "not cached: the cache policy gave no key for this call"
         return None, None

@@ -155,13 +155,10 @@ def run_in_caller_thread(
     hosted = _Hosted()
     parent = current_run.get()
     flow_run: FlowRun | None = parent.flow_run if parent is not None else None
-    if (
-        flow_run is not None
-        and flow_run.task_group is not None
-        and flow_run.loop_thread != threading.get_ident()
-    ):
+    nursery = flow_run.nursery if flow_run is not None else None
+    if nursery is not None and nursery.loop_thread != threading.get_ident():
         anyio.from_thread.run_sync(
-            flow_run.task_group.start_soon, hosted.run, lambda: make(runner), token=flow_run.token
+            nursery.task_group.start_soon, hosted.run, lambda: make(runner), token=nursery.token
         )
         return runner.serve(hosted)
     with anyio.from_thread.start_blocking_portal(backend) as portal:

@@ -26,6 +26,7 @@ from ..states import State
 from .bridge import resolve_backend
 from .engine import execute, set_state
 from .futures import TaskFuture
+from .nursery import Nursery
 from .runners import ON_LOOP, drive
 from .runs import FlowRun, Run, TaskRun
 from .streams import (
@@ -66,21 +67,21 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
         return []
     parent, flow_run = runs[0].parent, runs[0].flow_run
     owner = f"task {runs[0].definition.name!r}"
-    if parent is None or flow_run is None or flow_run.task_group is None:
+    if parent is None or flow_run is None or (nursery := flow_run.nursery) is None:
         raise MissingContextError(
             f"{owner}: .submit() and .map() need a running flow to hold the run; call them "
             "inside a @flow, or call the task directly"
         )
     futures: list[TaskFuture[Any]] = [
-        TaskFuture(run, flow_run.loop_thread, flow_run.token) for run in runs
+        TaskFuture(run, nursery.loop_thread, nursery.token) for run in runs
     ]
     context = copy_context()
-    if threading.get_ident() != flow_run.loop_thread:
+    if threading.get_ident() != nursery.loop_thread:
         if parent.max_concurrency is None:
             _spawn_soon(flow_run, futures, context)
         else:  # the submitting thread waits for slots on the loop: backpressure
             anyio.from_thread.run(
-                _start_from_thread, flow_run, futures, context, token=flow_run.token
+                _start_from_thread, nursery, futures, context, token=nursery.token
             )
     elif isinstance(parent, TaskRun) and not parent.definition.is_async:
         # The parent is a sync task called from async code, running on the loop's thread:
@@ -91,10 +92,10 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             "or submit it instead of calling it"
         )
     else:
-        if flow_run.spawns:  # runs submitted from threads earlier start first
-            _drain(flow_run)
+        if nursery.spawns:  # runs submitted from threads earlier start first
+            _drain(flow_run, nursery)
         for future in futures:
-            launch(flow_run.task_group, future, context)
+            launch(nursery, future, context)
     parent.children.extend(futures)
     return futures
 
@@ -115,8 +116,8 @@ def call_on_loop(run: TaskRun) -> State[Any]:
         "submit it and await the future, or make the task async"
     )
     flow_run = run.flow_run
-    if flow_run is not None and flow_run.task_group is not None:
-        if threading.get_ident() == flow_run.loop_thread:
+    if flow_run is not None and (nursery := flow_run.nursery) is not None:
+        if threading.get_ident() == nursery.loop_thread:
             raise RuntimeError(advice)
         future = start(run)
         future.observed = True  # the caller gets its value or exception
@@ -136,46 +137,47 @@ def _spawn_soon(flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Cont
     A thread that waited for the loop at each submit would wait behind every run the loop
     is busy with; instead submissions queue up and one callback starts them all.
     """
-    with flow_run.spawn_lock:
-        flow_run.spawns.append((futures, context))
-        if flow_run.drain_scheduled:
+    nursery = flow_run.nursery
+    assert nursery is not None
+    with nursery.spawn_lock:
+        nursery.spawns.append((futures, context))
+        if nursery.drain_scheduled:
             return
-        flow_run.drain_scheduled = True
-    assert flow_run.token is not None
-    native: Any = flow_run.token.native_token
+        nursery.drain_scheduled = True
+    native: Any = nursery.token.native_token
     if hasattr(native, "call_soon_threadsafe"):  # asyncio's loop
-        native.call_soon_threadsafe(_drain, flow_run)
+        native.call_soon_threadsafe(_drain, flow_run, nursery)
     else:  # trio's TrioToken
-        native.run_sync_soon(_drain, flow_run)
+        native.run_sync_soon(_drain, flow_run, nursery)
 
 
-def _drain(flow_run: FlowRun) -> None:
+def _drain(flow_run: FlowRun, nursery: Nursery) -> None:
     """On the loop, outside any task: start the runs submitted from threads."""
-    with flow_run.spawn_lock:
-        batch, flow_run.spawns = flow_run.spawns, []
-        flow_run.drain_scheduled = False
+    with nursery.spawn_lock:
+        batch, nursery.spawns = nursery.spawns, []
+        nursery.drain_scheduled = False
     for futures, context in batch:
-        context.run(_start_in_callback, flow_run, futures)
+        context.run(_start_in_callback, flow_run, nursery, futures)
 
 
-def _start_in_callback(flow_run: FlowRun, futures: list[TaskFuture[Any]]) -> None:
+def _start_in_callback(flow_run: FlowRun, nursery: Nursery, futures: list[TaskFuture[Any]]) -> None:
     # A loop callback runs in no task, where anyio cannot tell which library it is on.
-    library = sniffio.current_async_library_cvar.set(flow_run.library)
+    library = sniffio.current_async_library_cvar.set(nursery.library)
     try:
         for future in futures:
-            if flow_run.task_group is None:  # the flow ended first (it was cancelled)
+            if flow_run.nursery is not nursery:  # the flow ended first (it was cancelled)
                 set_state(future.task_run, states.Cancelled("The flow ended before it started."))
                 future.finish()
                 continue
-            launch(flow_run.task_group, future, None)
+            launch(nursery, future, None)
     except Exception:  # an error here must not reach the loop's callback machinery
         logging.getLogger("flowkit.engine").exception("flowkit could not start submitted runs")
     finally:
         sniffio.current_async_library_cvar.reset(library)
 
 
-def launch(task_group: TaskGroup, future: TaskFuture[Any], context: Context | None) -> None:
-    """On the loop: start ``future``'s run as a child in ``task_group``, or line it up.
+def launch(nursery: Nursery, future: TaskFuture[Any], context: Context | None) -> None:
+    """On the loop: start ``future``'s run as a child in the nursery, or line it up.
 
     A sync run's task would mostly wait for a worker thread, holding a coroutine, a task
     and a cancel scope meanwhile; so while as many sync runs as there are threads wait
@@ -184,20 +186,17 @@ def launch(task_group: TaskGroup, future: TaskFuture[Any], context: Context | No
     they were submitted, so a run in the backlog never holds up one that started.
     """
     run = future.task_run
-    flow_run = run.flow_run
-    assert flow_run is not None
-    assert flow_run.limiter is not None
     if future.done():  # cancelled while it waited in the backlog
         return
     if not run.definition.is_async:
-        if flow_run.unthreaded >= flow_run.limiter.total_tokens:
+        if nursery.unthreaded >= nursery.limiter.total_tokens:
             future.on_cancel = partial(_cancel_unstarted, future)
-            flow_run.backlog.append(partial(launch, task_group, future, context))
+            nursery.backlog.append(partial(launch, nursery, future, context))
             return
         future.on_cancel = None
         run.awaits_thread = True
-        flow_run.unthreaded += 1
-    _spawn(task_group, future, False, context)
+        nursery.unthreaded += 1
+    _spawn(nursery.task_group, future, False, context)
 
 
 def _spawn(
@@ -221,15 +220,14 @@ def _slots(parent: Run) -> anyio.Semaphore | None:
 
 
 async def _start_from_thread(
-    flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Context
+    nursery: Nursery, futures: list[TaskFuture[Any]], context: Context
 ) -> None:
-    assert flow_run.task_group is not None
     assert futures[0].task_run.parent is not None
     slots = _slots(futures[0].task_run.parent)
     for future in futures:
         if slots is not None:
             await slots.acquire()  # backpressure: the submitting thread waits here
-        _spawn(flow_run.task_group, future, slots is not None, context)
+        _spawn(nursery.task_group, future, slots is not None, context)
 
 
 async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
@@ -262,13 +260,9 @@ def stream(run: TaskRun, buffer: int | None) -> Any:
             return BufferedSyncStream(run, buffer, lambda r: drive(execute(r, SYNC_STEPS)))
         return SyncStream(run, lambda: execute(run, SYNC_STEPS))
     flow_run = run.flow_run
-    if (
-        buffer
-        and flow_run is not None
-        and flow_run.task_group is not None
-        and threading.get_ident() == flow_run.loop_thread
-    ):
+    nursery = flow_run.nursery if flow_run is not None else None
+    if buffer and nursery is not None and threading.get_ident() == nursery.loop_thread:
         reader = BufferedAsyncStream(run, buffer)
-        copy_context().run(flow_run.task_group.start_soon, reader.produce, execute)
+        copy_context().run(nursery.task_group.start_soon, reader.produce, execute)
         return reader
     return AsyncStream(run, lambda: execute(run, ASYNC_STEPS))

@@ -172,21 +172,20 @@ class OnLoop:
             return consumed(value, f"task run {run.name!r}")
         body = partial(_call_consumed, run)
         flow_run = run.flow_run
-        if flow_run is None or flow_run.limiter is None:
+        nursery = flow_run.nursery if flow_run is not None else None
+        if nursery is None:
             return await self.in_thread(run, body, None)
         # The run holds a slot of the flow's limiter while its body runs; the thread
         # itself comes from an unbounded limiter, so that threads which lent their slot
         # back while they wait (see futures.lending_slot) never starve the pool.
-        limiter = flow_run.limiter
+        limiter = nursery.limiter
         try:  # a free slot is taken without two trips through the loop
             limiter.acquire_on_behalf_of_nowait(run)
         except anyio.WouldBlock:
             await limiter.acquire_on_behalf_of(run)
         run.threaded()
         try:
-            return await self.in_thread(
-                run, partial(_holding, limiter, run, body), flow_run.threads
-            )
+            return await self.in_thread(run, partial(_holding, limiter, run, body), nursery.threads)
         finally:
             limiter.release_on_behalf_of(run)
 
@@ -249,7 +248,8 @@ class OnLoop:
 
 def _same_loop(run: Run) -> bool:
     flow_run = run.flow_run
-    return flow_run is not None and flow_run.loop_thread == threading.get_ident()
+    nursery = flow_run.nursery if flow_run is not None else None
+    return nursery is not None and nursery.loop_thread == threading.get_ident()
 
 
 def _holding(limiter: anyio.CapacityLimiter, run: Run, body: Callable[[], T]) -> T:

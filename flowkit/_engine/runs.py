@@ -13,7 +13,6 @@ import itertools
 import math
 import os
 import threading
-from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -28,11 +27,9 @@ import sniffio
 
 from .. import states
 from ..states import State, StateType
+from .nursery import Nursery
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
-    from anyio.lowlevel import EventLoopToken
-
     from .events import RunInfo
     from .futures import TaskFuture
     from .inputs import Upstream
@@ -199,11 +196,8 @@ class Run:
         self.awaits_thread = False
         flow_run = self.flow_run
         assert flow_run is not None
-        assert flow_run.limiter is not None
-        flow_run.unthreaded -= 1
-        backlog = flow_run.backlog
-        while backlog and flow_run.unthreaded < flow_run.limiter.total_tokens:
-            backlog.popleft()()
+        assert flow_run.nursery is not None
+        flow_run.nursery.threaded()
 
     @cached_property
     def parameters(self) -> dict[str, Any]:
@@ -303,37 +297,19 @@ class TaskRun(Run):
 
 @attrs.define(eq=False)
 class FlowRun(Run):
-    """A run of a flow. It owns the task group its children run in.
+    """A run of a flow. While its body runs, its nursery holds its children.
 
     Attributes:
-        task_group: The flow's task group, while the body runs.
-        token: A handle on the flow's event loop, for threads that start work on it.
-        loop_thread: The ident of the thread running the flow's event loop.
+        nursery: The task group of its children and what goes with it, while the body
+            runs; ``None`` before and after.
         child_states: The final state type of each task run in this flow, in order.
-        library: The event loop's library, ``"asyncio"`` or ``"trio"``.
         thread_limit: How many sync task bodies may run in worker threads at once; ``None``
             shares the parent flow's limiter, or reads ``FLOWKIT_THREAD_LIMIT``.
-        limiter: The worker-thread limiter, while the body runs.
-        threads: Bounds nothing: lets worker threads that lent their slot back wait
-            without starving the thread pool.
     """
 
-    task_group: TaskGroup | None = None
-    token: EventLoopToken | None = None
-    loop_thread: int | None = None
+    nursery: Nursery | None = attrs.field(default=None, repr=False)
     child_states: list[StateType] = attrs.field(factory=list, repr=False)
     thread_limit: int | None = None
-    limiter: anyio.CapacityLimiter | None = attrs.field(default=None, repr=False)
-    threads: anyio.CapacityLimiter | None = attrs.field(default=None, repr=False)
-    library: str = ""
-    # Runs submitted from threads, waiting for the loop to start them (see children).
-    spawns: list[Any] = attrs.field(factory=list, repr=False)
-    spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
-    drain_scheduled: bool = False
-    # Sync runs started and not yet given a worker thread, and the runs that wait to start
-    # until fewer are (see children.launch).
-    unthreaded: int = 0
-    backlog: deque[Callable[[], None]] = attrs.field(factory=deque, repr=False)
 
     @property
     def flow_name(self) -> str:
@@ -346,15 +322,16 @@ class FlowRun(Run):
     async def _task_group_scope(self) -> AsyncGenerator[None, None]:
         try:
             async with anyio.create_task_group() as tg:
-                self.task_group = tg
-                self.token = anyio.lowlevel.current_token()
-                self.loop_thread = threading.get_ident()
-                self.library = sniffio.current_async_library()
-                self.limiter, self.threads = self._limiters()
+                loop_thread = threading.get_ident()
+                limiter, threads = self._limiters(loop_thread)
+                self.nursery = Nursery(
+                    tg, anyio.lowlevel.current_token(), loop_thread,
+                    sniffio.current_async_library(), limiter, threads,
+                )  # fmt: skip
                 try:
                     yield
                 finally:
-                    self.task_group = self.token = None
+                    self.nursery = None
         except BaseExceptionGroup as group:
             # The task group wraps whatever interrupted the body (KeyboardInterrupt, an
             # engine error); exception groups stay inside the engine, so a group of one
@@ -363,16 +340,11 @@ class FlowRun(Run):
                 raise
             raise_unwrapped(group.exceptions[0])
 
-    def _limiters(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
+    def _limiters(self, loop_thread: int) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
         outer = self.parent.flow_run if self.parent is not None else None
-        if (
-            self.thread_limit is None
-            and outer is not None
-            and outer.loop_thread == self.loop_thread
-            and outer.limiter is not None
-            and outer.threads is not None
-        ):
-            return outer.limiter, outer.threads
+        nursery = outer.nursery if outer is not None else None
+        if self.thread_limit is None and nursery is not None and nursery.loop_thread == loop_thread:
+            return nursery.limiter, nursery.threads
         limit = self.thread_limit if self.thread_limit is not None else thread_limit_from_env()
         return anyio.CapacityLimiter(limit), anyio.CapacityLimiter(math.inf)
 

@@ -1,0 +1,64 @@
+"""A flow run's nursery: the task group its task runs are children in, and what goes
+with it while the flow's body runs (its loop, its worker-thread limiters, the runs
+waiting to start).
+
+It exists only while the body runs: ``FlowRun.nursery`` is ``None`` before and after,
+which is how the engine tells that a flow can take children.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from anyio.lowlevel import EventLoopToken
+
+__all__ = ["Nursery"]
+
+
+@attrs.define(eq=False)
+class Nursery:
+    """Where a flow run's children live.
+
+    Attributes:
+        task_group: The flow's task group.
+        token: A handle on the flow's event loop, for threads that start work on it.
+        loop_thread: The ident of the thread running that loop.
+        library: The loop's library, ``"asyncio"`` or ``"trio"``.
+        limiter: How many sync task bodies may hold a worker thread at once.
+        threads: Bounds nothing: lets worker threads that lent their slot back wait
+            without starving the thread pool.
+        spawns: Runs submitted from threads, waiting for the loop to start them.
+        spawn_lock: Guards ``spawns`` and ``drain_scheduled``.
+        drain_scheduled: Whether a loop callback will start the ``spawns``.
+        unthreaded: Sync runs started and not yet given a worker thread.
+        backlog: Runs that wait to start until fewer than ``limiter`` allows are
+            unthreaded (see ``children.launch``).
+    """
+
+    task_group: TaskGroup
+    token: EventLoopToken
+    loop_thread: int
+    library: str
+    limiter: anyio.CapacityLimiter
+    threads: anyio.CapacityLimiter
+    spawns: list[Any] = attrs.field(factory=list, repr=False)
+    spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+    drain_scheduled: bool = False
+    unthreaded: int = 0
+    backlog: deque[Callable[[], None]] = attrs.field(factory=deque, repr=False)
+
+    def threaded(self) -> None:
+        """One waiting sync run got its worker thread (or ended without): start as many
+        runs of the backlog as may now wait for one."""
+        self.unthreaded -= 1
+        backlog = self.backlog
+        while backlog and self.unthreaded < self.limiter.total_tokens:
+            backlog.popleft()()

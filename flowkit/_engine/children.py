@@ -257,7 +257,7 @@ def stream(run: TaskRun, buffer: int | None) -> Any:
     """
     if run.definition.streams == "sync":
         if buffer:
-            return BufferedSyncStream(run, buffer, lambda r: drive(execute(r, SYNC_STEPS)))
+            return BufferedSyncStream(run, buffer, lambda r, steps: drive(execute(r, steps)))
         return SyncStream(run, lambda: execute(run, SYNC_STEPS))
     flow_run = run.flow_run
     nursery = flow_run.nursery if flow_run is not None else None

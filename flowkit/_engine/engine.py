@@ -90,7 +90,7 @@ def new_run(
     if wait_for is not None or may_hold_upstream(args, kwargs):
         run.upstream = find_upstream(parameters, wait_for, owner=owner)
         run.takes_inputs = True
-    if parent is not None and parent.reading:  # values streamed by a generator run
+    if parent is not None and open_readers(parent):  # did a generator run stream a value?
         run.streamed_from = {
             name: producer.id
             for name, value in parameters.items()

@@ -13,7 +13,7 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -169,12 +169,8 @@ class Run:
     deadline: float | None = None
     cache_note: str | None = None
     streamed: int = 0
-    # A generator run's read-ahead channel (None: hand values straight to the reader).
-    outlet: Callable[[Any], Awaitable[None]] | None = attrs.field(default=None, repr=False)
     # Parameters that got a value streamed by a generator run: that run's id.
     streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)
-    # The streams of generator runs this run's body is reading.
-    reading: list[Any] | None = attrs.field(default=None, repr=False)
     upstream: Sequence[Upstream] = attrs.field(default=(), repr=False)
     # Whether arguments hold futures, states or wrappers to resolve before the run starts.
     takes_inputs: bool = False

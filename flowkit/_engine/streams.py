@@ -35,7 +35,15 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+)
 from contextvars import Context, copy_context
 from typing import Any, TypeVar, cast
 
@@ -88,8 +96,15 @@ def _deadline_in(run: Run, now: Callable[[], float]) -> float:
     return math.inf if timeout is None else now() + timeout
 
 
+Outlet = Callable[[Any], Awaitable[None]]
+
+
 class _SyncSteps(Inline):
-    """Runs a sync generator body one step per value, in the reader's thread."""
+    """Runs a sync generator body one step per value, in the reader's thread; or, with
+    an outlet, in a producer thread that hands each value to the outlet."""
+
+    def __init__(self, outlet: Outlet | None = None) -> None:
+        self._outlet = outlet
 
     async def call(self, run: Run) -> Any:
         generator = run.definition.fn(*run.args, **run.kwargs)
@@ -103,7 +118,7 @@ class _SyncSteps(Inline):
                     return None
                 except DeadlinePassed:
                     raise StreamDeadline(_late(run)) from None
-                await _deliver(run, value)
+                await _deliver(run, value, self._outlet)
         except _Closed:
             return None
         finally:
@@ -126,14 +141,18 @@ def _step_before(stoppable: Stoppable, generator: Iterator[T], deadline: float) 
 
 
 class _AsyncSteps(OnLoop):
-    """Runs an async generator body one step per value, in the reader's task."""
+    """Runs an async generator body one step per value, in the reader's task; or, with
+    an outlet, in a producer task that hands each value to the outlet."""
+
+    def __init__(self, outlet: Outlet | None = None) -> None:
+        self._outlet = outlet
 
     async def call(self, run: Run) -> Any:
         generator = run.definition.fn(*run.args, **run.kwargs)
         deadline = _deadline_in(run, anyio.current_time)
         try:
             while (value := await _next_value(run, generator, deadline)) is not _DONE:
-                await _deliver(run, value)
+                await _deliver(run, value, self._outlet)
         except _Closed:
             return None
         finally:
@@ -164,13 +183,13 @@ def _late(run: Run) -> str:
     return f"Task run {run.name!r} exceeded its timeout of {run.definition.policy.timeout:g} s"
 
 
-async def _deliver(run: Run, value: Any) -> None:
+async def _deliver(run: Run, value: Any, outlet: Outlet | None) -> None:
     run.streamed += 1
     try:
-        if run.outlet is None:
+        if outlet is None:
             await _HandOut(value)
         else:
-            await run.outlet(value)
+            await outlet(value)
     except (_ReaderClosed, anyio.BrokenResourceError, anyio.ClosedResourceError):
         raise _Closed from None
 
@@ -201,7 +220,7 @@ ASYNC_STEPS: Runner = _AsyncSteps()
 def last_delivered(parent: Run | None, value: object) -> Run | None:
     """The generator run that last handed ``value`` (this very object) to ``parent``'s
     body, if one did: a task called with a streamed value records its producer."""
-    if parent is None or not parent.reading:
+    if parent is None or not _readers:
         return None
     for stream in open_readers(parent):
         if stream.last is value and stream.run.streamed:
@@ -210,22 +229,32 @@ def last_delivered(parent: Run | None, value: object) -> Run | None:
     return None
 
 
-# The parent run keeps its open readers, to close those still open when its body ends.
-# It holds a sync reader weakly, so that dropping it (after a ``break``) closes it at
-# once; an async reader cannot be closed without its loop, so it is held until then.
+# Each run whose body reads generator runs keeps its open readers here, to close those
+# still open when its body ends. A sync reader is held weakly, so that dropping it
+# (after a ``break``) closes it at once; an async reader cannot be closed without its
+# loop, so it is held until then.
+_readers: weakref.WeakKeyDictionary[Run, list[Any]] = weakref.WeakKeyDictionary()
+_readers_lock = threading.Lock()
 
 
 def _register(run: Run, reader: Any) -> None:
     if run.parent is not None:
-        weak = isinstance(reader, SyncStream | BufferedSyncStream)
-        if run.parent.reading is None:
-            run.parent.reading = []
-        run.parent.reading.append(weakref.ref(reader) if weak else reader)
+        entry = (
+            weakref.ref(reader) if isinstance(reader, SyncStream | BufferedSyncStream) else reader
+        )
+        with _readers_lock:
+            _readers.setdefault(run.parent, []).append(entry)
 
 
 def _unregister(run: Run, reader: Any) -> None:
-    if run.parent is not None:
-        run.parent.reading = [r for r in run.parent.reading or () if _alive(r) is not reader]
+    if run.parent is None:
+        return
+    with _readers_lock:
+        left = [r for r in _readers.get(run.parent, ()) if _alive(r) is not reader]
+        if left:
+            _readers[run.parent] = left
+        else:
+            _readers.pop(run.parent, None)
 
 
 def _alive(entry: object) -> Any:
@@ -234,7 +263,11 @@ def _alive(entry: object) -> Any:
 
 def open_readers(run: Run) -> list[Any]:
     """The readers of generator runs that ``run``'s body still has open."""
-    return [reader for entry in run.reading or () if (reader := _alive(entry)) is not None]
+    if not _readers:
+        return []
+    with _readers_lock:
+        entries = list(_readers.get(run, ()))
+    return [reader for entry in entries if (reader := _alive(entry)) is not None]
 
 
 class _Stream:
@@ -391,12 +424,11 @@ _END: Any = object()
 class BufferedSyncStream(Iterator[Any]):
     """Reads a sync generator run that a thread of its own produces up to ``buffer`` ahead."""
 
-    def __init__(self, run: Run, buffer: int, drive_run: Callable[[Run], Any]) -> None:
+    def __init__(self, run: Run, buffer: int, drive_run: Callable[[Run, Runner], Any]) -> None:
         self.run = run
         self._queue: queue.Queue[Any] = queue.Queue(buffer)
         self._closed = threading.Event()
         self._done = False
-        run.outlet = self._put
         _register(run, self)
         context = copy_context()
         self._thread = threading.Thread(
@@ -405,9 +437,9 @@ class BufferedSyncStream(Iterator[Any]):
         )  # fmt: skip
         self._thread.start()
 
-    def _produce(self, drive_run: Callable[[Run], Any]) -> None:
+    def _produce(self, drive_run: Callable[[Run, Runner], Any]) -> None:
         try:
-            drive_run(self.run)
+            drive_run(self.run, _SyncSteps(self._put))
         finally:
             self._put_end()
 
@@ -466,13 +498,12 @@ class BufferedAsyncStream(AsyncIterator[Any]):
     def __init__(self, run: Run, buffer: int) -> None:
         self.run = run
         self._send, self._receive = anyio.create_memory_object_stream[Any](buffer)
-        run.outlet = self._send.send
         _register(run, self)
 
     async def produce(self, execute: Callable[[Run, Runner], Coroutine[Any, Any, Any]]) -> None:
         """The producer task's body: run the generator run, then close the channel."""
         with self._send:
-            await execute(self.run, ASYNC_STEPS)
+            await execute(self.run, _AsyncSteps(self._send.send))
 
     def __anext__(self) -> Coroutine[Any, Any, Any]:
         return self._next()

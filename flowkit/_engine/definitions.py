@@ -61,6 +61,9 @@ def _checked(fn: object, decorator: str) -> Callable[..., Any]:
     return fn
 
 
+_NO_NAME = object()
+
+
 def _unpartial(fn: object) -> object:
     while isinstance(fn, functools.partial):
         fn = fn.func  # pyright: ignore[reportUnknownMemberType]
@@ -74,12 +77,17 @@ def default_name(fn: Callable[..., Any], decorator: str) -> str:
         TypeError: The callable has no name to take (give ``name=``).
     """
     target = _unpartial(fn)
-    name = getattr(target, "__name__", None)
-    if name is None and not inspect.isroutine(target):
+    name = getattr(target, "__name__", _NO_NAME)
+    if name is _NO_NAME and not inspect.isroutine(target):
         name = type(target).__name__  # a callable object: named after its class
     if not isinstance(name, str) or not name:
         raise TypeError(f"{decorator} cannot take a name from {fn!r}; pass name='...'")
     return name
+
+
+def func_name(fn: object) -> str:
+    """A name for ``fn`` in messages, whatever it is."""
+    return str(getattr(_unpartial(fn), "__name__", None) or type(fn).__name__)
 
 
 def _signature(fn: Callable[..., Any], owner: str) -> inspect.Signature:
@@ -160,7 +168,8 @@ class Runnable(Generic[P, R]):
                 **{"description": inspect.getdoc(_unpartial(func)), **options, "name": name},
             )  # fmt: skip
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{self.kind} {name!r}: {exc}") from None
+            label = name if isinstance(name, str) and name else func_name(func)
+            raise type(exc)(f"{self.kind} {label!r}: {exc}") from None
 
     def __attrs_post_init__(self) -> None:
         owner = self.owner

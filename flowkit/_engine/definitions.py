@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, Literal, NoReturn, ParamSpec, Self, T
 import attrs
 
 from .naming import check_template
-from .options import FlowOptions, Hook, Options, TaskOptions
+from .options import FlowOptions, Hook, TaskOptions
 from .policy import Policy
 from .runs import PlainParameters, plain_parameters
 
@@ -173,8 +173,6 @@ class Runnable(Generic[P, R]):
 
     def __attrs_post_init__(self) -> None:
         owner = self.owner
-        if not isinstance(self, Options):  # pragma: no cover - every subclass is one
-            raise TypeError(f"{type(self).__name__} must inherit an options class")
         streams = _streams(self.fn)
         if self.kind == "flow" and streams is not None:
             raise TypeError(

@@ -17,16 +17,10 @@ from typing import (
 
 import attrs
 
-from ._engine import policy
 from ._engine.bridge import Backend, CallerThread, resolve_backend, run_in_caller_thread
-from ._engine.definitions import (
-    Runnable,
-    instance_of_or_none,
-    non_empty_str,
-    positive_int_or_none,
-    run_name_option,
-)
+from ._engine.definitions import Runnable, refuse_assignment
 from ._engine.engine import execute, finished, new_run
+from ._engine.options import FlowOptions, Hook, RetryDelays, RunName
 from ._engine.runners import ON_LOOP
 from ._engine.runs import Definition, Run
 from .states import State
@@ -38,118 +32,134 @@ P = ParamSpec("P")
 # overloads (submit, return_state) ask for a Runnable returning some Coroutine.
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
-
-Hook = Callable[[Any, Any, State[Any]], object]
-
-
-def _backend(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and value not in ("asyncio", "trio"):
-        raise ValueError(f"backend must be 'asyncio', 'trio' or None, got {value!r}")
-
-
-@attrs.frozen
-class FlowOptions:
-    """The settings of a flow: what ``@flow(...)`` and ``Flow.with_options`` accept.
-
-    Attributes:
-        name: The flow's name. Default: the function's name with ``_`` as ``-``.
-        description: What the flow does. Default: the function's docstring.
-        version: A version string of your choosing.
-        flow_run_name: Names each run: a ``str.format`` template over the call's
-            arguments, or a function of no arguments returning the name (it may read
-            ``flowkit.runtime``). Default: a generated name such as ``"great-ammonite"``.
-        log_prints: Whether ``print`` in the flow, and in tasks that do not say
-            otherwise, becomes an INFO log record. ``None`` (the default) takes the
-            setting of the parent run, if any.
-        backend: The event loop a *sync* flow starts for its run when called outside
-            any flow: ``"asyncio"`` or ``"trio"``. ``None`` (the default) reads the
-            ``FLOWKIT_BACKEND`` environment variable, else asyncio. An async flow
-            always runs on the loop that awaits it.
-        max_concurrency: How many task runs the flow's body may have submitted and
-            unfinished at once; ``None`` (the default) for no bound.
-        thread_limit: How many sync task bodies of this flow may run in worker threads
-            at once. ``None`` (the default) shares the parent flow's limit, or reads
-            ``FLOWKIT_THREAD_LIMIT``, else 40.
-        timeout_seconds: How long one attempt may run. Past it the run and its running
-            task runs are stopped, the run ends ``TimedOut`` and the caller gets
-            ``FlowTimeoutError``. ``None`` (the default): no limit.
-        retries: How many times to run the flow again after a failure. Default 0.
-        retry_delay_seconds: Seconds to wait before each retry. Default 0.
-        on_completion: Functions ``fn(flow, flow_run, state)`` called when a run completes.
-        on_failure: The same, called when a run fails (after its last retry).
-        on_running: The same, called when an attempt starts running.
-        on_cancellation: The same, called when a run is cancelled.
-        on_crashed: The same, called when a run crashes.
-    """
-
-    name: str = attrs.field(validator=non_empty_str)
-    description: str | None = attrs.field(default=None, validator=instance_of_or_none(str, "a str"))
-    version: str | None = attrs.field(default=None, validator=instance_of_or_none(str, "a str"))
-    flow_run_name: str | Callable[[], str] | None = attrs.field(
-        default=None, validator=run_name_option
-    )
-    log_prints: bool | None = attrs.field(
-        default=None, validator=instance_of_or_none(bool, "True or False")
-    )
-    backend: Backend | None = attrs.field(default=None, validator=_backend)
-    max_concurrency: int | None = attrs.field(default=None, validator=positive_int_or_none)
-    thread_limit: int | None = attrs.field(default=None, validator=positive_int_or_none)
-    timeout_seconds: float | None = attrs.field(default=None, validator=policy.timeout)
-    retries: int = attrs.field(default=0, validator=policy.retry_count)
-    retry_delay_seconds: float = attrs.field(default=0, validator=policy.retry_delays)
-    on_completion: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
-    on_failure: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
-    on_running: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
-    on_cancellation: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
-    on_crashed: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
+H = TypeVar("H", bound=Hook)
 
 
 class FlowOptionsDict(TypedDict, total=False):
-    """``FlowOptions`` as keyword arguments; see ``FlowOptions`` for what each one does."""
+    """The options of ``@flow``, ``Flow(...)`` and ``Flow.with_options`` as keywords.
 
-    name: str
+    Each is declared (type, default, meaning) in ``FlowOptions``; a test keeps these
+    keys and types the same. ``None`` keeps ``name``, ``description`` and the hooks in
+    ``with_options``, and sets any other option to ``None`` (its default).
+    """
+
+    name: str | None
     description: str | None
     version: str | None
-    flow_run_name: str | Callable[[], str] | None
     log_prints: bool | None
-    backend: Backend | None
-    max_concurrency: int | None
-    thread_limit: int | None
     timeout_seconds: float | None
-    retries: int
-    retry_delay_seconds: float
+    retries: int | None
+    retry_delay_seconds: RetryDelays | None
+    max_concurrency: int | None
     on_completion: Iterable[Hook] | None
     on_failure: Iterable[Hook] | None
     on_running: Iterable[Hook] | None
+    flow_run_name: RunName | None
+    backend: Backend | None
+    thread_limit: int | None
     on_cancellation: Iterable[Hook] | None
     on_crashed: Iterable[Hook] | None
 
 
-@attrs.frozen(eq=False)
-class Flow(Runnable[P, R]):
+@attrs.frozen(init=False, eq=False, kw_only=True, slots=False)
+class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __attrs_init__ gains the options
     """A function whose calls are recorded as flow runs, each owning its task runs.
 
     A sync flow is called plainly; an async flow is awaited, on asyncio or trio. With
     ``return_state=True`` the call returns the run's final ``State`` instead of the value
     and does not raise the flow's exception.
+
+    ``Flow(fn, name=..., retries=...)`` is ``@flow(name=..., retries=...)`` applied to
+    ``fn``. Every option is an attribute (``flow.retries``, ``flow.on_crashed_hooks``...);
+    a flow is an immutable value: change options with ``with_options``.
     """
 
     kind: ClassVar[str] = "flow"
-    run_name_option: ClassVar[str] = "flow_run_name"
-    options_class: ClassVar[type] = FlowOptions
+    hook_names: ClassVar[tuple[str, ...]] = (
+        "completion", "failure", "running", "cancellation", "crashed",
+    )  # fmt: skip
+
+    def __init__(self, fn: Callable[P, R], **options: Unpack[FlowOptionsDict]) -> None:
+        """Make a flow of ``fn``: a function, method, callable object or partial.
+
+        Raises:
+            TypeError: ``fn`` is not callable, is a generator function, has a parameter
+                named ``return_state`` or ``wait_for``, has no name to take (pass
+                ``name=``), or an option has the wrong type.
+            ValueError: An option has a bad value, e.g. a ``flow_run_name`` template that
+                names a parameter the function does not have.
+        """
+        self._define(fn, options)
 
     @classmethod
     def default_name(cls, fn: Callable[..., Any]) -> str:
-        return fn.__name__.replace("_", "-")
+        return super().default_name(fn).replace("_", "-")
 
     def with_options(self, **changes: Unpack[FlowOptionsDict]) -> Flow[P, R]:
         """Return a copy of the flow with some options changed.
+
+        Options left out keep their values, and so do ``name``, ``description`` and
+        hooks given as ``None``; any other option given as ``None`` goes back to its
+        default. A method flow stays bound as it was.
 
         Raises:
             TypeError: An option has a value of the wrong type.
             ValueError: An option has a value out of range.
         """
-        return self._evolve_options(dict(changes))
+        return self._evolve(changes)
+
+    def on_completion(self, fn: H) -> H:
+        """Decorator: call ``fn(flow, flow_run, state)`` when a run of this flow completes.
+
+        The hook is added to this flow itself (it is the one change a flow accepts after
+        it is made, so that a decorator below the definition takes effect); copies made
+        earlier with ``with_options`` do not get it.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("completion", fn)
+        return fn
+
+    def on_failure(self, fn: H) -> H:
+        """Decorator: call ``fn(flow, flow_run, state)`` when a run fails (after its last
+        retry). See ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("failure", fn)
+        return fn
+
+    def on_running(self, fn: H) -> H:
+        """Decorator: call ``fn(flow, flow_run, state)`` when an attempt starts running.
+        See ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("running", fn)
+        return fn
+
+    def on_cancellation(self, fn: H) -> H:
+        """Decorator: call ``fn(flow, flow_run, state)`` when a run is cancelled. See
+        ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("cancellation", fn)
+        return fn
+
+    def on_crashed(self, fn: H) -> H:
+        """Decorator: call ``fn(flow, flow_run, state)`` when a run crashes. See
+        ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("crashed", fn)
+        return fn
 
     # See Task.__call__ for why the return_state overloads take any arguments.
     @overload
@@ -173,7 +183,7 @@ class Flow(Runnable[P, R]):
         return_state = bool(kwargs.pop("return_state", False))
         if self.is_async:
             return self._call_async(args, kwargs, return_state)
-        backend = resolve_backend(self.options.backend, owner=self.owner)
+        backend = resolve_backend(self.backend, owner=self.owner)
         run = self._new_run(args, kwargs)
 
         async def lifecycle(runner: CallerThread) -> State[Any]:
@@ -187,14 +197,18 @@ class Flow(Runnable[P, R]):
         return finished(await execute(self._new_run(args, kwargs), ON_LOOP), return_state)
 
     def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run:
-        o: FlowOptions = self.options
         return new_run(
-            cast("Definition", self), self.bound + args, kwargs, flow=True, skip=len(self.bound),
-            run_name=o.flow_run_name, log_prints=o.log_prints,
-            max_concurrency=o.max_concurrency, thread_limit=o.thread_limit,
-        )  # fmt: skip
+            cast("Definition", self), self.bound + args, kwargs, flow=True, skip=len(self.bound)
+        )
 
 
+Flow.__setattr__ = refuse_assignment  # type: ignore[assignment,method-assign]
+
+
+@overload
+def flow(fn: classmethod[Any, P, R], /) -> Flow[P, R]: ...
+@overload
+def flow(fn: staticmethod[P, R], /) -> Flow[P, R]: ...
 @overload
 def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 @overload
@@ -202,14 +216,17 @@ def flow(**options: Unpack[FlowOptionsDict]) -> Callable[[Callable[P, R]], Flow[
 
 
 def flow(
-    fn: Callable[P, R] | None = None, /, **options: Unpack[FlowOptionsDict]
+    fn: Callable[P, R] | classmethod[Any, P, R] | staticmethod[P, R] | None = None,
+    /,
+    **options: Unpack[FlowOptionsDict],
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
     """Turn a function into a flow: ``@flow`` or ``@flow(name=..., log_prints=True)``.
 
-    See ``FlowOptions`` for the options.
+    ``@classmethod`` and ``@staticmethod`` may go above or below ``@flow``. See
+    ``FlowOptions`` for the options.
 
     Raises:
-        TypeError: Applied to something that is not a function, or an option has the wrong
+        TypeError: Applied to something that is not callable, or an option has the wrong
             type.
         ValueError: An option has a bad value, e.g. a ``flow_run_name`` template that
             names a parameter the function does not have.
@@ -217,7 +234,7 @@ def flow(
     if fn is None:
 
         def decorate(fn: Callable[P, R]) -> Flow[P, R]:
-            return Flow[P, R].wrap(fn, options)
+            return Flow(fn, **options)
 
         return decorate
-    return Flow[P, R].wrap(fn, options)
+    return Flow(cast("Callable[P, R]", fn), **options)

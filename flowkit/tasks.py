@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
 from pathlib import PurePath
 from typing import (
@@ -22,26 +22,21 @@ from typing import (
 import attrs
 
 from ._engine import children, policy
-from ._engine.cache_policies import (
-    CacheContext,
-    CacheExplanation,
-    CachePolicy,
-    explain,
-    task_input_hash,
-)
-from ._engine.definitions import (
-    Runnable,
-    instance_of_or_none,
-    non_empty_str,
-    positive_int_or_none,
-    run_name_option,
-    to_tags,
-)
+from ._engine.cache_policies import CacheExplanation, CachePolicy, explain, task_input_hash
+from ._engine.definitions import Runnable, refuse_assignment
 from ._engine.engine import execute, finished, new_run
 from ._engine.futures import TaskFuture, TaskFutureList
 from ._engine.inputs import quote, unmapped
+from ._engine.options import (
+    CacheKeyFunction,
+    Hook,
+    RetryCondition,
+    RetryDelays,
+    RunName,
+    TaskOptions,
+)
 from ._engine.runners import INLINE, ON_LOOP, drive
-from ._engine.runs import Definition
+from ._engine.runs import Definition, Run, TaskRun
 from .states import State
 
 __all__ = [
@@ -58,163 +53,134 @@ P = ParamSpec("P")
 # overloads (submit, return_state) ask for a Runnable returning some Coroutine.
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
+H = TypeVar("H", bound=Hook)
 
 exponential_backoff = policy.exponential_backoff
 
-RetryDelays = float | Sequence[float] | Callable[[int], Sequence[float]]
-RetryCondition = Callable[[Any, Any, State[Any]], bool]
-Hook = Callable[[Any, Any, State[Any]], object]
-CacheKeyFunction = Callable[[CacheContext, dict[str, Any]], str | None]
-
-
-@attrs.frozen
-class TaskOptions:
-    """The settings of a task: what ``@task(...)`` and ``Task.with_options`` accept.
-
-    Attributes:
-        name: The task's name. Default: the function's name.
-        description: What the task does. Default: the function's docstring.
-        tags: Labels for the task's runs, added to those of enclosing ``tags()`` blocks.
-        version: A version string of your choosing.
-        task_run_name: Names each run: a ``str.format`` template over the call's
-            arguments (``"fetch-{url}"``), or a function of no arguments returning the
-            name (it may read ``flowkit.runtime``). Default: ``"<name>-<n>"``, with ``n``
-            counting runs of the task from 0 in each flow run.
-        log_prints: Whether ``print`` in the task becomes an INFO log record of the run.
-            ``None`` (the default) takes the setting of the flow or task that calls it.
-        max_concurrency: How many task runs submitted by one run of this task may be
-            unfinished at once; ``None`` (the default) for no bound.
-        timeout_seconds: How long one attempt may run. Past it the run ends ``TimedOut``
-            and the caller gets ``TaskTimeoutError``. ``None`` (the default): no limit.
-        retries: How many times to try again after a failure. Default 0.
-        retry_delay_seconds: Seconds to wait before a retry: a number, a list with one
-            delay per retry (the last repeats), or a function of ``retries`` returning
-            such a list, such as ``exponential_backoff(backoff_factor=2)``. Default 0.
-        retry_jitter_factor: Vary each delay at random by up to this fraction of it, so
-            that many runs do not retry at the same instant. ``None``: exact delays.
-        retry_condition_fn: ``fn(task, task_run, state) -> bool``; a failed attempt is
-            retried only when it returns true. ``None``: every failure is retried.
-        on_completion: Functions ``fn(task, task_run, state)`` called when a run completes.
-        on_failure: The same, called when a run fails (after its last retry).
-        on_running: The same, called when an attempt starts running.
-        cache_key_fn: ``fn(context, parameters) -> str | None``. A call whose key matches
-            a completed run of this task (not expired) returns that run's result without
-            running, in state ``Cached``. ``None`` from the function: do not cache.
-        cache_policy: What the cache key is made of, as a policy such as
-            ``flowkit.cache_policies.INPUTS + TASK_SOURCE``. Not with ``cache_key_fn``.
-        cache_expiration: How long a cached result may be reused. ``None``: for ever.
-        refresh_cache: Run even on a cache hit, and overwrite the cached result.
-        persist_result: Whether cached results are written to disk (they survive the
-            process) or kept in memory. Default: written, when the task caches.
-        result_serializer: ``"json"`` (through cattrs) or ``"pickle"``. Default: JSON
-            when it holds the value exactly, else pickle.
-        result_storage: The directory for result files. Default: ``$FLOWKIT_HOME/results``.
-        buffer: For a generator task: how many values its body may produce ahead of the
-            reader. ``None`` (the default): none, the body runs one step per value read.
-    """
-
-    name: str = attrs.field(validator=non_empty_str)
-    description: str | None = attrs.field(default=None, validator=instance_of_or_none(str, "a str"))
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=to_tags)
-    version: str | None = attrs.field(default=None, validator=instance_of_or_none(str, "a str"))
-    task_run_name: str | Callable[[], str] | None = attrs.field(
-        default=None, validator=run_name_option
-    )
-    log_prints: bool | None = attrs.field(
-        default=None, validator=instance_of_or_none(bool, "True or False")
-    )
-    max_concurrency: int | None = attrs.field(default=None, validator=positive_int_or_none)
-    timeout_seconds: float | None = attrs.field(default=None, validator=policy.timeout)
-    retries: int = attrs.field(default=0, validator=policy.retry_count)
-    retry_delay_seconds: RetryDelays = attrs.field(default=0, validator=policy.retry_delays)
-    retry_jitter_factor: float | None = attrs.field(default=None, validator=policy.jitter_factor)
-    retry_condition_fn: RetryCondition | None = attrs.field(
-        default=None, validator=policy.callable_or_none
-    )
-    on_completion: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
-    on_failure: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
-    on_running: tuple[Hook, ...] = attrs.field(default=(), converter=policy.hooks)
-    cache_key_fn: CacheKeyFunction | None = attrs.field(
-        default=None, validator=policy.callable_or_none
-    )
-    cache_policy: CachePolicy | None = attrs.field(default=None, validator=policy.cache_policy)
-    cache_expiration: timedelta | None = attrs.field(
-        default=None, validator=policy.cache_expiration
-    )
-    refresh_cache: bool | None = attrs.field(
-        default=None, validator=instance_of_or_none(bool, "True or False")
-    )
-    persist_result: bool | None = attrs.field(
-        default=None, validator=instance_of_or_none(bool, "True or False")
-    )
-    result_serializer: Literal["json", "pickle"] | None = attrs.field(
-        default=None, validator=policy.serializer
-    )
-    result_storage: str | PurePath | None = attrs.field(default=None, validator=policy.storage)
-    buffer: int | None = attrs.field(default=None, validator=positive_int_or_none)
-
 
 class TaskOptionsDict(TypedDict, total=False):
-    """``TaskOptions`` as keyword arguments; see ``TaskOptions`` for what each one does."""
+    """The options of ``@task``, ``Task(...)`` and ``Task.with_options`` as keywords.
 
-    name: str
+    Each is declared (type, default, meaning) in ``TaskOptions``; a test keeps these
+    keys and types the same. ``None`` keeps ``name``, ``description``, ``tags`` and the
+    hooks in ``with_options``, and sets any other option to ``None`` (its default).
+    """
+
+    name: str | None
     description: str | None
-    tags: Iterable[str] | None
     version: str | None
-    task_run_name: str | Callable[[], str] | None
     log_prints: bool | None
-    max_concurrency: int | None
     timeout_seconds: float | None
-    retries: int
-    retry_delay_seconds: RetryDelays
-    retry_jitter_factor: float | None
-    retry_condition_fn: RetryCondition | None
+    retries: int | None
+    retry_delay_seconds: RetryDelays | None
+    max_concurrency: int | None
     on_completion: Iterable[Hook] | None
     on_failure: Iterable[Hook] | None
     on_running: Iterable[Hook] | None
-    cache_key_fn: CacheKeyFunction | None
+    tags: Iterable[str] | None
+    task_run_name: RunName | None
+    retry_jitter_factor: float | None
+    retry_condition_fn: RetryCondition | None
     cache_policy: CachePolicy | None
+    cache_key_fn: CacheKeyFunction | None
     cache_expiration: timedelta | None
     refresh_cache: bool | None
     persist_result: bool | None
     result_serializer: Literal["json", "pickle"] | None
     result_storage: str | PurePath | None
     buffer: int | None
+    viz_return_value: object
 
 
-@attrs.frozen(eq=False)
-class Task(Runnable[P, R]):
+@attrs.frozen(init=False, eq=False, kw_only=True, slots=False)
+class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __attrs_init__ gains the options
     """A function whose calls are recorded as task runs.
 
     Call it like the function: a sync task returns the value, an async task returns an
     awaitable of the value. With ``return_state=True`` the call returns the run's final
     ``State`` instead, and does not raise the task's exception.
+
+    ``Task(fn, name=..., retries=...)`` is ``@task(name=..., retries=...)`` applied to
+    ``fn``. Every option is an attribute (``task.retries``, ``task.on_failure_hooks``...);
+    a task is an immutable value: change options with ``with_options``.
     """
 
     kind: ClassVar[str] = "task"
-    run_name_option: ClassVar[str] = "task_run_name"
-    options_class: ClassVar[type] = TaskOptions
+    hook_names: ClassVar[tuple[str, ...]] = ("completion", "failure", "running")
 
-    @property
-    def tags(self) -> frozenset[str]:
-        """The tags given to the decorator."""
-        return self.options.tags  # type: ignore[no-any-return]
+    def __init__(self, fn: Callable[P, R], **options: Unpack[TaskOptionsDict]) -> None:
+        """Make a task of ``fn``: a function, method, callable object or partial.
+
+        Raises:
+            TypeError: ``fn`` is not callable, has a parameter named ``return_state`` or
+                ``wait_for``, has no name to take (pass ``name=``), or an option has the
+                wrong type.
+            ValueError: An option has a bad value, e.g. a ``task_run_name`` template that
+                names a parameter the function does not have.
+        """
+        self._define(fn, options)
+
+    def _settle(self) -> None:
+        cache_policy, persist = policy.resolve_caching(
+            self.cache_policy, self.cache_key_fn, self.persist_result,
+            stores=self.result_storage is not None or self.result_serializer is not None,
+        )  # fmt: skip
+        object.__setattr__(self, "cache_policy", cache_policy)
+        object.__setattr__(self, "persist_result", persist)
 
     @property
     def task_key(self) -> str:
         """A key that identifies the task: a hash of its name, the fully qualified name of
         its function and its tags. Tasks that differ in any of them have different keys."""
         fn = self.fn
-        return _task_key(self.name, f"{fn.__module__}.{fn.__qualname__}", self.tags)
+        qualified = getattr(fn, "__qualname__", type(fn).__qualname__)
+        return _task_key(self.name, f"{fn.__module__}.{qualified}", self.tags)
 
     def with_options(self, **changes: Unpack[TaskOptionsDict]) -> Task[P, R]:
         """Return a copy of the task with some options changed.
+
+        Options left out keep their values, and so do ``name``, ``description``,
+        ``tags`` and hooks given as ``None``; any other option given as ``None`` goes
+        back to its default. A method task stays bound as it was.
 
         Raises:
             TypeError: An option has a value of the wrong type.
             ValueError: An option has a value out of range.
         """
-        return self._evolve_options(dict(changes))
+        return self._evolve(changes)
+
+    def on_completion(self, fn: H) -> H:
+        """Decorator: call ``fn(task, task_run, state)`` when a run of this task completes.
+
+        The hook is added to this task itself (it is the one change a task accepts after
+        it is made, so that a decorator below the definition takes effect); copies made
+        earlier with ``with_options`` do not get it.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("completion", fn)
+        return fn
+
+    def on_failure(self, fn: H) -> H:
+        """Decorator: call ``fn(task, task_run, state)`` when a run fails (after its last
+        retry). See ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("failure", fn)
+        return fn
+
+    def on_running(self, fn: H) -> H:
+        """Decorator: call ``fn(task, task_run, state)`` when an attempt starts running.
+        See ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("running", fn)
+        return fn
 
     # A call with return_state=True cannot be typed through ParamSpec (no keyword may
     # follow *args: P.args), so those overloads accept any arguments; they overlap the
@@ -250,14 +216,14 @@ class Task(Runnable[P, R]):
         return_state = bool(kwargs.pop("return_state", False))
         run = self._new_run(args, kwargs)
         if self.streams is not None and not return_state:
-            return children.stream(run, self.options.buffer)
+            return children.stream(run, self.buffer)
         if self.is_async or self.streams == "async":
             return self._call_async(run, return_state)
         if self.policy.plain:
             return finished(drive(execute(run, INLINE)), return_state)
         return finished(children.call_on_loop(run), return_state)
 
-    async def _call_async(self, run: Any, return_state: bool) -> Any:
+    async def _call_async(self, run: Run, return_state: bool) -> Any:
         return finished(await execute(run, ON_LOOP), return_state)
 
     @overload
@@ -335,14 +301,16 @@ class Task(Runnable[P, R]):
 
     def _new_run(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], submitted: bool = False
-    ) -> Any:
-        o: TaskOptions = self.options
+    ) -> TaskRun:
         wait_for = kwargs.pop("wait_for", None)
-        return new_run(
+        run = new_run(
             cast("Definition", self), self.bound + args, kwargs, flow=False, skip=len(self.bound),
-            run_name=o.task_run_name, log_prints=o.log_prints, tags=o.tags,
-            wait_for=wait_for, max_concurrency=o.max_concurrency, submitted=submitted,
+            wait_for=wait_for, submitted=submitted,
         )  # fmt: skip
+        return cast("TaskRun", run)
+
+
+Task.__setattr__ = refuse_assignment  # type: ignore[assignment,method-assign]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -364,21 +332,28 @@ def _unwrapped(value: object) -> object:
 
 
 @overload
+def task(fn: classmethod[Any, P, R], /) -> Task[P, R]: ...
+@overload
+def task(fn: staticmethod[P, R], /) -> Task[P, R]: ...
+@overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
 def task(**options: Unpack[TaskOptionsDict]) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(
-    fn: Callable[P, R] | None = None, /, **options: Unpack[TaskOptionsDict]
+    fn: Callable[P, R] | classmethod[Any, P, R] | staticmethod[P, R] | None = None,
+    /,
+    **options: Unpack[TaskOptionsDict],
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Turn a function into a task: ``@task`` or ``@task(name=..., tags=[...])``.
 
-    Sync and async functions are supported, and so are methods: put ``@classmethod`` or
-    ``@staticmethod`` above ``@task``. See ``TaskOptions`` for the options.
+    Sync and async functions, generator functions, callable objects and methods are
+    supported; ``@classmethod`` and ``@staticmethod`` may go above or below ``@task``.
+    See ``TaskOptions`` for the options.
 
     Raises:
-        TypeError: Applied to something that is not a function, or an option has the wrong
+        TypeError: Applied to something that is not callable, or an option has the wrong
             type.
         ValueError: An option has a bad value, e.g. a ``task_run_name`` template that
             names a parameter the function does not have.
@@ -386,7 +361,7 @@ def task(
     if fn is None:
 
         def decorate(fn: Callable[P, R]) -> Task[P, R]:
-            return Task[P, R].wrap(fn, options)
+            return Task(fn, **options)
 
         return decorate
-    return Task[P, R].wrap(fn, options)
+    return Task(cast("Callable[P, R]", fn), **options)

@@ -233,11 +233,12 @@ def test_a_corrupt_entry_is_a_miss_with_a_warning(
     assert any("unreadable" in r.getMessage() for r in caplog.records)
 
 
-def test_persist_result_false_keeps_results_in_memory(flowkit_home: Path) -> None:
+def test_persist_result_false_turns_caching_off(flowkit_home: Path) -> None:
+    # Prefect's rule: results that are not persisted cannot be reused (NO_CACHE).
     counted, calls = counting_task(cache_key_fn=task_input_hash, persist_result=False)
     counted(1)
     counted(1)
-    assert calls == [1]
+    assert calls == [1, 1]
     assert not (flowkit_home / "results").exists()
 
 

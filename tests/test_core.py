@@ -202,17 +202,30 @@ def test_method_parameters_leave_out_self(backend: str) -> None:
     assert seen == [{"x": 3}]
 
 
-def test_classmethod_below_task_is_refused_with_the_fix() -> None:
-    with pytest.raises(TypeError, match="put @classmethod above @task"):
+def test_task_above_classmethod_and_staticmethod_binds_the_same(backend: str) -> None:
+    class Either:
+        @task  # type: ignore[arg-type]  # a classmethod object, as Prefect accepts
+        @classmethod
+        def kind(cls) -> str:
+            return cls.__name__
 
-        class Wrong:
-            @task  # type: ignore[arg-type]
-            @classmethod
-            def f(cls) -> None: ...
+        @task  # type: ignore[arg-type]
+        @staticmethod
+        def shout(word: str) -> str:
+            return word.upper()
+
+    class Child(Either):
+        pass
+
+    @flow
+    def main() -> list[str]:
+        return [Either.kind(), Child.kind(), Child().kind(), Either.shout("a"), Child().shout("b")]
+
+    assert main() == ["Either", "Child", "Child", "A", "B"]
 
 
 def test_task_on_something_not_callable_is_refused() -> None:
-    with pytest.raises(TypeError, match="@task needs a function, got 3"):
+    with pytest.raises(TypeError, match="@task needs a function or another callable object, got 3"):
         task(3)  # type: ignore[call-overload]
 
 

@@ -19,7 +19,7 @@ CHECKED = ROOT / "tests" / "typing" / "check_types.py"
 
 DEFINITIONS = textwrap.dedent(
     """\
-    from flowkit import flow, task
+    from flowkit import Flow, Task, flow, task
 
 
     @task
@@ -55,6 +55,11 @@ MISUSES = {
     "with_options_option_unknown": 'add.with_options(colour="red")',
     "with_options_copy_keeps_the_signature": 'add.with_options(name="x")("one")',
     "flow_with_options_copy_keeps_the_signature": 'pipeline.with_options(name="x")("3")',
+    "task_constructor_option_of_wrong_type": 'Task(add.fn, retries="3")',
+    "flow_constructor_option_unknown": "Flow(pipeline.fn, tags=['x'])",
+    "task_option_assigned": "add.retries = 3",
+    "flow_option_assigned": "pipeline.timeout_seconds = 3",
+    "task_attribute_used_as_another_type": "count: int = add.tags",
 }
 # And uses it must accept, next to them, so that an error above is not a broken file.
 CORRECT = {
@@ -65,6 +70,8 @@ CORRECT = {
     # ``wait_for`` is documented on calls and ``submit``.
     "call_with_wait_for": "number: int = add(1, wait_for=[add.submit(2)])",
     "submit_with_wait_for": "number: int = add.submit(1, wait_for=[add.submit(2)]).result()",
+    "constructor_call": "number: int = Task(add.fn, retries=1)(1)",
+    "attribute_read": "retries: int = add.retries + pipeline.retries",
 }
 
 

@@ -463,12 +463,14 @@ def cache_key(policy: CachePolicy, run: Run) -> str | None:
     """The cache key of task run ``run``; ``None`` for none, with a WARNING if the policy
     failed (as Prefect, the run then goes on uncached)."""
     flow_run = run.flow_run
-    parameters = run.parameters
+    # A cache_key_fn sees a method's self or cls, as in Prefect; the policies that encode
+    # inputs do not (an instance rarely has a canonical encoding).
+    inputs = run.arguments if isinstance(policy, CacheKeyFnPolicy) else run.parameters
     info = TaskRunInfo(run.id, flow_run.id if flow_run is not None else None)
-    context = CacheContext(run.definition, info, parameters)
+    context = CacheContext(run.definition, info, inputs)
     try:
         return policy.compute_key(
-            context, parameters, flow_run.parameters if flow_run is not None else {}
+            context, inputs, flow_run.parameters if flow_run is not None else {}
         )
     except Exception as exc:
         _log.warning("%s: %s (run %r is not cached)", type(exc).__name__, exc, run.name)

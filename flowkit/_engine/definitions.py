@@ -1,102 +1,107 @@
-"""What ``Task`` and ``Flow`` share: wrapping a function, validating options, binding
-to instances, and starting runs through the one engine."""
+"""What ``Task`` and ``Flow`` share: wrapping a callable, validating options, binding
+to instances and classes, registering hooks, and the policy the engine reads."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Generic, Literal, ParamSpec, Self, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, Literal, NoReturn, ParamSpec, Self, TypeVar, cast
 
 import attrs
 
 from .naming import check_template
+from .options import FlowOptions, Hook, TaskOptions
 from .policy import Policy
 from .runs import PlainParameters, plain_parameters
 
-__all__ = ["Runnable", "check_callable", "option_error", "to_tags"]
+__all__ = [
+    "RESERVED_PARAMETERS",
+    "Binding",
+    "Runnable",
+    "default_name",
+    "refuse_assignment",
+    "unwrap_callable",
+]
 
 P = ParamSpec("P")
 # Covariant: pyright types an async function as returning CoroutineType, and the async
 # overloads (submit, return_state) ask for a Runnable returning some Coroutine.
 R = TypeVar("R", covariant=True)
 
+# Keywords that every call takes for itself, so a function cannot have them.
+RESERVED_PARAMETERS = ("return_state", "wait_for")
 
-def check_callable(fn: object, decorator: str, *, generators: bool) -> Callable[..., Any]:
-    """Check what a decorator was applied to.
+Binding = Literal["instance", "class", "static"]
+
+# Options whose ``None`` in ``with_options`` keeps the current value, as in Prefect.
+_KEPT_ON_NONE = frozenset({"name", "description", "tags"})
+
+
+def unwrap_callable(fn: object, decorator: str) -> tuple[Callable[..., Any], Binding]:
+    """What a decorator was applied to: the callable, and how lookups bind it.
 
     Raises:
-        TypeError: ``fn`` is not a plain callable, a class/static method wrapper applied in
-            the wrong order, or a generator function where ``generators`` is false.
+        TypeError: ``fn`` is not callable.
     """
-    if isinstance(fn, classmethod | staticmethod):
-        kind = "classmethod" if isinstance(fn, classmethod) else "staticmethod"
+    if isinstance(fn, classmethod):
+        return _checked(cast("object", fn.__func__), decorator), "class"
+    if isinstance(fn, staticmethod):
+        return _checked(cast("object", fn.__func__), decorator), "static"
+    return _checked(fn, decorator), "instance"
+
+
+def _checked(fn: object, decorator: str) -> Callable[..., Any]:
+    if not callable(fn) or isinstance(fn, type):
         raise TypeError(
-            f"{decorator} was applied to a {kind} object; put @{kind} above {decorator}:\n"
-            f"    @{kind}\n    {decorator}\n    def method(...): ..."
-        )
-    if not callable(fn):
-        raise TypeError(f"{decorator} needs a function, got {fn!r} of type {type(fn).__name__}")
-    if not generators and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
-        raise TypeError(
-            f"{decorator} cannot wrap generator function {getattr(fn, '__qualname__', fn)!r}: "
-            "only tasks can stream; make it a @task, or return a list"
+            f"{decorator} needs a function or another callable object, got {fn!r} of type "
+            f"{type(fn).__name__}"
         )
     return fn
 
 
-def to_tags(value: Iterable[str] | None) -> frozenset[str]:
-    """Converter for ``tags=``: a collection of strings (a lone string is a mistake)."""
-    if value is None:
-        return frozenset()
-    if isinstance(value, str):
-        raise TypeError(f"tags must be a collection of strings, got {value!r}; write [{value!r}]")
-    tags = frozenset(value)
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise TypeError(f"tags must be strings, got {tag!r}")
-    return tags
+_NO_NAME = object()
 
 
-def option_error(owner: str, exc: TypeError | ValueError) -> TypeError | ValueError:
-    """The same error, prefixed with the task or flow it concerns."""
-    return type(exc)(f"{owner}: {exc}")
+def _unpartial(fn: object) -> object:
+    while isinstance(fn, functools.partial):
+        fn = fn.func  # pyright: ignore[reportUnknownMemberType]
+    return fn
 
 
-def instance_of_or_none(kind: type | tuple[type, ...], what: str) -> Callable[..., None]:
-    """An attrs validator: ``None`` or an instance of ``kind``, with a readable message."""
+def default_name(fn: Callable[..., Any], decorator: str) -> str:
+    """The name of a callable: its ``__name__``, a partial's function's, or its type's.
 
-    def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is not None and not isinstance(value, kind):
-            raise TypeError(f"{attribute.name} must be {what} or None, got {value!r}")
-
-    return validate
-
-
-def positive_int_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """An attrs validator: ``None`` or an integer of at least 1."""
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be a positive int or None, got {value!r}")
-    if value < 1:
-        raise ValueError(
-            f"{attribute.name} must be at least 1, or None for no bound, got {value!r}"
-        )
+    Raises:
+        TypeError: The callable has no name to take (give ``name=``).
+    """
+    target = _unpartial(fn)
+    name = getattr(target, "__name__", _NO_NAME)
+    if name is _NO_NAME and not inspect.isroutine(target):
+        name = type(target).__name__  # a callable object: named after its class
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{decorator} cannot take a name from {fn!r}; pass name='...'")
+    return name
 
 
-def non_empty_str(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """An attrs validator: a non-empty string."""
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{attribute.name} must be a non-empty string, got {value!r}")
+def func_name(fn: object) -> str:
+    """A name for ``fn`` in messages, whatever it is."""
+    return str(getattr(_unpartial(fn), "__name__", None) or type(fn).__name__)
 
 
-def run_name_option(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """An attrs validator for ``task_run_name``/``flow_run_name``."""
-    if value is not None and not isinstance(value, str) and not callable(value):
-        raise TypeError(
-            f"{attribute.name} must be a str.format template, a function returning a str, "
-            f"or None, got {value!r}"
-        )
+def _signature(fn: Callable[..., Any], owner: str) -> inspect.Signature:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{owner}: cannot read the parameters of {fn!r} ({exc})") from None
+    for reserved in RESERVED_PARAMETERS:
+        if reserved in signature.parameters:
+            raise TypeError(
+                f"{owner}: parameter {reserved!r} of {fn!r} is reserved: every call takes "
+                f"{reserved}= for itself ({', '.join(RESERVED_PARAMETERS)}); rename it"
+            )
+    return signature
 
 
 def _streams(fn: Callable[..., Any]) -> Literal["sync", "async"] | None:
@@ -107,107 +112,161 @@ def _streams(fn: Callable[..., Any]) -> Literal["sync", "async"] | None:
     return None
 
 
-@attrs.frozen(eq=False)
-class Runnable(Generic[P, R]):
-    """A function wrapped as a task or flow, with its options.
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - a callable object's method
+    return not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
 
-    Subclasses set ``kind`` and name their options class; everything else is shared.
+
+@attrs.frozen(init=False, eq=False, kw_only=True, slots=False)
+class Runnable(Generic[P, R]):
+    """A callable wrapped as a task or flow; its options are the subclass's fields.
+
+    Subclasses set ``kind`` and inherit their options class; everything else is shared.
     """
 
     fn: Callable[P, R]
-    options: Any
-    # For a method looked up on an instance (or a class, for a classmethod): the object
-    # passed as its first argument.
-    bound: tuple[Any, ...] = ()
-    signature: inspect.Signature = attrs.field(
-        default=attrs.Factory(lambda self: inspect.signature(self.fn), takes_self=True),
-        repr=False,
-    )
-    policy: Policy = attrs.field(
-        default=attrs.Factory(lambda self: Policy.of(self.options), takes_self=True),
-        repr=False,
-    )
+    """The wrapped callable."""
+    binding: Binding = "instance"
+    """How looking the definition up on a class or instance binds it."""
+    # For a method looked up on an instance (or any lookup, for a classmethod): the
+    # object passed as its first argument.
+    bound: tuple[Any, ...] = attrs.field(default=(), repr=False)
+    # The options as the user gave them, which with_options starts from.
+    given: Mapping[str, Any] = attrs.field(repr=False)
+    signature: inspect.Signature = attrs.field(init=False, repr=False)
+    policy: Policy = attrs.field(init=False, repr=False)
     # Read on every call, so worked out once.
-    plain_parameters: PlainParameters = attrs.field(
-        default=attrs.Factory(lambda self: plain_parameters(self.signature), takes_self=True),
-        repr=False,
-    )
-    is_async: bool = attrs.field(
-        default=attrs.Factory(lambda self: inspect.iscoroutinefunction(self.fn), takes_self=True),
-        repr=False,
-    )
-    """Whether the function is a coroutine function, so calls must be awaited."""
-    streams: Literal["sync", "async"] | None = attrs.field(
-        default=attrs.Factory(lambda self: _streams(self.fn), takes_self=True), repr=False
-    )
+    plain_parameters: PlainParameters = attrs.field(init=False, repr=False)
+    is_async: bool = attrs.field(init=False, repr=False)
+    """Whether calls must be awaited: the function is a coroutine function."""
+    streams: Literal["sync", "async"] | None = attrs.field(init=False, repr=False)
     """``"sync"`` for a generator function, ``"async"`` for an async one, else ``None``."""
 
     kind: ClassVar[str]  # "task" or "flow", for messages
-    run_name_option: ClassVar[str]  # the option that names runs: "task_run_name", ...
-    options_class: ClassVar[type]
+    hook_names: ClassVar[tuple[str, ...]]  # the hooks this kind of definition has
 
     @classmethod
     def default_name(cls, fn: Callable[..., Any]) -> str:
-        """The name of a task or flow made from ``fn`` without a ``name`` option."""
-        return fn.__name__
-
-    @classmethod
-    def wrap(cls, fn: object, options: Mapping[str, Any]) -> Self:
-        """Make a task or flow of ``fn``: what the decorators do.
+        """The name of a task or flow made from ``fn`` without a ``name`` option.
 
         Raises:
-            TypeError: ``fn`` cannot be wrapped, or an option has the wrong type.
-            ValueError: An option has a bad value.
+            TypeError: ``fn`` has no name to take.
         """
-        fn = check_callable(fn, f"@{cls.kind}", generators=cls.kind == "task")
-        name = options.get("name", cls.default_name(fn))
+        return default_name(fn, f"@{cls.kind}")
+
+    def _define(self, fn: object, options: Mapping[str, Any]) -> None:
+        """What the constructor does: check ``fn`` and the options, then set them."""
+        func, binding = unwrap_callable(fn, f"@{self.kind}")
+        name = options.get("name")
+        name = self.default_name(func) if name is None else name
         try:
-            opts = cls.options_class(**{"description": inspect.getdoc(fn), **options, "name": name})
-            policy = Policy.of(opts)
+            # Made by attrs for a class with its own __init__ (unknown to pyright).
+            self.__attrs_init__(  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+                fn=func, binding=binding, given=dict(options),
+                **{"description": inspect.getdoc(_unpartial(func)), **options, "name": name},
+            )  # fmt: skip
         except (TypeError, ValueError) as exc:
-            raise option_error(f"{cls.kind} {name!r}", exc) from None
-        return cls(fn, opts, policy=policy)
+            label = name if isinstance(name, str) and name else func_name(func)
+            raise type(exc)(f"{self.kind} {label!r}: {exc}") from None
 
     def __attrs_post_init__(self) -> None:
-        template = self.run_name
-        if isinstance(template, str):
-            check_template(template, self.signature, owner=self.owner)
+        owner = self.owner
+        streams = _streams(self.fn)
+        if self.kind == "flow" and streams is not None:
+            raise TypeError(
+                f"{owner}: @flow cannot wrap generator function {self.fn!r}: only tasks "
+                "can stream; make it a @task, or return a list"
+            )
+        signature = _signature(self.fn, owner)
+        run_name = self.run_name
+        if isinstance(run_name, str):
+            check_template(run_name, signature, owner=owner)
+        self._settle()
+        try:
+            policy = Policy.of(self)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{owner}: {exc}") from None
+        set_ = object.__setattr__
+        set_(self, "signature", signature)
+        set_(self, "policy", policy)
+        set_(self, "plain_parameters", plain_parameters(signature))
+        set_(self, "is_async", _is_async(self.fn))
+        set_(self, "streams", streams)
+
+    def _settle(self) -> None:
+        """Work out options that depend on others (a task's cache policy)."""
 
     @property
-    def name(self) -> str:
-        """The task's or flow's name."""
-        return self.options.name  # type: ignore[no-any-return]
-
-    @property
-    def description(self) -> str | None:
-        """The description: given, or the function's docstring."""
-        return self.options.description  # type: ignore[no-any-return]
-
-    @property
-    def version(self) -> str | None:
-        """The version given to the decorator, if any."""
-        return self.options.version  # type: ignore[no-any-return]
-
-    @property
-    def run_name(self) -> str | Callable[[], str] | None:
+    def run_name(self) -> object:
         """The template or function that names runs, if one was given."""
-        return getattr(self.options, self.run_name_option)  # type: ignore[no-any-return]
+        if isinstance(self, TaskOptions):
+            return self.task_run_name
+        if isinstance(self, FlowOptions):
+            return self.flow_run_name
+        return None
 
     @property
     def owner(self) -> str:
         """How error messages name this task or flow."""
-        return f"{self.kind} {self.name!r}"
+        return f"{self.kind} {self.name!r}"  # type: ignore[attr-defined]
 
-    def _evolve_options(self, changes: dict[str, Any]) -> Self:
-        try:
-            options = attrs.evolve(self.options, **changes)
-            return attrs.evolve(self, options=options, policy=Policy.of(options))
-        except (TypeError, ValueError) as exc:
-            raise option_error(self.owner, exc) from None
+    def _evolve(self, changes: Mapping[str, Any]) -> Self:
+        """A copy with ``changes`` to the options given (``with_options``)."""
+        given = dict(self.given)
+        for option, value in changes.items():
+            if value is None and option in _KEPT_ON_NONE | {f"on_{h}" for h in self.hook_names}:
+                continue  # as in Prefect: ``None`` keeps these
+            given[option] = value
+        # A new cache policy replaces a cache_key_fn, and the other way round.
+        if changes.get("cache_key_fn") is not None:
+            given.pop("cache_policy", None)
+        elif "cache_policy" in changes:
+            given.pop("cache_key_fn", None)
+        for hook in self.hook_names:  # hooks registered with the decorators stay
+            if f"on_{hook}" not in changes:
+                given[f"on_{hook}"] = getattr(self, f"on_{hook}_hooks")
+        fn = self.fn
+        wrapped = {"class": classmethod, "static": staticmethod}.get(self.binding)
+        new = object.__new__(type(self))
+        new._define(wrapped(cast("Any", fn)) if wrapped is not None else fn, given)
+        if self.bound:
+            object.__setattr__(new, "bound", self.bound)
+        return new
+
+    def _add_hook(self, hook: str, fn: Hook) -> None:
+        """Register a hook on this definition: the decorators' one change in place."""
+        if not callable(fn):
+            raise TypeError(f"{self.owner}: @.on_{hook} needs a function, got {fn!r}")
+        name = f"on_{hook}_hooks"
+        hooks = (*getattr(self, name), fn)
+        object.__setattr__(self, name, hooks)
+        given = {**self.given, f"on_{hook}": hooks}
+        object.__setattr__(self, "given", given)
+        object.__setattr__(self, "policy", Policy.of(self))  # type: ignore[arg-type]
 
     def __get__(self, instance: object, owner: type | None = None) -> Self:
         # Looked up on an instance: bind it, so that ``obj.method()`` passes ``obj``.
-        # A classmethod above the decorator binds the class the same way.
-        if instance is None:
+        # A class method binds the class, however it was looked up; a static method
+        # binds nothing. The copy shares everything else (it is a value).
+        if self.binding == "static" or (instance is None and self.binding == "instance"):
             return self
-        return attrs.evolve(self, bound=(instance,))
+        bound = copy.copy(self)
+        target: object = instance
+        if self.binding == "class":
+            target = owner if owner is not None else type(instance)
+        object.__setattr__(bound, "bound", (target,))
+        return bound
+
+
+def refuse_assignment(self: Runnable[Any, Any], name: str, value: object) -> NoReturn:
+    """``__setattr__`` of tasks and flows: they are values.
+
+    Raises:
+        AttributeError: Always, pointing to ``with_options``.
+    """
+    raise AttributeError(
+        f"{self.owner} cannot be changed ({name} = {value!r}): tasks and flows are "
+        f"immutable; make a changed copy with .with_options({name}=...)"
+    )

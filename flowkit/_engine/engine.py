@@ -38,29 +38,18 @@ def new_run(
     *,
     flow: bool,
     skip: int = 0,
-    run_name: Any = None,
-    log_prints: bool | None = None,
-    tags: frozenset[str] = frozenset(),
     wait_for: Iterable[Any] | None = None,
-    max_concurrency: int | None = None,
-    thread_limit: int | None = None,
     submitted: bool = False,
 ) -> Run:
     """Create a Pending run in the caller's context, which gives it its parent and tags.
 
     Args:
-        definition: The task or flow.
+        definition: The task or flow; its ``policy`` holds its run settings.
         args: Positional arguments of the call (a bound instance first).
         kwargs: Keyword arguments of the call.
         flow: Whether this is a flow run.
         skip: Leading positional arguments that are not parameters.
-        run_name: A ``str.format`` template or a callable naming the run; ``None`` for
-            the default name.
-        log_prints: The definition's own setting; ``None`` inherits the parent's.
-        tags: The definition's own tags.
         wait_for: Futures the run waits for, besides those among its arguments.
-        max_concurrency: Bound on the run's unfinished submitted runs.
-        thread_limit: For a flow run: its worker-thread limit.
         submitted: Whether the run is being submitted rather than called.
 
     Raises:
@@ -69,16 +58,18 @@ def new_run(
     """
     events.activate()
     parent = current_run.get()
+    policy = definition.policy
+    log_prints, tags, run_name = policy.log_prints, policy.tags, policy.run_name
     if log_prints is None:
         log_prints = parent.log_prints if parent is not None else False
     if outer_tags := current_tags.get():
         tags = tags | outer_tags
     if flow:
         run: Run = FlowRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
-        run.thread_limit = thread_limit  # type: ignore[attr-defined]
+        run.thread_limit = policy.thread_limit  # type: ignore[attr-defined]
     else:
         run = TaskRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
-    run.max_concurrency = max_concurrency
+    run.max_concurrency = policy.max_concurrency
     run.submitted = submitted
     owner = f"{'flow' if flow else 'task'} {definition.name!r}"
     try:
@@ -99,7 +90,7 @@ def new_run(
     if run_name is not None:
         token = current_run.set(run)  # a naming function may read flowkit.runtime
         try:
-            run.name = render_run_name(run_name, parameters, owner=owner)
+            run.name = render_run_name(run_name, run.arguments, owner=owner)
         finally:
             current_run.reset(token)
     elif flow:

@@ -125,10 +125,19 @@ def check_template(template: str, signature: inspect.Signature, *, owner: str) -
             )
 
 
+def _takes_parameters(fn: Callable[..., Any]) -> bool:
+    """Whether a run name function takes the call's ``parameters`` (as Prefect passes them)."""
+    try:
+        return "parameters" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read: call it with nothing
+        return False
+
+
 def render_run_name(
-    template: str | Callable[[], str], parameters: Mapping[str, Any], *, owner: str
+    template: str | Callable[..., str], parameters: Mapping[str, Any], *, owner: str
 ) -> str:
-    """Return the run name given by a template or a callable.
+    """Return the run name given by a template or a callable; a callable with a
+    ``parameters`` parameter is passed the call's arguments by name.
 
     Raises:
         TypeError: A callable returned something other than a non-empty string.
@@ -142,7 +151,7 @@ def render_run_name(
                 f"{owner}: run name template {template!r} needs argument {exc.args[0]!r}, "
                 "which this call did not receive"
             ) from None
-    name = template()
+    name = template(parameters=dict(parameters)) if _takes_parameters(template) else template()
     if not isinstance(name, str) or not name:
         raise TypeError(
             f"{owner}: run name function {template!r} returned {name!r}; "

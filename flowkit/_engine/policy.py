@@ -1,47 +1,44 @@
-"""What the engine does around a body: deadline, retries, hooks. Read from the options.
+"""What the engine does around a body: deadline, retries, hooks, caching, run settings.
 
-The options classes validate each value as it is given; ``Policy.of`` turns them into
-the form the engine uses, once per task or flow, not once per call.
+The options (``options.TaskOptions``, ``options.FlowOptions``) validate each value as it
+is given; ``Policy.of`` turns them into the one typed object the engine reads, once per
+task or flow, not once per call.
 """
 
 from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from numbers import Real
-from pathlib import Path, PurePath
-from types import SimpleNamespace
-from typing import Any, Literal, cast
+from pathlib import Path
+from typing import Any, Literal
 
 import attrs
 
 from ..states import State, StateType
-from .cache_policies import CacheKeyFn, CachePolicy
+from .cache_policies import DEFAULT, NO_CACHE, CacheKeyFn, CachePolicy
+from .options import (
+    MAX_DELAYS,
+    NOT_SET,
+    CacheKeyFunction,
+    FlowOptions,
+    Hook,
+    NotSet,
+    RunName,
+    TaskOptions,
+    as_delay_list,
+    check_delays,
+)
 
 __all__ = [
-    "HOOKS",
-    "MAX_DELAYS",
     "Caching",
     "Policy",
-    "cache_expiration",
-    "cache_policy",
-    "callable_or_none",
     "exponential_backoff",
-    "hooks",
     "is_async_hook",
-    "jitter_factor",
-    "retry_count",
-    "retry_delays",
-    "serializer",
-    "storage",
-    "timeout",
+    "resolve_caching",
 ]
-
-MAX_DELAYS = 50
-
-HOOKS = ("on_running", "on_completion", "on_failure", "on_cancellation", "on_crashed")
 
 # The hook each kind of final state calls.
 _FINAL_HOOK = {
@@ -52,90 +49,6 @@ _FINAL_HOOK = {
 }
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-# attrs validators and converters for the options; messages name the option, and
-# definitions.option_error adds the task or flow.
-
-
-def timeout(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """``None`` or a number of seconds above 0."""
-    if value is None:
-        return
-    if not _is_number(value):
-        raise TypeError(f"{attribute.name} must be a number of seconds or None, got {value!r}")
-    if not value > 0:  # type: ignore[operator]
-        raise ValueError(f"{attribute.name} must be above 0 seconds, or None, got {value!r}")
-
-
-def retry_count(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """An int of 0 or more."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
-
-
-def retry_delays(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """Seconds: a number, a list of up to 50 numbers, or a callable making such a list."""
-    if callable(value):
-        return
-    delays = _as_list(value)
-    if not all(_is_number(d) for d in delays):
-        raise TypeError(
-            f"{attribute.name} must be a number of seconds, a list of them, or a function "
-            f"of the retry count returning a list, got {value!r}"
-        )
-    if any(d < 0 for d in delays):
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-    if len(delays) > MAX_DELAYS:
-        raise ValueError(
-            f"{attribute.name} may list at most {MAX_DELAYS} delays, got {len(delays)}"
-        )
-
-
-def _as_list(value: object) -> list[Any]:
-    """A list or tuple as a list; anything else as a list of one."""
-    if isinstance(value, list | tuple):
-        return list(cast("Iterable[Any]", value))
-    return [value]
-
-
-def jitter_factor(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """``None`` or a number of 0 or more."""
-    if value is None:
-        return
-    if not _is_number(value):
-        raise TypeError(f"{attribute.name} must be a number or None, got {value!r}")
-    if value < 0:  # type: ignore[operator]
-        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
-
-
-def callable_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """``None`` or a callable."""
-    if value is not None and not callable(value):
-        raise TypeError(f"{attribute.name} must be a function or None, got {value!r}")
-
-
-def hooks(value: Iterable[Callable[..., Any]] | None) -> tuple[Callable[..., Any], ...]:
-    """A converter: ``None`` or an iterable of callables, as a tuple.
-
-    Raises:
-        TypeError: The value is a single function, or holds something not callable.
-    """
-    if value is None:
-        return ()
-    if callable(value) or not isinstance(value, Iterable):
-        raise TypeError(f"hooks must be given as a list of functions, got {value!r}")
-    found = tuple(value)
-    for hook in found:
-        if not callable(hook):
-            raise TypeError(f"hooks must be functions, got {hook!r}")
-    return found
-
-
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     """Retry delays that double each time: ``backoff_factor * 2 ** n`` seconds for retry n.
 
@@ -144,13 +57,51 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     Raises:
         ValueError: ``backoff_factor`` is negative.
     """
-    if not _is_number(backoff_factor) or backoff_factor < 0:
+    if (
+        not isinstance(backoff_factor, Real)
+        or isinstance(backoff_factor, bool)
+        or backoff_factor < 0
+    ):
         raise ValueError(f"backoff_factor must be a number of 0 or more, got {backoff_factor!r}")
 
     def delays(retries: int) -> list[float]:
         return [backoff_factor * 2**n for n in range(min(retries, MAX_DELAYS))]
 
     return delays
+
+
+def resolve_caching(
+    cache_policy: CachePolicy | NotSet | None,
+    cache_key_fn: CacheKeyFunction | None,
+    persist_result: bool | None,
+    *,
+    stores: bool,
+) -> tuple[CachePolicy | None, bool | None]:
+    """The cache policy and ``persist_result`` in force, by Prefect's rules.
+
+    A ``cache_key_fn`` is the policy; ``persist_result`` left out is true when anything
+    asks for caching or storage (``stores``: a ``result_storage`` or serializer was
+    given); ``persist_result=False`` means ``NO_CACHE``; a policy left out is ``DEFAULT``.
+
+    Raises:
+        ValueError: Both ``cache_policy`` and ``cache_key_fn`` were given.
+    """
+    if cache_key_fn is not None:
+        if cache_policy is not NOT_SET and cache_policy is not None:
+            raise ValueError(
+                "give cache_key_fn or cache_policy, not both (a cache_key_fn is a policy: "
+                "add it to others with flowkit.cache_policies.CacheKeyFn(fn) + ...)"
+            )
+        cache_policy = CacheKeyFn(cache_key_fn)
+    if persist_result is None and (
+        stores or (isinstance(cache_policy, CachePolicy) and cache_policy is not NO_CACHE)
+    ):
+        persist_result = True
+    if persist_result is False:
+        return (None if cache_policy is None else NO_CACHE), False
+    if cache_policy is NOT_SET:
+        return DEFAULT, persist_result
+    return cache_policy, persist_result
 
 
 @attrs.frozen
@@ -174,52 +125,21 @@ class Caching:
     storage: Path | None = None
 
     @classmethod
-    def of(cls, options: Any) -> Caching | None:
-        """Read the caching options; ``None`` if the task does not cache."""
-        key_fn = getattr(options, "cache_key_fn", None)
-        key = CacheKeyFn(key_fn) if key_fn is not None else getattr(options, "cache_policy", None)
-        if key is None:
+    def of(cls, options: TaskOptions) -> Caching | None:
+        """Read the caching options of a task whose ``cache_policy`` and
+        ``persist_result`` are resolved (see ``resolve_caching``); ``None`` if its
+        results are not persisted, or its policy is ``NO_CACHE``."""
+        key = options.cache_policy
+        if not isinstance(key, CachePolicy) or key is NO_CACHE or not options.persist_result:
             return None
-        storage = getattr(options, "result_storage", None)
+        storage = options.result_storage
         return cls(
             key=key,
             expiration=options.cache_expiration,
             refresh=bool(options.refresh_cache),
-            persist=options.persist_result is not False,
             serializer=options.result_serializer,
             storage=Path(storage).expanduser() if storage is not None else None,
         )
-
-
-def cache_expiration(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """``None`` or a ``timedelta`` of 0 or more."""
-    if value is None:
-        return
-    if not isinstance(value, timedelta):
-        raise TypeError(f"{attribute.name} must be a datetime.timedelta or None, got {value!r}")
-    if value < timedelta(0):
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
-def cache_policy(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """``None`` or a ``CachePolicy``."""
-    if value is not None and not isinstance(value, CachePolicy):
-        raise TypeError(
-            f"{attribute.name} must be a cache policy such as flowkit.cache_policies.INPUTS, "
-            f"or None, got {value!r}"
-        )
-
-
-def serializer(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """``None``, ``"json"`` or ``"pickle"``."""
-    if value not in (None, "json", "pickle"):
-        raise ValueError(f"{attribute.name} must be 'json', 'pickle' or None, got {value!r}")
-
-
-def storage(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """``None`` or a directory path."""
-    if value is not None and not isinstance(value, str | PurePath):
-        raise TypeError(f"{attribute.name} must be a directory path or None, got {value!r}")
 
 
 @attrs.frozen
@@ -234,6 +154,11 @@ class Policy:
         retry_condition: ``(task, run, state) -> bool``; retry only when it says so.
         hooks: Functions to call by hook name, e.g. ``"on_failure"``.
         caching: How results are cached, if they are.
+        run_name: The template or function naming runs; ``None`` for the default name.
+        log_prints: Whether prints become log records; ``None`` inherits the caller's.
+        tags: The definition's own tags.
+        max_concurrency: Bound on a run's unfinished submitted runs.
+        thread_limit: For a flow: its worker-thread limit.
     """
 
     timeout: float | None = None
@@ -241,35 +166,57 @@ class Policy:
     delays: Sequence[float] = ()
     jitter: float | None = None
     retry_condition: Callable[[Any, Any, State[Any]], bool] | None = None
-    hooks: dict[str, tuple[Callable[..., Any], ...]] = attrs.field(factory=dict)
+    hooks: dict[str, tuple[Hook, ...]] = attrs.field(factory=dict)
     caching: Caching | None = None
+    run_name: RunName | None = None
+    log_prints: bool | None = None
+    tags: frozenset[str] = frozenset()
+    max_concurrency: int | None = None
+    thread_limit: int | None = None
 
     @classmethod
-    def of(cls, options: Any) -> Policy:
-        """Read ``options`` (a ``TaskOptions`` or ``FlowOptions``).
+    def of(cls, options: TaskOptions | FlowOptions) -> Policy:
+        """Read ``options``.
 
         Raises:
             ValueError: A ``retry_delay_seconds`` function returned something that is not a
                 list of delays (checked as the option would be).
         """
-        retries: int = getattr(options, "retries", 0)
-        delays: object = getattr(options, "retry_delay_seconds", 0)
-        if getattr(options, "cache_key_fn", None) and getattr(options, "cache_policy", None):
-            raise ValueError(
-                "give cache_key_fn or cache_policy, not both (a cache_key_fn is a policy: "
-                "add it to others with flowkit.cache_policies.CacheKeyFn(fn) + ...)"
-            )
+        delays: object = options.retry_delay_seconds
         if callable(delays):
-            delays = delays(retries)
-            retry_delays(None, _DELAY_ATTRIBUTE, delays)
+            delays = delays(options.retries)
+            check_delays("retry_delay_seconds", delays)
+        hooks = {
+            "on_running": options.on_running_hooks,
+            "on_completion": options.on_completion_hooks,
+            "on_failure": options.on_failure_hooks,
+        }
+        common: dict[str, Any] = {
+            "timeout": options.timeout_seconds,
+            "retries": options.retries,
+            "delays": tuple(as_delay_list(delays)),
+            "log_prints": options.log_prints,
+            "max_concurrency": options.max_concurrency,
+        }
+        if isinstance(options, TaskOptions):
+            return cls(
+                **common,
+                jitter=options.retry_jitter_factor,
+                retry_condition=options.retry_condition_fn,
+                hooks={name: h for name, h in hooks.items() if h},
+                caching=Caching.of(options),
+                run_name=options.task_run_name,
+                tags=options.tags,
+            )
+        hooks |= {
+            "on_cancellation": options.on_cancellation_hooks,
+            "on_crashed": options.on_crashed_hooks,
+        }
         return cls(
-            timeout=getattr(options, "timeout_seconds", None),
-            retries=retries,
-            delays=tuple(_as_list(delays)),
-            jitter=getattr(options, "retry_jitter_factor", None),
-            retry_condition=getattr(options, "retry_condition_fn", None),
-            hooks={name: h for name in HOOKS if (h := getattr(options, name, ()))},
-            caching=Caching.of(options),
+            **common,
+            hooks={name: h for name, h in hooks.items() if h},
+            run_name=options.flow_run_name,
+            thread_limit=options.thread_limit,
         )
 
     @property
@@ -289,9 +236,6 @@ class Policy:
     def final_hook(self, state: State[Any]) -> tuple[Callable[..., Any], ...]:
         """The hooks a run in final ``state`` calls."""
         return self.hooks.get(_FINAL_HOOK[state.type], ())
-
-
-_DELAY_ATTRIBUTE: Any = SimpleNamespace(name="retry_delay_seconds")
 
 
 def is_async_hook(hook: Callable[..., Any]) -> bool:

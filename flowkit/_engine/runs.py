@@ -196,14 +196,18 @@ class Run:
         flow_run.nursery.threaded()
 
     @cached_property
+    def arguments(self) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults filled in, with a bound
+        method's ``self`` or ``cls`` (what run name templates and cache_key_fn see)."""
+        definition = self.definition
+        return _bind(definition.signature, definition.plain_parameters, self.args, self.kwargs)
+
+    @cached_property
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults filled in."""
-        definition = self.definition
-        params = _bind(definition.signature, definition.plain_parameters, self.args, self.kwargs)
-        if self.skip:
-            for key in list(params)[: self.skip]:
-                del params[key]
-        return params
+        if not self.skip:
+            return self.arguments
+        return dict(list(self.arguments.items())[self.skip :])
 
     @cached_property
     def key(self) -> str:
@@ -223,8 +227,9 @@ class Run:
     def rebind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Replace the call's arguments (once upstream futures are resolved)."""
         self.args, self.kwargs = args, kwargs
-        with contextlib.suppress(AttributeError):  # not computed yet
-            del self.parameters
+        for computed in ("arguments", "parameters"):
+            with contextlib.suppress(AttributeError):  # not computed yet
+                delattr(self, computed)
 
     @property
     def flow_run(self) -> FlowRun | None:

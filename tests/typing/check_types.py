@@ -9,7 +9,8 @@ Each ``assert_type`` states what a type checker must infer for a use of the publ
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any, assert_type
 
 from flowkit import Flow, State, Task, TaskFuture, flow, task
@@ -68,6 +69,47 @@ async def async_uses() -> None:
     assert_type(flow_value, int)
     assert_type(await apipeline(["a"], return_state=True), State[int])
     assert_type(await apipeline.with_options(name="other")(["a"]), int)
+
+
+def plain_add(x: int) -> int:
+    return x
+
+
+def constructor_and_attribute_uses(state: State[int]) -> None:
+    made = Task(plain_add, name="adder", retries=2, tags=["math"])
+    made_keeps_signature: Task[[int], int] = made
+    assert_type(made(1), int)
+    assert_type(made.retries, int)
+    assert_type(made.timeout_seconds, float | None)
+    assert_type(made.tags, frozenset[str])
+    assert_type(made.version, str | None)
+    assert_type(made.log_prints, bool | None)
+    assert_type(made.persist_result, bool | None)
+    assert_type(made.cache_expiration, timedelta | None)
+    reset: Task[[int], int] = made.with_options(retries=None)
+    made_flow = Flow(plain_add, flow_run_name="run-{x}", timeout_seconds=5)
+    made_flow_keeps_signature: Flow[[int], int] = made_flow
+    assert_type(made_flow(2), int)
+    assert_type(made_flow.retries, int)
+    assert_type(made_flow.name, str)
+
+    def hook(task: object, run: object, state: State[Any]) -> None: ...
+
+    # The hook decorators hand the function back unchanged.
+    kept: Callable[[object, object, State[Any]], None] = made.on_failure(hook)
+    flow_kept: Callable[[object, object, State[Any]], None] = made_flow.on_crashed(hook)
+    assert_type(made.on_running(hook)(made, None, state), None)
+
+
+class Holder:
+    @task  # the decorator above @staticmethod keeps the signature
+    @staticmethod
+    def double(x: int) -> int:
+        return 2 * x
+
+
+def method_uses() -> None:
+    assert_type(Holder.double(3), int)
 
 
 def state_uses(state: State[int]) -> None:

@@ -1,0 +1,356 @@
+"""Every option of ``@task`` and ``@flow``, declared once: name, type, default, check, doc.
+
+``Options`` holds what tasks and flows share; ``TaskOptions`` and ``FlowOptions`` add the
+rest. ``Task`` and ``Flow`` inherit from them, so each option is an attribute of the
+definition under Prefect's name. The keyword signatures (``TaskOptionsDict``,
+``FlowOptionsDict``, which ``Unpack`` needs) are checked against these fields by a test.
+
+Validators raise ``TypeError``/``ValueError`` naming the option, the bad value and what
+is accepted; ``definitions`` prefixes the task or flow.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from numbers import Real
+from pathlib import PurePath
+from typing import Any, Final, Literal, cast
+
+import attrs
+
+from ..states import State
+from .bridge import Backend
+from .cache_policies import CacheContext, CachePolicy
+
+__all__ = [
+    "MAX_DELAYS",
+    "NOT_SET",
+    "CacheKeyFunction",
+    "FlowOptions",
+    "Hook",
+    "NotSet",
+    "Options",
+    "RetryCondition",
+    "RetryDelays",
+    "RunName",
+    "TaskOptions",
+    "as_delay_list",
+    "check_delays",
+]
+
+MAX_DELAYS = 50
+
+
+class NotSet(enum.Enum):
+    """The type of ``NOT_SET``: an option left out, as opposed to set to ``None``."""
+
+    NOT_SET = "NOT_SET"
+
+    def __repr__(self) -> str:
+        return "NOT_SET"
+
+
+NOT_SET: Final = NotSet.NOT_SET
+
+Hook = Callable[[Any, Any, State[Any]], object]
+RetryDelays = float | Sequence[float] | Callable[[int], Sequence[float]]
+RetryCondition = Callable[[Any, Any, State[Any]], bool]
+CacheKeyFunction = Callable[[CacheContext, dict[str, Any]], str | None]
+# A template over the arguments, or a function of nothing or of ``parameters``.
+RunName = str | Callable[[], str] | Callable[[dict[str, Any]], str]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _optional(kind: type | tuple[type, ...], what: str) -> Callable[..., None]:
+    """A validator: ``None`` or an instance of ``kind``, described as ``what``."""
+
+    def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{attribute.name} must be {what} or None, got {value!r}")
+
+    return validate
+
+
+_optional_str = _optional(str, "a str")
+_optional_bool = _optional(bool, "True or False")
+
+
+def _name(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{attribute.name} must be a non-empty str, got {value!r}")
+
+
+def _positive_int(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a positive int or None, got {value!r}")
+    if value < 1:
+        raise ValueError(
+            f"{attribute.name} must be at least 1, or None for no bound, got {value!r}"
+        )
+
+
+def _timeout(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not _is_number(value):
+        raise TypeError(f"{attribute.name} must be a number of seconds or None, got {value!r}")
+    if not value > 0:  # type: ignore[operator]
+        raise ValueError(f"{attribute.name} must be above 0 seconds, or None, got {value!r}")
+
+
+def _retry_count(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be an int (0 or more) or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
+
+
+def as_delay_list(value: object) -> list[Any]:
+    """A list or tuple as a list; anything else as a list of one."""
+    if isinstance(value, list | tuple):
+        return list(cast("Iterable[Any]", value))
+    return [value]
+
+
+def check_delays(name: str, value: object) -> None:
+    """Check a number of seconds, or a list of up to ``MAX_DELAYS`` of them.
+
+    Raises:
+        TypeError: Something other than numbers.
+        ValueError: A negative delay, or too many.
+    """
+    delays = as_delay_list(value)
+    if not all(_is_number(d) for d in delays):
+        raise TypeError(
+            f"{name} must be a number of seconds, a list of them, or a function of the "
+            f"retry count returning a list, got {value!r}"
+        )
+    if any(d < 0 for d in delays):
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    if len(delays) > MAX_DELAYS:
+        raise ValueError(f"{name} may list at most {MAX_DELAYS} delays, got {len(delays)}")
+
+
+def _retry_delays(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        check_delays(attribute.name, value)
+
+
+def _jitter(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not _is_number(value):
+        raise TypeError(f"{attribute.name} must be a number or None, got {value!r}")
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
+
+
+def _callable(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{attribute.name} must be a function or None, got {value!r}")
+
+
+def _run_name(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str) and not callable(value):
+        raise TypeError(
+            f"{attribute.name} must be a str.format template, a function returning a str, "
+            f"or None, got {value!r}"
+        )
+
+
+def _expiration(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, timedelta):
+        raise TypeError(f"{attribute.name} must be a datetime.timedelta or None, got {value!r}")
+    if value < timedelta(0):
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
+def _cache_policy(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and value is not NOT_SET and not isinstance(value, CachePolicy):
+        raise TypeError(
+            f"{attribute.name} must be a cache policy such as flowkit.cache_policies.INPUTS, "
+            f"or None, got {value!r}"
+        )
+
+
+def _serializer(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in (None, "json", "pickle"):
+        raise ValueError(f"{attribute.name} must be 'json', 'pickle' or None, got {value!r}")
+
+
+def _storage(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str | PurePath):
+        raise TypeError(f"{attribute.name} must be a directory path or None, got {value!r}")
+
+
+def _backend(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and value not in ("asyncio", "trio"):
+        raise ValueError(f"{attribute.name} must be 'asyncio', 'trio' or None, got {value!r}")
+
+
+def _tags(value: Iterable[str] | None) -> frozenset[str]:
+    """A collection of strings (a lone string is a mistake)."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        raise TypeError(f"tags must be a collection of strings, got {value!r}; write [{value!r}]")
+    if not isinstance(value, Iterable):
+        raise TypeError(f"tags must be a collection of strings, got {value!r}")
+    tags = frozenset(cast("Iterable[object]", value))
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise TypeError(f"tags must be strings, got {tag!r} in {value!r}")
+    return cast("frozenset[str]", tags)
+
+
+def _hooks(value: Iterable[Hook] | None) -> tuple[Hook, ...]:
+    """``None`` or a list of callables, as a tuple."""
+    if value is None:
+        return ()
+    if callable(value) or isinstance(value, str | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"hooks must be given as a list of functions, got {value!r}")
+    found = tuple(cast("Iterable[object]", value))
+    for hook in found:
+        if not callable(hook):
+            raise TypeError(f"hooks must be functions, got {hook!r} in {value!r}")
+    return cast("tuple[Hook, ...]", found)
+
+
+def _retries(value: int | None) -> int:
+    return 0 if value is None else value
+
+
+def _delays(value: RetryDelays | None) -> RetryDelays:
+    return 0 if value is None else value
+
+
+def _hooks_field(option: str) -> Any:
+    # The attribute is ``on_failure_hooks`` (as in Prefect): ``on_failure`` is the
+    # decorator that adds one.
+    return attrs.field(default=(), converter=_hooks, alias=option)
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class Options:
+    """What tasks and flows share.
+
+    Attributes:
+        name: The name. Default: the function's name (for a flow, with ``_`` as ``-``).
+        description: What it does. Default: the function's docstring.
+        version: A version string of your choosing.
+        log_prints: Whether ``print`` in the body becomes an INFO log record of the run.
+            ``None`` (the default) takes the setting of the calling run (else off).
+        timeout_seconds: How long one attempt may run; past it the run ends ``TimedOut``
+            and the caller gets ``TaskTimeoutError``/``FlowTimeoutError``. ``None``: no limit.
+        retries: How many times to try again after a failure. Default 0.
+        retry_delay_seconds: Seconds to wait before a retry: a number, a list with one
+            delay per retry (the last repeats), or a function of ``retries`` returning
+            such a list, such as ``exponential_backoff(backoff_factor=2)``. Default 0.
+        max_concurrency: How many task runs one run may have submitted and unfinished at
+            once; ``None`` (the default) for no bound.
+        on_completion_hooks: ``fn(definition, run, state)`` called when a run completes
+            (option ``on_completion``).
+        on_failure_hooks: The same, when a run fails after its last retry (``on_failure``).
+        on_running_hooks: The same, when an attempt starts running (``on_running``).
+    """
+
+    name: str = attrs.field(validator=_name)
+    description: str | None = attrs.field(default=None, validator=_optional_str)
+    version: str | None = attrs.field(default=None, validator=_optional_str)
+    log_prints: bool | None = attrs.field(default=None, validator=_optional_bool)
+    timeout_seconds: float | None = attrs.field(default=None, validator=_timeout)
+    retries: int = attrs.field(default=0, converter=_retries, validator=_retry_count)
+    retry_delay_seconds: RetryDelays = attrs.field(
+        default=0, converter=_delays, validator=_retry_delays
+    )
+    max_concurrency: int | None = attrs.field(default=None, validator=_positive_int)
+    on_completion_hooks: tuple[Hook, ...] = _hooks_field("on_completion")
+    on_failure_hooks: tuple[Hook, ...] = _hooks_field("on_failure")
+    on_running_hooks: tuple[Hook, ...] = _hooks_field("on_running")
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class TaskOptions(Options):
+    """The options only tasks have.
+
+    Attributes:
+        tags: Labels for the task's runs, added to those of enclosing ``tags()`` blocks.
+        task_run_name: Names each run: a ``str.format`` template over the call's
+            arguments (``"fetch-{url}"``, ``"{self.name}-{x}"`` for a method), or a
+            function returning the name, called with ``parameters=`` if it has such a
+            parameter (else with nothing; it may read ``flowkit.runtime``). Default:
+            ``"<name>-<n>"``, ``n`` counting runs of the task from 0 in each flow run.
+        retry_jitter_factor: Vary each delay at random by up to this fraction of it.
+            ``None``: exact delays.
+        retry_condition_fn: ``fn(task, task_run, state) -> bool``; a failed attempt is
+            retried only when it returns true. ``None``: every failure is retried.
+        cache_policy: What the cache key is made of, such as ``INPUTS + TASK_SOURCE``.
+            Read back, it is the policy in force: ``cache_key_fn``'s when given,
+            ``NO_CACHE`` when ``persist_result=False``, ``DEFAULT`` when left out.
+        cache_key_fn: ``fn(context, parameters) -> str | None``: the cache key. A call
+            whose key matches a completed run (not expired) returns its result, in
+            state ``Cached``; ``None`` from the function: do not cache this call.
+        cache_expiration: How long a cached result may be reused. ``None``: for ever.
+        refresh_cache: Run even on a cache hit, and overwrite the cached result.
+        persist_result: Whether results are written to disk, which caching needs.
+            ``None`` (the default): yes when a cache policy, ``cache_key_fn``,
+            ``result_storage`` or ``result_serializer`` is given (and read back so).
+        result_serializer: ``"json"`` (through cattrs) or ``"pickle"``. Default: JSON
+            when it holds the value exactly, else pickle.
+        result_storage: The directory for result files. Default: ``$FLOWKIT_HOME/results``.
+        buffer: For a generator task: how many values its body may produce ahead of the
+            reader. ``None`` (the default): none, the body runs one step per value read.
+        viz_return_value: Accepted for Prefect's UI; it has no effect in flowkit.
+    """
+
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tags)
+    task_run_name: RunName | None = attrs.field(default=None, validator=_run_name)
+    retry_jitter_factor: float | None = attrs.field(default=None, validator=_jitter)
+    retry_condition_fn: RetryCondition | None = attrs.field(default=None, validator=_callable)
+    cache_policy: CachePolicy | NotSet | None = attrs.field(
+        default=NOT_SET, validator=_cache_policy
+    )
+    cache_key_fn: CacheKeyFunction | None = attrs.field(default=None, validator=_callable)
+    cache_expiration: timedelta | None = attrs.field(default=None, validator=_expiration)
+    refresh_cache: bool | None = attrs.field(default=None, validator=_optional_bool)
+    persist_result: bool | None = attrs.field(default=None, validator=_optional_bool)
+    result_serializer: Literal["json", "pickle"] | None = attrs.field(
+        default=None, validator=_serializer
+    )
+    result_storage: str | PurePath | None = attrs.field(default=None, validator=_storage)
+    buffer: int | None = attrs.field(default=None, validator=_positive_int)
+    viz_return_value: object = None
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class FlowOptions(Options):
+    """The options only flows have.
+
+    Attributes:
+        flow_run_name: Names each run: a template over the arguments or a function, as
+            ``task_run_name``. Default: a generated name such as ``"great-ammonite"``.
+        backend: The event loop a *sync* flow starts for its run when called outside
+            any flow: ``"asyncio"`` or ``"trio"``. ``None`` (the default) reads
+            ``FLOWKIT_BACKEND``, else asyncio. An async flow runs on the loop awaiting it.
+        thread_limit: How many sync task bodies of this flow may run in worker threads
+            at once. ``None`` (the default) shares the parent flow's limit, or reads
+            ``FLOWKIT_THREAD_LIMIT``, else 40.
+        on_cancellation_hooks: ``fn(flow, flow_run, state)`` called when a run is
+            cancelled (option ``on_cancellation``).
+        on_crashed_hooks: The same, when a run crashes (``on_crashed``).
+    """
+
+    flow_run_name: RunName | None = attrs.field(default=None, validator=_run_name)
+    backend: Backend | None = attrs.field(default=None, validator=_backend)
+    thread_limit: int | None = attrs.field(default=None, validator=_positive_int)
+    on_cancellation_hooks: tuple[Hook, ...] = _hooks_field("on_cancellation")
+    on_crashed_hooks: tuple[Hook, ...] = _hooks_field("on_crashed")

@@ -1,0 +1,426 @@
+"""Defining tasks and flows: constructors, options as attributes, with_options, hooks."""
+
+from __future__ import annotations
+
+import functools
+import typing
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowkit import Flow, Task, flow, runtime, task
+from flowkit._engine.options import NOT_SET, FlowOptions, NotSet, TaskOptions
+from flowkit._engine.policy import resolve_caching
+from flowkit.cache_policies import DEFAULT, INPUTS, NO_CACHE, CacheKeyFn
+from flowkit.flows import FlowOptionsDict
+from flowkit.states import State
+from flowkit.tasks import TaskOptionsDict, task_input_hash
+
+
+def add(x: int, y: int = 1) -> int:
+    """Add two numbers."""
+    return x + y
+
+
+# One declaration per option
+
+
+def _union(tp: Any) -> set[Any]:
+    return (
+        set(typing.get_args(tp))
+        if typing.get_origin(tp) in (typing.Union, type(int | None))
+        else {tp}
+    )
+
+
+def _accepted(options: type[Any]) -> dict[str, set[Any]]:
+    """What each option's keyword accepts, read from the attrs fields: the converter's
+    argument type where there is one, else the field's type; ``None`` always (keep or
+    reset), never the internal ``NOT_SET``."""
+    hints = typing.get_type_hints(options)
+    accepted = {}
+    for field in attrs.fields(options):
+        tp = hints[field.name]
+        if field.converter is not None:
+            tp = typing.get_type_hints(field.converter)["value"]
+        accepted[field.alias] = (_union(tp) | {type(None)}) - {NotSet}
+    return accepted
+
+
+@pytest.mark.parametrize(
+    ("options", "keywords"), [(TaskOptions, TaskOptionsDict), (FlowOptions, FlowOptionsDict)]
+)
+def test_keyword_signatures_match_the_option_declarations(options: type, keywords: type) -> None:
+    hints = typing.get_type_hints(keywords)
+    assert set(hints) == set(_accepted(options))
+    for name, accepted in _accepted(options).items():
+        assert _union(hints[name]) | {type(None)} == accepted, name
+
+
+# Constructors
+
+
+def test_task_constructor_takes_the_function_and_every_option() -> None:
+    t = Task(add, name="adder", retries=2, tags=["math"], timeout_seconds=3)
+    assert (t.name, t.retries, t.tags, t.timeout_seconds) == ("adder", 2, {"math"}, 3)
+    assert t(1, y=2) == 3
+
+
+def test_flow_constructor_takes_the_function_and_every_option(backend: str) -> None:
+    f = Flow(add, flow_run_name="sum-{x}", retries=1)
+    assert f.name == "add"
+    assert f(2) == 3
+
+
+def test_flow_constructor_refuses_an_unknown_option() -> None:
+    with pytest.raises(TypeError, match="validate_parameters"):
+        Flow(add, validate_parameters=True)  # type: ignore[call-arg]
+
+
+def test_partials_and_callable_objects_are_tasks() -> None:
+    class Scaler:
+        """Scale numbers."""
+
+        def __call__(self, x: int) -> int:
+            return 10 * x
+
+    by_partial = task(functools.partial(add, y=5))
+    by_object = task(Scaler())
+    assert (by_partial.name, by_partial.description) == ("add", "Add two numbers.")
+    assert (by_object.name, by_object(2)) == ("Scaler", 20)
+    assert by_partial(1) == 6
+
+
+def test_a_callable_without_a_name_asks_for_one() -> None:
+    class Nameless:
+        __name__ = None
+
+        def __call__(self) -> None: ...
+
+    with pytest.raises(TypeError, match=r"pass name='\.\.\.'"):
+        task(Nameless())
+    assert task(name="named")(Nameless()).name == "named"
+
+
+def test_a_class_is_not_a_task() -> None:
+    with pytest.raises(TypeError, match="needs a function or another callable object"):
+        task(int)
+
+
+@pytest.mark.parametrize("reserved", ["return_state", "wait_for"])
+@pytest.mark.parametrize("decorator", [task, flow])
+def test_reserved_parameter_names_are_refused(reserved: str, decorator: Any) -> None:
+    namespace: dict[str, Any] = {}
+    exec(f"def f(x, {reserved}=None): ...", namespace)
+    with pytest.raises(TypeError, match=f"parameter '{reserved}'.*is reserved.*rename it"):
+        decorator(namespace["f"])
+
+
+def test_a_flow_cannot_wrap_a_generator() -> None:
+    def gen() -> Any:
+        yield 1
+
+    with pytest.raises(TypeError, match="only tasks can stream"):
+        flow(gen)
+
+
+# Attributes
+
+
+def test_every_option_is_an_attribute_with_its_default() -> None:
+    t = task(add)
+    assert (t.name, t.description, t.version, t.tags) == ("add", "Add two numbers.", None, set())
+    assert (t.retries, t.retry_delay_seconds, t.timeout_seconds, t.log_prints) == (0, 0, None, None)
+    assert (t.task_run_name, t.cache_key_fn, t.cache_expiration, t.refresh_cache) == (None,) * 4
+    assert (t.on_completion_hooks, t.on_failure_hooks, t.on_running_hooks) == ((), (), ())
+    f = flow(add)
+    assert (f.name, f.flow_run_name, f.retries, f.timeout_seconds, f.backend) == (
+        "add", None, 0, None, None,
+    )  # fmt: skip
+    assert (f.on_cancellation_hooks, f.on_crashed_hooks) == ((), ())
+
+
+@pytest.mark.parametrize("definition", [task(add), flow(add)])
+def test_definitions_are_immutable_and_point_to_with_options(definition: Any) -> None:
+    with pytest.raises(AttributeError, match=r"immutable.*\.with_options\(retries=\.\.\.\)"):
+        definition.retries = 3
+    assert definition.retries == 0
+
+
+def test_viz_return_value_is_accepted_and_changes_nothing() -> None:
+    t = task(viz_return_value=[1, 2])(add)
+    assert t.viz_return_value == [1, 2]
+    assert t(1) == 2
+
+
+# with_options
+
+
+def test_with_options_none_keeps_names_and_tags_and_resets_the_rest() -> None:
+    t = Task(add, name="a", tags=["x"], retries=3, timeout_seconds=5, task_run_name="r-{x}")
+    copy = t.with_options(
+        name=None, tags=None, retries=None, timeout_seconds=None, task_run_name=None
+    )
+    assert (copy.name, copy.tags) == ("a", {"x"})
+    assert (copy.retries, copy.timeout_seconds, copy.task_run_name) == (0, None, None)
+
+
+def test_with_options_keeps_hooks_unless_replaced() -> None:
+    def one(*_: object) -> None: ...
+
+    def two(*_: object) -> None: ...
+
+    t = Task(add, on_failure=[one])
+    assert t.with_options(retries=1).on_failure_hooks == (one,)
+    assert t.with_options(on_failure=[two]).on_failure_hooks == (two,)
+
+
+def test_with_options_changes_nothing_of_the_original() -> None:
+    t = Task(add, retries=1)
+    t.with_options(retries=2, tags=["new"])
+    assert (t.retries, t.tags) == (1, set())
+
+
+class Counter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @task(task_run_name="{self.name}-{x}")
+    def bump(self, x: int) -> str | None:
+        return runtime.task_run.name
+
+    @classmethod
+    @task
+    def kind(cls) -> str:
+        return cls.__name__
+
+    @task  # type: ignore[arg-type]
+    @staticmethod
+    def plain(x: int) -> int:
+        return -x
+
+
+def test_method_tasks_keep_their_binding_through_with_options(backend: str) -> None:
+    c = Counter("c")
+
+    @flow
+    def main() -> list[object]:
+        return [
+            c.bump.with_options(retries=1)(3),
+            Counter.kind.with_options(retries=1)(),
+            Counter.plain.with_options(retries=1)(4),
+        ]
+
+    assert main() == ["c-3", "Counter", -4]
+
+
+# Bound methods
+
+
+def test_self_is_visible_to_run_name_templates_and_cache_key_fns(backend: str) -> None:
+    keys: list[dict[str, Any]] = []
+
+    def key(_: object, parameters: dict[str, Any]) -> str:
+        keys.append(parameters)
+        return f"{parameters['self'].name}-{parameters['x']}"
+
+    class Thing:
+        name = "thing"
+
+        @task(task_run_name="{self.name}-{x}", cache_key_fn=key)
+        def act(self, x: int) -> tuple[str | None, dict[str, Any]]:
+            return runtime.task_run.name, runtime.task_run.parameters
+
+    thing = Thing()
+    assert thing.act(1) == ("thing-1", {"x": 1})
+    assert keys == [{"self": thing, "x": 1}]
+
+
+def test_run_name_function_may_take_the_parameters(backend: str) -> None:
+    @task(task_run_name=lambda parameters: f"n-{parameters['n']}")
+    def named(n: int) -> str | None:
+        return runtime.task_run.name
+
+    assert named(4) == "n-4"
+
+
+# Hook decorators
+
+
+def test_task_hook_decorators_take_effect_for_later_calls(backend: str) -> None:
+    seen: list[str] = []
+
+    @task
+    def maybe(fail: bool) -> None:
+        if fail:
+            raise ValueError("no")
+
+    before = maybe.with_options(name="before")
+
+    @maybe.on_running
+    def running(t: Task[Any, Any], run: Any, state: State[Any]) -> None:
+        seen.append(f"running {t.name}")
+
+    @maybe.on_completion
+    async def done(t: Task[Any, Any], run: Any, state: State[Any]) -> None:
+        seen.append(f"completed {state.name}")
+
+    @maybe.on_failure
+    def failed(t: Task[Any, Any], run: Any, state: State[Any]) -> None:
+        seen.append("failed")
+
+    maybe(False)
+    maybe(True, return_state=True)
+    before(False)
+    assert seen == ["running maybe", "completed Completed", "running maybe", "failed"]
+    assert maybe.on_failure_hooks == (failed,)
+    assert maybe.with_options(retries=0).on_completion_hooks == (done,)
+
+
+@pytest.mark.anyio
+async def test_flow_hook_decorators_cover_every_final_state() -> None:
+    import anyio
+
+    seen: list[str] = []
+
+    @flow
+    async def job(mode: str) -> None:
+        if mode == "fail":
+            raise ValueError("no")
+        if mode == "cancel":
+            await anyio.sleep_forever()
+
+    for hook in ("on_completion", "on_failure", "on_running", "on_cancellation", "on_crashed"):
+
+        def record(f: Any, run: Any, state: State[Any], hook: str = hook) -> None:
+            seen.append(f"{hook}:{state.name}")
+
+        getattr(job, hook)(record)
+
+    await job("ok")
+    await job("fail", return_state=True)
+    with anyio.move_on_after(0.05):
+        await job("cancel")
+    assert seen == [
+        "on_running:Running", "on_completion:Completed",
+        "on_running:Running", "on_failure:Failed",
+        "on_running:Running", "on_cancellation:Cancelled",
+    ]  # fmt: skip
+
+
+def test_hook_decorator_refuses_something_not_callable() -> None:
+    with pytest.raises(TypeError, match=r"task 'add'.*needs a function, got 3"):
+        task(add).on_failure(3)  # type: ignore[type-var]
+
+
+# The cache policy in force
+
+
+def key_fn(context: object, parameters: dict[str, Any]) -> str:
+    return "k"
+
+
+@pytest.mark.parametrize(
+    ("options", "policy", "persist"),
+    [
+        ({}, DEFAULT, None),
+        ({"cache_policy": INPUTS}, INPUTS, True),
+        ({"cache_key_fn": key_fn}, CacheKeyFn(key_fn), True),
+        ({"persist_result": False}, NO_CACHE, False),
+        ({"cache_policy": INPUTS, "persist_result": False}, NO_CACHE, False),
+        ({"cache_policy": None}, None, None),
+        ({"cache_policy": NO_CACHE}, NO_CACHE, None),
+        ({"result_serializer": "json"}, DEFAULT, True),
+        ({"persist_result": True}, DEFAULT, True),
+    ],
+)
+def test_cache_policy_follows_prefects_defaults(
+    options: dict[str, Any], policy: object, persist: bool | None
+) -> None:
+    t = Task(add, **options)
+    assert (t.cache_policy, t.persist_result) == (policy, persist)
+
+
+def test_only_persisted_results_are_cached(flowkit_home: Path) -> None:
+    calls: list[int] = []
+
+    def counted(x: int) -> int:
+        calls.append(x)
+        return x
+
+    plain, persisted = Task(counted), Task(counted, persist_result=True, name="persisted")
+
+    @flow
+    def main() -> None:  # DEFAULT keys on the flow run too
+        plain(1), plain(1), persisted(1), persisted(1)
+
+    main()
+    assert calls == [1, 1, 1]
+
+
+def test_a_new_cache_policy_replaces_a_cache_key_fn() -> None:
+    t = Task(add, cache_key_fn=task_input_hash)
+    assert t.with_options(cache_policy=INPUTS).cache_policy == INPUTS
+    assert (
+        t.with_options(cache_policy=INPUTS).with_options(cache_key_fn=key_fn).cache_key_fn is key_fn
+    )
+
+
+@given(
+    policy=st.sampled_from([NOT_SET, None, INPUTS, NO_CACHE, DEFAULT]),
+    key=st.sampled_from([None, key_fn]),
+    persist=st.sampled_from([None, True, False]),
+    stores=st.booleans(),
+)
+def test_resolved_caching_obeys_prefects_rules(
+    policy: Any, key: Any, persist: bool | None, stores: bool
+) -> None:
+    if key is not None and policy not in (NOT_SET, None):
+        with pytest.raises(ValueError, match="not both"):
+            resolve_caching(policy, key, persist, stores=stores)
+        return
+    got, persisted = resolve_caching(policy, key, persist, stores=stores)
+    if persist is False:
+        assert (got, persisted) == (None if policy is None and key is None else NO_CACHE, False)
+    elif key is not None:
+        assert (got, persisted) == (CacheKeyFn(key), True)
+    else:
+        assert got == (DEFAULT if policy is NOT_SET else policy)
+        assert persisted == (persist or stores or policy in (INPUTS, DEFAULT) or None)
+
+
+# Bad input: acceptance or a documented error naming the task, option and value
+
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 2, allow_nan=False),
+    st.text(max_size=3), st.just([1, "a"]), st.just(["a"]), st.just(add),
+    st.just(timedelta(seconds=-1)), st.just(INPUTS), st.just({"a": 1}),
+)  # fmt: skip
+OPTIONS = {**_accepted(TaskOptions), **_accepted(FlowOptions)}
+
+
+@given(option=st.sampled_from(sorted(OPTIONS)), value=VALUES, on_flow=st.booleans())
+def test_any_option_value_is_accepted_or_refused_clearly(
+    option: str, value: object, on_flow: bool
+) -> None:
+    known = _accepted(FlowOptions if on_flow else TaskOptions)
+    make: Any = flow if on_flow else task
+    try:
+        definition = make(**{"name": "subject", option: value})(add)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        if option not in known:
+            assert option in message
+            return
+        owner = "'add'" if option == "name" else "'subject'"
+        assert message.startswith(f"{'flow' if on_flow else 'task'} {owner}: ")
+        assert option in message or option.removeprefix("on_") in message or "hooks" in message
+        return
+    assert option in known
+    copy = definition.with_options(**{option: value})  # what was accepted stays accepted
+    assert copy.name == (value if option == "name" and value is not None else definition.name)

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Self
+from uuid import UUID
 
+import attrs
+
+from ._engine.runs import FlowRun, Run, TaskRun, current_run
 from ._engine.runs import current_tags as _tags
+from .exceptions import MissingContextError
 
-__all__ = ["current_tags", "tags"]
+__all__ = [
+    "FlowRunContext",
+    "FlowRunView",
+    "RunContext",
+    "TaskRunContext",
+    "TaskRunView",
+    "current_tags",
+    "get_run_context",
+    "tags",
+]
 
 
 @contextmanager
@@ -45,3 +61,166 @@ def tags(*new_tags: str) -> Generator[frozenset[str], None, None]:
 def current_tags() -> frozenset[str]:
     """Return the tags set by the enclosing ``tags()`` blocks."""
     return _tags.get()
+
+
+# get_run_context(): the current run, as Prefect's FlowRunContext / TaskRunContext.
+
+
+@attrs.frozen
+class FlowRunView:
+    """A read-only view of a flow run; each attribute is read when you access it."""
+
+    _run: FlowRun = attrs.field(alias="run", repr=False)
+
+    @property
+    def id(self) -> UUID:
+        """The flow run's id."""
+        return self._run.id
+
+    @property
+    def name(self) -> str:
+        """The flow run's name."""
+        return self._run.name
+
+    @property
+    def flow_name(self) -> str:
+        """The name of the flow."""
+        return self._run.definition.name
+
+    @property
+    def tags(self) -> list[str]:
+        """The flow run's tags, sorted."""
+        return sorted(self._run.tags)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The arguments of the flow call, by parameter name (a copy)."""
+        return dict(self._run.parameters)
+
+    @property
+    def run_count(self) -> int:
+        """How many times the flow's body has started in this run."""
+        return self._run.run_count
+
+    @property
+    def start_time(self) -> datetime | None:
+        """When the flow run started running (UTC)."""
+        return self._run.start_time
+
+    @property
+    def parent_task_run_id(self) -> UUID | None:
+        """The id of the task run that called this flow as a subflow, if one did."""
+        parent = self._run.parent
+        return parent.id if isinstance(parent, TaskRun) else None
+
+
+@attrs.frozen
+class TaskRunView:
+    """A read-only view of a task run; each attribute is read when you access it."""
+
+    _run: TaskRun = attrs.field(alias="run", repr=False)
+
+    @property
+    def id(self) -> UUID:
+        """The task run's id."""
+        return self._run.id
+
+    @property
+    def name(self) -> str:
+        """The task run's name, e.g. ``"get_url-0"``."""
+        return self._run.name
+
+    @property
+    def task_name(self) -> str:
+        """The name of the task."""
+        return self._run.definition.name
+
+    @property
+    def tags(self) -> list[str]:
+        """The task run's tags, sorted."""
+        return sorted(self._run.tags)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The arguments of the task call, by parameter name (a copy)."""
+        return dict(self._run.parameters)
+
+    @property
+    def run_count(self) -> int:
+        """How many times the task's body has started in this run."""
+        return self._run.run_count
+
+    @property
+    def start_time(self) -> datetime | None:
+        """When the task run started running (UTC)."""
+        return self._run.start_time
+
+    @property
+    def flow_run_id(self) -> UUID | None:
+        """The id of the flow run the task run belongs to, if any."""
+        flow_run = self._run.flow_run
+        return flow_run.id if flow_run is not None else None
+
+
+@attrs.frozen
+class RunContext:
+    """The run the code is in, as ``get_run_context()`` gives it.
+
+    Attributes:
+        flow_run: The flow run (in a task, the flow run it belongs to), if any.
+        task_run: The task run, in a task.
+        parameters: The arguments of the current run, by parameter name.
+    """
+
+    flow_run: FlowRunView | None
+    task_run: TaskRunView | None
+    parameters: dict[str, Any]
+
+
+def _flow_run_view(run: Run) -> FlowRunView | None:
+    flow_run = run.flow_run
+    return FlowRunView(flow_run) if flow_run is not None else None
+
+
+@attrs.frozen
+class FlowRunContext(RunContext):
+    """The context of a flow run: ``get_run_context()`` in a flow's body."""
+
+    @classmethod
+    def get(cls) -> Self | None:
+        """The context of the flow run the code is in (from a task: its flow run's), or
+        ``None`` outside any flow run."""
+        run = current_run.get()
+        flow_run = run.flow_run if run is not None else None
+        if flow_run is None:
+            return None
+        return cls(FlowRunView(flow_run), None, dict(flow_run.parameters))
+
+
+@attrs.frozen
+class TaskRunContext(RunContext):
+    """The context of a task run: ``get_run_context()`` in a task's body."""
+
+    @classmethod
+    def get(cls) -> Self | None:
+        """The context of the task run the code is in, or ``None`` outside any task run."""
+        run = current_run.get()
+        if not isinstance(run, TaskRun):
+            return None
+        return cls(_flow_run_view(run), TaskRunView(run), dict(run.parameters))
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """Return the context of the current run: a task run's in a task, else a flow run's.
+
+    Raises:
+        MissingContextError: Called outside any flow or task run.
+    """
+    context = TaskRunContext.get() or FlowRunContext.get()
+    if context is None:
+        raise MissingContextError(
+            "get_run_context() needs a flow or task run, and was called outside one; "
+            "call it in a flow's or task's body, or read flowkit.runtime.flow_run, whose "
+            "attributes are empty outside runs"
+        )
+    return context

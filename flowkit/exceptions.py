@@ -1,25 +1,37 @@
 """The one exception hierarchy of flowkit.
 
 Each class subclasses the builtin it resembles, so ``except RuntimeError`` and friends
-keep working in code that does not know flowkit.
+keep working in code that does not know flowkit. Code ported from Prefect keeps its
+``except`` clauses: ``PrefectException``, ``UnfinishedRun`` and ``UpstreamTaskError`` are
+other names of flowkit's own classes.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CancelledRun",
+    "CrashedRun",
+    "FailedRun",
     "FlowTimeoutError",
     "FlowkitError",
     "FutureDeadlockError",
     "MissingContextError",
+    "PausedRun",
+    "PrefectException",
     "TaskTimeoutError",
+    "UnfinishedRun",
     "UnfinishedRunError",
     "UpstreamFailedError",
+    "UpstreamTaskError",
 ]
 
 
 class FlowkitError(Exception):
     """Base class of every error flowkit raises itself."""
+
+
+PrefectException = FlowkitError
+"""Prefect's name for ``FlowkitError``: ``except PrefectException`` catches flowkit's errors."""
 
 
 class MissingContextError(FlowkitError, RuntimeError):
@@ -30,12 +42,33 @@ class UnfinishedRunError(FlowkitError, RuntimeError):
     """The result of a state that is not final was asked for."""
 
 
-class CancelledRun(FlowkitError):
-    """A run was cancelled while a thread was waiting for it."""
+UnfinishedRun = UnfinishedRunError
+"""Prefect's name for ``UnfinishedRunError``."""
+
+
+class PausedRun(UnfinishedRunError):
+    """The result of a ``Paused`` (or ``Suspended``) state was asked for."""
+
+
+class FailedRun(FlowkitError, RuntimeError):
+    """The result of a failed state that holds no exception was asked for."""
+
+
+class CrashedRun(FlowkitError, RuntimeError):
+    """The result of a crashed state that holds no exception was asked for."""
+
+
+class CancelledRun(FlowkitError, RuntimeError):
+    """A run was cancelled: while a thread was waiting for it, or its state holds no
+    exception and its result was asked for."""
 
 
 class UpstreamFailedError(FlowkitError, RuntimeError):
     """A task run did not start because a run it depends on did not complete."""
+
+
+UpstreamTaskError = UpstreamFailedError
+"""Prefect's name for ``UpstreamFailedError``."""
 
 
 class FutureDeadlockError(FlowkitError, RuntimeError):

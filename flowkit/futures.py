@@ -48,12 +48,16 @@ def _split(futures: Iterable[TaskFuture[Any]]) -> DoneAndNotDoneFutures:
 def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> DoneAndNotDoneFutures:
     """Block until every future is over, or ``timeout`` seconds have passed.
 
+    Returns:
+        The futures that are over and those that are not (after a ``timeout``).
+
     Raises:
+        ValueError: ``timeout`` is negative.
         FutureDeadlockError: Called on the event loop's thread while a run is not over;
             use ``wait_async`` there.
     """
-    futures = list(futures)
     remaining = deadline(timeout)
+    futures = list(futures)
     for future in futures:
         future.wait(remaining())
     return _split(futures)
@@ -74,14 +78,15 @@ def as_completed(
     """Yield the futures as their runs finish, blocking in between.
 
     Raises:
+        ValueError: ``timeout`` is negative.
         TimeoutError: Some runs were not over within ``timeout`` seconds.
         FutureDeadlockError: Called on the event loop's thread; use ``as_completed_async``.
     """
+    remaining = deadline(timeout, "as_completed")
     pending = set(futures)
     finished: queue.SimpleQueue[TaskFuture[R]] = queue.SimpleQueue()
     for future in pending:
         future.add_done_callback(finished.put)
-    remaining = deadline(timeout)
     while pending:
         for future in pending:
             future.check_can_block()

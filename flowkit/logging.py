@@ -20,6 +20,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from logging import DEBUG, ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,14 @@ if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
     from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["BusHandler", "ConsoleFormatter", "get_logger", "get_run_logger", "setup"]
+__all__ = [
+    "BusHandler",
+    "ConsoleFormatter",
+    "disable_run_logger",
+    "get_logger",
+    "get_run_logger",
+    "setup",
+]
 
 _LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
 _STRUCTLOG_FRAMES = 3
@@ -84,11 +93,16 @@ def get_run_logger() -> BoundLogger:
     ``flow_run_id``, ``flow_run_name``, ``flow_name`` and, in a task, ``task_run_id``,
     ``task_run_name`` and ``task_name``.
 
+    Inside ``disable_run_logger()``, outside a run, it returns a logger that writes
+    nothing, so a task's function can be called directly (``my_task.fn()``) in a test.
+
     Raises:
         MissingContextError: Called outside a flow or task run.
     """
     run = current_run.get()
     if run is None:
+        if _disabled_depth:
+            return _silent_logger()
         raise MissingContextError(
             "get_run_logger() needs a flow or task run; outside one, use "
             "logging.getLogger(__name__) or flowkit.logging.get_logger(name)"
@@ -315,3 +329,48 @@ class BusHandler(logging.Handler):
 
 
 events.on_first_run(setup)
+
+
+# disable_run_logger(): while any block is open, the run loggers write nothing. A logger's
+# ``disabled`` flag is process-wide, so nested and concurrent blocks share one count and
+# the last to close puts the flags back as they were.
+_RUN_LOGGERS = ("flowkit.flow_runs", "flowkit.task_runs")
+_SILENT_LOGGER = "flowkit.disabled_run_logger"
+_disabled_lock = threading.Lock()
+_disabled_depth = 0
+_disabled_before: dict[str, bool] = {}
+
+
+def _silent_logger() -> BoundLogger:
+    logging.getLogger(_SILENT_LOGGER).disabled = True
+    return get_logger(_SILENT_LOGGER)
+
+
+@contextmanager
+def disable_run_logger() -> Generator[None, None, None]:
+    """Silence the flow and task run loggers inside the block, as Prefect's does.
+
+    Records of ``get_run_logger()``, of ``log_prints`` and flowkit's own lines about runs
+    (created, finished...) are dropped. Outside a run, ``get_run_logger()`` returns a
+    silent logger instead of raising, so a task's function can be called directly in a
+    test. Blocks nest, and the loggers are silenced for every thread while one is open.
+
+    Yields:
+        Nothing: the block runs with the run loggers silenced.
+    """
+    global _disabled_depth
+    with _disabled_lock:
+        if _disabled_depth == 0:
+            for name in _RUN_LOGGERS:
+                logger = logging.getLogger(name)
+                _disabled_before[name] = logger.disabled
+                logger.disabled = True
+        _disabled_depth += 1
+    try:
+        yield
+    finally:
+        with _disabled_lock:
+            _disabled_depth -= 1
+            if _disabled_depth == 0:
+                for name in _RUN_LOGGERS:
+                    logging.getLogger(name).disabled = _disabled_before.pop(name)

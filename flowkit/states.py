@@ -3,6 +3,12 @@
 A state is an immutable record: a ``type`` that the engine reasons about, a ``name``
 that people read (``TimedOut`` is a ``FAILED`` state, ``Cached`` a ``COMPLETED`` one), an
 optional message, a timestamp and, once final, the run's value or exception.
+
+The constructors are Prefect's, with the same names and types. The engine itself makes
+``Pending``, ``Running``, ``Retrying``, ``AwaitingRetry``, ``Completed``, ``Cached``,
+``Failed``, ``TimedOut``, ``NotReady``, ``Crashed`` and ``Cancelled`` states; the others
+(``Scheduled``, ``Late``, ``Paused``...) are there for code that builds states itself,
+e.g. a hook or a test.
 """
 
 from __future__ import annotations
@@ -13,22 +19,28 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
-from .exceptions import UnfinishedRunError
+from .exceptions import CancelledRun, CrashedRun, FailedRun, PausedRun, UnfinishedRunError
 
 __all__ = [
+    "AwaitingConcurrencySlot",
     "AwaitingRetry",
     "Cached",
     "Cancelled",
+    "Cancelling",
     "Completed",
     "Crashed",
     "Failed",
+    "Late",
     "NotReady",
+    "Paused",
     "Pending",
     "Retrying",
     "Running",
+    "Scheduled",
     "State",
     "StateConstructor",
     "StateType",
+    "Suspended",
     "TimedOut",
 ]
 
@@ -36,7 +48,11 @@ R = TypeVar("R")
 
 
 class StateType(enum.Enum):
-    """The kinds of state the engine distinguishes."""
+    """The kinds of state, Prefect's nine: each value is its name.
+
+    ``COMPLETED``, ``FAILED``, ``CANCELLED`` and ``CRASHED`` are final. ``PAUSED`` and
+    ``CANCELLING`` are not: a paused run waits to be resumed, a cancelling one to stop.
+    """
 
     SCHEDULED = "SCHEDULED"
     PENDING = "PENDING"
@@ -45,6 +61,8 @@ class StateType(enum.Enum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     CRASHED = "CRASHED"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
 
     @property
     def is_final(self) -> bool:
@@ -96,17 +114,24 @@ class State(Generic[R]):
 
         Raises:
             BaseException: The run's own exception, when it did not complete.
+            FailedRun: A failed state holds no exception (``CrashedRun`` and
+                ``CancelledRun`` likewise for crashed and cancelled states).
+            PausedRun: The state is paused, so there is no result yet.
             UnfinishedRunError: The state is not final, so there is no result yet.
         """
         if self.type is StateType.COMPLETED:
             return self.data  # type: ignore[return-value]  # a completed state holds an R
         if not self.type.is_final:
-            raise UnfinishedRunError(
+            unfinished = PausedRun if self.type is StateType.PAUSED else UnfinishedRunError
+            raise unfinished(
                 f"state {self} is not final and has no result yet; wait for the run to finish"
             )
         exc = self.exception
         if exc is None:
-            exc = UnfinishedRunError(f"run ended in state {self} without an exception")
+            exc = _NO_EXCEPTION[self.type](
+                f"the run ended in state {self} and holds no exception to raise; "
+                "give the state one with exception=..."
+            )
         if raise_on_failure:
             raise exc
         return exc
@@ -139,6 +164,14 @@ class State(Generic[R]):
         """Whether the run was cancelled."""
         return self.type is StateType.CANCELLED
 
+    def is_paused(self) -> bool:
+        """Whether the run is paused (including ``Suspended``)."""
+        return self.type is StateType.PAUSED
+
+    def is_cancelling(self) -> bool:
+        """Whether the run was asked to stop and has not stopped yet."""
+        return self.type is StateType.CANCELLING
+
     def is_final(self) -> bool:
         """Whether the run is over, whatever the outcome."""
         return self.type.is_final
@@ -150,9 +183,21 @@ class State(Generic[R]):
         return f"<State {self} type={self.type.value}>"
 
 
+_NO_EXCEPTION: dict[StateType, type[Exception]] = {
+    StateType.FAILED: FailedRun,
+    StateType.CRASHED: CrashedRun,
+    StateType.CANCELLED: CancelledRun,
+}
+
+
 @attrs.frozen
 class StateConstructor:
-    """Builds states of one named kind: ``Completed(data=3)``, ``Failed("why", exception=e)``."""
+    """Builds states of one named kind: ``Completed(data=3)``, ``Failed("why", exception=e)``.
+
+    Attributes:
+        type: The kind of every state it builds.
+        name: The name it gives them, unless a call gives another.
+    """
 
     type: StateType
     name: str
@@ -163,19 +208,41 @@ class StateConstructor:
         *,
         data: Any = None,
         exception: BaseException | None = None,
+        name: str | None = None,
     ) -> State[Any]:
-        """Return a new state of this kind, stamped now."""
-        return State(self.type, self.name, message, data=data, exception=exception)
+        """Return a new state of this kind, stamped now.
+
+        Args:
+            message: Why the run is in this state.
+            data: The run's value, for a completed state.
+            exception: The exception that ended the run.
+            name: Another name for the state, e.g. ``Completed(name="Skipped")``; the
+                type stays this constructor's.
+
+        Raises:
+            TypeError: ``name`` is not a string.
+        """
+        if name is None:
+            name = self.name
+        elif not isinstance(name, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"{self.name}(name=...) takes a string, got {name!r}")
+        return State(self.type, name, message, data=data, exception=exception)
 
 
+Scheduled = StateConstructor(StateType.SCHEDULED, "Scheduled")
+Late = StateConstructor(StateType.SCHEDULED, "Late")
+AwaitingRetry = StateConstructor(StateType.SCHEDULED, "AwaitingRetry")
+AwaitingConcurrencySlot = StateConstructor(StateType.SCHEDULED, "AwaitingConcurrencySlot")
 Pending = StateConstructor(StateType.PENDING, "Pending")
+Paused = StateConstructor(StateType.PAUSED, "Paused")
+Suspended = StateConstructor(StateType.PAUSED, "Suspended")
 Running = StateConstructor(StateType.RUNNING, "Running")
 Retrying = StateConstructor(StateType.RUNNING, "Retrying")
-AwaitingRetry = StateConstructor(StateType.SCHEDULED, "AwaitingRetry")
 Completed = StateConstructor(StateType.COMPLETED, "Completed")
 Cached = StateConstructor(StateType.COMPLETED, "Cached")
 Failed = StateConstructor(StateType.FAILED, "Failed")
 TimedOut = StateConstructor(StateType.FAILED, "TimedOut")
 NotReady = StateConstructor(StateType.FAILED, "NotReady")
 Crashed = StateConstructor(StateType.CRASHED, "Crashed")
+Cancelling = StateConstructor(StateType.CANCELLING, "Cancelling")
 Cancelled = StateConstructor(StateType.CANCELLED, "Cancelled")

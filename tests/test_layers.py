@@ -85,4 +85,15 @@ def test_the_import_graph_in_the_docs_is_the_codes() -> None:
     text = DOC.read_text()
     start = text.index(BEGIN, text.index("## Layers")) + len(BEGIN)
     drawn = text[start : text.index(END, start)]
-    assert drawn == _graph(), f"docs/internals.md should draw:\n{_graph()}"
+    assert drawn == _graph(), "redraw it: python tests/test_layers.py"
+
+
+def _redraw() -> None:
+    """Put the code's graph in docs/internals.md: ``python tests/test_layers.py``."""
+    text = DOC.read_text()
+    start = text.index(BEGIN, text.index("## Layers")) + len(BEGIN)
+    DOC.write_text(text[:start] + _graph() + text[text.index(END, start) :])
+
+
+if __name__ == "__main__":
+    _redraw()

@@ -23,7 +23,9 @@ FLOW_RUN_EMPTY: dict[str, Any] = {
     "tags": [],
     "run_count": 0,
     "parent_flow_run_id": None,
+    "root_flow_run_id": None,
     "start_time": None,
+    "scheduled_start_time": None,
 }
 TASK_RUN_EMPTY: dict[str, Any] = {
     "id": None,
@@ -116,8 +118,11 @@ def test_flow_run_describes_the_flow_in_its_body(backend: str) -> None:
         return flow_run_view()
 
     seen = report(3)
-    assert is_uuid(seen.pop("id"))
+    run_id = seen.pop("id")
+    assert is_uuid(run_id)
+    assert seen.pop("root_flow_run_id") == run_id
     assert isinstance(seen.pop("start_time"), datetime)
+    assert isinstance(seen.pop("scheduled_start_time"), datetime)
     assert seen == {
         "name": "run-3",
         "flow_name": "report",
@@ -213,6 +218,52 @@ def test_subflow_run_knows_its_parent_flow_run(backend: str) -> None:
     parent_seen_by_child, parent_id = parent()
     assert parent_seen_by_child == parent_id
     assert parent_id is not None
+
+
+def test_nested_subflows_share_the_root_flow_run_id(backend: str) -> None:
+    @flow
+    def grandchild() -> tuple[str | None, str | None]:
+        return flow_run.root_flow_run_id, flow_run.parent_flow_run_id
+
+    @task
+    def middle_task() -> tuple[str | None, str | None]:
+        return grandchild()
+
+    @flow
+    def child() -> tuple[tuple[str | None, str | None], str | None]:
+        return middle_task(), flow_run.id
+
+    @flow
+    def root() -> tuple[Any, str | None, str | None]:
+        return child(), flow_run.id, flow_run.root_flow_run_id
+
+    ((grandchild_root, grandchild_parent), child_id), root_id, root_root = root()
+    assert grandchild_root == root_id == root_root
+    assert grandchild_parent == child_id != root_id
+
+
+def test_scheduled_start_time_is_when_the_run_started(backend: str) -> None:
+    @flow
+    def main() -> bool:
+        return flow_run.scheduled_start_time == flow_run.start_time is not None
+
+    assert main()
+
+
+@pytest.mark.parametrize(
+    ("view", "empty"),
+    [(flow_run, FLOW_RUN_EMPTY), (task_run, TASK_RUN_EMPTY)],
+    ids=["flow_run", "task_run"],
+)
+def test_dir_lists_exactly_the_attributes(view: Any, empty: dict[str, Any]) -> None:
+    assert dir(view) == sorted(empty) == view.__all__
+
+
+@pytest.mark.parametrize("view", [flow_run, task_run], ids=["flow_run", "task_run"])
+def test_star_import_gives_every_attribute(view: Any) -> None:
+    namespace: dict[str, Any] = {}
+    exec(f"from {view.__name__} import *", namespace)
+    assert sorted(set(namespace) - {"__builtins__"}) == view.__all__
 
 
 def test_flow_run_attributes_are_empty_again_after_the_run(backend: str) -> None:

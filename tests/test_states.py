@@ -11,20 +11,34 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkit import State
-from flowkit.exceptions import UnfinishedRunError
+from flowkit.client.schemas.objects import StateType as ClientStateType
+from flowkit.exceptions import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    PausedRun,
+    UnfinishedRun,
+    UnfinishedRunError,
+)
 from flowkit.states import (
+    AwaitingConcurrencySlot,
     AwaitingRetry,
     Cached,
     Cancelled,
+    Cancelling,
     Completed,
     Crashed,
     Failed,
+    Late,
     NotReady,
+    Paused,
     Pending,
     Retrying,
     Running,
+    Scheduled,
     StateConstructor,
     StateType,
+    Suspended,
     TimedOut,
 )
 
@@ -36,10 +50,18 @@ PREDICATES = (
     "is_failed",
     "is_crashed",
     "is_cancelled",
+    "is_paused",
+    "is_cancelling",
 )
 
 # Each named constructor, the name it gives its states, and the one kind of state it makes.
 NAMED = [
+    (Scheduled, "Scheduled", StateType.SCHEDULED, "is_scheduled"),
+    (Late, "Late", StateType.SCHEDULED, "is_scheduled"),
+    (AwaitingConcurrencySlot, "AwaitingConcurrencySlot", StateType.SCHEDULED, "is_scheduled"),
+    (Paused, "Paused", StateType.PAUSED, "is_paused"),
+    (Suspended, "Suspended", StateType.PAUSED, "is_paused"),
+    (Cancelling, "Cancelling", StateType.CANCELLING, "is_cancelling"),
     (Pending, "Pending", StateType.PENDING, "is_pending"),
     (Running, "Running", StateType.RUNNING, "is_running"),
     (Retrying, "Retrying", StateType.RUNNING, "is_running"),
@@ -152,15 +174,50 @@ def test_result_without_raising_returns_the_data_of_a_completed_state() -> None:
     assert Completed(data=5).result(raise_on_failure=False) == 5
 
 
-def test_result_of_a_final_state_without_exception_names_the_state() -> None:
-    with pytest.raises(UnfinishedRunError, match=r"Failed\('why'\) without an exception"):
-        Failed("why").result()
+@pytest.mark.parametrize(
+    ("constructor", "error"),
+    [(Failed, FailedRun), (TimedOut, FailedRun), (Crashed, CrashedRun), (Cancelled, CancelledRun)],
+)
+def test_result_of_a_final_state_without_exception_raises_prefects_error(
+    constructor: StateConstructor, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=r"ended in state \w+\('why'\) and holds no exception"):
+        constructor("why").result()
 
 
-@pytest.mark.parametrize("constructor", [Pending, Running, Retrying, AwaitingRetry])
+def test_result_without_raising_returns_the_error_of_a_state_without_exception() -> None:
+    assert isinstance(Crashed().result(raise_on_failure=False), CrashedRun)
+
+
+@pytest.mark.parametrize("error", [FailedRun, CrashedRun, CancelledRun])
+def test_run_errors_are_runtime_errors(error: type[Exception]) -> None:
+    assert issubclass(error, RuntimeError)
+
+
+UNFINISHED = [
+    Scheduled, Late, AwaitingConcurrencySlot, Pending, Running, Retrying, AwaitingRetry,
+    Cancelling,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("constructor", UNFINISHED)
 def test_result_of_an_unfinished_state_says_to_wait(constructor: StateConstructor) -> None:
     with pytest.raises(UnfinishedRunError, match=r"not final.*wait for the run to finish"):
         constructor().result()
+
+
+@pytest.mark.parametrize("constructor", [Paused, Suspended])
+def test_result_of_a_paused_state_raises_paused_run(constructor: StateConstructor) -> None:
+    with pytest.raises(PausedRun, match="not final"):
+        constructor().result()
+
+
+def test_paused_run_is_an_unfinished_run() -> None:
+    assert issubclass(PausedRun, UnfinishedRun)
+
+
+def test_unfinished_run_is_prefects_name_for_unfinished_run_error() -> None:
+    assert UnfinishedRun is UnfinishedRunError
 
 
 def test_result_of_an_unfinished_state_raises_even_when_asked_not_to() -> None:
@@ -197,6 +254,40 @@ def test_named_state_is_final_exactly_when_its_type_is(
     constructor: StateConstructor, name: str, kind: StateType, predicate: str
 ) -> None:
     assert constructor().is_final() is (kind in FINAL_TYPES)
+
+
+def test_constructor_takes_another_name_and_keeps_its_type() -> None:
+    state = Completed(name="Skipped", message="nothing to do")
+    assert (state.type, state.name, str(state)) == (
+        StateType.COMPLETED,
+        "Skipped",
+        "Skipped('nothing to do')",
+    )
+
+
+def test_constructor_refuses_a_name_that_is_not_text() -> None:
+    with pytest.raises(TypeError, match=r"Completed\(name=...\) takes a string, got 3"):
+        Completed(name=3)  # type: ignore[arg-type]
+
+
+def test_state_type_values_are_their_names() -> None:
+    assert [kind.value for kind in StateType] == [kind.name for kind in StateType]
+
+
+def test_state_type_has_prefects_nine_kinds() -> None:
+    assert {kind.name for kind in StateType} == {
+        "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED",
+        "PAUSED", "CANCELLING",
+    }  # fmt: skip
+
+
+def test_state_type_is_importable_from_prefects_client_path() -> None:
+    assert ClientStateType is StateType
+
+
+def test_paused_and_cancelling_are_not_final() -> None:
+    assert not Paused().is_final()
+    assert not Cancelling().is_final()
 
 
 def test_cached_is_a_completed_state() -> None:

@@ -130,9 +130,12 @@ class TaskFuture(Generic[R]):
         """Block until the run is over, or ``timeout`` seconds have passed.
 
         Raises:
+            ValueError: ``timeout`` is negative.
             FutureDeadlockError: Called on the event loop's thread while the run is not
                 over: the loop could never run it. Use ``await future`` there.
         """
+        if timeout is not None:
+            deadline(timeout, f"task run {self.task_run.name!r}: wait")
         if self._finished:
             return
         self.check_can_block()
@@ -160,10 +163,13 @@ class TaskFuture(Generic[R]):
             raise_on_failure: With ``False``, a failed run's exception is returned.
 
         Raises:
+            ValueError: ``timeout`` is negative.
             TimeoutError: The run was not over within ``timeout`` seconds.
             FutureDeadlockError: Called on the event loop's thread before the run is over.
             BaseException: The run's own exception, if it failed and ``raise_on_failure``.
         """
+        if timeout is not None:
+            deadline(timeout, f"task run {self.task_run.name!r}: result")
         self.wait(timeout)
         return self._result(timeout, raise_on_failure)
 
@@ -276,10 +282,19 @@ class TaskFuture(Generic[R]):
         return f"<TaskFuture {self.task_run.name!r} {self.task_run.state}>"
 
 
-def deadline(timeout: float | None) -> Callable[[], float | None]:
-    """A function giving the seconds left of ``timeout`` from now (``None``: no limit)."""
+def deadline(timeout: float | None, caller: str = "wait") -> Callable[[], float | None]:
+    """A function giving the seconds left of ``timeout`` from now (``None``: no limit).
+
+    Raises:
+        ValueError: ``timeout`` is negative or NaN; ``caller`` names the call in the message.
+    """
     if timeout is None:
         return lambda: None
+    if not timeout >= 0:  # also refuses NaN, which compares false with everything
+        raise ValueError(
+            f"{caller}(timeout={timeout!r}): timeout is seconds to wait, at least 0; "
+            "pass None to wait as long as it takes"
+        )
     end = time.monotonic() + timeout
     return lambda: max(0.0, end - time.monotonic())
 
@@ -288,7 +303,11 @@ class TaskFutureList(list[TaskFuture[R]]):
     """The futures ``Task.map`` returns, in the order of the mapped arguments."""
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every run is over, or ``timeout`` seconds have passed in all."""
+        """Block until every run is over, or ``timeout`` seconds have passed in all.
+
+        Raises:
+            ValueError: ``timeout`` is negative.
+        """
         remaining = deadline(timeout)
         for future in self:
             future.wait(remaining())
@@ -297,9 +316,11 @@ class TaskFutureList(list[TaskFuture[R]]):
         """Block until every run is over and return their values, in order.
 
         Raises:
+            ValueError: ``timeout`` is negative.
             TimeoutError: Not every run was over within ``timeout`` seconds.
             BaseException: The first failed run's exception, if ``raise_on_failure``.
         """
+        deadline(timeout, "result")
         self.wait(timeout)
         return [
             f._result(timeout, raise_on_failure)  # pyright: ignore[reportPrivateUsage]

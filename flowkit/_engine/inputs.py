@@ -9,7 +9,7 @@ data. These are the only edges: flowkit never guesses a dependency from object i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 import attrs
 
@@ -18,6 +18,7 @@ from ..states import State
 from .futures import TaskFuture
 
 __all__ = [
+    "BaseAnnotation",
     "Upstream",
     "allow_failure",
     "find_upstream",
@@ -31,14 +32,33 @@ T = TypeVar("T")
 
 
 @attrs.frozen
-class allow_failure(Generic[T]):
+class BaseAnnotation(Generic[T]):
+    """A wrapper around one argument of a run that changes how flowkit treats it.
+
+    Two annotations are equal when they are of the same kind and wrap equal values.
+
+    Attributes:
+        value: The wrapped argument.
+    """
+
+    value: T
+
+    def unwrap(self) -> T:
+        """Return the wrapped argument."""
+        return self.value
+
+    def rewrap(self, value: T) -> Self:
+        """Return an annotation of the same kind around ``value``."""
+        return attrs.evolve(self, value=value)
+
+
+@attrs.frozen
+class allow_failure(BaseAnnotation[T]):
     """Run the downstream task even if this upstream run fails.
 
     The downstream run receives the upstream value, or its exception if it failed.
     Wrapping a future also marks its failure as seen: it no longer fails the flow.
     """
-
-    value: T
 
     def __attrs_post_init__(self) -> None:
         value: object = self.value
@@ -47,17 +67,21 @@ class allow_failure(Generic[T]):
 
 
 @attrs.frozen
-class unmapped(Generic[T]):
+class unmapped(BaseAnnotation[T]):
     """Pass ``value`` whole to every run of ``Task.map`` instead of mapping over it."""
-
-    value: T
 
 
 @attrs.frozen
-class quote(Generic[T]):
-    """Pass ``value`` as it is: flowkit does not look inside it for futures or states."""
+class quote(BaseAnnotation[T]):
+    """Pass ``value`` as it is: flowkit does not look inside it for futures or states.
 
-    value: T
+    Looking inside a big argument (a large dict or list) costs time on every call;
+    ``quote`` skips that, and with it the dependencies it would have found.
+    """
+
+    def unquote(self) -> T:
+        """Return the wrapped argument (Prefect's name for ``unwrap``)."""
+        return self.value
 
 
 @attrs.frozen
@@ -76,7 +100,7 @@ class Upstream:
 
 
 _CONTAINERS = (list, tuple, set, frozenset, dict)
-_LEAVES = (TaskFuture, State, allow_failure, unmapped, quote)
+_LEAVES = (TaskFuture, State, BaseAnnotation)
 
 
 def _is_future(value: object) -> bool:
@@ -92,8 +116,8 @@ def _walk(value: object, visit: Callable[[Any, bool], Any], allowed: bool = Fals
     """Rebuild ``value`` with ``visit(leaf, allowed)`` applied to futures and states."""
     if _is_future(value) or isinstance(value, State):
         return visit(value, allowed)
-    if isinstance(value, allow_failure | quote | unmapped):
-        inner = cast("_Wrapper", value).value
+    if isinstance(value, BaseAnnotation):
+        inner = cast("Any", value).value
         if isinstance(value, quote):
             return inner
         return _walk(inner, visit, allowed or isinstance(value, allow_failure))
@@ -104,11 +128,6 @@ def _walk(value: object, visit: Callable[[Any, bool], Any], allowed: bool = Fals
     if kind is dict:
         return {k: _walk(v, visit, allowed) for k, v in cast("Mapping[Any, Any]", value).items()}
     return value
-
-
-class _Wrapper(Protocol):
-    @property
-    def value(self) -> Any: ...
 
 
 def find_upstream(
@@ -130,7 +149,7 @@ def find_upstream(
         _walk(value, visit)
     for item in wait_for or ():
         allowed = isinstance(item, allow_failure)
-        future: object = cast("_Wrapper", item).value if allowed else item
+        future: object = cast("allow_failure[Any]", item).value if allowed else item
         if not _is_future(future):
             raise TypeError(
                 f"{owner}: wait_for takes futures from .submit() or .map(), got {item!r}"

@@ -18,13 +18,25 @@ def current_flow_run() -> FlowRun | None:
     return run.flow_run if run is not None else None
 
 
+def root_flow_run(run: FlowRun) -> FlowRun:
+    """The outermost flow run above ``run`` (``run`` itself, for a flow run at the top)."""
+    root = run
+    parent = run.parent
+    while parent is not None:
+        if isinstance(parent, FlowRun):
+            root = parent
+        parent = parent.parent
+    return root
+
+
 def view(
     module: str,
     current: Callable[[], Run | None],
     getters: dict[str, Callable[[Any], Any]],
     empty: dict[str, Any],
-) -> Callable[[str], Any]:
-    """Build a module ``__getattr__`` that reads ``getters[name]`` of the current run."""
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Build a module's ``__getattr__``, which reads ``getters[name]`` of the current run,
+    and its ``__dir__``, which lists the names (so editors and ``dir()`` show them)."""
 
     def __getattr__(name: str) -> Any:
         getter = getters.get(name)
@@ -38,4 +50,9 @@ def view(
             return cast("Any", value).copy() if isinstance(value, dict | list) else value
         return getter(run)
 
-    return __getattr__
+    names = sorted(getters)
+
+    def __dir__() -> list[str]:
+        return list(names)
+
+    return __getattr__, __dir__

@@ -1,7 +1,7 @@
 """The current task run, read-only: ``flowkit.runtime.task_run.name`` and so on.
 
 Outside a task run (in a flow's own body, or outside any run) each attribute has its
-empty value.
+empty value: ``None``, ``{}``, ``[]`` or ``0``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,19 @@ from typing import Any
 
 from .._engine.runs import TaskRun
 from ._views import current_task_run, view
+
+__all__ = [
+    "flow_run_id",
+    "id",
+    "name",
+    "parameters",
+    "parent_task_run_id",
+    "run_count",
+    "start_time",
+    "tags",
+    "task_inputs",
+    "task_name",
+]
 
 id: str | None
 """The task run's id, as a string."""
@@ -34,7 +47,7 @@ task_inputs: dict[str, list[str]]
 """The ids of the upstream task runs whose futures or states this run received, by
 parameter name (``"wait_for"`` for those given in ``wait_for``)."""
 
-__getattr__ = view(
+__getattr__, __dir__ = view(
     __name__,
     current_task_run,
     {

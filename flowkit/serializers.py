@@ -1,0 +1,79 @@
+"""Serializers: turn a value into bytes and back, as flowkit writes cached results.
+
+``JSONSerializer`` writes exactly what a task with ``result_serializer="json"`` writes to
+its result file (JSON through cattrs), and ``PickleSerializer`` what one with
+``result_serializer="pickle"`` writes, so a result file written by the engine is read by
+``loads`` and the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from ._engine.cache import encode_result
+
+__all__ = ["JSONSerializer", "PickleSerializer"]
+
+
+@attrs.frozen
+class JSONSerializer:
+    """Values as JSON: plain data, and attrs classes or dataclasses through cattrs.
+
+    ``dumps`` refuses a value that would not read back the same (a set, a tuple, an
+    object JSON cannot hold), rather than write something else.
+    """
+
+    type: ClassVar[Literal["json"]] = "json"
+
+    def dumps(self, obj: Any) -> bytes:
+        """Return ``obj`` as UTF-8 JSON.
+
+        Raises:
+            TypeError: ``obj`` cannot be written as JSON that reads back equal.
+        """
+        try:
+            return encode_result(obj, "json")[1]
+        except TypeError:
+            raise TypeError(
+                f"JSONSerializer cannot write a {type(obj).__name__} value so that it reads "
+                "back equal; use PickleSerializer for it"
+            ) from None
+
+    def loads(self, blob: bytes) -> Any:
+        """Return the value in ``blob``, as plain JSON data (dicts, lists, scalars).
+
+        Raises:
+            ValueError: ``blob`` is not JSON (``json.JSONDecodeError``).
+        """
+        return json.loads(blob)
+
+
+@attrs.frozen
+class PickleSerializer:
+    """Values as stdlib pickles: any picklable value, read back as itself.
+
+    Unpickling runs code named in the data: ``loads`` only bytes your own program wrote.
+    """
+
+    type: ClassVar[Literal["pickle"]] = "pickle"
+
+    def dumps(self, obj: Any) -> bytes:
+        """Return ``obj`` pickled with the highest protocol.
+
+        Raises:
+            pickle.PicklingError: ``obj`` cannot be pickled (``TypeError`` or
+                ``AttributeError`` for some objects, as ``pickle.dumps`` raises them).
+        """
+        return encode_result(obj, "pickle")[1]
+
+    def loads(self, blob: bytes) -> Any:
+        """Return the value pickled in ``blob``.
+
+        Raises:
+            pickle.UnpicklingError: ``blob`` is not a pickle.
+        """
+        return pickle.loads(blob)

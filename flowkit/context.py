@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 from uuid import UUID
 
 import attrs
@@ -13,6 +13,10 @@ import attrs
 from ._engine.runs import FlowRun, Run, TaskRun, current_run
 from ._engine.runs import current_tags as _tags
 from .exceptions import MissingContextError
+
+if TYPE_CHECKING:
+    from .flows import Flow
+    from .tasks import Task
 
 __all__ = [
     "FlowRunContext",
@@ -186,6 +190,12 @@ def _flow_run_view(run: Run) -> FlowRunView | None:
 class FlowRunContext(RunContext):
     """The context of a flow run: ``get_run_context()`` in a flow's body."""
 
+    @property
+    def flow(self) -> Flow[..., Any]:
+        """The flow being run."""
+        assert self.flow_run is not None  # a flow run's context always has its run
+        return cast("Flow[..., Any]", self.flow_run._run.definition)  # pyright: ignore[reportPrivateUsage]
+
     @classmethod
     def get(cls) -> Self | None:
         """The context of the flow run the code is in (from a task: its flow run's), or
@@ -200,6 +210,12 @@ class FlowRunContext(RunContext):
 @attrs.frozen
 class TaskRunContext(RunContext):
     """The context of a task run: ``get_run_context()`` in a task's body."""
+
+    @property
+    def task(self) -> Task[..., Any]:
+        """The task being run."""
+        assert self.task_run is not None  # a task run's context always has its run
+        return cast("Task[..., Any]", self.task_run._run.definition)  # pyright: ignore[reportPrivateUsage]
 
     @classmethod
     def get(cls) -> Self | None:

@@ -16,8 +16,10 @@ __all__ = [
     "FlowkitError",
     "FutureDeadlockError",
     "MissingContextError",
+    "ParameterBindError",
     "PausedRun",
     "PrefectException",
+    "ReservedArgumentError",
     "TaskTimeoutError",
     "UnfinishedRun",
     "UnfinishedRunError",
@@ -81,3 +83,12 @@ class TaskTimeoutError(FlowkitError, TimeoutError):
 
 class FlowTimeoutError(FlowkitError, TimeoutError):
     """A flow run exceeded its ``timeout_seconds`` (or an enclosing run's deadline)."""
+
+
+class ReservedArgumentError(FlowkitError, TypeError):
+    """A function given to ``@task`` or ``@flow`` has a parameter that every call takes
+    for itself (``return_state``, ``wait_for``)."""
+
+
+class ParameterBindError(FlowkitError, TypeError):
+    """A task or flow was called with arguments that do not fit its function."""

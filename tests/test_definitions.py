@@ -17,6 +17,7 @@ from flowkit import Flow, Task, flow, runtime, task
 from flowkit._engine.options import NOT_SET, FlowOptions, NotSet, TaskOptions
 from flowkit._engine.policy import resolve_caching
 from flowkit.cache_policies import DEFAULT, INPUTS, NO_CACHE, CacheKeyFn
+from flowkit.exceptions import ReservedArgumentError
 from flowkit.flows import FlowOptionsDict
 from flowkit.states import State
 from flowkit.tasks import TaskOptionsDict, task_input_hash
@@ -117,7 +118,9 @@ def test_a_class_is_not_a_task() -> None:
 def test_reserved_parameter_names_are_refused(reserved: str, decorator: Any) -> None:
     namespace: dict[str, Any] = {}
     exec(f"def f(x, {reserved}=None): ...", namespace)
-    with pytest.raises(TypeError, match=f"parameter '{reserved}'.*is reserved.*rename it"):
+    with pytest.raises(
+        ReservedArgumentError, match=f"parameter '{reserved}'.*is reserved.*rename it"
+    ):
         decorator(namespace["f"])
 
 

@@ -24,6 +24,7 @@ from flowkit import flow, get_run_logger, store, task
 from flowkit._engine import events, naming
 from flowkit._engine.events import LogLine, RunInfo, StateChanged, format_exception
 from flowkit.cli import main as flowkit_main
+from flowkit.exceptions import ParameterBindError
 from flowkit.store import Store
 
 SURROGATE = os.fsdecode(b"\xff")  # a lone surrogate: valid in a str, not in UTF-8
@@ -162,7 +163,7 @@ def test_a_wrong_call_says_which_task_and_how_to_call_it() -> None:
     def pair(x: int, y: int) -> int:
         return x + y
 
-    with pytest.raises(TypeError) as caught:
+    with pytest.raises(ParameterBindError) as caught:  # a TypeError, as in Prefect
         pair(1)  # type: ignore[call-arg]
     assert str(caught.value) == (
         "task 'pair' cannot be called so: missing a required argument: 'y'; call it as pair(x, y)"

@@ -34,6 +34,8 @@ BUILTIN = [
     (FutureDeadlockError, RuntimeError),
     (TaskTimeoutError, TimeoutError),
     (FlowTimeoutError, TimeoutError),
+    (exceptions.ReservedArgumentError, TypeError),
+    (exceptions.ParameterBindError, TypeError),
 ]
 
 

@@ -1,5 +1,6 @@
 """Ctrl-C on a sync flow: the body runs in the caller's thread, so a real SIGINT lands in
-it, the runs end Crashed, and the caller gets its KeyboardInterrupt."""
+it, the runs end Crashed, the caller gets its KeyboardInterrupt, and the console says so
+in one WARNING line, without a traceback."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ SCRIPT = textwrap.dedent(
     finals = []
     events.subscribe(
         lambda e: finals.append(f"{e.run.name.split('-')[0]}:{e.state.name}")
-        if e.state.is_final() else None
+        if isinstance(e, events.StateChanged) and e.state.is_final() else None
     )
 
     @task
@@ -62,5 +63,11 @@ def test_sigint_interrupts_a_sync_flow_and_crashes_its_runs(backend: str) -> Non
         "slow:Crashed",
         "interrupted:Crashed",
     ]
-    assert "Finished in state Crashed('Execution was interrupted by KeyboardInterrupt')" in err
+    (finished,) = [line for line in err.splitlines() if "Finished in state" in line]
+    assert "| WARNING | Flow run 'interrupted' - Finished in state Crashed('Execution was " in (
+        finished
+    )
+    assert finished.endswith("interrupted by KeyboardInterrupt'); 1 task run crashed")
+    assert "Traceback" not in err
     assert "ExceptionGroup" not in err
+    assert "ERROR" not in err

@@ -150,3 +150,21 @@ def test_parameters_of_the_view_are_a_copy(backend: str) -> None:
         return context.flow_run.parameters
 
     assert main(1) == {"a": 1}
+
+
+def test_the_contexts_know_their_task_and_flow(backend: str) -> None:
+    @task
+    def inner() -> object:
+        context = get_run_context()
+        assert isinstance(context, TaskRunContext)
+        return context.task
+
+    @flow
+    def main() -> tuple[object, object]:
+        context = get_run_context()
+        assert isinstance(context, FlowRunContext)
+        return context.flow, inner()
+
+    seen_flow, seen_task = main()
+    assert seen_flow is main
+    assert seen_task is inner

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Generic, Literal, NoReturn, ParamSpec, Self, T
 
 import attrs
 
+from ..exceptions import ReservedArgumentError
 from .naming import check_template
 from .options import FlowOptions, Hook, TaskOptions
 from .policy import Policy
@@ -97,7 +98,7 @@ def _signature(fn: Callable[..., Any], owner: str) -> inspect.Signature:
         raise TypeError(f"{owner}: cannot read the parameters of {fn!r} ({exc})") from None
     for reserved in RESERVED_PARAMETERS:
         if reserved in signature.parameters:
-            raise TypeError(
+            raise ReservedArgumentError(
                 f"{owner}: parameter {reserved!r} of {fn!r} is reserved: every call takes "
                 f"{reserved}= for itself ({', '.join(RESERVED_PARAMETERS)}); rename it"
             )

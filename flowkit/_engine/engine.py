@@ -11,7 +11,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar, cast
 
 from .. import states
-from ..exceptions import FlowTimeoutError, TaskTimeoutError, UpstreamFailedError
+from ..exceptions import (
+    FlowTimeoutError,
+    ParameterBindError,
+    TaskTimeoutError,
+    UpstreamFailedError,
+)
 from ..states import State, StateType
 from . import cache, events
 from .cache_policies import cache_key
@@ -53,8 +58,8 @@ def new_run(
         submitted: Whether the run is being submitted rather than called.
 
     Raises:
-        TypeError: The arguments do not fit the function's signature, or ``wait_for``
-            holds something that is not a future.
+        ParameterBindError: The arguments do not fit the function's signature.
+        TypeError: ``wait_for`` holds something that is not a future.
     """
     events.activate()
     parent = current_run.get()
@@ -75,7 +80,7 @@ def new_run(
     try:
         parameters = run.parameters
     except TypeError as exc:
-        raise TypeError(
+        raise ParameterBindError(
             f"{owner} cannot be called so: {exc}; call it as {_call_shape(definition, skip)}"
         ) from None
     if wait_for is not None or may_hold_upstream(args, kwargs):

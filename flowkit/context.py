@@ -10,7 +10,7 @@ from uuid import UUID
 
 import attrs
 
-from ._engine.runs import FlowRun, Run, TaskRun, current_run
+from ._engine.runs import Run, TaskRun, current_run
 from ._engine.runs import current_tags as _tags
 from .exceptions import MissingContextError
 
@@ -22,6 +22,7 @@ __all__ = [
     "FlowRunContext",
     "FlowRunView",
     "RunContext",
+    "RunView",
     "TaskRunContext",
     "TaskRunView",
     "current_tags",
@@ -71,45 +72,50 @@ def current_tags() -> frozenset[str]:
 
 
 @attrs.frozen
-class FlowRunView:
-    """A read-only view of a flow run; each attribute is read when you access it."""
+class RunView:
+    """A read-only view of a run; each attribute is read when you access it."""
 
-    _run: FlowRun = attrs.field(alias="run", repr=False)
+    _run: Run = attrs.field(alias="run", repr=False)
 
     @property
     def id(self) -> UUID:
-        """The flow run's id."""
+        """The run's id."""
         return self._run.id
 
     @property
     def name(self) -> str:
-        """The flow run's name."""
+        """The run's name."""
         return self._run.name
+
+    @property
+    def tags(self) -> list[str]:
+        """The run's tags, sorted."""
+        return sorted(self._run.tags)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The arguments of the call, by parameter name (a copy)."""
+        return dict(self._run.parameters)
+
+    @property
+    def run_count(self) -> int:
+        """How many times the body has started in this run."""
+        return self._run.run_count
+
+    @property
+    def start_time(self) -> datetime | None:
+        """When the run started running (UTC)."""
+        return self._run.start_time
+
+
+@attrs.frozen
+class FlowRunView(RunView):
+    """A read-only view of a flow run."""
 
     @property
     def flow_name(self) -> str:
         """The name of the flow."""
         return self._run.definition.name
-
-    @property
-    def tags(self) -> list[str]:
-        """The flow run's tags, sorted."""
-        return sorted(self._run.tags)
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        """The arguments of the flow call, by parameter name (a copy)."""
-        return dict(self._run.parameters)
-
-    @property
-    def run_count(self) -> int:
-        """How many times the flow's body has started in this run."""
-        return self._run.run_count
-
-    @property
-    def start_time(self) -> datetime | None:
-        """When the flow run started running (UTC)."""
-        return self._run.start_time
 
     @property
     def parent_task_run_id(self) -> UUID | None:
@@ -119,45 +125,13 @@ class FlowRunView:
 
 
 @attrs.frozen
-class TaskRunView:
-    """A read-only view of a task run; each attribute is read when you access it."""
-
-    _run: TaskRun = attrs.field(alias="run", repr=False)
-
-    @property
-    def id(self) -> UUID:
-        """The task run's id."""
-        return self._run.id
-
-    @property
-    def name(self) -> str:
-        """The task run's name, e.g. ``"get_url-0"``."""
-        return self._run.name
+class TaskRunView(RunView):
+    """A read-only view of a task run."""
 
     @property
     def task_name(self) -> str:
         """The name of the task."""
         return self._run.definition.name
-
-    @property
-    def tags(self) -> list[str]:
-        """The task run's tags, sorted."""
-        return sorted(self._run.tags)
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        """The arguments of the task call, by parameter name (a copy)."""
-        return dict(self._run.parameters)
-
-    @property
-    def run_count(self) -> int:
-        """How many times the task's body has started in this run."""
-        return self._run.run_count
-
-    @property
-    def start_time(self) -> datetime | None:
-        """When the task run started running (UTC)."""
-        return self._run.start_time
 
     @property
     def flow_run_id(self) -> UUID | None:

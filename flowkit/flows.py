@@ -108,39 +108,6 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
         """
         return self._evolve(changes)
 
-    def on_completion(self, fn: H) -> H:
-        """Decorator: call ``fn(flow, flow_run, state)`` when a run of this flow completes.
-
-        The hook is added to this flow itself (it is the one change a flow accepts after
-        it is made, so that a decorator below the definition takes effect); copies made
-        earlier with ``with_options`` do not get it.
-
-        Raises:
-            TypeError: ``fn`` is not callable.
-        """
-        self._add_hook("completion", fn)
-        return fn
-
-    def on_failure(self, fn: H) -> H:
-        """Decorator: call ``fn(flow, flow_run, state)`` when a run fails (after its last
-        retry). See ``on_completion``.
-
-        Raises:
-            TypeError: ``fn`` is not callable.
-        """
-        self._add_hook("failure", fn)
-        return fn
-
-    def on_running(self, fn: H) -> H:
-        """Decorator: call ``fn(flow, flow_run, state)`` when an attempt starts running.
-        See ``on_completion``.
-
-        Raises:
-            TypeError: ``fn`` is not callable.
-        """
-        self._add_hook("running", fn)
-        return fn
-
     def on_cancellation(self, fn: H) -> H:
         """Decorator: call ``fn(flow, flow_run, state)`` when a run is cancelled. See
         ``on_completion``.

@@ -53,7 +53,6 @@ P = ParamSpec("P")
 # overloads (submit, return_state) ask for a Runnable returning some Coroutine.
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
-H = TypeVar("H", bound=Hook)
 
 exponential_backoff = policy.exponential_backoff
 
@@ -148,39 +147,6 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
             ValueError: An option has a value out of range.
         """
         return self._evolve(changes)
-
-    def on_completion(self, fn: H) -> H:
-        """Decorator: call ``fn(task, task_run, state)`` when a run of this task completes.
-
-        The hook is added to this task itself (it is the one change a task accepts after
-        it is made, so that a decorator below the definition takes effect); copies made
-        earlier with ``with_options`` do not get it.
-
-        Raises:
-            TypeError: ``fn`` is not callable.
-        """
-        self._add_hook("completion", fn)
-        return fn
-
-    def on_failure(self, fn: H) -> H:
-        """Decorator: call ``fn(task, task_run, state)`` when a run fails (after its last
-        retry). See ``on_completion``.
-
-        Raises:
-            TypeError: ``fn`` is not callable.
-        """
-        self._add_hook("failure", fn)
-        return fn
-
-    def on_running(self, fn: H) -> H:
-        """Decorator: call ``fn(task, task_run, state)`` when an attempt starts running.
-        See ``on_completion``.
-
-        Raises:
-            TypeError: ``fn`` is not callable.
-        """
-        self._add_hook("running", fn)
-        return fn
 
     # A call with return_state=True cannot be typed through ParamSpec (no keyword may
     # follow *args: P.args), so those overloads accept any arguments; they overlap the

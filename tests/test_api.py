@@ -54,12 +54,17 @@ def public_callables(module: types.ModuleType) -> list[tuple[str, Any]]:
             continue
         found.append((f"{module.__name__}.{name}", obj))
         if inspect.isclass(obj):
-            for attr, value in vars(obj).items():
-                if attr.startswith("_"):
+            seen: set[str] = set()
+            for cls in obj.__mro__:  # flowkit's own classes: inherited methods count too
+                if not cls.__module__.startswith("flowkit"):
                     continue
-                member = value.fget if isinstance(value, property) else getattr(obj, attr)
-                if callable(member):
-                    found.append((f"{module.__name__}.{name}.{attr}", member))
+                for attr, value in vars(cls).items():
+                    if attr.startswith("_") or attr in seen:
+                        continue
+                    seen.add(attr)
+                    member = value.fget if isinstance(value, property) else getattr(obj, attr)
+                    if callable(member):
+                        found.append((f"{module.__name__}.{name}.{attr}", member))
     return found
 
 

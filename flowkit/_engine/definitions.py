@@ -35,6 +35,7 @@ R = TypeVar("R", covariant=True)
 RESERVED_PARAMETERS = ("return_state", "wait_for")
 
 Binding = Literal["instance", "class", "static"]
+H = TypeVar("H", bound=Hook)
 
 # Options whose ``None`` in ``with_options`` keeps the current value, as in Prefect.
 _KEPT_ON_NONE = frozenset({"name", "description", "tags"})
@@ -246,6 +247,39 @@ class Runnable(Generic[P, R]):
         given = {**self.given, f"on_{hook}": hooks}
         object.__setattr__(self, "given", given)
         object.__setattr__(self, "policy", Policy.of(self))  # type: ignore[arg-type]
+
+    def on_completion(self, fn: H) -> H:
+        """Decorator: call ``fn(task_or_flow, run, state)`` when a run completes.
+
+        The hook is added to this task or flow itself (it is the one change a definition
+        accepts after it is made, so that a decorator below the definition takes effect);
+        copies made earlier with ``with_options`` do not get it.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("completion", fn)
+        return fn
+
+    def on_failure(self, fn: H) -> H:
+        """Decorator: call ``fn(task_or_flow, run, state)`` when a run fails (after its
+        last retry). See ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("failure", fn)
+        return fn
+
+    def on_running(self, fn: H) -> H:
+        """Decorator: call ``fn(task_or_flow, run, state)`` when an attempt starts
+        running. See ``on_completion``.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        self._add_hook("running", fn)
+        return fn
 
     def __get__(self, instance: object, owner: type | None = None) -> Self:
         # Looked up on an instance: bind it, so that ``obj.method()`` passes ``obj``.

@@ -119,7 +119,11 @@ def test_a_failed_state_carries_its_traceback_as_text(
     assert "^^^" not in end.error.traceback
 
 
-def test_log_lines_travel_the_bus(backend: str, seen: list[events.Event]) -> None:
+def test_log_lines_travel_the_bus(
+    backend: str, seen: list[events.Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit")
+
     @flow
     def talks() -> None:
         get_run_logger().info("hello %s", "bus")

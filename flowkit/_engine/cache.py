@@ -28,6 +28,7 @@ from uuid import UUID
 import attrs
 
 from .convert import converter, unstructure
+from .home import make_private_directory, sweep_once
 
 __all__ = [
     "CacheRecord",
@@ -157,7 +158,8 @@ class Lookup:
 def _write_atomic(path: Path, data: bytes) -> None:
     import tempfile  # here, not at the top: only runs that cache write files
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(path.parent)
+    sweep_once(path.parent)  # temporaries a killed process left here
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:

@@ -28,7 +28,7 @@ from uuid import UUID
 import attrs
 
 from .convert import converter, unstructure
-from .home import make_private_directory, sweep_once
+from .home import PRIVATE_FILE, make_private_directory, sweep_once
 
 __all__ = [
     "CacheRecord",
@@ -271,8 +271,8 @@ class ResultStore:
         if persist:
             kind, data = encode_result(value, serializer)
             directory = storage if storage is not None else home() / "results"
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / ".flowkit-results").touch()
+            make_private_directory(directory)
+            (directory / ".flowkit-results").touch(mode=PRIVATE_FILE)
             result = directory / f"{path.stem}.{kind}"
             _write_atomic(result, data)
             record = attrs.evolve(record, serializer=kind, result=str(result))

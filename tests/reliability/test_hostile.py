@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from flowkit import flow, store, task
 from flowkit._engine.options import MAX_DELAY_SECONDS
+from flowkit.tasks import exponential_backoff
 
 odd_numbers = (
     st.floats(allow_nan=True, allow_infinity=True)
@@ -171,3 +172,17 @@ def test_options_that_would_fail_later_are_refused_at_decoration(
 ) -> None:
     with pytest.raises(ValueError, match=f"^task '_body': .*{re.escape(says)}"):
         task(**options)(_body)
+
+
+def test_exponential_backoff_stops_doubling_at_a_day() -> None:
+    backoff = task(retries=20, retry_delay_seconds=exponential_backoff(backoff_factor=60))
+    delays = backoff(_body).policy.delays
+    assert max(delays) == MAX_DELAY_SECONDS
+    assert list(delays[:3]) == [60, 120, 240]
+    with pytest.raises(ValueError, match="backoff_factor must be a number of seconds"):
+        exponential_backoff(backoff_factor=math.nan)
+
+
+def test_an_unknown_conversion_in_a_template_is_refused_at_decoration() -> None:
+    with pytest.raises(ValueError, match=r"^task '_body': .*conversion '!z' is none of"):
+        task(task_run_name="{x!z}")(_body)

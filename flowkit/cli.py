@@ -10,13 +10,13 @@ import json
 import sqlite3
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 import click
 
 from . import demo as demo_module
-from .store import RunRecord, Store, StoreError, default_path
+from .store import RunRecord, Store, StoreError, default_path, parse_age
 
 __all__ = ["main"]
 
@@ -35,10 +35,11 @@ def _duration(record: RunRecord) -> str:
 
 
 def _since(value: str) -> datetime:
-    """``30m``, ``2h``, ``7d`` ago, or an ISO date/time."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if value[:-1].isdigit() and value[-1:] in units:
-        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    """An age (``30m``, ``2h``, ``7d``: that long ago) or an ISO date/time."""
+    try:
+        return datetime.now(UTC) - parse_age(value)
+    except ValueError:
+        pass
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -96,7 +97,10 @@ def runs_ls(
 ) -> None:
     """List recent flow runs, newest first."""
     with _open() as store:
-        found = store.flow_runs(flow=flow, state=state, since=since, limit=limit)
+        try:
+            found = store.flow_runs(flow=flow, state=state, since=since, limit=limit)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--state") from None
     if as_json:
         for record in found:
             click.echo(json.dumps(_record_json(record)))
@@ -121,6 +125,22 @@ def _record_json(record: RunRecord) -> dict[str, object]:
         "created": record.created.isoformat(), "duration_s": record.duration,
         "parameters": record.parameters, "tags": record.tags, "error": record.error,
     }  # fmt: skip
+
+
+@runs.command("prune")
+@click.option(
+    "--older-than", "before", type=_since, required=True,
+    help="delete finished runs created before: 30d, 12h, 2w ago, or a date",
+)  # fmt: skip
+def runs_prune(before: datetime) -> None:
+    """Delete old finished runs, with their task runs, states and logs."""
+    with _open() as store:
+        try:
+            count = store.prune(before)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+    when = before.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(f"Deleted {count} run{'s' * (count != 1)} created before {when}.")
 
 
 @runs.command("show")

@@ -351,3 +351,91 @@ def test_console_script_runs(flowkit_home: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "recorded" in done.stdout
+
+
+# Keeping it small
+
+
+def _age_runs(name: str, days: float) -> None:
+    """Make the tree of the flow run ``name`` look ``days`` old."""
+    with Store.open() as s:
+        root = s.get(name).root_id
+        s._db.execute(
+            "UPDATE runs SET created = created - ? WHERE root_id = ?", (days * 86400, root)
+        )
+
+
+def test_runs_prune_deletes_old_finished_trees_only(
+    backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded(1)
+    recorded(2)
+    old, new = sorted(store.Store.open().flow_runs(), key=lambda r: r.parameters["n"])
+    _age_runs(old.id, 40)
+    with Store.open() as s:  # an old run still going (its process is this one, alive)
+        s._db.execute(
+            "UPDATE runs SET state_type = 'RUNNING', created = created - 4000000 WHERE id = ?",
+            (new.id,),
+        )
+    assert flowkit_main(["runs", "prune", "--older-than", "30d"]) == 0
+    assert capsys.readouterr().out.startswith("Deleted 1 run created before ")
+    with Store.open() as s:
+        assert [r.id for r in s.flow_runs()] == [new.id]
+        left = {r[0] for r in s._db.execute("SELECT DISTINCT root_id FROM runs")}
+        states = s._db.execute("SELECT count(*) FROM states WHERE run_id = ?", (old.id,))
+        logs = s._db.execute("SELECT count(*) FROM logs WHERE root_id = ?", (old.id,))
+        assert (left, states.fetchone()[0], logs.fetchone()[0]) == ({new.id}, 0, 0)
+    assert flowkit_main(["runs", "prune", "--older-than", "soon"]) == 2
+    assert flowkit_main(["runs", "prune"]) == 2
+
+
+def test_retention_prunes_when_the_store_opens(
+    flowkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded(1)
+    _age_runs("recorded", 3)
+    store._writer._close_all()  # the next run opens the store afresh
+    store._writer._writers.clear()
+    monkeypatch.setenv("FLOWKIT_STORE_RETENTION", "2d")
+    recorded(5)
+    with Store.open() as s:
+        assert [r.parameters for r in s.flow_runs()] == [{"n": 5}]
+
+
+@pytest.mark.parametrize("value", ["30", "thirty days", "0d", "-1d", "99999999d", "1y"])
+def test_a_bad_retention_fails_the_first_run_clearly(value: str) -> None:
+    code = "from flowkit import flow\nflow(lambda: 1)()\n"
+    env = {**os.environ, "FLOWKIT_STORE_RETENTION": value}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ValueError: FLOWKIT_STORE_RETENTION: {value!r} is ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("90s", timedelta(seconds=90)), ("30d", timedelta(days=30)), (" 2W ", timedelta(weeks=2))],
+)
+def test_ages(text: str, expected: timedelta) -> None:
+    assert store.parse_age(text) == expected
+
+
+def test_runs_ls_refuses_an_unknown_state_naming_the_valid_ones(
+    backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded(1)
+    assert flowkit_main(["runs", "ls", "--state", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "'nonsense' is not a state" in err
+    assert "Completed, Crashed, Failed" in err
+    for known in ("failed", "TimedOut", "COMPLETED"):
+        assert flowkit_main(["runs", "ls", "--state", known]) == 0
+
+
+def test_a_custom_state_name_the_store_recorded_is_a_valid_filter(backend: str) -> None:
+    recorded(1)
+    with Store.open() as s:  # as a run ending in Completed(name="Skipped") is recorded
+        s._db.execute("UPDATE runs SET state_name = 'Skipped' WHERE parent_id IS NULL")
+        assert [r.state_name for r in s.flow_runs(state="skipped")] == ["Skipped"]

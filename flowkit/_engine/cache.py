@@ -28,6 +28,7 @@ from uuid import UUID
 import attrs
 
 from .convert import converter, unstructure
+from .home import PRIVATE_FILE, make_private_directory, sweep_once
 
 __all__ = [
     "CacheRecord",
@@ -157,7 +158,8 @@ class Lookup:
 def _write_atomic(path: Path, data: bytes) -> None:
     import tempfile  # here, not at the top: only runs that cache write files
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(path.parent)
+    sweep_once(path.parent)  # temporaries a killed process left here
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
@@ -269,8 +271,8 @@ class ResultStore:
         if persist:
             kind, data = encode_result(value, serializer)
             directory = storage if storage is not None else home() / "results"
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / ".flowkit-results").touch()
+            make_private_directory(directory)
+            (directory / ".flowkit-results").touch(mode=PRIVATE_FILE)
             result = directory / f"{path.stem}.{kind}"
             _write_atomic(result, data)
             record = attrs.evolve(record, serializer=kind, result=str(result))

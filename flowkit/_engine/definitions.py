@@ -171,7 +171,10 @@ class Runnable(Generic[P, R]):
             )  # fmt: skip
         except (TypeError, ValueError) as exc:
             label = name if isinstance(name, str) and name else func_name(func)
-            raise type(exc)(f"{self.kind} {label!r}: {exc}") from None
+            prefix = f"{self.kind} {label!r}: "
+            if str(exc).startswith(prefix):  # __attrs_post_init__'s checks name it already
+                raise
+            raise type(exc)(f"{prefix}{exc}") from None
 
     def __attrs_post_init__(self) -> None:
         owner = self.owner

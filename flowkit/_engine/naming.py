@@ -90,7 +90,9 @@ def generate_name() -> str:
 def _fields(template: str) -> list[str]:
     """The replacement fields of a format string, including those nested in format specs."""
     fields: list[str] = []
-    for _, field, spec, _ in string.Formatter().parse(template):
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"conversion '!{conversion}' is none of !r, !s, !a")
         if field is not None:
             fields.append(field)
         if spec:
@@ -133,6 +135,13 @@ def _takes_parameters(fn: Callable[..., Any]) -> bool:
         return False
 
 
+def _unfillable(template: str, exc: Exception, owner: str) -> KeyError:
+    return KeyError(
+        f"{owner}: run name template {template!r} cannot be filled from this call's "
+        f"arguments ({type(exc).__name__}: {exc}); change the template or the arguments"
+    )
+
+
 def render_run_name(
     template: str | Callable[..., str], parameters: Mapping[str, Any], *, owner: str
 ) -> str:
@@ -141,16 +150,23 @@ def render_run_name(
 
     Raises:
         TypeError: A callable returned something other than a non-empty string.
-        KeyError: The template names an argument the call did not receive.
+        KeyError: The template names an argument the call did not receive, or reads
+            from an argument an attribute, item or format it does not have.
     """
     if isinstance(template, str):
         try:
             return template.format(**parameters)
         except KeyError as exc:
+            if not isinstance(field := exc.args[0], str) or field not in _fields(template):
+                raise _unfillable(template, exc, owner) from None  # a key inside a value
             raise KeyError(
-                f"{owner}: run name template {template!r} needs argument {exc.args[0]!r}, "
+                f"{owner}: run name template {template!r} needs argument {field!r}, "
                 "which this call did not receive"
             ) from None
+        except (LookupError, AttributeError, TypeError, ValueError) as exc:
+            # "{x.nope}", "{x[9]}", "{x:d}" on a str: the argument lacks what the
+            # template reads from it, which is the same mistake as a missing argument.
+            raise _unfillable(template, exc, owner) from None
     name = template(parameters=dict(parameters)) if _takes_parameters(template) else template()
     if not isinstance(name, str) or not name:
         raise TypeError(

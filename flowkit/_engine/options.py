@@ -26,6 +26,8 @@ from .cache_policies import CacheContext, CachePolicy
 
 __all__ = [
     "MAX_DELAYS",
+    "MAX_DELAY_SECONDS",
+    "MAX_JITTER",
     "NOT_SET",
     "CacheKeyFunction",
     "FlowOptions",
@@ -41,6 +43,10 @@ __all__ = [
 ]
 
 MAX_DELAYS = 50
+MAX_DELAY_SECONDS = 86_400.0
+"""The longest wait before a retry, jitter included: a day. Longer is a schedule's job."""
+MAX_JITTER = 100
+"""The largest ``retry_jitter_factor``: a delay varies by at most a hundred times itself."""
 
 
 class NotSet(enum.Enum):
@@ -101,7 +107,7 @@ def _timeout(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         return
     if not _is_number(value):
         raise TypeError(f"{attribute.name} must be a number of seconds or None, got {value!r}")
-    if not value > 0:  # type: ignore[operator]
+    if not value > 0:  # type: ignore[operator]  # NaN too
         raise ValueError(f"{attribute.name} must be above 0 seconds, or None, got {value!r}")
 
 
@@ -124,7 +130,8 @@ def check_delays(name: str, value: object) -> None:
 
     Raises:
         TypeError: Something other than numbers.
-        ValueError: A negative delay, or too many.
+        ValueError: A delay that is negative, NaN, or over ``MAX_DELAY_SECONDS``; or
+            too many delays.
     """
     delays = as_delay_list(value)
     if not all(_is_number(d) for d in delays):
@@ -132,8 +139,10 @@ def check_delays(name: str, value: object) -> None:
             f"{name} must be a number of seconds, a list of them, or a function of the "
             f"retry count returning a list, got {value!r}"
         )
-    if any(d < 0 for d in delays):
-        raise ValueError(f"{name} must not be negative, got {value!r}")
+    if not all(0 <= d <= MAX_DELAY_SECONDS for d in delays):  # NaN fails both
+        raise ValueError(
+            f"{name} must be from 0 to {MAX_DELAY_SECONDS:.0f} seconds (a day) each, got {value!r}"
+        )
     if len(delays) > MAX_DELAYS:
         raise ValueError(f"{name} may list at most {MAX_DELAYS} delays, got {len(delays)}")
 
@@ -148,8 +157,8 @@ def _jitter(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         return
     if not _is_number(value):
         raise TypeError(f"{attribute.name} must be a number or None, got {value!r}")
-    if value < 0:  # type: ignore[operator]
-        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
+    if not 0 <= value <= MAX_JITTER:  # type: ignore[operator]  # NaN fails it too
+        raise ValueError(f"{attribute.name} must be from 0 to {MAX_JITTER}, got {value!r}")
 
 
 def _callable(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -255,6 +264,7 @@ class Options:
         retry_delay_seconds: Seconds to wait before a retry: a number, a list with one
             delay per retry (the last repeats), or a function of ``retries`` returning
             such a list, such as ``exponential_backoff(backoff_factor=2)``. Default 0.
+            Each delay is from 0 to ``MAX_DELAY_SECONDS`` (a day).
         max_concurrency: How many task runs one run may have submitted and unfinished at
             once; ``None`` (the default) for no bound.
         on_completion_hooks: ``fn(definition, run, state)`` called when a run completes
@@ -289,8 +299,8 @@ class TaskOptions(Options):
             function returning the name, called with ``parameters=`` if it has such a
             parameter (else with nothing; it may read ``flowkit.runtime``). Default:
             ``"<name>-<n>"``, ``n`` counting runs of the task from 0 in each flow run.
-        retry_jitter_factor: Vary each delay at random by up to this fraction of it.
-            ``None``: exact delays.
+        retry_jitter_factor: Vary each delay at random by up to this fraction of it
+            (0 to ``MAX_JITTER``; a varied delay is a day at most). ``None``: exact delays.
         retry_condition_fn: ``fn(task, task_run, state) -> bool``; a failed attempt is
             retried only when it returns true. ``None``: every failure is retried.
         cache_policy: What the cache key is made of, such as ``INPUTS + TASK_SOURCE``.

@@ -20,6 +20,7 @@ import attrs
 from ..states import State, StateType
 from .cache_policies import DEFAULT, NO_CACHE, CacheKeyFn, CachePolicy
 from .options import (
+    MAX_DELAY_SECONDS,
     MAX_DELAYS,
     NOT_SET,
     CacheKeyFunction,
@@ -53,19 +54,25 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     """Retry delays that double each time: ``backoff_factor * 2 ** n`` seconds for retry n.
 
     Pass it as ``retry_delay_seconds=exponential_backoff(backoff_factor=10)``: 10, 20, 40 s...
+    Doubling stops at ``MAX_DELAY_SECONDS`` (a day).
 
     Raises:
-        ValueError: ``backoff_factor`` is negative.
+        ValueError: ``backoff_factor`` is negative, NaN, or over a day.
     """
     if (
         not isinstance(backoff_factor, Real)
         or isinstance(backoff_factor, bool)
-        or backoff_factor < 0
+        or not 0 <= backoff_factor <= MAX_DELAY_SECONDS
     ):
-        raise ValueError(f"backoff_factor must be a number of 0 or more, got {backoff_factor!r}")
+        raise ValueError(
+            f"backoff_factor must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f} "
+            f"(a day), got {backoff_factor!r}"
+        )
 
     def delays(retries: int) -> list[float]:
-        return [backoff_factor * 2**n for n in range(min(retries, MAX_DELAYS))]
+        return [
+            min(backoff_factor * 2**n, MAX_DELAY_SECONDS) for n in range(min(retries, MAX_DELAYS))
+        ]
 
     return delays
 
@@ -231,7 +238,8 @@ class Policy:
         base = float(self.delays[min(retry, len(self.delays)) - 1])
         if not self.jitter:
             return base
-        return random.uniform(max(0.0, base * (1 - self.jitter)), base * (1 + self.jitter))
+        varied = random.uniform(max(0.0, base * (1 - self.jitter)), base * (1 + self.jitter))
+        return min(varied, MAX_DELAY_SECONDS)
 
     def final_hook(self, state: State[Any]) -> tuple[Callable[..., Any], ...]:
         """The hooks a run in final ``state`` calls."""

@@ -1,8 +1,9 @@
 """The run store: every flow run, task run, state change and log line, in SQLite.
 
 Runs are recorded as they happen, with no setup, into ``$FLOWKIT_HOME/runs.db``
-(``~/.flowkit/runs.db`` by default). ``FLOWKIT_STORE=off`` or ``disable()`` turns it off.
-Read it back with ``Store``, or from the shell with ``flowkit runs``::
+(``~/.flowkit/runs.db`` by default). ``FLOWKIT_STORE=off`` or ``disable()`` turns it off;
+``FLOWKIT_STORE_RETENTION=30d`` keeps runs for 30 days. Read it back with ``Store``, or
+from the shell with ``flowkit runs``::
 
     with Store.open() as store:
         for run in store.flow_runs(limit=5):
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from logging import getLevelName
 from pathlib import Path
 from types import TracebackType
@@ -22,12 +23,15 @@ from typing import Any, Self
 
 import attrs
 
+from .. import states
 from .._engine.convert import converter
-from ._schema import SCHEMA_VERSION, StoreError, connect, default_path
+from ._prune import parse_age, prune, retention
+from ._schema import SCHEMA_VERSION, StoreError, connect, default_path, is_busy
 from ._writer import disable, enable, flush, is_enabled, recover
 
 __all__ = [
     "SCHEMA_VERSION",
+    "STATE_NAMES",
     "LogLine",
     "RunRecord",
     "StateRecord",
@@ -38,7 +42,21 @@ __all__ = [
     "enable",
     "flush",
     "is_enabled",
+    "parse_age",
+    "retention",
 ]
+
+READ_BUSY_SECONDS = 5.0
+"""How long ``Store`` waits for another connection's write lock (to mark crashed runs,
+migrate, or prune) before it goes on without, or says the store is locked."""
+STATE_NAMES = tuple(
+    sorted(
+        {t.value.title() for t in states.StateType}
+        | {c.name for c in vars(states).values() if isinstance(c, states.StateConstructor)}
+    )
+)
+"""The state names and types ``flow_runs(state=...)`` takes, besides names of states a
+store has recorded (``Completed(name="Skipped")``)."""
 
 
 def _ambiguous(name: str, found: list[RunRecord]) -> str:
@@ -51,6 +69,13 @@ def _ambiguous(name: str, found: list[RunRecord]) -> str:
     return (
         f"{len(found) if len(found) <= 10 else 'more than 10'} runs are named {name!r}; "
         f"give the id of the one you mean:\n" + "\n".join(lines) + more
+    )
+
+
+def _locked(path: Path, why: str) -> str:
+    return (
+        f"the run store at {path} is locked by another process, and it needs the lock "
+        f"{why}; try again when that process is done"
     )
 
 
@@ -165,15 +190,24 @@ class Store:
     def open(cls, path: str | Path | None = None) -> Store:
         """Open the store at ``path`` (default ``$FLOWKIT_HOME/runs.db``).
 
-        Runs left unfinished by processes on this host that are gone are marked Crashed.
+        Runs left unfinished by processes on this host that are gone are marked Crashed
+        (unless another process holds the write lock: then at a later open).
 
         Raises:
-            StoreError: There is no store there, it is not flowkit's, or a newer flowkit
-                wrote it.
+            StoreError: There is no store there, it is not flowkit's, a newer flowkit
+                wrote it, or it needs migrating while another process holds its lock.
         """
         path = Path(path) if path is not None else default_path()
-        db = connect(path, create=False)
-        recover(db)
+        try:
+            db = connect(path, create=False, busy_seconds=READ_BUSY_SECONDS)
+        except sqlite3.OperationalError as exc:  # busy: the migration needs the lock
+            raise StoreError(_locked(path, "to bring its schema up to date")) from exc
+        try:
+            recover(db)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                db.close()
+                raise
         return cls(db, path)
 
     def close(self) -> None:
@@ -206,6 +240,8 @@ class Store:
             limit: At most this many; ``None`` for all.
         """
         where, args = ["parent_id IS NULL"], list[Any]()
+        if state is not None:
+            self._check_state(state)
         if flow is not None:
             where.append("definition = ?")
             args.append(flow)
@@ -219,6 +255,42 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [RunRecord.from_row(r) for r in self._db.execute(sql, args)]
+
+    def _check_state(self, state: str) -> None:
+        if (
+            state.lower() in (n.lower() for n in STATE_NAMES)
+            or self._db.execute(
+                "SELECT 1 FROM runs WHERE upper(state_name) = upper(?) LIMIT 1", (state,)
+            ).fetchone()
+        ):
+            return
+        raise ValueError(
+            f"{state!r} is not a state: give a state type or name (any case), one of "
+            f"{', '.join(STATE_NAMES)}, or a state name this store has recorded"
+        )
+
+    def prune(self, older_than: timedelta | datetime) -> int:
+        """Delete the finished runs created over ``older_than`` ago (or before it, for a
+        date), with their task runs, states and logs. Unfinished runs are kept.
+
+        The space they took is reused for new runs; the file itself does not shrink.
+
+        Returns:
+            How many root runs (flow runs, and tasks run outside flows) were deleted.
+
+        Raises:
+            StoreError: Another process held the store's write lock for
+                ``READ_BUSY_SECONDS``; nothing was deleted.
+        """
+        before = datetime.now(UTC) - older_than if isinstance(older_than, timedelta) else (
+            older_than
+        )  # fmt: skip
+        try:
+            return prune(self._db, before)
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise StoreError(_locked(self.path, "to delete runs")) from exc
+            raise
 
     def get(self, run: str) -> RunRecord:
         """The run whose id is ``run`` or starts with it; else the run named ``run``;

@@ -8,9 +8,10 @@ of ``MIGRATIONS`` takes the schema one version further.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
+
+from .._engine.home import create_private_file, home
 
 __all__ = [
     "APPLICATION_ID",
@@ -19,6 +20,7 @@ __all__ = [
     "StoreError",
     "connect",
     "default_path",
+    "is_busy",
 ]
 
 APPLICATION_ID = 0x666B6974  # "fkit"
@@ -88,28 +90,49 @@ class StoreError(Exception):
 
 def default_path() -> Path:
     """``$FLOWKIT_HOME/runs.db``; ``FLOWKIT_HOME`` defaults to ``~/.flowkit``."""
-    home = os.environ.get("FLOWKIT_HOME") or os.path.join("~", ".flowkit")
-    return Path(home).expanduser() / "runs.db"
+    return home() / "runs.db"
 
 
-def connect(path: Path, *, create: bool) -> sqlite3.Connection:
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says another connection holds a lock the statement needs."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
+
+
+def connect(path: Path, *, create: bool, busy_seconds: float = 30) -> sqlite3.Connection:
     """Open the store at ``path``, creating or migrating its schema as needed.
+
+    A new store, and a new ``FLOWKIT_HOME``, are private to the user (0600, 0700); SQLite
+    gives its ``-wal`` and ``-shm`` files the mode of the database. Opening a store whose
+    schema is current takes no lock, so it never waits on a writer.
+
+    Args:
+        path: The database file.
+        create: Whether to create it if it is missing.
+        busy_seconds: How long a statement waits for a lock another connection holds.
 
     Raises:
         StoreError: There is no store and ``create`` is false; the file is not a flowkit
             run store; or a newer flowkit wrote it.
+        sqlite3.OperationalError: A migration needs the write lock and another connection
+            held it for ``busy_seconds`` (see ``is_busy``).
+        OSError: The file or its directory cannot be created.
     """
     if not create and not path.exists():
         raise StoreError(f"no run store at {path} yet: run a flow first, or set FLOWKIT_HOME")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    if create:
+        create_private_file(path)
+    db = sqlite3.connect(path, timeout=busy_seconds, isolation_level=None,
+                         check_same_thread=False)  # fmt: skip
     try:
-        db.execute("PRAGMA busy_timeout = 30000")
+        db.execute(f"PRAGMA busy_timeout = {int(busy_seconds * 1000)}")
         _check_and_migrate(db, path)
-        db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.DatabaseError as exc:
         db.close()
+        if is_busy(exc):
+            raise
         raise StoreError(f"{path} is not a flowkit run store ({exc})") from None
     except BaseException:
         db.close()
@@ -117,7 +140,17 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     return db
 
 
+def _current(db: sqlite3.Connection) -> bool:
+    """Whether the store is flowkit's, at this schema, in WAL mode: nothing to do."""
+    app_id: int = db.execute("PRAGMA application_id").fetchone()[0]
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    mode: str = db.execute("PRAGMA journal_mode").fetchone()[0]
+    return app_id == APPLICATION_ID and version == SCHEMA_VERSION and mode == "wal"
+
+
 def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
+    if _current(db):  # a read: in WAL mode it never waits on a writer
+        return
     # BEGIN IMMEDIATE takes the write lock, so two processes creating the store at once
     # take turns: the second finds the schema done.
     db.execute("BEGIN IMMEDIATE")
@@ -145,3 +178,4 @@ def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+    db.execute("PRAGMA journal_mode = WAL")

@@ -6,10 +6,12 @@ on its own merits: a value that cannot be encoded, or a string SQLite refuses, i
 as a placeholder with a warning, and never costs the other events of its batch. When a
 root run (a flow called outside any flow) ends, the thread that ended it waits until
 everything of that run is committed, so a flow's records are on disk when the call
-returns.
+returns; but runs never wait on the store: while it refuses rows (another process holds
+its write lock, its disk is full) they wait in memory, bounded, and the call returns.
 
 Configuration is read when a root run starts: ``FLOWKIT_STORE=off`` (or ``disable()``)
-leaves that run unrecorded; ``FLOWKIT_HOME`` picks the database.
+leaves that run unrecorded; ``FLOWKIT_HOME`` picks the database; and when a writer opens
+its database, ``FLOWKIT_STORE_RETENTION`` (an age such as ``30d``) prunes older runs.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .._engine import events, naming
 from .._engine.convert import unstructure
 from .._engine.events import LogLine, StateChanged
-from ._schema import StoreError, connect, default_path
+from ._prune import prune, retention
+from ._schema import StoreError, connect, default_path, is_busy
 
 __all__ = [
     "Writer", "disable", "enable", "flush", "is_enabled", "recover", "reserve_name", "setup",
@@ -50,6 +54,18 @@ POLL_SECONDS = 0.05
 """How often the writer looks for new events when nobody waits for them."""
 IDLE_SECONDS = 10.0
 """A writer with nothing to do for this long, and no run tree open, stops."""
+BUSY_SECONDS = 0.5
+"""How long the writer waits for a lock another connection holds before it lets the rows
+wait in memory and tries again."""
+RETRY_SECONDS = 0.5
+"""The pause between tries while the store refuses rows (locked, or its disk full)."""
+MAX_WAITING = 100_000
+"""How many events (state changes and log lines) wait in memory while the store refuses
+them; newer ones are dropped, with a WARNING, until it takes them."""
+FLUSH_SECONDS = 5.0
+"""The longest a root flow run's call waits, as it returns, for its rows to be committed."""
+CLOSE_SECONDS = 5.0
+"""The longest the process waits at exit for rows the store refuses."""
 _UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
 _log = logging.getLogger("flowkit.store")
 
@@ -71,26 +87,53 @@ def _timestamp(event: StateChanged) -> float:
     return event.state.timestamp.timestamp()
 
 
+def _refused(exc: BaseException) -> str | None:
+    """Why the store refuses rows for now (another connection's lock, a full or failing
+    disk), or ``None`` if ``exc`` is not such a passing trouble."""
+    if is_busy(exc):
+        return "it is locked by another connection"
+    if isinstance(exc, sqlite3.OperationalError) and (
+        exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+    ):
+        return f"its disk refuses to write ({exc})"
+    return None
+
+
+class _Flush(threading.Event):
+    """A wait for what was queued before it. A patient one is set once it is committed;
+    an impatient one also when the store refuses it for now (the rows wait in memory)."""
+
+    def __init__(self, *, patient: bool) -> None:
+        super().__init__()
+        self.patient = patient
+
+
 class Writer:
     """The writer thread of one database.
 
-    Raises:
-        StoreError: The database cannot be opened (see ``connect``).
-        OSError: Its directory cannot be made.
+    The thread opens the database, so a store that another process keeps locked never
+    holds up a run: runs only queue events. Rows the store refuses (locked, or its disk
+    full) wait in memory, up to ``MAX_WAITING`` events, and are written when it takes them.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retention: timedelta | None = None) -> None:
         self.path = path
-        self._db = connect(path, create=True)
-        recover(self._db)
+        self._retention = retention
+        self._db: sqlite3.Connection | None = None
         # The engine's threads append here without waking the writer (deque appends are
         # atomic): waking a thread per event costs the engine more than the event itself.
         # The writer wakes every POLL_SECONDS, or at once for a flush or close.
         self._items: collections.deque[Any] = collections.deque()
         self._wake = threading.Event()
         self._complained = False
+        # Taken from the queue, not yet committed: the store refused them for now.
+        self._waiting: list[Any] = []
+        self._flushes: list[_Flush] = []
+        self._trouble: str | None = None
+        self._trouble_since = 0.0
+        self._dropped = 0
         # Names of flow runs are looked up from the engine's threads, not the writer's.
-        self._names = connect(path, create=False)
+        self._names: sqlite3.Connection | None = None
         self._names_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="flowkit-store", daemon=True)
         self._thread.start()
@@ -100,20 +143,34 @@ class Writer:
         self._items.append(item)
 
     def has_queued(self) -> bool:
-        """Whether anything is queued and not yet taken by the writer thread."""
-        return bool(self._items)
+        """Whether anything is queued and not yet committed."""
+        return bool(self._items) or bool(self._waiting)
 
     def name_taken(self, name: str) -> bool:
-        """Whether a flow run in this store already has ``name``."""
+        """Whether a flow run in this store already has ``name`` (false while the store
+        is not open yet, or busy: the engine keeps recent names unique by itself)."""
         with self._names_lock:
-            row = self._names.execute(
-                "SELECT 1 FROM runs WHERE kind = 'flow' AND name = ? LIMIT 1", (name,)
-            ).fetchone()
+            if self._names is None:
+                return False
+            try:
+                row = self._names.execute(
+                    "SELECT 1 FROM runs WHERE kind = 'flow' AND name = ? LIMIT 1", (name,)
+                ).fetchone()
+            except sqlite3.OperationalError:
+                return False
         return row is not None
 
-    def flush(self, timeout: float | None = 30) -> None:
-        """Wait until everything queued so far is committed."""
-        done = threading.Event()
+    def flush(self, timeout: float | None = 30, *, patient: bool = True) -> None:
+        """Wait until everything queued so far is committed, at most ``timeout`` seconds.
+
+        Args:
+            timeout: The longest to wait; ``None`` for no bound.
+            patient: Whether to wait while the store refuses rows for now; if false,
+                return as soon as the rows wait in memory instead.
+        """
+        if not patient and self._trouble is not None:
+            return
+        done = _Flush(patient=patient)
         self._items.append(done)
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -123,41 +180,147 @@ class Writer:
                 break
 
     def close(self) -> None:
-        """Commit what is queued and stop the thread."""
+        """Commit what is queued and stop the thread (waiting ``CLOSE_SECONDS`` at most
+        for a store that refuses rows)."""
         self._items.append(None)
         self._wake.set()
-        self._thread.join(30)
+        self._thread.join(CLOSE_SECONDS + BUSY_SECONDS + 1)
 
     def _loop(self) -> None:
         idle = 0.0
+        closing: float | None = None  # the deadline, once asked to close
         while True:
-            self._wake.wait(POLL_SECONDS)
+            self._wake.wait(RETRY_SECONDS if self._waiting else POLL_SECONDS)
             self._wake.clear()
-            items: list[Any] = []
-            while self._items:
-                items.append(self._items.popleft())
-            if not items:
+            if self._take() and closing is None:
+                closing = time.monotonic() + CLOSE_SECONDS
+            if not self._waiting and not self._flushes and closing is None:
                 idle += POLL_SECONDS
                 if idle >= IDLE_SECONDS and _retire(self):
                     break
                 continue
             idle = 0.0
-            waiters = [i for i in items if isinstance(i, threading.Event)]
-            try:
-                self._write([i for i in items if i is not None and i not in waiters])
-            except Exception as exc:  # never lose the thread: report, go on with later batches
-                if not self._complained:
-                    self._complained = True
-                    _log.error(
-                        "the run store at %s could not record runs: %s: %s; later failures "
-                        "of this kind are not reported", self.path, type(exc).__name__, exc,
-                    )  # fmt: skip
-            for waiter in waiters:
-                waiter.set()
-            if any(i is None for i in items):
+            opened = self._attempt()
+            for flush in self._flushes:
+                if not self._waiting or not flush.patient:
+                    flush.set()
+            self._flushes = [f for f in self._flushes if not f.is_set()]
+            if not opened:
                 break
-        self._db.close()
-        self._names.close()
+            if closing is not None and (not self._waiting or time.monotonic() >= closing):
+                break
+        self._stop()
+
+    def _take(self) -> bool:
+        """Move the queue to ``_waiting`` (bounded while the store refuses rows) and
+        its flushes to ``_flushes``; return whether a close was asked."""
+        closed = False
+        while self._items:
+            item = self._items.popleft()
+            if item is None:
+                closed = True
+            elif isinstance(item, _Flush):
+                self._flushes.append(item)
+            elif self._trouble is None or len(self._waiting) < MAX_WAITING:
+                self._waiting.append(item)
+            else:
+                if not self._dropped:
+                    _log.warning(
+                        "the run store at %s has refused rows for %.0f s (%s); %d events "
+                        "wait in memory, the most it keeps: newer ones are dropped until "
+                        "it takes them", self.path, time.monotonic() - self._trouble_since,
+                        self._trouble, MAX_WAITING,
+                    )  # fmt: skip
+                self._dropped += 1
+        return closed
+
+    def _attempt(self) -> bool:
+        """Try to commit what waits; return false if the store cannot be opened at all."""
+        try:
+            if self._db is None:
+                self._open()
+            if self._waiting:
+                self._write(self._waiting)
+        except (StoreError, OSError, sqlite3.Error) as exc:
+            if (why := _refused(exc)) is None:
+                if self._db is None:
+                    _broken_store(self, exc)
+                    self._waiting = []
+                    return False
+                self._complain(exc)
+            else:
+                self._refusing(why, locked=is_busy(exc))
+                return True
+        except Exception as exc:  # never lose the thread: report, go on with later batches
+            self._complain(exc)
+        self._waiting = []
+        if self._trouble is not None:
+            self._recovered()
+        return True
+
+    def _open(self) -> None:
+        db = connect(self.path, create=True, busy_seconds=BUSY_SECONDS)
+        try:
+            recover(db)
+            if self._retention is not None:
+                prune(db, datetime.now(UTC) - self._retention)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                db.close()
+                raise
+            # Locked: crashed runs are marked, and old runs pruned, at a later open.
+        names = connect(self.path, create=False, busy_seconds=BUSY_SECONDS)
+        self._db = db
+        with self._names_lock:
+            self._names = names
+
+    def _refusing(self, why: str, *, locked: bool) -> None:
+        if self._trouble is None:
+            self._trouble, self._trouble_since = why, time.monotonic()
+            # Another process's lock is ordinary, if long; a disk that refuses is not.
+            log = _log.info if locked else _log.error
+            log(
+                "the run store at %s does not take rows now (%s); runs go on, and their "
+                "rows wait in memory (up to %d events) until it does",
+                self.path, why, MAX_WAITING,
+            )  # fmt: skip
+
+    def _recovered(self) -> None:
+        waited = time.monotonic() - self._trouble_since
+        if self._dropped:
+            _log.warning(
+                "the run store at %s takes rows again after %.0f s; %d events that came "
+                "while %d waited were dropped", self.path, waited, self._dropped, MAX_WAITING,
+            )  # fmt: skip
+        else:
+            _log.info(
+                "the run store at %s takes rows again after %.0f s; every row that waited "
+                "is written", self.path, waited,
+            )  # fmt: skip
+        self._trouble, self._dropped = None, 0
+
+    def _complain(self, exc: BaseException) -> None:
+        if not self._complained:
+            self._complained = True
+            _log.error(
+                "the run store at %s could not record runs: %s: %s; later failures "
+                "of this kind are not reported", self.path, type(exc).__name__, exc,
+            )  # fmt: skip
+
+    def _stop(self) -> None:
+        if self._waiting:
+            _log.warning(
+                "the run store at %s still refused rows at exit (%s): %d events of "
+                "runs were not recorded", self.path, self._trouble, len(self._waiting),
+            )  # fmt: skip
+        for flush in self._flushes:
+            flush.set()
+        if self._db is not None:
+            self._db.close()
+        with self._names_lock:
+            if self._names is not None:
+                self._names.close()
+                self._names = None
 
     def _write(self, items: list[Any]) -> None:
         batch = _Batch()
@@ -165,36 +328,44 @@ class Writer:
             batch.add(item)
         try:
             self._commit(batch.statements())
-        except (sqlite3.Error, UnicodeError):
+        except (sqlite3.Error, UnicodeError) as exc:
+            if _refused(exc) is not None:
+                raise  # the rows wait; they are not at fault
             # One row SQLite refuses (say, a string with a lone surrogate) must not cost the
             # others: write the batch again a statement at a time, mending what it refuses.
             self._commit_each(batch.statements())
 
     def _commit(self, statements: Iterable[tuple[str, list[tuple[Any, ...]]]]) -> None:
         db = self._db
-        db.execute("BEGIN")
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")  # a lock held elsewhere shows here, before any work
         try:
             for sql, rows in statements:
                 db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a full disk may have rolled it back already
+                db.execute("ROLLBACK")
             raise
 
     def _commit_each(self, statements: Iterable[tuple[str, list[tuple[Any, ...]]]]) -> None:
         db = self._db
-        db.execute("BEGIN")
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in statements:
                 for row in rows:
                     try:
                         db.execute(sql, row)
                     except (sqlite3.Error, UnicodeError) as exc:
+                        if _refused(exc) is not None:
+                            raise
                         _warn_once("a row", exc)
                         db.execute(sql, tuple(_mend(v) for v in row))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
 
@@ -323,6 +494,10 @@ def recover(db: sqlite3.Connection) -> int:
 
     Returns:
         How many runs were marked.
+
+    Raises:
+        sqlite3.OperationalError: Another connection held the write lock past the busy
+            timeout (see ``is_busy``); the runs are marked at a later open.
     """
     pids = [
         pid
@@ -355,7 +530,8 @@ def recover(db: sqlite3.Connection) -> int:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         marked += len(ids)
     return marked
@@ -411,31 +587,38 @@ def disable() -> None:
     _forced = False
 
 
-def flush() -> None:
-    """Wait until every recorded event and log record so far is committed."""
+def flush(timeout: float = 30) -> None:
+    """Wait until every recorded event and log record so far is committed, or for
+    ``timeout`` seconds per store at most (a store another process keeps locked)."""
     for writer in list(_writers.values()):
-        writer.flush()
+        writer.flush(timeout)
 
 
 def _writer(path: Path) -> Writer | None:
     """The writer of ``path``, started if need be; ``None`` if the store cannot be opened
-    (said once per process, as a WARNING)."""
+    (said once per process, as a WARNING, by the writer that found it)."""
     with _lock:
         writer = _writers.get(path)
         if writer is not None or path in _broken:
             return writer
-        try:
-            writer = _writers[path] = Writer(path)
-        except (StoreError, OSError, sqlite3.Error) as exc:
-            _broken[path] = cause = str(exc) if isinstance(exc, StoreError) else (
-                f"{type(exc).__name__}: {exc}"
-            )  # fmt: skip
-            _log.warning(
-                "the run store at %s could not be opened: %s; runs are not being recorded "
-                "(set FLOWKIT_HOME to another directory, or FLOWKIT_STORE=off)", path, cause,
-            )  # fmt: skip
-            return None
+        writer = _writers[path] = Writer(path, retention())
         return writer
+
+
+def _broken_store(writer: Writer, exc: BaseException) -> None:
+    """Say once that ``writer``'s store cannot be opened; stop recording into it."""
+    cause = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+    with _lock:
+        _broken[writer.path] = cause
+        if _writers.get(writer.path) is writer:
+            del _writers[writer.path]
+        for root, w in list(_trees.items()):
+            if w is writer:
+                del _trees[root]
+    _log.warning(
+        "the run store at %s could not be opened: %s; runs are not being recorded "
+        "(set FLOWKIT_HOME to another directory, or FLOWKIT_STORE=off)", writer.path, cause,
+    )  # fmt: skip
 
 
 def _retire(writer: Writer) -> bool:
@@ -485,7 +668,10 @@ def _after_event(event: events.Event) -> None:
     with _lock:
         writer = _trees.pop(run.id, None)
     if writer is not None and run.kind == "flow":
-        writer.flush()
+        # Runs never wait on the store: a store that refuses rows for now (another
+        # process holds its lock, its disk is full) lets the call return at once, the
+        # rows waiting in memory; a slow one holds it FLUSH_SECONDS at most.
+        writer.flush(FLUSH_SECONDS, patient=False)
 
 
 _setup_done = False
@@ -495,10 +681,12 @@ def setup() -> None:
     """Start recording: subscribe to the engine's events.
 
     Raises:
-        ValueError: ``FLOWKIT_STORE`` is neither ``on`` nor ``off``.
+        ValueError: ``FLOWKIT_STORE`` is neither ``on`` nor ``off``, or
+            ``FLOWKIT_STORE_RETENTION`` is not an age such as ``30d``.
     """
     global _setup_done
     is_enabled()  # a wrong value is said to the first run's caller
+    retention()
     with _lock:
         if _setup_done:
             return

@@ -1,0 +1,106 @@
+"""What flowkit writes is private to its user, whatever the umask; temporaries a killed
+process left are swept."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowkit import flow, store, task
+from flowkit._engine.home import STALE_SECONDS, make_private_directory, sweep
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(params=[0o022, 0o002, 0o000])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    before = os.umask(request.param)
+    yield int(request.param)
+    os.umask(before)
+
+
+@task(persist_result=True)
+def remembered(x: int) -> int:
+    return x * 2
+
+
+@flow
+def remembering(x: int) -> int:
+    return remembered(x)
+
+
+def test_home_is_0700_and_its_files_0600_whatever_the_umask(
+    backend: str, umask: int, flowkit_home: Path
+) -> None:
+    assert remembering(21) == 42
+    store.flush()  # the writer holds the database open: -wal and -shm are there
+    files = [p for p in flowkit_home.rglob("*") if p.is_file()]
+    directories = [flowkit_home, *(p for p in flowkit_home.rglob("*") if p.is_dir())]
+    names = {p.name for p in files}
+    assert {"runs.db", "runs.db-wal", "runs.db-shm"} <= names
+    assert len(files) >= 5  # and a result and its cache record
+    assert {p.name: _mode(p) for p in files} == dict.fromkeys(names, 0o600)
+    assert {str(p): _mode(p) for p in directories} == dict.fromkeys(map(str, directories), 0o700)
+
+
+def test_missing_parents_of_home_are_made_private(umask: int, tmp_path: Path) -> None:
+    home = tmp_path / "a" / "b" / "home"
+    make_private_directory(home)
+    assert [_mode(p) for p in (tmp_path / "a", tmp_path / "a" / "b", home)] == [0o700] * 3
+
+
+def test_an_existing_directory_keeps_the_mode_its_owner_chose(
+    backend: str, flowkit_home: Path
+) -> None:
+    flowkit_home.mkdir(mode=0o750)
+    flowkit_home.chmod(0o750)
+    remembering(1)
+    assert _mode(flowkit_home) == 0o750
+    assert _mode(flowkit_home / "runs.db") == 0o600
+
+
+def test_a_file_in_the_way_of_home_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(FileExistsError):
+        make_private_directory(tmp_path / "file" / "home")
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_stale_temporaries_are_swept_when_a_directory_is_first_written(
+    backend: str, flowkit_home: Path
+) -> None:
+    results = flowkit_home / "results"
+    results.mkdir(parents=True)
+    stale = results / ".ab12.x7f3k.tmp"
+    fresh = results / ".cd34.q9w8e.tmp"
+    kept = [results / "old-result", results / ".hidden", results / "plain.tmp"]
+    for path in [stale, fresh, *kept]:
+        path.write_text("left by kill -9")
+        _age(path, STALE_SECONDS + 60)
+    _age(fresh, 5)  # a live writer's, perhaps
+    remembering(3)
+    assert not stale.exists()
+    assert fresh.exists()
+    assert all(path.exists() for path in kept)
+
+
+def test_sweep_counts_what_it_removed_and_takes_a_missing_directory(tmp_path: Path) -> None:
+    for name in (".a.1.tmp", ".b.2.tmp"):
+        (tmp_path / name).write_text("")
+        _age(tmp_path / name, STALE_SECONDS * 2)
+    (tmp_path / ".c.3.tmp").mkdir()  # not a file: not ours
+    _age(tmp_path / ".c.3.tmp", STALE_SECONDS * 2)
+    assert sweep(tmp_path) == 2
+    assert sweep(tmp_path / "missing") == 0
+    assert [p.name for p in tmp_path.iterdir()] == [".c.3.tmp"]

@@ -1,0 +1,211 @@
+"""The run store under faults: another process's lock, kill -9, a full disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowkit import flow, store, task
+from flowkit.store import Store, _writer
+
+HOLD = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("held", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+@task
+def step(i: int) -> int:
+    return i
+
+
+@flow
+def steps(n: int) -> int:
+    return sum(step(i) for i in range(n))
+
+
+def _count(sql: str) -> int:
+    db = sqlite3.connect(store.default_path())
+    try:
+        return int(db.execute(sql).fetchone()[0])
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def held_lock(monkeypatch: pytest.MonkeyPatch) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the store's write lock (``BEGIN EXCLUSIVE``) until the
+    test writes a line to its stdin."""
+    monkeypatch.setattr(_writer, "BUSY_SECONDS", 0.1)
+    monkeypatch.setattr(_writer, "RETRY_SECONDS", 0.1)
+    steps(1)  # the store exists, with one flow run
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(store.default_path())],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    yield holder
+    if holder.poll() is None:
+        holder.kill()
+    holder.wait(10)
+    for pipe in (holder.stdin, holder.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    assert holder.wait(10) == 0
+
+
+def test_a_held_write_lock_stalls_no_run_and_loses_no_row(
+    backend: str, held_lock: subprocess.Popen[str]
+) -> None:
+    # With the lock held until we let go, every call returning proves none waits for it.
+    assert [steps(10) for _ in range(5)] == [45] * 5
+    assert held_lock.poll() is None  # still holding
+    assert _count("SELECT count(*) FROM runs") == 2  # the first flow; nothing more yet
+    _release(held_lock)
+    store.flush()
+    assert _count("SELECT count(*) FROM runs WHERE kind = 'flow'") == 6
+    assert _count("SELECT count(*) FROM runs WHERE kind = 'task'") == 51
+    assert _count("SELECT count(*) FROM runs WHERE state_name != 'Completed'") == 0
+
+
+def test_rows_past_the_bound_are_dropped_with_a_warning(
+    backend: str,
+    held_lock: subprocess.Popen[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(_writer, "MAX_WAITING", 40)
+    steps(5)  # meets the lock: its rows wait
+    writer = _writer._writers[store.default_path()]
+    for _ in range(100):  # until the writer has found the store locked
+        if writer._trouble is not None:
+            break
+        time.sleep(0.05)
+    steps(50)  # hundreds of events: past the bound
+    _release(held_lock)
+    store.flush()
+    said = [r.getMessage() for r in caplog.records if r.name == "flowkit.store"]
+    assert any("40 events wait in memory, the most it keeps" in m for m in said)
+    assert any("takes rows again" in m and "were dropped" in m for m in said)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings
+    assert _count("SELECT count(*) FROM runs") < 2 + 6 + 51
+
+
+KILLED = """
+import sys, time
+from flowkit import flow, task
+
+@task(persist_result=True)
+def work(i: int, salt: float) -> list[int]:
+    return list(range(i % 50))
+
+@flow
+def busy(k: int) -> None:
+    for i in range(20):
+        work.submit(i, time.time()).result()
+
+print("started", flush=True)
+for k in range(10_000):
+    busy(k)
+"""
+
+
+def test_kill_9_at_random_points_leaves_a_sound_store_and_crashed_runs(tmp_path: Path) -> None:
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    chance = random.Random(16)
+    pids = []
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+            env=os.environ.copy(),
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(chance.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+        pids.append(proc.pid)
+        db = sqlite3.connect(store.default_path())
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        db.close()
+    with Store.open() as s:  # opening marks the dead processes' runs
+        left = s._db.execute(
+            "SELECT count(*) FROM runs WHERE state_type IN ('PENDING', 'RUNNING')"
+        ).fetchone()[0]
+        crashed = s.flow_runs(state="Crashed", limit=None)
+        trees = [s.tree(r.id) for r in s.flow_runs(state="Completed", limit=None)]
+    assert left == 0
+    assert {r.pid for r in crashed} <= set(pids)
+    assert crashed  # each kill met a flow run in progress... at least one did
+    for tree in trees:  # a flow recorded Completed has its whole story
+        assert [r.state_name for r in tree] == ["Completed"] * 21
+
+
+FULL = """
+import resource, signal, sys
+from flowkit import flow, store, task
+from flowkit.store import _writer
+
+_writer.CLOSE_SECONDS = 0.5
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not kills
+
+@task
+def echo(text: str) -> int:
+    return len(text)
+
+@flow
+def filler(n: int) -> int:
+    return sum(echo("x" * 2000 + str(i)) for i in range(n))
+
+filler(1)
+store.flush()
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+print("limited", flush=True)
+for _ in range(10):
+    assert filler(50) > 0
+print("runs went on", flush=True)
+"""
+
+
+def test_a_full_disk_is_a_clear_error_and_corrupts_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "full.py"
+    script.write_text(FULL)
+    done = subprocess.run(
+        [sys.executable, str(script), str(256 * 1024)], capture_output=True, text=True,
+        env=os.environ.copy(), timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["limited", "runs", "went", "on"]
+    assert "does not take rows now (its disk refuses to write" in done.stderr
+    assert "events of runs were not recorded" in done.stderr
+    db = sqlite3.connect(store.default_path())
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    with Store.open() as s:
+        first = s.flow_runs(limit=None)[-1]
+        assert (first.parameters, first.state_name) == ({"n": 1}, "Completed")

@@ -18,6 +18,7 @@ __all__ = [
     "MissingContextError",
     "PausedRun",
     "PrefectException",
+    "SerializationError",
     "TaskTimeoutError",
     "UnfinishedRun",
     "UnfinishedRunError",
@@ -81,3 +82,7 @@ class TaskTimeoutError(FlowkitError, TimeoutError):
 
 class FlowTimeoutError(FlowkitError, TimeoutError):
     """A flow run exceeded its ``timeout_seconds`` (or an enclosing run's deadline)."""
+
+
+class SerializationError(FlowkitError, TypeError):
+    """A run's result cannot be written with its ``result_serializer``."""

@@ -15,6 +15,7 @@ from flowkit.exceptions import (
     FutureDeadlockError,
     MissingContextError,
     PausedRun,
+    SerializationError,
     PrefectException,
     TaskTimeoutError,
     UnfinishedRun,
@@ -34,6 +35,7 @@ BUILTIN = [
     (FutureDeadlockError, RuntimeError),
     (TaskTimeoutError, TimeoutError),
     (FlowTimeoutError, TimeoutError),
+    (SerializationError, TypeError),
 ]
 
 

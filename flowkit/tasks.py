@@ -6,7 +6,6 @@ import functools
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
-from pathlib import PurePath
 from typing import (
     Any,
     ClassVar,

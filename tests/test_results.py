@@ -256,7 +256,9 @@ def test_cloudpickle_is_used_when_it_is_installed(
     fake.loads = lambda blob: pickle.loads(blob[3:])  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "cloudpickle", fake)
 
-    @task(cache_key_fn=task_input_hash, result_serializer="cloudpickle", result_storage=tmp_path / "r")
+    @task(
+        cache_key_fn=task_input_hash, result_serializer="cloudpickle", result_storage=tmp_path / "r"
+    )
     def made(x: int) -> set[int]:
         return {x}
 
@@ -335,7 +337,8 @@ def test_result_storage_key_names_the_file_and_is_the_cache_key(
     assert main() == ["hello world", "hello foo", "hello foo"]  # another flow run: cached
     assert calls == ["world", "foo"]
     assert files(tmp_path / "r") == ["hello-foo.json", "hello-world.json"]
-    assert hello.cache_policy is None and hello.persist_result is True
+    assert hello.cache_policy is None
+    assert hello.persist_result is True
 
 
 def test_result_storage_key_may_use_the_run(tmp_path: Path) -> None:
@@ -574,7 +577,11 @@ def test_the_result_key_is_private_to_its_owner(flowkit_home: Path) -> None:
 
 
 def test_pickle_serializer_objects_read_what_the_engine_wrote(tmp_path: Path) -> None:
-    @task(cache_key_fn=task_input_hash, result_serializer=PickleSerializer(), result_storage=tmp_path / "r")
+    @task(
+        cache_key_fn=task_input_hash,
+        result_serializer=PickleSerializer(),
+        result_storage=tmp_path / "r",
+    )
     def pickled(x: int) -> frozenset[int]:
         return frozenset({x})
 

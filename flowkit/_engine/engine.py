@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar, cast
 
 import attrs
+
 from .. import states
 from ..exceptions import (
     FlowTimeoutError,
@@ -25,8 +26,8 @@ from .events import RunInfo, StateChanged, error_info
 from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
-from .results import Results, persist, render_storage_key, results_of, storage_scope
 from .prints import printing_to_log
+from .results import Results, persist, render_storage_key, results_of, storage_scope
 from .runners import Runner
 from .runs import Definition, FlowRun, Run, TaskRun, current_run, current_tags
 from .streams import StreamDeadline, last_delivered, open_readers

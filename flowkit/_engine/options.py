@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from numbers import Real
 from pathlib import PurePath
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, cast
 
 import attrs
 
@@ -239,7 +239,9 @@ def _storage_key(_: object, attribute: attrs.Attribute[Any], value: object) -> N
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
     except ValueError as exc:
-        raise ValueError(f"{attribute.name} {value!r} is not a str.format template: {exc}") from None
+        raise ValueError(
+            f"{attribute.name} {value!r} is not a str.format template: {exc}"
+        ) from None
     for field in fields:
         root = re.split(r"[.\[]", field, maxsplit=1)[0]
         if root not in _STORAGE_KEY_FIELDS:

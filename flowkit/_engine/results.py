@@ -129,8 +129,7 @@ def check_name(name: str) -> str:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if not name or name.startswith(("/", "\\")) or ".." in parts or ":" in name[:2]:
         raise ValueError(
-            f"result name {name!r} must be a relative path inside the result storage, "
-            "without '..'"
+            f"result name {name!r} must be a relative path inside the result storage, without '..'"
         )
     return name
 
@@ -210,7 +209,7 @@ def load(data: bytes, name: str, serializer: SerializerOption | None) -> Any:
     if name == "json" and (serializer is None or serializer == "json"):
         return json.loads(data)
     if name == "pickle" and (serializer is None or serializer == "pickle"):
-        return pickle.loads(data)  # noqa: S301  # our own bytes: the HMAC says so
+        return pickle.loads(data)  # our own bytes: the HMAC says so
     if serializer is not None and name == serializer_name(serializer):
         if serializer == "cloudpickle":
             return cloudpickle().loads(data)
@@ -233,7 +232,7 @@ def cloudpickle() -> _Pickler:
     """
     try:
         # Imported on use: an optional dependency, and most results are not cloudpickled.
-        import cloudpickle as module  # type: ignore[import-not-found]  # noqa: PLC0415  # pyright: ignore[reportMissingImports]
+        import cloudpickle as module  # type: ignore[import-not-found]  # pyright: ignore[reportMissingImports]
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
             "result_serializer='cloudpickle' needs the cloudpickle package: "

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowkit import flow, task
 from flowkit._engine.cache import RESULTS
+from flowkit._engine.results import check_name
 from flowkit.cli import main as flowkit_main
 from flowkit.exceptions import SerializationError
 from flowkit.filesystems import LocalFileSystem, ResultStorage
@@ -619,3 +622,14 @@ def test_runs_show_says_where_each_result_lives(
     with Store.open() as runs:
         records = runs.tree("shown")
     assert [r.result for r in records] == [None, where, where, None]
+
+
+@given(st.lists(st.sampled_from(["a", "b", "..", ".", "/", "\\", "c:", "x.json"]), max_size=8))
+def test_a_name_that_passes_the_check_stays_inside_the_storage(parts: list[str]) -> None:
+    name = "".join(parts)
+    root = Path("/srv/results")
+    try:
+        check_name(name)
+    except ValueError:
+        return
+    assert (root / name).resolve().is_relative_to(root)

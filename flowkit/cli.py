@@ -167,6 +167,8 @@ def runs_show(run: str) -> None:
             f"{_state(record)} ({'; '.join(notes)})"
         )
         inner = prefix + ("" if top else ("    " if last else "│   "))
+        if record.result is not None:
+            click.echo(f"{inner}    result: {record.result}")
         if record.error and record.state_type != "COMPLETED":
             click.echo(f"{inner}    {click.style(record.error, fg='red')}")
         kids = children.get(record.id, [])

@@ -20,6 +20,7 @@ __all__ = [
     "PausedRun",
     "PrefectException",
     "ReservedArgumentError",
+    "SerializationError",
     "TaskTimeoutError",
     "UnfinishedRun",
     "UnfinishedRunError",
@@ -92,3 +93,7 @@ class ReservedArgumentError(FlowkitError, TypeError):
 
 class ParameterBindError(FlowkitError, TypeError):
     """A task or flow was called with arguments that do not fit its function."""
+
+
+class SerializationError(FlowkitError, TypeError):
+    """A run's result cannot be written with its ``result_serializer``."""

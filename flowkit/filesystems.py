@@ -1,5 +1,8 @@
 """``LocalFileSystem``: Prefect's local file system block, for files under one directory.
 
+It is a ``ResultStorage``, the protocol a ``result_storage`` object follows:
+``read_path(path) -> bytes`` and ``write_path(path, content)``.
+
 Writes are atomic: a temporary file in the same directory, flushed to disk, then renamed
 over the target, so a reader sees the old content or the new, never half of it.
 """
@@ -13,9 +16,9 @@ from pathlib import Path
 
 import attrs
 
-from ._engine.cache import _write_atomic  # pyright: ignore[reportPrivateUsage]
+from ._engine.results import ResultStorage, contained, write_atomic
 
-__all__ = ["LocalFileSystem"]
+__all__ = ["LocalFileSystem", "ResultStorage"]
 
 
 def _basepath(value: str | os.PathLike[str] | None) -> Path | None:
@@ -44,13 +47,7 @@ class LocalFileSystem:
         given = Path(path if path is not None else "").expanduser()
         if self.basepath is None:
             return given.resolve()
-        resolved = (self.basepath / given).resolve()
-        if not resolved.is_relative_to(self.basepath):
-            raise ValueError(
-                f"LocalFileSystem: path {str(path)!r} is outside the base path "
-                f"{str(self.basepath)!r}; give a path inside it"
-            )
-        return resolved
+        return contained(self.basepath, given, owner="LocalFileSystem")
 
     def read_path(self, path: str | os.PathLike[str]) -> bytes:
         """Return the content of the file at ``path``.
@@ -83,7 +80,7 @@ class LocalFileSystem:
             raise IsADirectoryError(
                 f"LocalFileSystem.write_path: {str(target)!r} is a directory, not a file"
             )
-        _write_atomic(target, bytes(content))
+        write_atomic(target, bytes(content))
         return str(target)
 
     def get_directory(
@@ -146,6 +143,6 @@ class LocalFileSystem:
                 continue
             if destination == source or (destination / relative).resolve() == file:
                 continue
-            _write_atomic(destination / relative, file.read_bytes())
+            write_atomic(destination / relative, file.read_bytes())
             copied += 1
         return copied

@@ -21,6 +21,7 @@ from ._engine.bridge import Backend, CallerThread, resolve_backend, run_in_calle
 from ._engine.definitions import Runnable, refuse_assignment
 from ._engine.engine import execute, finished, new_run
 from ._engine.options import FlowOptions, Hook, RetryDelays, RunName
+from ._engine.results import SerializerOption, StorageOption
 from ._engine.runners import ON_LOOP
 from ._engine.runs import Definition, Run
 from .states import State
@@ -59,6 +60,10 @@ class FlowOptionsDict(TypedDict, total=False):
     thread_limit: int | None
     on_cancellation: Iterable[Hook] | None
     on_crashed: Iterable[Hook] | None
+    persist_result: bool | None
+    result_storage: StorageOption | None
+    result_serializer: SerializerOption | None
+    cache_result_in_memory: bool | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)

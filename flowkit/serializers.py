@@ -4,6 +4,9 @@
 its result file (JSON through cattrs), and ``PickleSerializer`` what one with
 ``result_serializer="pickle"`` writes, so a result file written by the engine is read by
 ``loads`` and the other way round.
+
+Any object with ``dumps(value) -> bytes`` and ``loads(bytes)`` (a ``ResultSerializer``)
+may be given as ``result_serializer``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from ._engine.cache import encode_result
+from ._engine.results import ResultSerializer, cloudpickle, dump
 
-__all__ = ["JSONSerializer", "PickleSerializer"]
+__all__ = ["CloudPickleSerializer", "JSONSerializer", "PickleSerializer", "ResultSerializer"]
 
 
 @attrs.frozen
@@ -36,7 +39,7 @@ class JSONSerializer:
             TypeError: ``obj`` cannot be written as JSON that reads back equal.
         """
         try:
-            return encode_result(obj, "json")[1]
+            return dump(obj, "json")[1]
         except TypeError:
             raise TypeError(
                 f"JSONSerializer cannot write a {type(obj).__name__} value so that it reads "
@@ -68,7 +71,7 @@ class PickleSerializer:
             pickle.PicklingError: ``obj`` cannot be pickled (``TypeError`` or
                 ``AttributeError`` for some objects, as ``pickle.dumps`` raises them).
         """
-        return encode_result(obj, "pickle")[1]
+        return dump(obj, "pickle")[1]
 
     def loads(self, blob: bytes) -> Any:
         """Return the value pickled in ``blob``.
@@ -77,3 +80,34 @@ class PickleSerializer:
             pickle.UnpicklingError: ``blob`` is not a pickle.
         """
         return pickle.loads(blob)
+
+
+@attrs.frozen
+class CloudPickleSerializer:
+    """Values as cloudpickle pickles: also functions, lambdas and classes defined in
+    ``__main__``, by value. Needs the ``cloudpickle`` package (not a dependency of
+    flowkit). ``result_serializer="cloudpickle"`` is this serializer.
+
+    Unpickling runs code named in the data: ``loads`` only bytes your own program wrote.
+    """
+
+    type: ClassVar[Literal["cloudpickle"]] = "cloudpickle"
+
+    def __attrs_post_init__(self) -> None:
+        cloudpickle()  # refuse to be made without it, not at the first result
+
+    def dumps(self, obj: Any) -> bytes:
+        """Return ``obj`` cloudpickled.
+
+        Raises:
+            pickle.PicklingError: ``obj`` cannot be pickled.
+        """
+        return dump(obj, "cloudpickle")[1]
+
+    def loads(self, blob: bytes) -> Any:
+        """Return the value cloudpickled in ``blob``.
+
+        Raises:
+            pickle.UnpicklingError: ``blob`` is not a pickle.
+        """
+        return cloudpickle().loads(blob)

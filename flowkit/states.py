@@ -34,6 +34,7 @@ __all__ = [
     "NotReady",
     "Paused",
     "Pending",
+    "ResultReference",
     "Retrying",
     "Running",
     "Scheduled",
@@ -117,10 +118,15 @@ class State(Generic[R]):
             FailedRun: A failed state holds no exception (``CrashedRun`` and
                 ``CancelledRun`` likewise for crashed and cancelled states).
             PausedRun: The state is paused, so there is no result yet.
+            ValueError: The result was persisted and not kept in memory
+                (``cache_result_in_memory=False``), and it was altered since.
             UnfinishedRunError: The state is not final, so there is no result yet.
         """
         if self.type is StateType.COMPLETED:
-            return self.data  # type: ignore[return-value]  # a completed state holds an R
+            data = self.data
+            if isinstance(data, ResultReference):  # cache_result_in_memory=False: read it
+                return data.load()  # type: ignore[no-any-return]
+            return data  # type: ignore[return-value]  # a completed state holds an R
         if not self.type.is_final:
             unfinished = PausedRun if self.type is StateType.PAUSED else UnfinishedRunError
             raise unfinished(
@@ -181,6 +187,21 @@ class State(Generic[R]):
 
     def __repr__(self) -> str:
         return f"<State {self} type={self.type.value}>"
+
+
+class ResultReference:
+    """Where a persisted result is, held by a completed state in place of the value
+    (``cache_result_in_memory=False``): ``State.result()`` calls ``load``."""
+
+    __slots__ = ()
+
+    def load(self) -> Any:
+        """Read the value back.
+
+        Raises:
+            NotImplementedError: Always: subclasses say where to read from.
+        """
+        raise NotImplementedError
 
 
 _NO_EXCEPTION: dict[StateType, type[Exception]] = {

@@ -6,7 +6,6 @@ import functools
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
-from pathlib import PurePath
 from typing import (
     Any,
     ClassVar,
@@ -35,6 +34,7 @@ from ._engine.options import (
     RunName,
     TaskOptions,
 )
+from ._engine.results import SerializerOption, StorageOption
 from ._engine.runners import INLINE, ON_LOOP, drive
 from ._engine.runs import Definition, Run, TaskRun
 from .states import State
@@ -85,8 +85,10 @@ class TaskOptionsDict(TypedDict, total=False):
     cache_expiration: timedelta | None
     refresh_cache: bool | None
     persist_result: bool | None
-    result_serializer: Literal["json", "pickle"] | None
-    result_storage: str | PurePath | None
+    result_serializer: SerializerOption | None
+    result_storage: StorageOption | None
+    result_storage_key: str | None
+    cache_result_in_memory: bool | None
     buffer: int | None
     viz_return_value: object
 
@@ -123,6 +125,7 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         cache_policy, persist = policy.resolve_caching(
             self.cache_policy, self.cache_key_fn, self.persist_result,
             stores=self.result_storage is not None or self.result_serializer is not None,
+            storage_key=self.result_storage_key is not None,
         )  # fmt: skip
         object.__setattr__(self, "cache_policy", cache_policy)
         object.__setattr__(self, "persist_result", persist)

@@ -16,6 +16,7 @@ from flowkit.exceptions import (
     MissingContextError,
     PausedRun,
     PrefectException,
+    SerializationError,
     TaskTimeoutError,
     UnfinishedRun,
     UnfinishedRunError,
@@ -36,6 +37,7 @@ BUILTIN = [
     (FlowTimeoutError, TimeoutError),
     (exceptions.ReservedArgumentError, TypeError),
     (exceptions.ParameterBindError, TypeError),
+    (SerializationError, TypeError),
 ]
 
 

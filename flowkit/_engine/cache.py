@@ -1,12 +1,12 @@
 """Cached results: keys, records on disk, an in-process memo, and single flight.
 
-A cache entry is two files under ``$FLOWKIT_HOME``: the result, in the result storage
-directory (``results/`` by default), and a small JSON record in ``cache/`` that names the
-key, the task, when it expires and where its result is. Both are written atomically
-(a temporary file, then ``os.replace``), result first: a record never points at a
-result that is not whole. A record or result that cannot be read is a miss, with a
-WARNING, never a wrong value. Pickled results are read only from a result storage
-directory, through a record flowkit wrote.
+A cache entry is two files: the result, in the task's result storage
+(``$FLOWKIT_HOME/results`` by default), and a small JSON record in
+``$FLOWKIT_HOME/cache`` that names the key, the task, when it expires, the result's name
+in its storage and the result's HMAC (see ``results``). Both are written atomically
+(a temporary file, fsync, then a rename), result first: a record never points at a
+result that is not whole. A record or result that cannot be read, lies outside the
+storage, or fails its HMAC is a miss, with a WARNING, never a wrong value.
 """
 
 from __future__ import annotations
@@ -22,13 +22,26 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any, Literal, cast
+from typing import Any, cast
 from uuid import UUID
 
 import attrs
 
-from .convert import converter, unstructure
-from .home import PRIVATE_FILE, make_private_directory, sweep_once
+from .convert import converter
+from .results import (
+    Results,
+    SerializerOption,
+    StorageOption,
+    StoredResult,
+    check_name,
+    dump,
+    home,
+    load,
+    sign,
+    storage_of,
+    verify,
+    write_atomic,
+)
 
 __all__ = [
     "CacheRecord",
@@ -39,11 +52,10 @@ __all__ = [
     "digest",
     "home",
     "now",
+    "stored_result",
 ]
 
 _log = logging.getLogger("flowkit.cache")
-
-Serializer = Literal["json", "pickle"]
 
 
 class Unencodable(TypeError):
@@ -53,11 +65,6 @@ class Unencodable(TypeError):
 def now() -> datetime:
     """The cache's clock (UTC). Tests replace it to check expiry without sleeping."""
     return datetime.now(UTC)
-
-
-def home() -> Path:
-    """``FLOWKIT_HOME``, default ``~/.flowkit``."""
-    return Path(os.environ.get("FLOWKIT_HOME") or Path("~", ".flowkit")).expanduser()
 
 
 def canonical(value: Any) -> Any:
@@ -126,7 +133,20 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 @attrs.frozen
 class CacheRecord:
-    """What ``cache/<task key>/<key digest>.json`` holds."""
+    """What ``cache/<scope>/<key digest>.json`` holds.
+
+    Attributes:
+        key: The cache key.
+        task_key: The task whose result it is.
+        task_name: That task's name.
+        run_id: The run that computed the result.
+        created: When.
+        expires: When it may no longer be reused, or ``None``.
+        serializer: The name of the serializer that wrote the result.
+        result: The result's name in its storage (relative, checked on every read).
+        mac: The result's HMAC (see ``results.sign``).
+        location: Where the result lives, as people read it (never read back from).
+    """
 
     key: str
     task_key: str
@@ -135,7 +155,9 @@ class CacheRecord:
     created: datetime
     expires: datetime | None
     serializer: str
-    result: str  # the result file's path
+    result: str
+    mac: str
+    location: str
 
 
 @attrs.frozen
@@ -155,45 +177,9 @@ class Lookup:
     reason: str = ""
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    import tempfile  # here, not at the top: only runs that cache write files
-
-    make_private_directory(path.parent)
-    sweep_once(path.parent)  # temporaries a killed process left here
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def encode_result(value: Any, serializer: Serializer | None) -> tuple[str, bytes]:
-    """Serialize ``value``: JSON through cattrs when it can, else (or if asked) pickle.
-
-    Raises:
-        TypeError: ``serializer`` is ``"json"`` and the value cannot be JSON.
-    """
-    if serializer != "pickle":
-        try:
-            structured = unstructure(value)
-            text = json.dumps(structured, allow_nan=True)
-            if json.loads(text) == structured and type(structured) is type(value):
-                return "json", text.encode()
-        except (TypeError, ValueError):
-            pass
-        if serializer == "json":
-            raise TypeError(
-                f"result_serializer='json' cannot hold a {type(value).__name__} result "
-                "exactly; use 'pickle', or leave it unset to choose per value"
-            )
-    import pickle  # here, not at the top: start-up time, and most results are JSON
-
-    return "pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+def _unreadable(what: str, where: object, exc: Exception) -> Lookup:
+    _log.warning("%s %s is unusable (%s); treating it as a miss", what, where, exc)
+    return Lookup(False, reason=f"the {what.lower()} is unusable: {exc}")
 
 
 class ResultStore:
@@ -202,87 +188,93 @@ class ResultStore:
     MEMO_SIZE = 4096
 
     def __init__(self) -> None:
-        # (FLOWKIT_HOME as set, task key, cache key) -> (record, value): a hit costs no
+        # (FLOWKIT_HOME as set, scope, cache key) -> (record, value): a hit costs no
         # path arithmetic and no file read.
         self._memo: OrderedDict[tuple[str, str, str], tuple[CacheRecord, Any, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str, str], threading.Event] = {}
 
-    def _record_path(self, task_key: str, key: str) -> Path:
-        return home() / "cache" / task_key / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+    def _record_path(self, scope: str, key: str) -> Path:
+        return home() / "cache" / scope / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
-    def lookup(self, task_key: str, key: str, now: datetime) -> Lookup:
-        """Find the result cached under ``key`` for the task, if it has not expired."""
-        memo = self._memo.get(_memo_key(task_key, key))
+    def lookup(
+        self,
+        scope: str,
+        key: str,
+        now: datetime,
+        *,
+        storage: StorageOption | None = None,
+        serializer: SerializerOption | None = None,
+    ) -> Lookup:
+        """Find the result cached under ``key`` in ``scope`` (a task key), if it has not
+        expired, reading it from ``storage`` with ``serializer`` (the task's settings).
+
+        A record or result that is unreadable, outside the storage, or whose HMAC does
+        not match is a miss, with a WARNING."""
+        memo = self._memo.get(_memo_key(scope, key))
         if memo is not None:
             record, value, why = memo
             if record.expires is not None and now >= record.expires:
                 return _expired(record)
             return Lookup(True, value, record, why)
-        path = self._record_path(task_key, key)
+        path = self._record_path(scope, key)
         try:
             record = converter().structure(json.loads(path.read_bytes()), CacheRecord)
         except FileNotFoundError:
             return Lookup(False, reason="no result is cached under this key")
         except Exception as exc:  # bad JSON, or a record of another shape
-            _log.warning("Cache record %s is unreadable (%s); treating it as a miss", path, exc)
-            return Lookup(False, reason=f"the cache record is unreadable: {exc}")
+            return _unreadable("Cache record", path, exc)
         if record.key != key:
             return Lookup(False, reason="the cache record belongs to another key")
         if record.expires is not None and now >= record.expires:
             return _expired(record)
         try:
-            value = self._read_result(record)
+            data = storage_of(storage).read_path(check_name(record.result))
+            verify(data, record.mac, name=record.result, key=key, serializer=record.serializer)
+            value = load(data, record.serializer, serializer)
         except Exception as exc:
-            _log.warning(
-                "Cached result %s is unreadable (%s); treating it as a miss", record.result, exc
-            )
-            return Lookup(False, record=record, reason=f"the cached result is unreadable: {exc}")
-        return Lookup(True, value, record, self._remember(record, value))
-
-    def _read_result(self, record: CacheRecord) -> Any:
-        path = Path(record.result)
-        data = path.read_bytes()
-        if record.serializer == "json":
-            return json.loads(data)
-        if record.serializer == "pickle":
-            if not (path.parent / ".flowkit-results").exists():
-                raise ValueError(f"{path} is not in a flowkit result storage directory")
-            import pickle  # here, not at the top: start-up time, and most results are JSON
-
-            return pickle.loads(data)
-        raise ValueError(f"unknown serializer {record.serializer!r}")
+            found = _unreadable("Cached result", record.location, exc)
+            return attrs.evolve(found, record=record)
+        return Lookup(True, value, record, self._remember(record, value, scope))
 
     def save(
         self,
         record: CacheRecord,
         value: Any,
         *,
-        serializer: Serializer | None,
-        storage: Path | None,
-        persist: bool,
+        scope: str,
+        storage: StorageOption | None,
+        serializer: SerializerOption | None,
+        in_memory: bool = True,
     ) -> CacheRecord:
-        """Cache ``value`` under ``record.key``: on disk when ``persist``, else in memory.
+        """Write ``value`` to ``storage`` as ``record.result`` (a name; if empty, the key's
+        digest), then the record that points at it under ``scope``; keep it in the memo
+        when ``in_memory``.
+
+        Returns:
+            The record written, with its serializer, HMAC and location filled in.
 
         Raises:
-            TypeError: The value cannot be written with the chosen serializer.
+            TypeError: The serializer cannot write the value (or another exception of it).
+            ValueError: The result's name leads outside the storage.
+            OSError: A file cannot be written.
         """
-        path = self._record_path(record.task_key, record.key)
-        if persist:
-            kind, data = encode_result(value, serializer)
-            directory = storage if storage is not None else home() / "results"
-            make_private_directory(directory)
-            (directory / ".flowkit-results").touch(mode=PRIVATE_FILE)
-            result = directory / f"{path.stem}.{kind}"
-            _write_atomic(result, data)
-            record = attrs.evolve(record, serializer=kind, result=str(result))
-            _write_atomic(path, json.dumps(converter().unstructure(record)).encode())
-        self._remember(record, value)
+        kind, data = dump(value, serializer)
+        digest_ = hashlib.sha256(record.key.encode()).hexdigest()
+        name = check_name(record.result or f"{digest_}.{kind}")
+        mac = sign(data, name=name, key=record.key, serializer=kind)
+        where = storage_of(storage).write_path(name, data)
+        location = where if isinstance(where, str) else name
+        record = attrs.evolve(record, serializer=kind, result=name, mac=mac, location=location)
+        path = self._record_path(scope, record.key)
+        write_atomic(path, json.dumps(converter().unstructure(record)).encode())
+        if in_memory:
+            self._remember(record, value, scope)
         return record
 
-    def _remember(self, record: CacheRecord, value: Any) -> str:
+    def _remember(self, record: CacheRecord, value: Any, scope: str | None = None) -> str:
         """Keep ``value`` for hits; return why a hit on it is one."""
-        memo_key = _memo_key(record.task_key, record.key)
+        memo_key = _memo_key(record.task_key if scope is None else scope, record.key)
         why = f"cached by run {record.run_id} at {record.created}"
         with self._lock:
             self._memo[memo_key] = (record, value, why)
@@ -313,6 +305,15 @@ class ResultStore:
         """Drop the in-process memo (records on disk stay)."""
         with self._lock:
             self._memo.clear()
+
+
+def stored_result(record: CacheRecord, results: Results) -> StoredResult:
+    """Where the result of ``record`` is, for a state that does not keep it in memory."""
+    storage = storage_of(results.storage)
+    return StoredResult(
+        storage, record.result, results.serializer, record.serializer, record.mac,
+        record.key, record.location,
+    )  # fmt: skip
 
 
 def _expired(record: CacheRecord) -> Lookup:

@@ -518,5 +518,8 @@ def explain(task: Any, policy: CachePolicy | None, parameters: dict[str, Any]) -
         return CacheExplanation(None, parts, False, f"no cache key: {exc}")
     if key is None:
         return CacheExplanation(None, parts, False, "no cache key: no part of the policy gave one")
-    found = RESULTS.lookup(task.task_key, key, cache.now())
+    found = RESULTS.lookup(
+        task.task_key, key, cache.now(),
+        storage=task.result_storage, serializer=task.result_serializer,
+    )  # fmt: skip
     return CacheExplanation(key, parts, found.hit, found.reason, found.record)

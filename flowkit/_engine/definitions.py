@@ -201,7 +201,12 @@ class Runnable(Generic[P, R]):
         set_(self, "streams", streams)
 
     def _settle(self) -> None:
-        """Work out options that depend on others (a task's cache policy)."""
+        """Work out options that depend on others (a task's cache policy; for a flow,
+        ``persist_result`` turned on by a storage or serializer, as in Prefect)."""
+        if self.persist_result is None and (  # type: ignore[attr-defined]
+            self.result_storage is not None or self.result_serializer is not None  # type: ignore[attr-defined]
+        ):
+            object.__setattr__(self, "persist_result", True)
 
     @property
     def run_name(self) -> object:

@@ -10,10 +10,13 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar, cast
 
+import attrs
+
 from .. import states
 from ..exceptions import (
     FlowTimeoutError,
     ParameterBindError,
+    SerializationError,
     TaskTimeoutError,
     UpstreamFailedError,
 )
@@ -25,6 +28,7 @@ from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
 from .prints import printing_to_log
+from .results import Results, persist, render_storage_key, results_of, storage_scope
 from .runners import Runner
 from .runs import Definition, FlowRun, Run, TaskRun, current_run, current_tags
 from .streams import StreamDeadline, last_delivered, open_readers
@@ -159,7 +163,7 @@ def set_state(run: Run, state: State[Any]) -> None:
             task_inputs=_inputs(run) if run.takes_inputs else None,
             cache_note=run.cache_note,
             error=None if exc is None else error_info(exc, with_traceback=_telling(state, exc)),
-            children=children,
+            children=children, result_location=run.result_location,
         )
     )  # fmt: skip
 
@@ -184,12 +188,15 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     written shielded from cancellation.
     """
     policy: Policy = run.definition.policy
+    results = results_of(run)
     token = current_run.set(run)
     flight: tuple[str, str] | None = None  # the cache key whose computation is ours
     try:
         final = await _take_inputs(run, runner) if run.takes_inputs else None
-        if final is None and policy.caching is not None:
-            final, flight = await _from_cache(run, runner, policy.caching)
+        caching = policy.caching if results.persist else None
+        if final is None and caching is not None:
+            final, flight = await _from_cache(run, runner, caching, results)
+        fresh = final is None
         while final is None:
             final = await _attempt(run, runner, policy)
             if (delay := _retry_delay(run, policy, final)) is not None:
@@ -202,8 +209,8 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
                 )
                 await runner.sleep(delay)
                 final = None
-        if flight is not None and policy.caching is not None and final.is_completed():
-            _save_to_cache(run, policy.caching, flight[1], final.data)
+        if fresh and results.persist and final.is_completed():
+            final = _persist(run, final, results, caching, flight)
     except BaseException as exc:
         with runner.shield():
             state = _interrupted(run, exc, runner)
@@ -233,45 +240,91 @@ def _task_key(run: Run) -> str:
 
 
 async def _from_cache(
-    run: Run, runner: Runner, caching: Caching
+    run: Run, runner: Runner, caching: Caching, results: Results
 ) -> tuple[State[Any] | None, tuple[str, str] | None]:
     """Look for a cached result: its ``Cached`` state on a hit; on a miss, the claim on
     computing it (another run computing the same key is waited for, then looked up)."""
-    task_key = _task_key(run)
-    key = cache_key(caching.key, run)
+    if caching.storage_key is not None:
+        try:
+            key: str | None = render_storage_key(caching.storage_key, run)
+        except ValueError as exc:
+            return run.failed_state(exc), None
+        # A result_storage_key names a file of the storage: any task writing that name
+        # to that storage shares it, as in Prefect.
+        scope = storage_scope(results.storage)
+    else:
+        assert caching.key is not None  # Caching.of: a policy, or a storage key
+        key, scope = cache_key(caching.key, run), _task_key(run)
     if key is None:
         run.cache_note = "not cached: the cache policy gave no key for this call"
         return None, None
     while True:
         reason = "refresh_cache is set"
         if not caching.refresh:
-            found = cache.RESULTS.lookup(task_key, key, cache.now())
+            found = cache.RESULTS.lookup(
+                scope, key, cache.now(), storage=results.storage, serializer=results.serializer
+            )
             if found.hit:
                 run.cache_note = f"hit: {found.reason} (key {key[:12]})"
+                assert found.record is not None
+                run.result_location = found.record.location
                 return states.Cached(f"Cache hit: {found.reason}", data=found.value), None
             reason = found.reason
-        busy = cache.RESULTS.claim(task_key, key)
+        busy = cache.RESULTS.claim(scope, key)
         if busy is None:
             run.cache_note = f"miss: {reason} (key {key[:12]})"
-            return None, (task_key, key)
+            return None, (scope, key)
         await runner.wait_event(busy)  # single flight: the other run may cache it for us
 
 
-def _save_to_cache(run: Run, caching: Caching, key: str, value: Any) -> None:
-    now = cache.now()
-    record = cache.CacheRecord(
-        key=key, task_key=_task_key(run),
-        task_name=run.definition.name, run_id=str(run.id), created=now,
-        expires=now + caching.expiration if caching.expiration is not None else None,
-        serializer="", result="",
-    )  # fmt: skip
+def _persist(
+    run: Run,
+    final: State[Any],
+    results: Results,
+    caching: Caching | None,
+    flight: tuple[str, str] | None,
+) -> State[Any]:
+    """Write the result of a completed run to its storage (and its cache record, when
+    the run holds a cache key); return the final state, the result's place in it if it
+    is not kept in memory. A result that cannot be written fails the run when its own
+    options asked for persistence; else it stays in memory, with a WARNING."""
+    value = final.data
     try:
-        cache.RESULTS.save(
-            record, value, serializer=caching.serializer, storage=caching.storage,
-            persist=caching.persist,
-        )  # fmt: skip
+        if flight is not None and caching is not None:
+            now = cache.now()
+            expires = now + caching.expiration if caching.expiration is not None else None
+            storage_key = caching.storage_key is not None
+            record = cache.RESULTS.save(
+                cache.CacheRecord(
+                    key=flight[1], task_key=_task_key(run), task_name=run.definition.name,
+                    run_id=run.key, created=now, expires=expires, serializer="",
+                    result=flight[1] if storage_key else "", mac="", location="",
+                ),
+                value, scope=flight[0], storage=results.storage,
+                serializer=results.serializer, in_memory=results.in_memory,
+            )  # fmt: skip
+            stored = cache.stored_result(record, results)
+        else:
+            stored = persist(value, f"{run.key}", results)
     except Exception as exc:
-        _log.warning("%r: its result could not be cached (%s)", run.name, exc)
+        kind = "flow" if isinstance(run, FlowRun) else "task"
+        serializer = "default" if results.serializer is None else results.serializer
+        message = (
+            f"{kind} {run.definition.name!r}: its result, a {type(value).__name__}, cannot be "
+            f"persisted with result_serializer={serializer!r}: {type(exc).__name__}: {exc}. "
+            "Choose a result_serializer that can write it (e.g. 'pickle'), or set "
+            "persist_result=False"
+        )
+        if results.asked:
+            error = SerializationError(message)
+            error.__cause__ = exc
+            return states.Failed(message, exception=error)
+        _log.warning("%s (run %r keeps it in memory only)", message, run.name)
+        return final
+    run.result_location = stored.location
+    if results.in_memory:
+        return final
+    return attrs.evolve(final, data=stored)
 
 
 async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:

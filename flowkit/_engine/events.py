@@ -133,6 +133,8 @@ class StateChanged:
         error: For a final state with an exception: that exception, as text.
         children: For a flow run's final state: how many of its task runs ended in each
             kind of final state.
+        result_location: For a final state: where its persisted result lives, if it was
+            persisted.
     """
 
     run: RunInfo
@@ -144,6 +146,7 @@ class StateChanged:
     cache_note: str | None = None
     error: ErrorInfo | None = None
     children: Mapping[StateType, int] | None = None
+    result_location: str | None = None
 
 
 @attrs.frozen

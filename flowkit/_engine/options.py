@@ -12,21 +12,31 @@ is accepted; ``definitions`` prefixes the task or flow.
 from __future__ import annotations
 
 import enum
+import re
+import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from numbers import Real
 from pathlib import PurePath
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, cast
 
 import attrs
 
 from ..states import State
 from .bridge import Backend
 from .cache_policies import CacheContext, CachePolicy
+from .results import (
+    ResultSerializer,
+    ResultStorage,
+    SerializerOption,
+    StorageOption,
+    cloudpickle,
+)
 
 __all__ = [
     "MAX_DELAYS",
     "MAX_DELAY_SECONDS",
+    "MAX_EXPIRATION",
     "MAX_JITTER",
     "NOT_SET",
     "CacheKeyFunction",
@@ -47,6 +57,8 @@ MAX_DELAY_SECONDS = 86_400.0
 """The longest wait before a retry, jitter included: a day. Longer is a schedule's job."""
 MAX_JITTER = 100
 """The largest ``retry_jitter_factor``: a delay varies by at most a hundred times itself."""
+MAX_EXPIRATION = timedelta(days=100 * 366)
+"""The longest ``cache_expiration``: a century (``None`` is for ever)."""
 
 
 class NotSet(enum.Enum):
@@ -84,6 +96,11 @@ def _optional(kind: type | tuple[type, ...], what: str) -> Callable[..., None]:
 
 _optional_str = _optional(str, "a str")
 _optional_bool = _optional(bool, "True or False")
+
+
+def _bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
 
 
 def _name(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -181,6 +198,12 @@ def _expiration(_: object, attribute: attrs.Attribute[Any], value: object) -> No
         raise TypeError(f"{attribute.name} must be a datetime.timedelta or None, got {value!r}")
     if value < timedelta(0):
         raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+    if value > MAX_EXPIRATION:
+        # Larger values overflow the expiry date (timedelta.max did, at every run).
+        raise ValueError(
+            f"{attribute.name} must be at most {MAX_EXPIRATION.days} days, got {value!r}; "
+            "use None for results that never expire"
+        )
 
 
 def _cache_policy(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -192,13 +215,49 @@ def _cache_policy(_: object, attribute: attrs.Attribute[Any], value: object) -> 
 
 
 def _serializer(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value not in (None, "json", "pickle"):
-        raise ValueError(f"{attribute.name} must be 'json', 'pickle' or None, got {value!r}")
+    if value is None or isinstance(value, ResultSerializer):
+        return
+    if value == "cloudpickle":
+        cloudpickle()  # refuse it now, not at the first result, if it is not installed
+        return
+    if value not in ("json", "pickle"):
+        raise ValueError(
+            f"{attribute.name} must be 'json', 'pickle', 'cloudpickle', an object with "
+            f"dumps(value) -> bytes and loads(bytes) methods, or None, got {value!r}"
+        )
 
 
 def _storage(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, str | PurePath):
-        raise TypeError(f"{attribute.name} must be a directory path or None, got {value!r}")
+    if value is None or isinstance(value, str | PurePath | ResultStorage):
+        return
+    raise TypeError(
+        f"{attribute.name} must be a directory path, an object with read_path(path) and "
+        f"write_path(path, content) methods such as flowkit.filesystems.LocalFileSystem, "
+        f"or None, got {value!r}"
+    )
+
+
+_STORAGE_KEY_FIELDS = frozenset({"parameters", "task_run", "flow_run"})
+
+
+def _storage_key(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{attribute.name} must be a non-empty str template or None, got {value!r}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+    except ValueError as exc:
+        raise ValueError(
+            f"{attribute.name} {value!r} is not a str.format template: {exc}"
+        ) from None
+    for field in fields:
+        root = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if root not in _STORAGE_KEY_FIELDS:
+            raise ValueError(
+                f"{attribute.name} {value!r} uses {{{field}}}; a template may use "
+                "{parameters[name]}, {task_run.<attribute>} and {flow_run.<attribute>}"
+            )
 
 
 def _backend(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -271,6 +330,21 @@ class Options:
             (option ``on_completion``).
         on_failure_hooks: The same, when a run fails after its last retry (``on_failure``).
         on_running_hooks: The same, when an attempt starts running (``on_running``).
+        persist_result: Whether results are written to the result storage (caching
+            needs it). ``None`` (the default): yes when ``result_storage`` or
+            ``result_serializer`` is given (for a task also a cache policy,
+            ``cache_key_fn`` or ``result_storage_key``), else as the calling run
+            (a task in a flow run that persists persists), else no.
+        result_storage: Where results are written: a directory (``str`` or
+            ``pathlib.Path``), or an object with ``read_path(path) -> bytes`` and
+            ``write_path(path, content)`` such as ``flowkit.filesystems.LocalFileSystem``.
+            ``None``: the calling run's, else ``$FLOWKIT_HOME/results``.
+        result_serializer: How results are written: ``"json"`` (through cattrs),
+            ``"pickle"``, ``"cloudpickle"`` (if installed), or an object with
+            ``dumps(value) -> bytes`` and ``loads(bytes)``. ``None``: the calling run's,
+            else JSON when it holds the value exactly, and pickle otherwise.
+        cache_result_in_memory: ``False``: once a result is persisted, the run's state
+            keeps only where it is, and ``state.result()`` reads it back. Default ``True``.
     """
 
     name: str = attrs.field(validator=_name)
@@ -286,6 +360,10 @@ class Options:
     on_completion_hooks: tuple[Hook, ...] = _hooks_field("on_completion")
     on_failure_hooks: tuple[Hook, ...] = _hooks_field("on_failure")
     on_running_hooks: tuple[Hook, ...] = _hooks_field("on_running")
+    persist_result: bool | None = attrs.field(default=None, validator=_optional_bool)
+    result_storage: StorageOption | None = attrs.field(default=None, validator=_storage)
+    result_serializer: SerializerOption | None = attrs.field(default=None, validator=_serializer)
+    cache_result_in_memory: bool = attrs.field(default=True, validator=_bool)
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -311,12 +389,10 @@ class TaskOptions(Options):
             state ``Cached``; ``None`` from the function: do not cache this call.
         cache_expiration: How long a cached result may be reused. ``None``: for ever.
         refresh_cache: Run even on a cache hit, and overwrite the cached result.
-        persist_result: Whether results are written to disk, which caching needs.
-            ``None`` (the default): yes when a cache policy, ``cache_key_fn``,
-            ``result_storage`` or ``result_serializer`` is given (and read back so).
-        result_serializer: ``"json"`` (through cattrs) or ``"pickle"``. Default: JSON
-            when it holds the value exactly, else pickle.
-        result_storage: The directory for result files. Default: ``$FLOWKIT_HOME/results``.
+        result_storage_key: The result's file name in its storage, a ``str.format``
+            template over ``parameters`` (``"report-{parameters[day]}.json"``),
+            ``task_run`` and ``flow_run``. It is the cache key: a run whose name holds
+            a result (not expired) returns it, ``Cached``, whatever the cache policy.
         buffer: For a generator task: how many values its body may produce ahead of the
             reader. ``None`` (the default): none, the body runs one step per value read.
         viz_return_value: Accepted for Prefect's UI; it has no effect in flowkit.
@@ -332,11 +408,7 @@ class TaskOptions(Options):
     cache_key_fn: CacheKeyFunction | None = attrs.field(default=None, validator=_callable)
     cache_expiration: timedelta | None = attrs.field(default=None, validator=_expiration)
     refresh_cache: bool | None = attrs.field(default=None, validator=_optional_bool)
-    persist_result: bool | None = attrs.field(default=None, validator=_optional_bool)
-    result_serializer: Literal["json", "pickle"] | None = attrs.field(
-        default=None, validator=_serializer
-    )
-    result_storage: str | PurePath | None = attrs.field(default=None, validator=_storage)
+    result_storage_key: str | None = attrs.field(default=None, validator=_storage_key)
     buffer: int | None = attrs.field(default=None, validator=_positive_int)
     viz_return_value: object = None
 

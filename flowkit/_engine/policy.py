@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from numbers import Real
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, cast
 
 import attrs
 
@@ -32,6 +31,7 @@ from .options import (
     as_delay_list,
     check_delays,
 )
+from .results import NO_RESULTS, Results
 
 __all__ = [
     "Caching",
@@ -83,12 +83,15 @@ def resolve_caching(
     persist_result: bool | None,
     *,
     stores: bool,
+    storage_key: bool = False,
 ) -> tuple[CachePolicy | None, bool | None]:
     """The cache policy and ``persist_result`` in force, by Prefect's rules.
 
     A ``cache_key_fn`` is the policy; ``persist_result`` left out is true when anything
     asks for caching or storage (``stores``: a ``result_storage`` or serializer was
-    given); ``persist_result=False`` means ``NO_CACHE``; a policy left out is ``DEFAULT``.
+    given; ``storage_key``: a ``result_storage_key`` was); ``persist_result=False``
+    means ``NO_CACHE``; a ``result_storage_key`` replaces the policy (``None``); a policy
+    left out is ``DEFAULT``.
 
     Raises:
         ValueError: Both ``cache_policy`` and ``cache_key_fn`` were given.
@@ -101,11 +104,15 @@ def resolve_caching(
             )
         cache_policy = CacheKeyFn(cache_key_fn)
     if persist_result is None and (
-        stores or (isinstance(cache_policy, CachePolicy) and cache_policy is not NO_CACHE)
+        stores
+        or storage_key
+        or (isinstance(cache_policy, CachePolicy) and cache_policy is not NO_CACHE)
     ):
         persist_result = True
     if persist_result is False:
         return (None if cache_policy is None else NO_CACHE), False
+    if storage_key:
+        return None, persist_result
     if cache_policy is NOT_SET:
         return DEFAULT, persist_result
     return cache_policy, persist_result
@@ -113,40 +120,60 @@ def resolve_caching(
 
 @attrs.frozen
 class Caching:
-    """How a task's results are cached.
+    """How a task's results are cached, once they are persisted.
 
     Attributes:
-        key: The policy that makes the cache key.
+        key: The policy that makes the cache key; ``None`` when ``storage_key`` is it.
+        storage_key: The ``result_storage_key`` template: the key, and the result's name.
         expiration: How long a cached result may be reused; ``None`` for ever.
         refresh: Whether to run anyway and overwrite the cached result.
-        persist: Whether results are written to disk (else kept in this process only).
-        serializer: ``"json"``, ``"pickle"``, or ``None`` to choose per value.
-        storage: The directory for result files; ``None`` for ``$FLOWKIT_HOME/results``.
     """
 
-    key: CachePolicy
+    key: CachePolicy | None
+    storage_key: str | None = None
     expiration: timedelta | None = None
     refresh: bool = False
-    persist: bool = True
-    serializer: Literal["json", "pickle"] | None = None
-    storage: Path | None = None
 
     @classmethod
     def of(cls, options: TaskOptions) -> Caching | None:
         """Read the caching options of a task whose ``cache_policy`` and
-        ``persist_result`` are resolved (see ``resolve_caching``); ``None`` if its
-        results are not persisted, or its policy is ``NO_CACHE``."""
+        ``persist_result`` are resolved (see ``resolve_caching``); ``None`` if it never
+        caches: ``persist_result=False``, or no key (``NO_CACHE``, ``None``)."""
         key = options.cache_policy
-        if not isinstance(key, CachePolicy) or key is NO_CACHE or not options.persist_result:
+        if not isinstance(key, CachePolicy) or key is NO_CACHE:
+            key = None
+        if options.persist_result is False or (key is None and not options.result_storage_key):
             return None
-        storage = options.result_storage
         return cls(
             key=key,
+            storage_key=options.result_storage_key,
             expiration=options.cache_expiration,
             refresh=bool(options.refresh_cache),
-            serializer=options.result_serializer,
-            storage=Path(storage).expanduser() if storage is not None else None,
         )
+
+
+def _results(options: TaskOptions | FlowOptions) -> Results:
+    storage_key = options.result_storage_key if isinstance(options, TaskOptions) else None
+    return Results(
+        persist=options.persist_result,
+        asked=options.persist_result is True
+        and (
+            _given(options).get("persist_result") is True
+            or options.result_storage is not None
+            or options.result_serializer is not None
+            or storage_key is not None
+        ),
+        storage=options.result_storage,
+        serializer=options.result_serializer,
+        storage_key=storage_key,
+        in_memory=options.cache_result_in_memory,
+    )
+
+
+def _given(options: object) -> Mapping[str, Any]:
+    """The options given explicitly (a definition keeps them as ``given``)."""
+    given = getattr(options, "given", None)
+    return cast("Mapping[str, Any]", given) if isinstance(given, Mapping) else {}
 
 
 @attrs.frozen
@@ -160,7 +187,8 @@ class Policy:
         jitter: Each delay is drawn from ``delay * (1 ± jitter)``; ``None`` for exact.
         retry_condition: ``(task, run, state) -> bool``; retry only when it says so.
         hooks: Functions to call by hook name, e.g. ``"on_failure"``.
-        caching: How results are cached, if they are.
+        caching: How results are cached, if they are (when they are persisted).
+        results: How results are kept.
         run_name: The template or function naming runs; ``None`` for the default name.
         log_prints: Whether prints become log records; ``None`` inherits the caller's.
         tags: The definition's own tags.
@@ -175,6 +203,7 @@ class Policy:
     retry_condition: Callable[[Any, Any, State[Any]], bool] | None = None
     hooks: dict[str, tuple[Hook, ...]] = attrs.field(factory=dict)
     caching: Caching | None = None
+    results: Results = NO_RESULTS
     run_name: RunName | None = None
     log_prints: bool | None = None
     tags: frozenset[str] = frozenset()
@@ -204,6 +233,7 @@ class Policy:
             "delays": tuple(as_delay_list(delays)),
             "log_prints": options.log_prints,
             "max_concurrency": options.max_concurrency,
+            "results": _results(options),
         }
         if isinstance(options, TaskOptions):
             return cls(

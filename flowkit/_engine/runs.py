@@ -145,6 +145,7 @@ class Run:
             earlier of its own timeout and its parent's deadline; ``None`` for never.
         streamed: How many values a generator task's run has handed to its consumer.
         cache_note: Why the run did or did not use a cached result, if it caches.
+        result_location: Where its persisted result lives, once written (or found).
         submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
@@ -168,6 +169,7 @@ class Run:
     submitted: bool = False
     deadline: float | None = None
     cache_note: str | None = None
+    result_location: str | None = None
     streamed: int = 0
     # Parameters that got a value streamed by a generator run: that run's id.
     streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)

@@ -136,6 +136,7 @@ class RunRecord:
         created, start_time, end_time: When it was created, first ran, and ended.
         pid, host: The process that ran it.
         cache: For a caching task run: why it did or did not use a cached result.
+        result: Where its persisted result lives, if it was persisted.
     """
 
     id: str
@@ -159,6 +160,7 @@ class RunRecord:
     pid: int
     host: str
     cache: str | None = None
+    result: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -79,6 +79,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX flow_runs_by_name ON runs (name) WHERE kind = 'flow';
     """,
+    # 4: where each run's persisted result lives.
+    """
+    ALTER TABLE runs ADD COLUMN result TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

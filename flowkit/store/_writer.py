@@ -427,12 +427,12 @@ class _Batch:
         ]
 
 
-_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 21) + ")"
+_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 22) + ")"
 _UPDATE_RUN = """
     UPDATE runs SET state_type = ?, state_name = ?, state_message = ?, error = ?,
         run_count = ?, start_time = coalesce(start_time, ?), end_time = ?,
         parameters = coalesce(?, parameters), task_inputs = coalesce(?, task_inputs),
-        cache = coalesce(?, cache)
+        cache = coalesce(?, cache), result = coalesce(?, result)
     WHERE id = ?
 """
 
@@ -453,6 +453,7 @@ def _without_values(event: StateChanged, placeholder: dict[str, str]) -> StateCh
     return StateChanged(
         event.run, event.state, event.run_count, event.start_time, placeholder,
         event.task_inputs, event.cache_note, event.error, event.children,
+        event.result_location,
     )  # fmt: skip
 
 
@@ -472,7 +473,7 @@ def _run_row(pending: StateChanged, latest: StateChanged) -> tuple[Any, ...]:
         str(latest.error) if latest.error is not None else None,
         latest.run_count if started else 0, _timestamp(pending), start,
         _timestamp(latest) if state.is_final() else None, _pid, _HOST,
-        latest.cache_note if started else None,
+        latest.cache_note if started else None, latest.result_location,
     )  # fmt: skip
 
 
@@ -485,7 +486,7 @@ def _update_row(event: StateChanged) -> tuple[Any, ...]:
         _timestamp(event) if state.is_final() else None,
         to_json(event.parameters) if event.parameters is not None else None,
         json.dumps(event.task_inputs) if event.task_inputs is not None else None,
-        event.cache_note, event.run.id,
+        event.cache_note, event.result_location, event.run.id,
     )  # fmt: skip
 
 

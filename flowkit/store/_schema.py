@@ -77,6 +77,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX flow_runs_by_name ON runs (name) WHERE kind = 'flow';
     """,
+    # 4: artifacts: the markdown, tables and links runs leave for people to look at.
+    """
+    CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        root_id TEXT NOT NULL,
+        created REAL NOT NULL,           -- Unix time
+        type TEXT NOT NULL,              -- 'markdown', 'table' or 'link'
+        key TEXT,
+        description TEXT,
+        data TEXT NOT NULL               -- JSON
+    );
+    CREATE INDEX artifacts_by_root ON artifacts (root_id, created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -43,8 +43,8 @@ def hostile(total: int) -> int:
 
 
 @task
-def add(values: list[int]) -> int:
-    return sum(values)
+def add(a: int, b: int, c: int) -> int:
+    return a + b + c
 
 
 @task
@@ -62,7 +62,7 @@ def scenario() -> int:
     create_link_artifact("https://example.org/run", link_text="the dashboard")
     flaky("ok")
     futures = slow.map(range(3))
-    total = add(futures)
+    total = add(*futures)
     hostile(total)
     square(3)
     square(3)

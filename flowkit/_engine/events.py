@@ -58,6 +58,7 @@ class RunInfo:
         tags: Its tags.
         task_key: For a task run: its task's key.
         submitted: Whether it was started with ``submit`` or ``map``.
+        progress: For a flow run: its ``progress`` option (``None``: not given).
     """
 
     id: str
@@ -70,6 +71,7 @@ class RunInfo:
     tags: frozenset[str] = frozenset()
     task_key: str | None = None
     submitted: bool = False
+    progress: bool | None = None
 
     @property
     def flow_run_id(self) -> str | None:

@@ -1,6 +1,5 @@
 """flowkit: observable, retryable units of work on structured concurrency."""
 
-from . import _progress  # noqa: F401  (subscribes the terminal progress line)
 from . import runtime as runtime
 from . import store as store
 from .annotations import allow_failure as allow_failure

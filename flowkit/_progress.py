@@ -208,7 +208,8 @@ _setup_done = False
 
 
 def setup() -> None:
-    """Subscribe the progress line to the engine's events (at the first run).
+    """Subscribe the progress line to the engine's events (at the first run, by the
+    console's setup in ``flowkit.logging``).
 
     Raises:
         ValueError: ``FLOWKIT_PROGRESS`` is neither on nor off.
@@ -219,6 +220,3 @@ def setup() -> None:
         if not _setup_done:
             events.subscribe(_on_event)
             _setup_done = True
-
-
-events.on_first_run(setup)

@@ -16,7 +16,7 @@ from typing import Literal
 import click
 
 from . import demo as demo_module
-from .store import RunRecord, Store, StoreError, default_path, parse_age
+from .store import ArtifactRecord, RunRecord, Store, StoreError, default_path, parse_age
 
 __all__ = ["main"]
 
@@ -149,6 +149,7 @@ def runs_show(run: str) -> None:
     """Show a flow run as a tree of its task runs. RUN: an id, id prefix, or run name."""
     with _open() as store:
         tree = store.tree(_find(store, run).id)
+        found = store.artifacts(tree[0].id)
     children: dict[str | None, list[RunRecord]] = {}
     for record in tree:
         children.setdefault(record.parent_id, []).append(record)
@@ -176,6 +177,24 @@ def runs_show(run: str) -> None:
             show(kid, inner, i == len(kids) - 1, False)
 
     show(tree[0], "", True, True)
+    if found:
+        names = {r.id: r.name for r in tree}
+        click.echo("Artifacts:")
+        for artifact in found:
+            key = f" {artifact.key!r}" if artifact.key else ""
+            click.echo(f"  {artifact.type}{key} by {names.get(artifact.run_id, '?')}: "
+                       f"{_artifact_summary(artifact)}")  # fmt: skip
+
+
+def _artifact_summary(artifact: ArtifactRecord) -> str:
+    data = artifact.data
+    if artifact.type == "table":
+        columns = f", columns {', '.join(data['columns'])}" if data["columns"] else ""
+        return f"{len(data['rows'])} rows{columns}"
+    if artifact.type == "link":
+        return data["link"] if not data["link_text"] else f"{data['link_text']} <{data['link']}>"
+    first = next((line.strip() for line in str(data).splitlines() if line.strip()), "")
+    return first if len(first) <= 60 else first[:59] + "…"
 
 
 @runs.command("logs")
@@ -193,6 +212,39 @@ def runs_export(run: str) -> None:
     """Print a flow run's whole tree, states and logs as JSON."""
     with _open() as store:
         click.echo(json.dumps(store.export(_find(store, run).id), indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="the address to serve on; anything but loopback exposes every run",
+)
+@click.option(
+    "--port",
+    default=4300,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="the port to serve on (0: any free port)",
+)
+@click.option("--open", "open_browser", is_flag=True, help="open the page in a browser")
+def ui(host: str, port: int, open_browser: bool) -> None:
+    """Serve a live web page of the recorded runs (needs the ui extra)."""
+    # Imported here, not at the top: Starlette and uvicorn are an optional extra, and the
+    # rest of the command must work (and start fast) without them.
+    try:
+        from .ui import serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"flowkit ui needs the ui extra ({exc.name} is missing): pip install 'flowkit[ui]'"
+        ) from None
+    try:
+        serve(host=host, port=port, open_browser=open_browser, echo=click.echo)
+    except (OSError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,6 +64,7 @@ class FlowOptionsDict(TypedDict, total=False):
     result_storage: StorageOption | None
     result_serializer: SerializerOption | None
     cache_result_in_memory: bool | None
+    progress: bool | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from logging import DEBUG, ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Any
 
+from . import _progress
 from ._engine import events
 from ._engine.events import LogLine, RunInfo, StateChanged, format_exception
 from ._engine.runs import current_run
@@ -158,6 +159,7 @@ def setup() -> None:
             root_logger.addHandler(handler)
         root_logger.addHandler(BusHandler())
         events.subscribe(_log_state_change)
+        _progress.setup()  # the terminal progress line: the console's other sink
         _setup_done = True
 
 

@@ -684,7 +684,7 @@ def test_dunder_all_matches_the_exports() -> None:
         name for name in dir(flowkit)
         if not name.startswith("_") and name not in {"annotations", "cache_policies", "cli",
         "context", "demo", "exceptions", "flows", "futures", "logging", "states", "tasks",
-        "client", "filesystems", "serializers", "utilities"}
+        "client", "filesystems", "serializers", "utilities", "artifacts", "ui"}
     }  # fmt: skip
     assert sorted(flowkit.__all__) == flowkit.__all__
     assert set(flowkit.__all__) == exported

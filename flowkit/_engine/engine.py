@@ -128,6 +128,7 @@ def _info(run: Run, flow: bool) -> RunInfo:
         in_flow=None if parent is None else (parent if parent.kind == "flow" else parent.in_flow),
         root_id=run.key if parent is None else parent.root_id,
         tags=run.tags, task_key=task_key, submitted=run.submitted,
+        progress=run.definition.policy.progress,
     )  # fmt: skip
 
 

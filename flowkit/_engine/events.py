@@ -1,7 +1,8 @@
 """The engine's events, and the one bus that carries them to sinks.
 
 An event is a frozen record of plain data, made once: ``StateChanged`` when a run enters
-a state, ``LogLine`` when a log record of a run is made. Sinks (the console story, the
+a state, ``LogLine`` when a log record of a run is made, ``Artifact`` when a run records
+an artifact. Sinks (the console story, the
 run store, and later the web page's live feed or OpenTelemetry) subscribe to the bus;
 the engine knows none of them by name, and no sink ever sees a live run.
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..states import State, StateType
 
 __all__ = [
+    "Artifact",
     "ErrorInfo",
     "Event",
     "LogLine",
@@ -56,6 +58,7 @@ class RunInfo:
         tags: Its tags.
         task_key: For a task run: its task's key.
         submitted: Whether it was started with ``submit`` or ``map``.
+        progress: For a flow run: its ``progress`` option (``None``: not given).
     """
 
     id: str
@@ -68,6 +71,7 @@ class RunInfo:
     tags: frozenset[str] = frozenset()
     task_key: str | None = None
     submitted: bool = False
+    progress: bool | None = None
 
     @property
     def flow_run_id(self) -> str | None:
@@ -172,7 +176,34 @@ class LogLine:
     message: str
 
 
-Event = StateChanged | LogLine
+@attrs.frozen
+class Artifact:
+    """An artifact a run recorded: a markdown text, a table or a link to look at later.
+
+    Attributes:
+        id: The artifact's id.
+        run_id: The run that made it.
+        root_id: The outermost run of that run's tree.
+        created: When it was made (Unix time).
+        type: ``"markdown"``, ``"table"`` or ``"link"``.
+        key: The user's key, naming the artifact across runs, if any.
+        description: A markdown description, if any.
+        data: Its content as JSON text, encoded when it was made (so later changes to the
+            caller's table do not reach it): a string for markdown, a list of rows (each
+            a list or an object) for a table, ``{"link", "link_text"}`` for a link.
+    """
+
+    id: str
+    run_id: str
+    root_id: str
+    created: float
+    type: Literal["markdown", "table", "link"]
+    key: str | None
+    description: str | None
+    data: str
+
+
+Event = StateChanged | LogLine | Artifact
 Sink = Callable[[Event], None]
 
 _tiers: dict[str, tuple[Sink, ...]] = {"first": (), "normal": (), "last": ()}

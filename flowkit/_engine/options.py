@@ -429,6 +429,9 @@ class FlowOptions(Options):
         on_cancellation_hooks: ``fn(flow, flow_run, state)`` called when a run is
             cancelled (option ``on_cancellation``).
         on_crashed_hooks: The same, when a run crashes (``on_crashed``).
+        progress: Whether a run called outside any flow shows a live progress line
+            (task runs finished, running and failed; time elapsed) when stderr is a
+            terminal. ``None`` (the default) reads ``FLOWKIT_PROGRESS``, else off.
     """
 
     flow_run_name: RunName | None = attrs.field(default=None, validator=_run_name)
@@ -436,3 +439,4 @@ class FlowOptions(Options):
     thread_limit: int | None = attrs.field(default=None, validator=_positive_int)
     on_cancellation_hooks: tuple[Hook, ...] = _hooks_field("on_cancellation")
     on_crashed_hooks: tuple[Hook, ...] = _hooks_field("on_crashed")
+    progress: bool | None = attrs.field(default=None, validator=_optional_bool)

@@ -194,6 +194,7 @@ class Policy:
         tags: The definition's own tags.
         max_concurrency: Bound on a run's unfinished submitted runs.
         thread_limit: For a flow: its worker-thread limit.
+        progress: For a flow: whether it shows a progress line; ``None``: the environment's.
     """
 
     timeout: float | None = None
@@ -209,6 +210,7 @@ class Policy:
     tags: frozenset[str] = frozenset()
     max_concurrency: int | None = None
     thread_limit: int | None = None
+    progress: bool | None = None
 
     @classmethod
     def of(cls, options: TaskOptions | FlowOptions) -> Policy:
@@ -254,6 +256,7 @@ class Policy:
             hooks={name: h for name, h in hooks.items() if h},
             run_name=options.flow_run_name,
             thread_limit=options.thread_limit,
+            progress=options.progress,
         )
 
     @property

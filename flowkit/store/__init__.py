@@ -32,6 +32,7 @@ from ._writer import disable, enable, flush, is_enabled, recover
 __all__ = [
     "SCHEMA_VERSION",
     "STATE_NAMES",
+    "ArtifactRecord",
     "LogLine",
     "RunRecord",
     "StateRecord",
@@ -111,6 +112,30 @@ class LogLine:
             f"{local:%H:%M:%S}.{local.microsecond // 1000:03d} | "
             f"{getLevelName(self.level):<7} | {self.label} - {self.message}"
         )
+
+
+@attrs.frozen
+class ArtifactRecord:
+    """An artifact a run recorded (see ``flowkit.artifacts``).
+
+    Attributes:
+        id: The artifact's id.
+        run_id: The run that made it.
+        created: When it was made.
+        type: ``"markdown"``, ``"table"`` or ``"link"``.
+        key: Its key, if it was given one.
+        description: Its description, if any.
+        data: Its content: the markdown text; ``{"columns", "rows"}`` for a table
+            (``columns`` is ``None`` for rows given as lists); ``{"link", "link_text"}``.
+    """
+
+    id: str
+    run_id: str
+    created: datetime
+    type: str
+    key: str | None
+    description: str | None
+    data: Any
 
 
 @attrs.frozen
@@ -357,6 +382,18 @@ class Store:
         )
         for r in rows:
             yield LogLine(r[0], _time(r[1]), r[2], r[3], r[4], r[5])  # type: ignore[arg-type]
+
+    def artifacts(self, run: str) -> list[ArtifactRecord]:
+        """The artifacts of the whole tree of ``run``, in the order they were made."""
+        rows = self._db.execute(
+            "SELECT id, run_id, created, type, key, description, data FROM artifacts "
+            "WHERE root_id = ? ORDER BY created, rowid",
+            (self.get(run).root_id,),
+        )
+        return [
+            ArtifactRecord(r[0], r[1], _time(r[2]), r[3], r[4], r[5], json.loads(r[6]))  # type: ignore[arg-type]
+            for r in rows
+        ]
 
     def export(self, run: str) -> dict[str, Any]:
         """The tree of ``run`` as JSON-ready data: runs with their states, and the logs."""

@@ -83,6 +83,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN result TEXT;
     """,
+    # 5: artifacts: the markdown, tables and links runs leave for people to look at.
+    """
+    CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        root_id TEXT NOT NULL,
+        created REAL NOT NULL,           -- Unix time
+        type TEXT NOT NULL,              -- 'markdown', 'table' or 'link'
+        key TEXT,
+        description TEXT,
+        data TEXT NOT NULL               -- JSON
+    );
+    CREATE INDEX artifacts_by_root ON artifacts (root_id, created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,9 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from .._engine import events, naming
 from .._engine.convert import unstructure
-from .._engine.events import LogLine, StateChanged
+from .._engine.events import Artifact, LogLine, StateChanged
 from ._prune import prune, retention
 from ._schema import StoreError, connect, default_path, is_busy
 
@@ -399,8 +401,12 @@ class _Batch:
         self.updates: list[tuple[Any, ...]] = []
         self.states: list[tuple[Any, ...]] = []
         self.logs: list[tuple[Any, ...]] = []
+        self.artifacts: list[tuple[Any, ...]] = []
 
-    def add(self, item: StateChanged | LogLine) -> None:
+    def add(self, item: StateChanged | LogLine | Artifact) -> None:
+        if isinstance(item, Artifact):
+            self.artifacts.append(attrs.astuple(item))
+            return
         if isinstance(item, LogLine):
             self.logs.append((item.run_id, item.root_id, item.created, item.level,
                               item.logger, item.label, item.message))  # fmt: skip
@@ -424,6 +430,7 @@ class _Batch:
             (_UPDATE_RUN, self.updates),
             ("INSERT INTO states VALUES (?, ?, ?, ?, ?)", self.states),
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
+            ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
         ]
 
 
@@ -643,7 +650,7 @@ def reserve_name(name: str) -> bool:
 
 def _on_event(event: events.Event) -> None:
     """First of the sinks: a root run's Pending opens its tree; every event is queued."""
-    if isinstance(event, LogLine):
+    if isinstance(event, LogLine | Artifact):
         if (writer := _trees.get(event.root_id)) is not None:
             writer.put(event)
         return

@@ -1,0 +1,83 @@
+"""The flow the page tests look at: retries, a timeout, a cache hit, concurrency, upstream
+links, a failure, artifacts, and a task whose name is an attempt at markup."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flowkit import flow, tags, task
+from flowkit.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from flowkit.states import State
+
+attempts: dict[str, int] = {}
+
+
+@task(retries=2, retry_delay_seconds=0.05)
+def flaky(name: str) -> str:
+    attempts[name] = attempts.get(name, 0) + 1
+    if attempts[name] < 2:
+        raise ValueError(f"{name} failed its first attempt")
+    return name
+
+
+@task
+def slow(i: int) -> int:
+    time.sleep(0.15)
+    return i
+
+
+@task(timeout_seconds=0.05)
+def hang() -> None:
+    time.sleep(0.5)
+
+
+@task(cache_key_fn=lambda context, parameters: f"square-{parameters['x']}")
+def square(x: int) -> int:
+    return x * x
+
+
+@task(name="<script>alert('pwned')</script>")
+def hostile(total: int) -> int:
+    return total
+
+
+@task
+def add(a: int, b: int, c: int) -> int:
+    return a + b + c
+
+
+@task
+def explode() -> None:
+    raise RuntimeError("explode went off")
+
+
+@flow(thread_limit=4)
+def scenario() -> int:
+    create_markdown_artifact(
+        "# Report <script>alert(1)</script>\n\n**bold** and [docs](https://example.org)",
+        key="report",
+    )
+    create_table_artifact([{"file": "a.csv", "rows": 3}, {"file": "b.csv", "rows": 5}])
+    create_link_artifact("https://example.org/run", link_text="the dashboard")
+    flaky("ok")
+    futures = slow.map(range(3))
+    total = add(*futures)
+    hostile(total)
+    square(3)
+    square(3)
+    hang.submit().wait()
+    explode.submit().wait()
+    return total
+
+
+def run_scenario() -> State[Any]:
+    """Run the scenario once (it fails: the timeout and the explosion were never read)."""
+    attempts.clear()
+    with tags("nightly"):
+        return scenario(return_state=True)
+
+
+@flow
+def small(n: int) -> int:
+    return n

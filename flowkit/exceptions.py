@@ -16,6 +16,7 @@ __all__ = [
     "FlowkitError",
     "FutureDeadlockError",
     "MissingContextError",
+    "ParameterTypeError",
     "PausedRun",
     "PrefectException",
     "TaskTimeoutError",
@@ -61,6 +62,10 @@ class CrashedRun(FlowkitError, RuntimeError):
 class CancelledRun(FlowkitError, RuntimeError):
     """A run was cancelled: while a thread was waiting for it, or its state holds no
     exception and its result was asked for."""
+
+
+class ParameterTypeError(FlowkitError, TypeError):
+    """A flow was called with an argument that does not fit its parameter's type hint."""
 
 
 class UpstreamFailedError(FlowkitError, RuntimeError):

@@ -59,6 +59,7 @@ class FlowOptionsDict(TypedDict, total=False):
     thread_limit: int | None
     on_cancellation: Iterable[Hook] | None
     on_crashed: Iterable[Hook] | None
+    validate_parameters: bool | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)

@@ -56,7 +56,8 @@ NOT_SET: Final = NotSet.NOT_SET
 
 Hook = Callable[[Any, Any, State[Any]], object]
 RetryDelays = float | Sequence[float] | Callable[[int], Sequence[float]]
-RetryCondition = Callable[[Any, Any, State[Any]], bool]
+# A function returning a bool, or an awaitable of one (an async function).
+RetryCondition = Callable[[Any, Any, State[Any]], object]
 CacheKeyFunction = Callable[[CacheContext, dict[str, Any]], str | None]
 # A template over the arguments, or a function of nothing or of ``parameters``.
 RunName = str | Callable[[], str] | Callable[[dict[str, Any]], str]
@@ -225,6 +226,15 @@ def _hooks(value: Iterable[Hook] | None) -> tuple[Hook, ...]:
     return cast("tuple[Hook, ...]", found)
 
 
+def _default_true(value: bool | None) -> bool:
+    return True if value is None else value
+
+
+def _bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
+
+
 def _retries(value: int | None) -> int:
     return 0 if value is None else value
 
@@ -347,6 +357,10 @@ class FlowOptions(Options):
         on_cancellation_hooks: ``fn(flow, flow_run, state)`` called when a run is
             cancelled (option ``on_cancellation``).
         on_crashed_hooks: The same, when a run crashes (``on_crashed``).
+        validate_parameters: Whether the call's arguments are checked and coerced
+            against the function's type hints before the run starts (``"3"`` becomes
+            ``3`` for an ``int`` parameter); an argument that does not fit fails the
+            run with ``ParameterTypeError``. Default ``True``.
     """
 
     flow_run_name: RunName | None = attrs.field(default=None, validator=_run_name)
@@ -354,3 +368,4 @@ class FlowOptions(Options):
     thread_limit: int | None = attrs.field(default=None, validator=_positive_int)
     on_cancellation_hooks: tuple[Hook, ...] = _hooks_field("on_cancellation")
     on_crashed_hooks: tuple[Hook, ...] = _hooks_field("on_crashed")
+    validate_parameters: bool = attrs.field(default=True, converter=_default_true, validator=_bool)

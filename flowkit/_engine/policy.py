@@ -159,13 +159,15 @@ class Policy:
         tags: The definition's own tags.
         max_concurrency: Bound on a run's unfinished submitted runs.
         thread_limit: For a flow: its worker-thread limit.
+        validate_parameters: For a flow: whether its arguments are checked against its
+            type hints.
     """
 
     timeout: float | None = None
     retries: int = 0
     delays: Sequence[float] = ()
     jitter: float | None = None
-    retry_condition: Callable[[Any, Any, State[Any]], bool] | None = None
+    retry_condition: Callable[[Any, Any, State[Any]], object] | None = None
     hooks: dict[str, tuple[Hook, ...]] = attrs.field(factory=dict)
     caching: Caching | None = None
     run_name: RunName | None = None
@@ -173,6 +175,7 @@ class Policy:
     tags: frozenset[str] = frozenset()
     max_concurrency: int | None = None
     thread_limit: int | None = None
+    validate_parameters: bool = False
 
     @classmethod
     def of(cls, options: TaskOptions | FlowOptions) -> Policy:
@@ -217,6 +220,7 @@ class Policy:
             hooks={name: h for name, h in hooks.items() if h},
             run_name=options.flow_run_name,
             thread_limit=options.thread_limit,
+            validate_parameters=options.validate_parameters,
         )
 
     @property

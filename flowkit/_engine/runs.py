@@ -180,6 +180,9 @@ class Run:
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
+    # Whether async code called this sync run plainly: its flow's loop waits for it in
+    # a blocking call, so it and the runs it calls may not put work on that loop.
+    blocks_loop: bool = attrs.field(default=False, repr=False)
     # Whether the run counts in its flow run's ``unthreaded`` (see children.launch).
     awaits_thread: bool = attrs.field(default=False, repr=False)
     # Who the run is, as every event of it says; made once it is named.

@@ -11,6 +11,7 @@ passed as it is, the same object.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import types
@@ -49,9 +50,7 @@ def validate(run: Run) -> None:
             message names the flow, the parameter, the value and the expected type.
     """
     definition = run.definition
-    plan = _plans.get(definition)
-    if plan is None:
-        plan = _plans[definition] = _plan(definition, run.skip)
+    plan = _plan_of(definition, run.skip)
     if not plan:
         return
     arguments = run.arguments
@@ -74,6 +73,21 @@ def validate(run: Run) -> None:
     if changed:
         bound = inspect.BoundArguments(definition.signature, {**arguments, **changed})
         run.rebind(bound.args, bound.kwargs)
+
+
+def _plan_of(definition: Definition, skip: int) -> Plan:
+    """The plan of ``definition``, kept by its function: definitions with equal options
+    compare equal, whatever their functions."""
+    fn = definition.fn
+    try:
+        plan = _plans.get(fn)
+    except TypeError:  # a callable that is not hashable or weakly referable: no cache
+        return _plan(definition, skip)
+    if plan is None:
+        plan = _plan(definition, skip)
+        with contextlib.suppress(TypeError):
+            _plans[fn] = plan
+    return plan
 
 
 def _plan(definition: Definition, skip: int) -> Plan:
@@ -105,9 +119,14 @@ def _plan(definition: Definition, skip: int) -> Plan:
 
 
 def _structure(value: Any, hint: Any) -> Any:
-    plain = isinstance(hint, type) and not typing.get_args(hint)
-    if plain and issubclass(type(value), hint) and (hint is not int or type(value) is not bool):
-        return value  # already right: the same object, not a copy
+    plain = isinstance(hint, type) and not typing.get_args(hint) and not typing.is_typeddict(hint)
+    if plain:
+        try:
+            right = issubclass(type(value), hint)
+        except TypeError:  # a Protocol that cannot be checked at run time: trust the caller
+            return value
+        if right and (hint is not int or type(value) is not bool):
+            return value  # already right: the same object, not a copy
     return _converter().structure(value, cast("type[Any]", hint))
 
 

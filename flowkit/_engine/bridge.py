@@ -126,6 +126,12 @@ def flow_loop() -> EventLoopToken | None:
     try:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
+        # Inside a sync task that async code called, the flow's loop waits for this
+        # thread: the task's own loop runs the call instead.
+        while run is not None and run is not flow_run:
+            if run.own_loop is not None:
+                return run.own_loop
+            run = run.parent
         return nursery.token
     return None  # an event loop of the user's own runs here: the caller awaits
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import outcome
 import sniffio
 
@@ -176,6 +177,7 @@ class _Detached(OnLoop):
     async def call(self, run: Run) -> Any:
         if run.definition.is_async:
             return await super().call(run)
+        run.own_loop = anyio.lowlevel.current_token()  # for async tasks its body calls
         return await self.in_thread(run, partial(_call_sync, run), None)
 
 

@@ -31,6 +31,8 @@ from .nursery import Nursery
 from .returned import aggregate
 
 if TYPE_CHECKING:
+    from anyio.lowlevel import EventLoopToken
+
     from .events import RunInfo
     from .futures import TaskFuture
     from .inputs import Upstream
@@ -183,6 +185,8 @@ class Run:
     # Whether async code called this sync run plainly: its flow's loop waits for it in
     # a blocking call, so it and the runs it calls may not put work on that loop.
     blocks_loop: bool = attrs.field(default=False, repr=False)
+    # The loop of its own such a run gets instead (see children.call_on_loop).
+    own_loop: EventLoopToken | None = attrs.field(default=None, repr=False)
     # Whether the run counts in its flow run's ``unthreaded`` (see children.launch).
     awaits_thread: bool = attrs.field(default=False, repr=False)
     # Who the run is, as every event of it says; made once it is named.

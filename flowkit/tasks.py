@@ -212,6 +212,10 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
 
         Futures and states among the arguments are waited for and replaced by their
         values; ``wait_for=[...]`` waits for more futures without passing their values.
+        An async task called from sync code of a running flow (a sync flow's body, a
+        sync task's body) runs on that flow's event loop, and the call returns its value.
+        A sync task with a timeout, retries or hooks called from async code runs with
+        them, blocking its caller as any sync call does.
 
         Raises:
             Exception: Whatever the task's function raised, when ``return_state`` is false.

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from flowkit import allow_failure, flow, quote, task, unmapped
 from flowkit._engine import events
 from flowkit._engine.returned import aggregate
+from flowkit._engine.validation import _structure  # pyright: ignore[reportPrivateUsage]
 from flowkit.exceptions import (
     CancelledRun,
     FailedRun,
@@ -431,6 +432,25 @@ def test_lossy_coercions_are_refused(backend: str, hint: Any, value: Any) -> Non
     body.__annotations__["x"] = hint
     with pytest.raises(ParameterTypeError):
         flow(body)(value)
+
+
+@given(st.integers())
+def test_an_integer_in_text_or_an_integral_float_becomes_the_int(n: int) -> None:
+    assert _structure(str(n), int) == n
+    assert _structure(f" {n} ", int) == n
+    if abs(n) < 2**53:
+        assert _structure(float(n), int) == n
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()))
+def test_a_float_with_a_fraction_is_no_int(value: float) -> None:
+    with pytest.raises(TypeError):
+        _structure(value, int)
+
+
+@given(st.sampled_from(["true", "False", " yes", "NO", "on", "off", "1", "0", "t", "n"]))
+def test_bool_words_become_bools(word: str) -> None:
+    assert _structure(word, bool) is (word.strip().lower() in ("true", "yes", "on", "1", "t"))
 
 
 def test_validate_parameters_false_passes_values_unchecked(backend: str) -> None:

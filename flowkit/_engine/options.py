@@ -301,8 +301,9 @@ class TaskOptions(Options):
             ``"<name>-<n>"``, ``n`` counting runs of the task from 0 in each flow run.
         retry_jitter_factor: Vary each delay at random by up to this fraction of it.
             ``None``: exact delays.
-        retry_condition_fn: ``fn(task, task_run, state) -> bool``; a failed attempt is
-            retried only when it returns true. ``None``: every failure is retried.
+        retry_condition_fn: ``fn(task, task_run, state) -> bool``, or an async function
+            (awaited); a failed attempt is retried only when it returns true. ``None``:
+            every failure is retried.
         cache_policy: What the cache key is made of, such as ``INPUTS + TASK_SOURCE``.
             Read back, it is the policy in force: ``cache_key_fn``'s when given,
             ``NO_CACHE`` when ``persist_result=False``, ``DEFAULT`` when left out.

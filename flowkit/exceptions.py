@@ -17,6 +17,7 @@ __all__ = [
     "FutureDeadlockError",
     "MissingContextError",
     "ParameterBindError",
+    "ParameterTypeError",
     "PausedRun",
     "PrefectException",
     "ReservedArgumentError",
@@ -64,6 +65,10 @@ class CrashedRun(FlowkitError, RuntimeError):
 class CancelledRun(FlowkitError, RuntimeError):
     """A run was cancelled: while a thread was waiting for it, or its state holds no
     exception and its result was asked for."""
+
+
+class ParameterTypeError(FlowkitError, TypeError):
+    """A flow was called with an argument that does not fit its parameter's type hint."""
 
 
 class UpstreamFailedError(FlowkitError, RuntimeError):

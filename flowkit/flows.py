@@ -15,9 +15,16 @@ from typing import (
     overload,
 )
 
+import anyio.from_thread
 import attrs
 
-from ._engine.bridge import Backend, CallerThread, resolve_backend, run_in_caller_thread
+from ._engine.bridge import (
+    Backend,
+    CallerThread,
+    flow_loop,
+    resolve_backend,
+    run_in_caller_thread,
+)
 from ._engine.definitions import Runnable, refuse_assignment
 from ._engine.engine import execute, finished, new_run
 from ._engine.options import FlowOptions, Hook, RetryDelays, RunName
@@ -65,6 +72,7 @@ class FlowOptionsDict(TypedDict, total=False):
     result_serializer: SerializerOption | None
     cache_result_in_memory: bool | None
     progress: bool | None
+    validate_parameters: bool | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)
@@ -146,15 +154,28 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
     ) -> Coroutine[Any, Any, State[T]]: ...
     @overload
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State[R]: ...
+    @overload
+    def __call__(self, *args: Any, wait_for: Iterable[Any], **kwargs: Any) -> R: ...
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the flow and return its value (or its final state, with ``return_state``).
 
+        An async flow called from sync code of a running flow (a sync flow's body) runs
+        on that flow's event loop, and the call returns its value. ``wait_for=[...]``
+        waits for futures first, as a task's does: a failed one ends the run
+        ``NotReady`` unless wrapped in ``allow_failure``.
+
         Raises:
             Exception: Whatever the flow's function raised, when ``return_state`` is false.
+            ParameterTypeError: An argument does not fit its type hint (with
+                ``validate_parameters``, the default).
         """
         return_state = bool(kwargs.pop("return_state", False))
         if self.is_async:
+            if (loop := flow_loop()) is not None:  # sync code of a flow: run it on its loop
+                return anyio.from_thread.run(
+                    self._call_async, args, kwargs, return_state, token=loop
+                )
             return self._call_async(args, kwargs, return_state)
         backend = resolve_backend(self.backend, owner=self.owner)
         run = self._new_run(args, kwargs)
@@ -170,9 +191,11 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
         return finished(await execute(self._new_run(args, kwargs), ON_LOOP), return_state)
 
     def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run:
+        wait_for = kwargs.pop("wait_for", None)
         return new_run(
-            cast("Definition", self), self.bound + args, kwargs, flow=True, skip=len(self.bound)
-        )
+            cast("Definition", self), self.bound + args, kwargs, flow=True,
+            skip=len(self.bound), wait_for=wait_for,
+        )  # fmt: skip
 
 
 Flow.__setattr__ = refuse_assignment  # type: ignore[assignment,method-assign]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
 from typing import (
@@ -18,14 +19,16 @@ from typing import (
     overload,
 )
 
+import anyio.from_thread
 import attrs
 
 from ._engine import children, policy
+from ._engine.bridge import flow_loop
 from ._engine.cache_policies import CacheExplanation, CachePolicy, explain, task_input_hash
 from ._engine.definitions import Runnable, refuse_assignment
 from ._engine.engine import execute, finished, new_run
 from ._engine.futures import TaskFuture, TaskFutureList
-from ._engine.inputs import quote, unmapped
+from ._engine.inputs import BaseAnnotation, allow_failure, quote, unmapped
 from ._engine.options import (
     CacheKeyFunction,
     Hook,
@@ -37,6 +40,7 @@ from ._engine.options import (
 from ._engine.results import SerializerOption, StorageOption
 from ._engine.runners import INLINE, ON_LOOP, drive
 from ._engine.runs import Definition, Run, TaskRun
+from .exceptions import FutureDeadlockError
 from .states import State
 
 __all__ = [
@@ -177,6 +181,10 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
 
         Futures and states among the arguments are waited for and replaced by their
         values; ``wait_for=[...]`` waits for more futures without passing their values.
+        An async task called from sync code of a running flow (a sync flow's body, a
+        sync task's body) runs on that flow's event loop, and the call returns its value.
+        A sync task with a timeout, retries or hooks called from async code runs with
+        them, blocking its caller as any sync call does.
 
         Raises:
             Exception: Whatever the task's function raised, when ``return_state`` is false.
@@ -187,6 +195,8 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         if self.streams is not None and not return_state:
             return children.stream(run, self.buffer)
         if self.is_async or self.streams == "async":
+            if (loop := flow_loop()) is not None:  # sync code of a flow: run it on its loop
+                return anyio.from_thread.run(self._call_async, run, return_state, token=loop)
             return self._call_async(run, return_state)
         if self.policy.plain:
             return finished(drive(execute(run, INLINE)), return_state)
@@ -195,8 +205,10 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
     async def _call_async(self, run: Run, return_state: bool) -> Any:
         return finished(await execute(run, ON_LOOP), return_state)
 
+    # The return_state overloads overlap these only for a function with its own
+    # ``return_state`` parameter, which definitions refuse.
     @overload
-    def submit(
+    def submit(  # type: ignore[overload-overlap]
         self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
     ) -> TaskFuture[T]: ...
     @overload
@@ -211,42 +223,87 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
     ) -> TaskFuture[T]: ...
     @overload
     def submit(self, *args: Any, wait_for: Iterable[Any], **kwargs: Any) -> TaskFuture[R]: ...
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        **kwargs: Any,
+    ) -> State[T]: ...
+    @overload
+    def submit(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State[R]: ...
 
-    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any] | State[Any]:
         """Start a run of the task concurrently and return its future at once.
 
         The run is a child in the task group of the current flow run; that flow (and the
-        run that submitted it) does not finish before it. Futures among the arguments
-        are waited for first, as with a call; so are those in ``wait_for=[...]``.
+        run that submitted it) does not finish before it. Futures and states among the
+        arguments are waited for first, as with a call; so are those in ``wait_for``.
+        With ``return_state=True`` the call waits for the run and returns its final
+        ``State``, as Prefect's does; that wait blocks, so on the event loop's thread
+        use ``await task.submit(...).wait_async()`` instead.
 
         Raises:
             MissingContextError: There is no running flow.
-            TypeError: ``wait_for`` holds something that is not a future.
+            TypeError: ``wait_for`` is not a list.
+            FutureDeadlockError: ``return_state=True`` on the event loop's thread.
         """
-        return children.start(self._new_run(args, kwargs, submitted=True))
+        return_state = bool(kwargs.pop("return_state", False))
+        if return_state and children.on_flow_loop():
+            raise FutureDeadlockError(
+                f"{self.owner}: submit(..., return_state=True) waits for the run, which "
+                "would block the event loop that has to run it; in async code write "
+                "`state = await task.submit(...).wait_async()`"
+            )
+        future = children.start(self._new_run(args, kwargs, submitted=True))
+        if not return_state:
+            return future
+        future.wait()
+        return future.state
 
     def map(self, *args: Any, **kwargs: Any) -> TaskFutureList[Any]:
         """Submit one run per element of the iterable arguments; return their futures.
 
         Iterable arguments (except strings, bytes and mappings) are mapped over together
         and must have the same length; other arguments, and those wrapped in
-        ``flowkit.unmapped(...)``, go whole to every run. ``wait_for`` applies to every run.
+        ``flowkit.unmapped(...)``, go whole to every run. A future or a state is mapped
+        over its result (the call waits for it); ``quote(...)`` and ``allow_failure(...)``
+        of an iterable are mapped over, each element wrapped alike. The values of
+        ``*args`` and ``**kwargs`` parameters count one by one. ``wait_for`` applies to
+        every run.
 
         Raises:
             MissingContextError: There is no running flow.
             ValueError: No argument is iterable, or the iterables differ in length.
+            FutureDeadlockError: A future to map over is not finished, and this thread
+                runs the event loop (await the future first).
         """
         wait_for = kwargs.pop("wait_for", None)
-        bound = self.signature.bind_partial(*self.bound, *args, **kwargs).arguments
-        for key in list(bound)[: len(self.bound)]:
-            del bound[key]
-        mapped = {k: list(v) for k, v in bound.items() if _mappable(v)}
+        signature = self.signature
+        bound = signature.bind_partial(*self.bound, *args, **kwargs).arguments
+        entries: dict[tuple[str, Any], Any] = {}  # (parameter, index or key) -> value
+        for name, value in list(bound.items())[len(self.bound) :]:
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                entries.update(((name, i), v) for i, v in enumerate(value))
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                entries.update(((name, k), v) for k, v in value.items())
+            else:
+                entries[(name, None)] = value
+        mapped: dict[tuple[str, Any], list[Any]] = {}
+        static: dict[tuple[str, Any], Any] = {}
+        for key, value in entries.items():
+            items = _map_items(value)
+            if items is None:
+                static[key] = _unwrapped(value)
+            else:
+                mapped[key] = items
         if not mapped:
             raise ValueError(
                 f"{self.owner}: .map() needs at least one iterable argument to map over, "
-                f"got {bound!r}; call .submit() for a single run"
+                f"got {dict(bound)!r}; call .submit() for a single run"
             )
-        lengths = {k: len(v) for k, v in mapped.items()}
+        lengths = {_key_name(k): len(v) for k, v in mapped.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(
                 f"{self.owner}: .map() got iterables of different lengths {lengths}; "
@@ -255,8 +312,22 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
             )
         runs: list[Any] = []
         for i in range(next(iter(lengths.values()))):
-            call = {k: mapped[k][i] if k in mapped else _unwrapped(v) for k, v in bound.items()}
-            runs.append(self._new_run((), {**call, "wait_for": wait_for}, submitted=True))
+            arguments: dict[str, Any] = dict(list(bound.items())[: len(self.bound)])
+            for key in entries:
+                name, sub = key
+                value = mapped[key][i] if key in mapped else static[key]
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    arguments[name] = (*arguments.get(name, ()), value)
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    arguments[name] = {**arguments.get(name, {}), sub: value}
+                else:
+                    arguments[name] = value
+            call = inspect.BoundArguments(signature, arguments)  # pyright: ignore[reportArgumentType]
+            run = self._new_run(
+                call.args[len(self.bound) :], {**call.kwargs, "wait_for": wait_for}, submitted=True
+            )
+            runs.append(run)
         return TaskFutureList(children.start_all(runs))
 
     def explain_cache(self, *args: Any, **kwargs: Any) -> CacheExplanation:
@@ -288,16 +359,29 @@ def _task_key(name: str, qualified_name: str, tags: frozenset[str]) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def _mappable(value: object) -> bool:
-    if isinstance(value, unmapped | quote | str | bytes | Mapping | TaskFuture):
-        return False
-    return isinstance(value, Iterable)
+def _map_items(value: object) -> list[Any] | None:
+    """The elements ``.map()`` maps ``value`` over, or ``None`` to pass it whole."""
+    wrapper: BaseAnnotation[Any] | None = None
+    if isinstance(value, quote | allow_failure):
+        wrapper = cast("BaseAnnotation[Any]", value)
+        value = wrapper.value
+    if issubclass(type(value), TaskFuture | State):  # mapped over its result
+        value = cast("TaskFuture[Any] | State[Any]", value).result()
+    if isinstance(value, unmapped | str | bytes | Mapping) or not hasattr(value, "__iter__"):
+        return None
+    items: list[Any] = [*cast("Iterable[Any]", value)]
+    return items if wrapper is None else [wrapper.rewrap(item) for item in items]
 
 
 def _unwrapped(value: object) -> object:
     if isinstance(value, unmapped):
         return cast("unmapped[object]", value).value
     return value
+
+
+def _key_name(key: tuple[str, Any]) -> str:
+    name, sub = key
+    return name if sub is None else f"{name}[{sub!r}]"
 
 
 @overload

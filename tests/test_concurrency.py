@@ -298,12 +298,16 @@ def test_wait_for_orders_runs_without_passing_data(backend: str) -> None:
 
 
 def test_failed_upstream_stops_the_downstream_run(backend: str) -> None:
-    @flow
-    def main() -> Any:
-        downstream = double.submit(boom.submit("up"))
-        return downstream.state if downstream.wait() is None else None
+    seen: list[Any] = []
 
-    state = main()
+    @flow
+    def main() -> None:
+        downstream = double.submit(boom.submit("up"))
+        downstream.wait()
+        seen.append(downstream.state)  # returned, the state would fail the flow
+
+    main()
+    [state] = seen
     assert state.name == "NotReady"
     assert isinstance(state.exception, UpstreamFailedError)
     assert "boom-0" in str(state.exception)

@@ -51,7 +51,7 @@ def test_sync_task_past_its_timeout_is_stopped(backend: str) -> None:
     def main() -> Any:
         return show_timeouts(return_state=True)
 
-    state = main()
+    state = main(return_state=True)  # the flow ends in the state its body returned
     release.set()
     wait_until(lambda: abandoned_threads() == 0)
     assert state.name == "TimedOut"
@@ -115,7 +115,7 @@ async def test_a_childs_deadline_is_its_parents_when_earlier() -> None:
     async def main() -> Any:
         return await hurried(return_state=True)
 
-    state = await main()
+    state = await main(return_state=True)
     assert state.name == "TimedOut"
 
 
@@ -128,7 +128,7 @@ def test_raising_timeout_error_is_a_failure_not_a_timeout(backend: str) -> None:
     def main() -> Any:
         return own_timeout(return_state=True)
 
-    assert main().name == "Failed"
+    assert main(return_state=True).name == "Failed"
 
 
 def test_a_stuck_thread_is_reported_and_counted(
@@ -171,16 +171,16 @@ def test_a_timed_out_attempt_is_retried(backend: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_sync_task_with_a_timeout_called_from_async_code_says_what_to_do() -> None:
+async def test_sync_task_with_a_timeout_called_from_async_code_runs_blocking() -> None:
     @task(timeout_seconds=1)
-    def sync_with_deadline() -> None: ...
+    def sync_with_deadline() -> int:
+        return 3
 
     @flow
-    async def main() -> None:
-        sync_with_deadline()
+    async def main() -> int:
+        return sync_with_deadline()  # blocks the loop, as any sync call does
 
-    with pytest.raises(RuntimeError, match="submit it and await the future, or make"):
-        await main()
+    assert await main() == 3
 
 
 # Retries
@@ -377,6 +377,6 @@ def test_a_failing_hook_is_logged_and_changes_nothing(
     def main() -> Any:
         return fine(return_state=True)
 
-    state = main()
+    state = main(return_state=True)
     assert state.is_completed()
     assert any("Hook" in r.getMessage() and "fine-0" in r.getMessage() for r in caplog.records)

@@ -287,11 +287,14 @@ def test_an_unserializable_result_fails_a_run_that_asked_for_persistence(
     def noted(task: Any, run: Any, state: Any) -> None:
         failures.append(state.message)
 
-    @flow
-    def main() -> Any:
-        return tags(1, return_state=True)
+    seen: list[Any] = []
 
-    state = main()
+    @flow
+    def main() -> None:
+        seen.append(tags(1, return_state=True))
+
+    main()
+    (state,) = seen
     assert state.is_failed()
     message = str(state.exception)
     assert isinstance(state.exception, SerializationError)
@@ -383,11 +386,14 @@ def test_cache_result_in_memory_false_keeps_only_where_the_result_is(
     def big(n: int) -> list[int]:
         return list(range(n))
 
-    @flow
-    def main() -> Any:
-        return big(3, return_state=True)
+    seen: list[Any] = []
 
-    state = main()
+    @flow
+    def main() -> None:
+        seen.append(big(3, return_state=True))
+
+    main()
+    (state,) = seen
     assert isinstance(state.data, ResultReference)
     assert state.result() == [0, 1, 2]
     assert RESULTS._memo == {}  # pyright: ignore[reportPrivateUsage]

@@ -23,14 +23,15 @@ from typing import Any, Literal
 import anyio
 import anyio.from_thread
 import outcome
+import sniffio
 from anyio.lowlevel import EventLoopToken, current_token
 
 from ..exceptions import CancelledRun
-from .runners import OnLoop
+from .runners import OnLoop, consumed
 from .runs import FlowRun, Run, current_run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
 
-__all__ = ["Backend", "CallerThread", "resolve_backend", "run_in_caller_thread"]
+__all__ = ["Backend", "CallerThread", "flow_loop", "resolve_backend", "run_in_caller_thread"]
 
 Backend = Literal["asyncio", "trio"]
 BACKENDS: tuple[Backend, ...] = ("asyncio", "trio")
@@ -110,7 +111,29 @@ class CallerThread(OnLoop):
 
 def _call_body(run: Run) -> Any:
     current_run.set(run)  # in a copy of the caller's context, private to this run
-    return run.definition.fn(*run.args, **run.kwargs)
+    return consumed(run.definition.fn(*run.args, **run.kwargs), f"flow run {run.name!r}")
+
+
+def flow_loop() -> EventLoopToken | None:
+    """The loop of the current flow run, when this thread runs sync code of that flow
+    (a sync flow's body, a sync task's body in a worker thread) and no loop of its own:
+    an async task or flow called here runs on it, and the call returns its value."""
+    run = current_run.get()
+    flow_run = run.flow_run if run is not None else None
+    nursery = flow_run.nursery if flow_run is not None else None
+    if nursery is None or nursery.loop_thread == threading.get_ident():
+        return None
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        # Inside a sync task that async code called, the flow's loop waits for this
+        # thread: the task's own loop runs the call instead.
+        while run is not None and run is not flow_run:
+            if run.own_loop is not None:
+                return run.own_loop
+            run = run.parent
+        return nursery.token
+    return None  # an event loop of the user's own runs here: the caller awaits
 
 
 class _Hosted:

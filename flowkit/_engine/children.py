@@ -14,21 +14,23 @@ import logging
 import threading
 from contextvars import Context, copy_context
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
+import outcome
 import sniffio
 
 from .. import states
 from ..exceptions import MissingContextError
 from ..states import State
-from .bridge import resolve_backend
+from .bridge import Backend, resolve_backend
 from .engine import execute, set_state
 from .futures import TaskFuture
 from .nursery import Nursery
-from .runners import ON_LOOP, drive
-from .runs import FlowRun, Run, TaskRun
+from .runners import ON_LOOP, OnLoop, consumed, drive
+from .runs import FlowRun, Run, TaskRun, current_run
 from .streams import (
     ASYNC_STEPS,
     SYNC_STEPS,
@@ -41,7 +43,7 @@ from .streams import (
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["call_on_loop", "launch", "start", "start_all", "stream"]
+__all__ = ["call_on_loop", "launch", "on_flow_loop", "start", "start_all", "stream"]
 
 
 def start(run: TaskRun) -> TaskFuture[Any]:
@@ -76,6 +78,12 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
         TaskFuture(run, nursery.loop_thread, nursery.token) for run in runs
     ]
     context = copy_context()
+    if _blocks_its_loop(parent):
+        raise RuntimeError(
+            f"{owner}: cannot be submitted from a run that async code called as a sync "
+            "task: its flow's event loop waits for that call, and could not run this one; "
+            "submit that task instead of calling it, or make it async"
+        )
     if threading.get_ident() != nursery.loop_thread:
         if parent.max_concurrency is None:
             _spawn_soon(flow_run, futures, context)
@@ -100,35 +108,84 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
     return futures
 
 
+def on_flow_loop() -> bool:
+    """Whether this thread runs the event loop of the current flow run."""
+    run = current_run.get()
+    flow_run = run.flow_run if run is not None else None
+    nursery = flow_run.nursery if flow_run is not None else None
+    return nursery is not None and nursery.loop_thread == threading.get_ident()
+
+
 def call_on_loop(run: TaskRun) -> State[Any]:
     """Run a sync task whose deadline, retries or hooks need the event loop; wait for it.
 
-    In a flow, the run becomes a child in the flow's task group, as if submitted;
-    outside any flow, it gets an event loop of its own for the call.
-
-    Raises:
-        RuntimeError: Called on an event loop's thread, which the wait would block.
+    In a flow, called from a thread, the run becomes a child in the flow's task group, as
+    if submitted. Called on the flow loop's own thread (from async code), or outside any
+    flow, it gets an event loop of its own, in a helper thread when this thread runs a
+    loop: the call blocks its caller, loop included, as any sync call does.
     """
-    owner = f"task {run.definition.name!r}"
-    advice = (
-        f"{owner} is sync and has a timeout, retries or hooks, which need the event loop, "
-        "but it was called from async code on that loop, which the call would block; "
-        "submit it and await the future, or make the task async"
-    )
     flow_run = run.flow_run
-    if flow_run is not None and (nursery := flow_run.nursery) is not None:
-        if threading.get_ident() == nursery.loop_thread:
-            raise RuntimeError(advice)
+    nursery = flow_run.nursery if flow_run is not None else None
+    on_loop = nursery is not None and threading.get_ident() == nursery.loop_thread
+    if nursery is not None and not on_loop and not _blocks_its_loop(run.parent):
         future = start(run)
         future.observed = True  # the caller gets its value or exception
         future.wait()
         return run.state
+    run.blocks_loop = nursery is not None
     try:
-        return anyio.run(execute, run, ON_LOOP, backend=resolve_backend(None, owner=owner))
-    except RuntimeError as exc:
-        if "running event loop" in str(exc) or "inside a run" in str(exc):
-            raise RuntimeError(advice) from None
-        raise
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        backend = resolve_backend(None, owner=f"task {run.definition.name!r}")
+        return anyio.run(execute, run, DETACHED, backend=backend)
+    return _on_loop_of_its_own(run)
+
+
+def _blocks_its_loop(run: Run | None) -> bool:
+    """Whether ``run`` or a run it is part of holds its flow's loop in a blocking call."""
+    while run is not None and not isinstance(run, FlowRun):
+        if run.blocks_loop:
+            return True
+        run = run.parent
+    return False
+
+
+def _on_loop_of_its_own(run: TaskRun) -> State[Any]:
+    """Run ``run`` on a new loop in a helper thread, blocking this thread until it ends."""
+    backend = cast("Backend", sniffio.current_async_library())
+    context = copy_context()
+    # The copy says which library runs this thread's loop; the helper runs another loop.
+    context.run(sniffio.current_async_library_cvar.set, None)
+    result: list[outcome.Outcome[State[Any]]] = []
+
+    def run_to_end() -> State[Any]:
+        return anyio.run(execute, run, DETACHED, backend=backend)
+
+    def lifecycle() -> None:
+        result.append(outcome.capture(context.run, run_to_end))
+
+    helper = threading.Thread(target=lifecycle, name=f"flowkit {run.name}", daemon=True)
+    helper.start()
+    helper.join()
+    return result[0].unwrap()
+
+
+class _Detached(OnLoop):
+    """A runner on a loop that is not its flow's: sync bodies take no slot of the flow's
+    thread limiter, which belongs to the other loop."""
+
+    async def call(self, run: Run) -> Any:
+        if run.definition.is_async:
+            return await super().call(run)
+        run.own_loop = anyio.lowlevel.current_token()  # for async tasks its body calls
+        return await self.in_thread(run, partial(_call_sync, run), None)
+
+
+def _call_sync(run: Run) -> Any:
+    return consumed(run.definition.fn(*run.args, **run.kwargs), f"task run {run.name!r}")
+
+
+DETACHED = _Detached()
 
 
 def _spawn_soon(flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Context) -> None:

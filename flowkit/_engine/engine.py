@@ -6,6 +6,7 @@ sleeping and deadlines work there, is the business of a runner (see ``runners``)
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar, cast
@@ -14,8 +15,10 @@ import attrs
 
 from .. import states
 from ..exceptions import (
+    CancelledRun,
     FlowTimeoutError,
     ParameterBindError,
+    ParameterTypeError,
     SerializationError,
     TaskTimeoutError,
     UpstreamFailedError,
@@ -24,14 +27,16 @@ from ..states import State, StateType
 from . import cache, events
 from .cache_policies import cache_key
 from .events import RunInfo, StateChanged, error_info
-from .inputs import find_upstream, may_hold_upstream, resolve
+from .inputs import as_wait_list, find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
 from .prints import printing_to_log
 from .results import Results, persist, render_storage_key, results_of, storage_scope
+from .returned import pending_futures
 from .runners import Runner
 from .runs import Definition, FlowRun, Run, TaskRun, current_run, current_tags
 from .streams import StreamDeadline, last_delivered, open_readers
+from .validation import validate
 
 __all__ = ["execute", "finished", "new_run", "set_state"]
 
@@ -58,12 +63,13 @@ def new_run(
         kwargs: Keyword arguments of the call.
         flow: Whether this is a flow run.
         skip: Leading positional arguments that are not parameters.
-        wait_for: Futures the run waits for, besides those among its arguments.
+        wait_for: Futures and states the run waits for, besides those among its
+            arguments (plain values in it are ignored).
         submitted: Whether the run is being submitted rather than called.
 
     Raises:
         ParameterBindError: The arguments do not fit the function's signature.
-        TypeError: ``wait_for`` holds something that is not a future.
+        TypeError: ``wait_for`` is not a list, or holds something that is not a future.
     """
     events.activate()
     parent = current_run.get()
@@ -88,7 +94,9 @@ def new_run(
             f"{owner} cannot be called so: {exc}; call it as {_call_shape(definition, skip)}"
         ) from None
     if wait_for is not None or may_hold_upstream(args, kwargs):
-        run.upstream = find_upstream(parameters, wait_for, owner=owner)
+        if wait_for is not None:
+            run.wait_for = as_wait_list(wait_for, owner=owner)
+        run.upstream = find_upstream(parameters, run.wait_for)
         run.takes_inputs = True
     if parent is not None and open_readers(parent):  # did a generator run stream a value?
         run.streamed_from = {
@@ -194,13 +202,15 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     flight: tuple[str, str] | None = None  # the cache key whose computation is ours
     try:
         final = await _take_inputs(run, runner) if run.takes_inputs else None
+        if final is None and policy.validate_parameters:
+            final = _validated(run)
         caching = policy.caching if results.persist else None
         if final is None and caching is not None:
             final, flight = await _from_cache(run, runner, caching, results)
         fresh = final is None
         while final is None:
             final = await _attempt(run, runner, policy)
-            if (delay := _retry_delay(run, policy, final)) is not None:
+            if (delay := await _retry_delay(run, policy, final)) is not None:
                 set_state(
                     run,
                     states.AwaitingRetry(
@@ -222,6 +232,9 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
         current_run.reset(token)
         if flight is not None:
             cache.RESULTS.release(*flight)
+    if final.is_cancelling():  # returned by the body: the run stops here, cancelled
+        set_state(run, final)
+        final = states.Cancelled(final.message, exception=CancelledRun(_stopped(run)))
     set_state(run, final)  # no await: nothing can cancel it
     if hooks := policy.final_hook(final):
         with runner.shield():
@@ -352,12 +365,14 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
                 await stream.finish_early()
             if run.children:
                 await runner.join(run.children)
+            if final is None and (returned := pending_futures(value, isinstance(run, FlowRun))):
+                await runner.join(returned)  # a returned future never outlives its run
     if scope.cancelled_caught:
         return _timed_out(run, policy)
     return final if final is not None else run.final_state(value)
 
 
-def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
+async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
     """Seconds to wait before trying ``run`` again, or ``None`` if it is over."""
     if not state.is_failed() or state.name == "NotReady" or run.run_count > policy.retries:
         return None
@@ -370,7 +385,10 @@ def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
     condition = policy.retry_condition
     if condition is not None:
         try:
-            if not condition(run.definition, run, state):
+            verdict = condition(run.definition, run, state)
+            if inspect.isawaitable(verdict):  # an async retry_condition_fn
+                verdict = await verdict
+            if not verdict:
                 return None
         except Exception:
             _log.exception("retry_condition_fn of %r raised; not retrying", run.name)
@@ -409,8 +427,10 @@ async def _take_inputs(run: Run, runner: Runner) -> State[Any] | None:
         ``None`` when the run may start; its final ``NotReady`` state when it may not.
     """
     await runner.join(u.future for u in run.upstream)
-    owner = f"task run {run.name!r}"
+    owner = f"{'flow' if isinstance(run, FlowRun) else 'task'} run {run.name!r}"
     try:
+        if run.wait_for is not None:
+            resolve(run.wait_for, owner=owner)
         run.rebind(resolve(run.args, owner=owner), resolve(run.kwargs, owner=owner))
     except UpstreamFailedError as exc:
         return states.NotReady(str(exc), exception=exc)
@@ -421,10 +441,27 @@ def _interrupted(run: Run, exc: BaseException, runner: Runner) -> State[Any]:
     if runner.timed_out(run, exc):
         return _timed_out(run, run.definition.policy)
     if runner.is_cancellation(exc):
-        return states.Cancelled("The run was cancelled.", exception=exc)
+        # The state holds an Exception: whoever reads the result (``await future``) gets
+        # CancelledRun, never the cancellation itself, which would cancel the reader.
+        return states.Cancelled("The run was cancelled.", exception=CancelledRun(_stopped(run)))
     return states.Crashed(
         f"Execution was interrupted by {type(exc).__name__}: {exc}".rstrip(": "), exception=exc
     )
+
+
+def _stopped(run: Run) -> str:
+    kind = "flow" if isinstance(run, FlowRun) else "task"
+    return f"{kind} run {run.name!r} was cancelled"
+
+
+def _validated(run: Run) -> State[Any] | None:
+    """``None`` when the run's arguments fit its type hints (coerced in place), else its
+    final ``Failed`` state."""
+    try:
+        validate(run)
+    except ParameterTypeError as exc:
+        return states.Failed(f"Validation of flow parameters failed: {exc}", exception=exc)
+    return None
 
 
 def finished(state: State[T], return_state: bool) -> T | State[T]:

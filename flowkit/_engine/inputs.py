@@ -21,6 +21,7 @@ __all__ = [
     "BaseAnnotation",
     "Upstream",
     "allow_failure",
+    "as_wait_list",
     "find_upstream",
     "may_hold_upstream",
     "quote",
@@ -101,6 +102,7 @@ class Upstream:
 
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 _LEAVES = (TaskFuture, State, BaseAnnotation)
+_INSPECTED = (*_CONTAINERS, *_LEAVES)
 
 
 def _is_future(value: object) -> bool:
@@ -109,11 +111,15 @@ def _is_future(value: object) -> bool:
 
 def may_hold_upstream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """A quick look: whether any argument is a future, state, annotation or container."""
-    return any(type(v) in _CONTAINERS or isinstance(v, _LEAVES) for v in (*args, *kwargs.values()))
+    return any(isinstance(v, _INSPECTED) for v in (*args, *kwargs.values()))
 
 
 def _walk(value: object, visit: Callable[[Any, bool], Any], allowed: bool = False) -> Any:
-    """Rebuild ``value`` with ``visit(leaf, allowed)`` applied to futures and states."""
+    """``value`` with ``visit(leaf, allowed)`` applied to its futures and states.
+
+    A container in which nothing changed is returned as it is, the same object: a task
+    that mutates a list it was given mutates the caller's list, as a plain call would.
+    """
     if _is_future(value) or isinstance(value, State):
         return visit(value, allowed)
     if isinstance(value, BaseAnnotation):
@@ -121,22 +127,50 @@ def _walk(value: object, visit: Callable[[Any, bool], Any], allowed: bool = Fals
         if isinstance(value, quote):
             return inner
         return _walk(inner, visit, allowed or isinstance(value, allow_failure))
-    kind = type(value)
-    if kind in (list, tuple, set, frozenset):
-        items = (_walk(v, visit, allowed) for v in cast("Iterable[Any]", value))
-        return cast("Any", kind(items))
-    if kind is dict:
-        return {k: _walk(v, visit, allowed) for k, v in cast("Mapping[Any, Any]", value).items()}
+    kind = type(value)  # not isinstance: see returned._results
+    if issubclass(kind, dict):
+        pairs = cast("dict[Any, Any]", value)
+        walked = {k: _walk(v, visit, allowed) for k, v in pairs.items()}
+        if all(walked[k] is v for k, v in pairs.items()):
+            return value
+        return walked  # a dict subclass becomes a plain dict
+    if issubclass(kind, list | tuple | set | frozenset):
+        items = list(cast("Iterable[Any]", value))
+        new = [_walk(v, visit, allowed) for v in items]
+        if all(a is b for a, b in zip(new, items, strict=True)):
+            return value
+        if issubclass(kind, list):
+            return new  # a list subclass (a TaskFutureList) becomes a plain list
+        build = cast("Any", kind)
+        if hasattr(build, "_fields"):  # a namedtuple
+            return build(*new)
+        if kind not in _CONTAINERS:  # another subclass: its builtin
+            return cast("Any", next(b for b in (tuple, frozenset, set) if issubclass(kind, b)))(new)
+        return build(new)
     return value
 
 
-def find_upstream(
-    parameters: dict[str, Any], wait_for: Iterable[Any] | None, *, owner: str
-) -> list[Upstream]:
-    """The futures among ``parameters`` and ``wait_for``, each marked as observed.
+def as_wait_list(wait_for: object, *, owner: str) -> list[Any]:
+    """``wait_for=`` as a list: an iterable, or a lone ``allow_failure(...)``.
 
     Raises:
-        TypeError: ``wait_for`` holds something that is not a future.
+        TypeError: ``wait_for`` is neither.
+    """
+    if isinstance(wait_for, BaseAnnotation):
+        return [wait_for]
+    if isinstance(wait_for, str | bytes | Mapping) or not hasattr(wait_for, "__iter__"):
+        raise TypeError(
+            f"{owner}: wait_for takes a list (of futures, states or other values), got "
+            f"{wait_for!r}; write wait_for=[{wait_for!r}]"
+        )
+    return list(cast("Iterable[Any]", wait_for))
+
+
+def find_upstream(parameters: dict[str, Any], wait_for: Iterable[Any] | None) -> list[Upstream]:
+    """The futures among ``parameters`` and ``wait_for``, each marked as observed.
+
+    ``wait_for`` may hold futures, states, plain values (which it ignores) and
+    ``allow_failure(...)`` of any of them, or of a list of them.
     """
     found: list[Upstream] = []
     for name, value in parameters.items():
@@ -147,14 +181,14 @@ def find_upstream(
             return leaf
 
         _walk(value, visit)
-    for item in wait_for or ():
-        allowed = isinstance(item, allow_failure)
-        future: object = cast("allow_failure[Any]", item).value if allowed else item
-        if not _is_future(future):
-            raise TypeError(
-                f"{owner}: wait_for takes futures from .submit() or .map(), got {item!r}"
-            )
-        found.append(Upstream(cast("TaskFuture[Any]", future), "wait_for", allowed))
+    if wait_for is not None:
+
+        def waited(leaf: Any, allowed: bool) -> Any:
+            if _is_future(leaf):
+                found.append(Upstream(leaf, "wait_for", allowed))
+            return leaf
+
+        _walk(list(wait_for), waited)
     for upstream in found:
         upstream.future.observed = True
     return found

@@ -74,7 +74,8 @@ NOT_SET: Final = NotSet.NOT_SET
 
 Hook = Callable[[Any, Any, State[Any]], object]
 RetryDelays = float | Sequence[float] | Callable[[int], Sequence[float]]
-RetryCondition = Callable[[Any, Any, State[Any]], bool]
+# A function returning a bool, or an awaitable of one (an async function).
+RetryCondition = Callable[[Any, Any, State[Any]], object]
 CacheKeyFunction = Callable[[CacheContext, dict[str, Any]], str | None]
 # A template over the arguments, or a function of nothing or of ``parameters``.
 RunName = str | Callable[[], str] | Callable[[dict[str, Any]], str]
@@ -293,6 +294,10 @@ def _hooks(value: Iterable[Hook] | None) -> tuple[Hook, ...]:
     return cast("tuple[Hook, ...]", found)
 
 
+def _default_true(value: bool | None) -> bool:
+    return True if value is None else value
+
+
 def _retries(value: int | None) -> int:
     return 0 if value is None else value
 
@@ -379,8 +384,9 @@ class TaskOptions(Options):
             ``"<name>-<n>"``, ``n`` counting runs of the task from 0 in each flow run.
         retry_jitter_factor: Vary each delay at random by up to this fraction of it
             (0 to ``MAX_JITTER``; a varied delay is a day at most). ``None``: exact delays.
-        retry_condition_fn: ``fn(task, task_run, state) -> bool``; a failed attempt is
-            retried only when it returns true. ``None``: every failure is retried.
+        retry_condition_fn: ``fn(task, task_run, state) -> bool``, or an async function
+            (awaited); a failed attempt is retried only when it returns true. ``None``:
+            every failure is retried.
         cache_policy: What the cache key is made of, such as ``INPUTS + TASK_SOURCE``.
             Read back, it is the policy in force: ``cache_key_fn``'s when given,
             ``NO_CACHE`` when ``persist_result=False``, ``DEFAULT`` when left out.
@@ -432,6 +438,10 @@ class FlowOptions(Options):
         progress: Whether a run called outside any flow shows a live progress line
             (task runs finished, running and failed; time elapsed) when stderr is a
             terminal. ``None`` (the default) reads ``FLOWKIT_PROGRESS``, else off.
+        validate_parameters: Whether the call's arguments are checked and coerced
+            against the function's type hints before the run starts (``"3"`` becomes
+            ``3`` for an ``int`` parameter); an argument that does not fit fails the
+            run with ``ParameterTypeError``. Default ``True``.
     """
 
     flow_run_name: RunName | None = attrs.field(default=None, validator=_run_name)
@@ -440,3 +450,4 @@ class FlowOptions(Options):
     on_cancellation_hooks: tuple[Hook, ...] = _hooks_field("on_cancellation")
     on_crashed_hooks: tuple[Hook, ...] = _hooks_field("on_crashed")
     progress: bool | None = attrs.field(default=None, validator=_optional_bool)
+    validate_parameters: bool = attrs.field(default=True, converter=_default_true, validator=_bool)

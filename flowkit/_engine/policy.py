@@ -195,13 +195,15 @@ class Policy:
         max_concurrency: Bound on a run's unfinished submitted runs.
         thread_limit: For a flow: its worker-thread limit.
         progress: For a flow: whether it shows a progress line; ``None``: the environment's.
+        validate_parameters: For a flow: whether its arguments are checked against its
+            type hints.
     """
 
     timeout: float | None = None
     retries: int = 0
     delays: Sequence[float] = ()
     jitter: float | None = None
-    retry_condition: Callable[[Any, Any, State[Any]], bool] | None = None
+    retry_condition: Callable[[Any, Any, State[Any]], object] | None = None
     hooks: dict[str, tuple[Hook, ...]] = attrs.field(factory=dict)
     caching: Caching | None = None
     results: Results = NO_RESULTS
@@ -211,6 +213,7 @@ class Policy:
     max_concurrency: int | None = None
     thread_limit: int | None = None
     progress: bool | None = None
+    validate_parameters: bool = False
 
     @classmethod
     def of(cls, options: TaskOptions | FlowOptions) -> Policy:
@@ -257,6 +260,7 @@ class Policy:
             run_name=options.flow_run_name,
             thread_limit=options.thread_limit,
             progress=options.progress,
+            validate_parameters=options.validate_parameters,
         )
 
     @property

@@ -28,8 +28,11 @@ import sniffio
 from .. import states
 from ..states import State, StateType
 from .nursery import Nursery
+from .returned import aggregate
 
 if TYPE_CHECKING:
+    from anyio.lowlevel import EventLoopToken
+
     from .events import RunInfo
     from .futures import TaskFuture
     from .inputs import Upstream
@@ -174,11 +177,18 @@ class Run:
     # Parameters that got a value streamed by a generator run: that run's id.
     streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)
     upstream: Sequence[Upstream] = attrs.field(default=(), repr=False)
+    # What ``wait_for=`` gave: futures, states, plain values, ``allow_failure(...)``.
+    wait_for: list[Any] | None = attrs.field(default=None, repr=False)
     # Whether arguments hold futures, states or wrappers to resolve before the run starts.
     takes_inputs: bool = False
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
+    # Whether async code called this sync run plainly: its flow's loop waits for it in
+    # a blocking call, so it and the runs it calls may not put work on that loop.
+    blocks_loop: bool = attrs.field(default=False, repr=False)
+    # The loop of its own such a run gets instead (see children.call_on_loop).
+    own_loop: EventLoopToken | None = attrs.field(default=None, repr=False)
     # Whether the run counts in its flow run's ``unthreaded`` (see children.launch).
     awaits_thread: bool = attrs.field(default=False, repr=False)
     # Who the run is, as every event of it says; made once it is named.
@@ -256,15 +266,22 @@ class Run:
         return _NO_SCOPE
 
     def final_state(self, value: Any) -> State[Any]:
-        """The state of a body that returned ``value``, its submitted runs all over."""
+        """The state of a body that returned ``value``, its submitted runs all over.
+
+        A returned state, or returned futures and states, decide it (see ``returned``);
+        otherwise a submitted run that failed unobserved fails the run.
+        """
+        kind = "Flow" if isinstance(self, FlowRun) else "Task"
+        returned = aggregate(value, isinstance(self, FlowRun), f"{kind} run {self.name!r}")
+        if returned is not None and not returned.is_completed():
+            return returned
         unseen = [
             f.task_run.state.exception
             for f in self.children
             if not f.observed and f.task_run.state.type in _FAILURES
         ]
         if not unseen:
-            return self.completed_state(value)
-        kind = "Flow" if isinstance(self, FlowRun) else "Task"
+            return returned if returned is not None else self.completed_state(value)
         exc = unseen[0] if len(unseen) == 1 else None
         if exc is None:
             exc = ExceptionGroup(

@@ -114,8 +114,8 @@ class _SyncSteps(Inline):
             while True:
                 try:
                     value = _step_before(stoppable, generator, deadline)
-                except StopIteration:
-                    return None
+                except StopIteration as stop:
+                    return stop.value  # what the generator returned: the run's result
                 except DeadlinePassed:
                     raise StreamDeadline(_late(run)) from None
                 await _deliver(run, value, self._outlet)
@@ -277,12 +277,15 @@ class _Stream:
         # ``make`` starts the run's lifecycle; it is called in the run's own context.
         self.run = run
         self.last: Any = None
+        # What the generator returned, once the run is over (``yield from`` gives it).
+        self.returned: Any = None
         self._context: Context = copy_context()
         self.coroutine = self._context.run(make)
         self._done = False
         _register(run, self)
 
     def _finished(self, state: Any) -> None:
+        self.returned = state.data if state.is_completed() else None
         self._done = True
         _unregister(self.run, self)
         if state.is_failed() or state.is_crashed():
@@ -320,7 +323,7 @@ class SyncStream(_Stream, Generator[Any, None, None]):
         try:
             yielded = self.step(self.coroutine.send, None)
         except _Exhausted:
-            raise StopIteration from None
+            raise StopIteration(self.returned) from None
         return self.delivered(yielded)
 
     def send(self, value: Any) -> Any:

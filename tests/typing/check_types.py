@@ -44,6 +44,8 @@ def sync_uses() -> None:
     assert_type(add(1, return_state=True).result(), int)
     assert_type(add.submit(1), TaskFuture[int])
     assert_type(add.submit(1).result(), int)
+    assert_type(add.submit(1, return_state=True), State[int])
+    assert_type(pipeline(3, wait_for=[add.submit(1)]), str)
     renamed: Task[[int, int], int] = add.with_options(name="other")
     assert_type(add.with_options(retries=3)(4), int)
 
@@ -62,6 +64,7 @@ async def async_uses() -> None:
     assert_type(state, State[bytes])
     assert_type(state.result(), bytes)
     assert_type(fetch.submit("u"), TaskFuture[bytes])
+    assert_type(fetch.submit("u", return_state=True), State[bytes])
     assert_type(await fetch.with_options(retries=0)("u"), bytes)
 
     async_flow_keeps_signature: Flow[[list[str]], Coroutine[Any, Any, int]] = apipeline

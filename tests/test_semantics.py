@@ -1,0 +1,865 @@
+"""Run semantics: returned states and futures, parameter validation, calling contracts."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, TypedDict
+
+import anyio
+import anyio.lowlevel
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowkit import allow_failure, flow, quote, task, unmapped
+from flowkit._engine import events
+from flowkit._engine.returned import aggregate
+from flowkit._engine.validation import _structure  # pyright: ignore[reportPrivateUsage]
+from flowkit.exceptions import (
+    CancelledRun,
+    FailedRun,
+    FutureDeadlockError,
+    ParameterTypeError,
+    UpstreamFailedError,
+)
+from flowkit.states import (
+    Cancelled,
+    Cancelling,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Running,
+    State,
+    StateType,
+)
+
+Hooked = list[tuple[str, str]]
+
+
+def hooks_into(seen: Hooked) -> dict[str, Any]:
+    """Flow options with a hook of each final kind, recording (hook, state name)."""
+
+    def record(kind: str) -> Any:
+        return [lambda _flow, _run, state: seen.append((kind, state.name))]
+
+    return {
+        "on_completion": record("completion"),
+        "on_failure": record("failure"),
+        "on_cancellation": record("cancellation"),
+        "on_crashed": record("crashed"),
+    }
+
+
+@task
+def ident(x: Any) -> Any:
+    return x
+
+
+@task
+def boom(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+# Returned states decide the final state
+
+
+def test_a_returned_failed_state_fails_the_flow_and_runs_on_failure(backend: str) -> None:
+    seen: Hooked = []
+
+    @flow(**hooks_into(seen))
+    def main() -> Any:
+        return Failed("not today")
+
+    state = main(return_state=True)
+    assert state.is_failed()
+    assert state.message == "not today"
+    with pytest.raises(FailedRun, match="returned Failed"):
+        main()
+    assert seen == [("failure", "Failed"), ("failure", "Failed")]
+
+
+def test_a_returned_completed_state_gives_its_data(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return Completed(data=41)
+
+    assert main() == 41
+
+
+def test_a_returned_state_keeps_its_exception(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return Failed(exception=KeyError("gone"))
+
+    with pytest.raises(KeyError, match="gone"):
+        main()
+
+
+def test_a_task_returning_a_failed_state_is_retried(backend: str) -> None:
+    attempts: list[int] = []
+
+    @task(retries=2)
+    def flaky() -> Any:
+        attempts.append(1)
+        return Failed("again") if len(attempts) < 3 else "done"
+
+    @flow
+    def main() -> Any:
+        return flaky()
+
+    assert main() == "done"
+    assert len(attempts) == 3
+
+
+def test_a_returned_cancelled_state_runs_on_cancellation(backend: str) -> None:
+    seen: Hooked = []
+
+    @flow(**hooks_into(seen))
+    def main() -> Any:
+        return Cancelled("stop")
+
+    state = main(return_state=True)
+    assert state.is_cancelled()
+    assert seen == [("cancellation", "Cancelled")]
+    with pytest.raises(CancelledRun):
+        state.result()
+
+
+def test_a_returned_cancelling_state_ends_cancelled_after_cancelling(backend: str) -> None:
+    seen: Hooked = []
+    names: list[str] = []
+    stop = events.subscribe(lambda e: names.append(e.state.name))
+
+    @flow(**hooks_into(seen))
+    def main() -> Any:
+        return Cancelling("asked to stop")
+
+    try:
+        state = main(return_state=True)
+    finally:
+        stop()
+    assert state.is_cancelled()
+    assert names[-2:] == ["Cancelling", "Cancelled"]
+    assert seen == [("cancellation", "Cancelled")]
+
+
+@pytest.mark.anyio
+async def test_a_subflow_ending_cancelled_runs_its_own_hooks() -> None:
+    seen: Hooked = []
+
+    @flow(**hooks_into(seen))
+    async def child() -> Any:
+        return Cancelled()
+
+    @flow
+    async def parent() -> str:
+        state = await child(return_state=True)
+        return state.name
+
+    assert await parent() == "Cancelled"
+    assert seen == [("cancellation", "Cancelled")]
+
+
+def test_a_returned_state_that_is_not_final_fails_the_run(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return Running()
+
+    with pytest.raises(FailedRun, match=r"returned Running\(\), which is not a final state"):
+        main()
+
+
+def test_a_returned_crashed_state_runs_on_crashed(backend: str) -> None:
+    seen: Hooked = []
+
+    @flow(**hooks_into(seen))
+    def main() -> Any:
+        return Crashed("infrastructure")
+
+    assert main(return_state=True).is_crashed()
+    assert seen == [("crashed", "Crashed")]
+
+
+def test_a_task_state_returned_by_a_flow_is_the_flows_state(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return boom("deep", return_state=True)
+
+    state = main(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="deep"):
+        state.result()
+
+
+# Returned futures and states decide a flow's final state
+
+
+def test_returned_futures_give_their_values(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return [ident.submit(1), ident.submit(2)], {"x": ident.submit(3)}
+
+    assert main() == ([1, 2], {"x": 3})
+
+
+def test_a_returned_task_future_list_comes_back_as_a_list(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return ident.map([1, 2, 3])
+
+    assert main() == [1, 2, 3]
+    assert type(main()) is list
+
+
+def test_a_failed_returned_future_fails_the_flow_with_the_count(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return {"good": ident.submit(1), "bad": boom.submit("broke")}
+
+    state = main(return_state=True)
+    assert state.is_failed()
+    assert state.message == "1/2 states failed."
+    with pytest.raises(ValueError, match="broke"):
+        main()
+
+
+def test_a_returned_cancelled_future_cancels_the_flow(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return [ident.submit(1), Cancelled()]
+
+    state = main(return_state=True)
+    assert state.is_cancelled()
+    assert state.message == "1/2 states cancelled."
+
+
+@pytest.mark.anyio
+async def test_a_returned_future_never_outlives_its_flow() -> None:
+    @task
+    async def slow() -> str:
+        await anyio.sleep(0.05)
+        return "late"
+
+    outer: list[Any] = []
+
+    @flow
+    async def inner() -> Any:
+        return outer[0]  # a future of another flow run, still running
+
+    @flow
+    async def main() -> Any:
+        outer.append(slow.submit())
+        return await inner()
+
+    assert await main() == "late"
+
+
+def test_a_task_returning_a_future_hands_the_future_on(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        future = ident.submit(5)
+        handed = ident(quote(future))
+        return handed is future
+
+    assert main() is True
+
+
+def test_a_task_returning_a_list_of_states_ends_in_their_aggregate(backend: str) -> None:
+    @task
+    def several() -> list[State[Any]]:
+        return [Completed(data=1), Failed("no")]
+
+    @flow
+    def main() -> str:
+        return several(return_state=True).message or ""
+
+    assert main() == "1/2 states failed."
+
+
+states_of_any_kind = st.sampled_from(
+    [Completed(data=1), Failed("f"), Crashed("c"), Cancelled("x"), Completed(data=2)]
+)
+
+
+@given(st.lists(states_of_any_kind, min_size=1, max_size=8))
+def test_the_aggregate_follows_prefects_order(found: list[State[Any]]) -> None:
+    state = aggregate(found, True, "flow run 'x'")
+    assert state is not None
+    kinds = [s.type for s in found]
+    if StateType.CANCELLED in kinds:
+        assert state.is_cancelled()
+        assert state.message == f"{kinds.count(StateType.CANCELLED)}/{len(found)} states cancelled."
+    elif StateType.FAILED in kinds or StateType.CRASHED in kinds:
+        bad = kinds.count(StateType.FAILED) + kinds.count(StateType.CRASHED)
+        assert state.is_failed()
+        assert state.message == f"{bad}/{len(found)} states failed."
+    else:
+        assert state.result() == [s.data for s in found]
+
+
+@given(
+    st.recursive(st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c))
+)
+def test_plain_values_are_no_aggregate(value: Any) -> None:
+    assert aggregate(value, True, "flow run 'x'") is None
+
+
+# Parameter validation
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+@attrs.frozen
+class Box:
+    size: float
+
+
+class Options(TypedDict):
+    depth: int
+
+
+class Pair(NamedTuple):
+    left: int
+    right: str
+
+
+def test_arguments_are_coerced_to_their_type_hints(backend: str) -> None:
+    @flow
+    def main(
+        n: int,
+        when: datetime,
+        day: date,
+        color: Color,
+        point: Point,
+        box: Box,
+        options: Options,
+        path: Path,
+        ids: list[uuid.UUID],
+        pair: tuple[int, str],
+        flag: bool,
+        maybe: int | None = None,
+        mode: Literal["a", "b"] = "a",
+    ) -> tuple[Any, ...]:
+        return n, when, day, color, point, box, options, path, ids, pair, flag, maybe, mode
+
+    some = uuid.UUID(int=7)
+    got = main(
+        "3", "2024-05-06T07:08:09", "2024-05-06", "red", {"x": "1", "y": 2}, {"size": "2.5"},
+        {"depth": "4"}, "/tmp/x", [str(some)], ["1", "b"], "false", "5", "b",
+    )  # fmt: skip
+    assert got == (
+        3, datetime(2024, 5, 6, 7, 8, 9), date(2024, 5, 6), Color.RED, Point(1, 2), Box(2.5),
+        {"depth": 4}, Path("/tmp/x"), [some], (1, "b"), False, 5, "b",
+    )  # fmt: skip
+
+
+def test_a_value_of_the_right_class_is_passed_as_the_same_object(backend: str) -> None:
+    given_path = Path("/tmp")
+
+    @flow
+    def main(path: Path, items: list[int]) -> tuple[Path, list[int]]:
+        return path, items
+
+    path, _ = main(given_path, [1])
+    assert path is given_path
+
+
+def test_a_bad_argument_fails_the_run_naming_flow_parameter_value_and_type(
+    backend: str,
+) -> None:
+    seen: Hooked = []
+
+    @flow(**hooks_into(seen))
+    def add_one(x: int) -> int:
+        return x + 1
+
+    state = add_one("foo", return_state=True)  # type: ignore[arg-type]
+    assert state.is_failed()
+    message = state.message or ""
+    for part in ("'add-one'", "'x'", "'foo'", "int", "validate_parameters=False"):
+        assert part in message
+    assert isinstance(state.exception, ParameterTypeError)
+    assert isinstance(state.exception, TypeError)
+    assert seen == [("failure", "Failed")]
+
+
+def test_a_failed_validation_is_not_retried_and_the_body_never_runs(backend: str) -> None:
+    calls: list[int] = []
+
+    @flow(retries=3)
+    def main(x: int) -> None:
+        calls.append(x)
+
+    with pytest.raises(ParameterTypeError):
+        main(2.5)  # type: ignore[arg-type]
+    assert calls == []
+
+
+def test_nested_errors_name_the_field(backend: str) -> None:
+    @flow
+    def main(point: Point) -> Point:
+        return point
+
+    with pytest.raises(ParameterTypeError, match=r"'point'.*Point.*\$\.x"):
+        main({"x": "wide", "y": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("hint", "value"),
+    [(bool, "maybe"), (int, 2.5), (str, 3), (uuid.UUID, 5), (Literal["a"], "b")],
+)
+def test_lossy_coercions_are_refused(backend: str, hint: Any, value: Any) -> None:
+    def body(x: Any) -> Any:
+        return x
+
+    body.__annotations__["x"] = hint
+    with pytest.raises(ParameterTypeError):
+        flow(body)(value)
+
+
+@given(st.integers())
+def test_an_integer_in_text_or_an_integral_float_becomes_the_int(n: int) -> None:
+    assert _structure(str(n), int) == n
+    assert _structure(f" {n} ", int) == n
+    if abs(n) < 2**53:
+        assert _structure(float(n), int) == n
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()))
+def test_a_float_with_a_fraction_is_no_int(value: float) -> None:
+    with pytest.raises(TypeError):
+        _structure(value, int)
+
+
+@given(st.sampled_from(["true", "False", " yes", "NO", "on", "off", "1", "0", "t", "n"]))
+def test_bool_words_become_bools(word: str) -> None:
+    assert _structure(word, bool) is (word.strip().lower() in ("true", "yes", "on", "1", "t"))
+
+
+def test_validate_parameters_false_passes_values_unchecked(backend: str) -> None:
+    @flow(validate_parameters=False)
+    def main(x: int) -> Any:
+        return x
+
+    assert main("foo") == "foo"  # type: ignore[arg-type]
+    assert main.with_options(validate_parameters=None).validate_parameters is True
+
+
+def test_var_args_and_kwargs_are_validated_each(backend: str) -> None:
+    @flow
+    def main(*values: int, **named: float) -> tuple[Any, Any]:
+        return values, named
+
+    assert main("1", 2, scale="0.5") == ((1, 2), {"scale": 0.5})  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_async_flows_validate_too() -> None:
+    @flow
+    async def main(x: int) -> int:
+        return x
+
+    assert await main("7") == 7  # type: ignore[arg-type]
+    with pytest.raises(ParameterTypeError):
+        await main("seven")  # type: ignore[arg-type]
+
+
+def test_a_method_flow_validates_its_parameters_not_self(backend: str) -> None:
+    class Job:
+        @flow
+        def run(self, n: int) -> int:
+            return n * 2
+
+    assert Job().run("4") == 8  # type: ignore[arg-type]
+
+
+def test_an_unresolvable_hint_turns_checking_off_with_a_warning(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def body(x: int) -> int:
+        return x
+
+    body.__annotations__["x"] = "NoSuchType"
+    assert flow(body)("raw") == "raw"  # type: ignore[arg-type]
+    assert any("not validated" in r.getMessage() for r in caplog.records)
+
+
+# Calling contracts
+
+
+def test_submit_with_return_state_waits_and_returns_the_state(backend: str) -> None:
+    @flow
+    def main() -> tuple[str, str]:
+        good = ident.submit(1, return_state=True)
+        bad = boom.submit(return_state=True)
+        return good.name, bad.name
+
+    assert main() == ("Completed", "Failed")
+
+
+@pytest.mark.anyio
+async def test_submit_with_return_state_on_the_loop_says_what_to_do() -> None:
+    @flow
+    async def main() -> None:
+        ident.submit(1, return_state=True)
+
+    with pytest.raises(FutureDeadlockError, match="wait_async"):
+        await main()
+
+
+def test_map_over_a_future_and_a_state(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        listed = ident.submit([1, 2])
+        return ident.map(listed).result(), ident.map(Completed(data=(3, 4))).result()
+
+    assert main() == ([1, 2], [3, 4])
+
+
+def test_map_over_quote_and_allow_failure_wraps_each_element(backend: str) -> None:
+    @task
+    def kind(x: Any) -> str:
+        return type(x).__name__
+
+    @flow
+    def main() -> Any:
+        failing = boom.submit()
+        quoted = ident.map(quote([[1], [2]])).result()
+        allowed = kind.map(allow_failure([failing, ident.submit(1)])).result()
+        return quoted, allowed
+
+    assert main() == ([[1], [2]], ["ValueError", "int"])
+
+
+def test_map_a_function_with_var_kwargs_and_var_args(backend: str) -> None:
+    @task
+    def gather(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        return args, kwargs
+
+    @flow
+    def main() -> Any:
+        return gather.map([1, 2], unmapped("u"), a=[10, 20], b=unmapped(0)).result()
+
+    assert main() == [((1, "u"), {"a": 10, "b": 0}), ((2, "u"), {"a": 20, "b": 0})]
+
+
+def test_a_subflow_waits_for_wait_for(backend: str) -> None:
+    order: list[str] = []
+
+    @task
+    def first() -> None:
+        time.sleep(0.05)
+        order.append("task")
+
+    @flow
+    def sub() -> None:
+        order.append("subflow")
+
+    @flow
+    def main() -> None:
+        sub(wait_for=[first.submit()])
+
+    main()
+    assert order == ["task", "subflow"]
+
+
+def test_a_failed_wait_for_stops_a_subflow_unless_allowed(backend: str) -> None:
+    @flow
+    def sub() -> str:
+        return "ran"
+
+    @flow
+    def main() -> tuple[str, str]:
+        failing = boom.submit()
+        stopped = sub(wait_for=[failing], return_state=True)
+        allowed = sub(wait_for=[allow_failure([failing])])
+        return stopped.name, allowed
+
+    assert main() == ("NotReady", "ran")
+
+
+def test_wait_for_takes_plain_values_and_states(backend: str) -> None:
+    @flow
+    def main() -> tuple[Any, str]:
+        ran = ident(1, wait_for=[None, "x", Completed(data=1)])
+        stopped = ident(2, wait_for=[Failed("upstream")], return_state=True)
+        return ran, stopped.name
+
+    assert main() == (1, "NotReady")
+
+
+def test_wait_for_that_is_not_a_list_says_so(backend: str) -> None:
+    @flow
+    def main() -> None:
+        ident(1, wait_for=ident.submit(1))  # type: ignore[call-overload]
+
+    with pytest.raises(TypeError, match=r"wait_for takes a list"):
+        main()
+
+
+def test_a_failed_state_in_wait_for_names_it(backend: str) -> None:
+    @flow
+    def main() -> None:
+        ident(1, wait_for=[boom.submit()])
+
+    with pytest.raises(UpstreamFailedError, match="boom-0"):
+        main()
+
+
+@pytest.mark.anyio
+async def test_a_sync_task_with_options_runs_blocking_from_async_code() -> None:
+    seen: list[str] = []
+
+    @task(retries=1, on_completion=[lambda _t, _r, s: seen.append(s.name)])
+    def flaky() -> str:
+        seen.append("try")
+        if seen.count("try") < 2:
+            raise ValueError("first")
+        return "ok"
+
+    @flow
+    async def main() -> str:
+        return flaky()
+
+    assert await main() == "ok"
+    assert seen == ["try", "try", "Completed"]
+
+
+@pytest.mark.anyio
+async def test_a_sync_task_called_from_async_code_keeps_its_deadline() -> None:
+    release = threading.Event()
+
+    @task(timeout_seconds=0.1)
+    def stuck() -> None:
+        release.wait(5)
+
+    @flow
+    async def main() -> str:
+        return stuck(return_state=True).name
+
+    try:
+        assert await main() == "TimedOut"
+    finally:
+        release.set()
+
+
+@pytest.mark.anyio
+async def test_inside_a_blocking_sync_task_async_tasks_run_and_submits_refuse() -> None:
+    @task
+    async def inner() -> int:
+        return 5
+
+    @task(retries=1)
+    def outer() -> int:
+        with pytest.raises(RuntimeError, match="submit that task instead of calling it"):
+            ident.submit(1)
+        return inner()  # type: ignore[return-value]  # sync code: runs on the task's loop
+
+    @flow
+    async def main() -> int:
+        return outer()
+
+    with anyio.fail_after(10):
+        assert await main() == 5
+
+
+@pytest.mark.anyio
+async def test_a_sync_task_with_options_runs_outside_any_flow_under_a_loop() -> None:
+    @task(retries=1)
+    def plain() -> int:
+        return 4
+
+    assert plain() == 4
+
+
+@pytest.mark.anyio
+async def test_an_async_retry_condition_is_awaited() -> None:
+    attempts: list[int] = []
+
+    async def only_once(_task: Any, run: Any, _state: State[Any]) -> bool:
+        await anyio.lowlevel.checkpoint()
+        return bool(run.run_count < 2)
+
+    @task(retries=5, retry_condition_fn=only_once)
+    async def flaky() -> None:
+        attempts.append(1)
+        raise ValueError("again")
+
+    @flow
+    async def main() -> None:
+        await flaky()
+
+    with pytest.raises(ValueError, match="again"):
+        await main()
+    assert len(attempts) == 2
+
+
+def test_a_generator_tasks_return_value_is_its_result(backend: str) -> None:
+    states: list[State[Any]] = []
+    stop = events.subscribe(
+        lambda e: (
+            states.append(e.state) if e.run.name == "counted-0" and e.state.is_final() else None
+        )
+    )
+
+    @task
+    def counted() -> Iterator[int]:
+        yield 1
+        yield 2
+        return "two"  # a generator task may return, as a generator may
+
+    @flow
+    def main() -> Any:
+        returned: list[Any] = []
+
+        def reader() -> Iterator[int]:
+            returned.append((yield from counted()))
+
+        return list(reader()), returned
+
+    try:
+        assert main() == ([1, 2], ["two"])
+    finally:
+        stop()
+    assert [s.data for s in states] == ["two"]
+
+
+def test_containers_without_futures_reach_the_task_as_the_same_objects(backend: str) -> None:
+    given_list, given_dict = [1], {"a": 1}
+
+    @task
+    def same(items: list[int], mapping: dict[str, int]) -> bool:
+        return items is given_list and mapping is given_dict
+
+    @flow
+    def main() -> bool:
+        return same(given_list, given_dict)
+
+    assert main() is True
+
+
+def test_containers_with_futures_get_their_values(backend: str) -> None:
+    @task
+    def total(items: list[int]) -> int:
+        return sum(items)
+
+    @flow
+    def main() -> int:
+        return total([1, ident.submit(2)])
+
+    assert main() == 3
+
+
+@pytest.mark.anyio
+async def test_awaiting_a_cancelled_future_raises_cancelled_run_not_cancellation() -> None:
+    @task
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    @flow
+    async def main() -> str:
+        future = forever.submit()
+        await anyio.sleep(0.01)
+        future.cancel()
+        try:
+            await future
+        except CancelledRun as exc:
+            await anyio.lowlevel.checkpoint()  # this task was not cancelled: it still runs
+            return str(exc)
+        return "not raised"
+
+    assert await main() == "task run 'forever-0' was cancelled"
+
+
+def test_a_cancelled_future_result_raises_cancelled_run_in_sync_code(backend: str) -> None:
+    release = threading.Event()
+
+    @task
+    def blocked() -> None:
+        release.wait(5)
+
+    @flow
+    def main() -> str:
+        future = blocked.submit()
+        time.sleep(0.05)
+        future.cancel()
+        try:
+            future.result()
+        except CancelledRun:
+            return "cancelled"
+        finally:
+            release.set()
+        return "done"
+
+    assert main() == "cancelled"
+
+
+def test_a_sync_flow_calling_an_async_task_gets_its_value(backend: str) -> None:
+    @task
+    async def add_one(x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return x + 1
+
+    @flow
+    def main() -> int:
+        return add_one(1)  # type: ignore[return-value]  # a sync flow: run on its loop
+
+    assert main() == 2
+
+
+def test_a_sync_flow_calling_an_async_subflow_gets_its_value(backend: str) -> None:
+    @flow
+    async def child() -> str:
+        return "child"
+
+    @flow
+    def main() -> str:
+        return child()  # type: ignore[return-value]
+
+    assert main() == "child"
+
+
+def test_a_sync_flow_returning_a_generator_gets_a_list(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return (i * i for i in range(3))
+
+    assert main() == [0, 1, 4]
+
+
+@pytest.mark.anyio
+async def test_an_async_flow_returning_a_generator_gets_a_list() -> None:
+    @flow
+    async def main() -> Any:
+        return (i * i for i in range(3))
+
+    assert await main() == [0, 1, 4]
+
+
+def test_pending_is_not_a_final_state_to_return(backend: str) -> None:
+    @task
+    def waiting() -> Any:
+        return Pending()
+
+    @flow
+    def main() -> str:
+        return waiting(return_state=True).name
+
+    assert main() == "Failed"

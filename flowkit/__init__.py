@@ -1,5 +1,6 @@
 """flowkit: observable, retryable units of work on structured concurrency."""
 
+from . import limits as limits
 from . import runtime as runtime
 from . import store as store
 from .annotations import allow_failure as allow_failure
@@ -27,6 +28,7 @@ __all__ = [
     "as_completed",
     "flow",
     "get_run_logger",
+    "limits",
     "quote",
     "runtime",
     "store",

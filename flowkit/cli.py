@@ -16,6 +16,7 @@ from typing import Literal
 import click
 
 from . import demo as demo_module
+from .concurrency._cli import limits as limits_group
 from .store import RunRecord, Store, StoreError, default_path
 
 __all__ = ["main"]
@@ -171,6 +172,9 @@ def runs_export(run: str) -> None:
     """Print a flow run's whole tree, states and logs as JSON."""
     with _open() as store:
         click.echo(json.dumps(store.export(_find(store, run).id), indent=2, ensure_ascii=False))
+
+
+cli.add_command(limits_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

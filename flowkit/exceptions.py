@@ -9,7 +9,9 @@ other names of flowkit's own classes.
 from __future__ import annotations
 
 __all__ = [
+    "AcquireConcurrencySlotTimeoutError",
     "CancelledRun",
+    "ConcurrencySlotAcquisitionError",
     "CrashedRun",
     "FailedRun",
     "FlowTimeoutError",
@@ -92,3 +94,11 @@ class ReservedArgumentError(FlowkitError, TypeError):
 
 class ParameterBindError(FlowkitError, TypeError):
     """A task or flow was called with arguments that do not fit its function."""
+
+
+class ConcurrencySlotAcquisitionError(FlowkitError, LookupError):
+    """Slots were asked of a concurrency limit that is not defined, with ``strict=True``."""
+
+
+class AcquireConcurrencySlotTimeoutError(FlowkitError, TimeoutError):
+    """Slots of a concurrency limit were not free within ``timeout_seconds``."""

@@ -138,8 +138,12 @@ def inspect(name: str) -> LimitInfo:
     record = _shared(name)
     if record is None:
         raise KeyError(f"no limit named {name!r}; define it with flowkit.limits.define")
+    return _info(record)
+
+
+def _info(record: LimitRecord) -> LimitInfo:
     return LimitInfo(
-        name, record.limit, record.slot_decay_per_second, record.active_slots, True,
+        record.name, record.limit, record.slot_decay_per_second, record.active_slots, True,
         record.leases,
     )  # fmt: skip
 
@@ -154,12 +158,7 @@ def ls() -> list[LimitInfo]:
             names = [r[0] for r in db.db.execute("SELECT name FROM limits ORDER BY name")]
         for name in names:
             if name not in local_limits() and (record := _shared(name)) is not None:
-                found.append(
-                    LimitInfo(
-                        name, record.limit, record.slot_decay_per_second, record.active_slots,
-                        True, record.leases,
-                    )  # fmt: skip
-                )
+                found.append(_info(record))
     return found
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import threading
@@ -134,7 +135,7 @@ class Waiter(abc.ABC):
 
     def __init__(self, occupy: int, mode: Mode, lease_duration: float = 300.0) -> None:
         self.occupy = occupy
-        self.mode = mode
+        self.mode: Mode = mode
         self.lease_duration = lease_duration
         self.lease: str | None = None  # a shared limit's lease, once taken
         self.polls = 0
@@ -207,10 +208,8 @@ class LoopWaiter(Waiter):
             self._event = anyio.Event()
 
     def wake(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # its loop is gone, and the waiter with it
             self._call_soon(self._set)
-        except RuntimeError:  # the waiter's loop is gone, and the waiter with it
-            pass
 
     def _set(self) -> None:
         self._event.set()

@@ -17,7 +17,7 @@ __all__ = ["limits"]
 T = TypeVar("T")
 
 
-def _positive(value: float | None) -> float | None:
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and value <= 0:
         raise click.BadParameter(f"must be > 0, got {value}")
     return value
@@ -33,7 +33,7 @@ def limits() -> None:
 @click.option("--limit", type=click.IntRange(min=1), required=True, help="how many slots")
 @click.option(
     "--slot-decay-per-second", type=float, default=None,
-    callback=lambda _ctx, _param, value: _positive(value),
+    callback=_positive,
     help="for rate limits: slots taken by rate_limit that come free each second",
 )  # fmt: skip
 def create(name: str, limit: int, slot_decay_per_second: float | None) -> None:

@@ -30,7 +30,7 @@ from .._engine import limits as engine_limits
 from .._engine.limits import Limit, Mode, Slots, Waiter, check_request
 from ..store._schema import StoreError, connect, default_path
 
-__all__ = ["LeaseRecord", "LimitRecord", "StoreLimit", "Stores", "STORES"]
+__all__ = ["STORES", "LeaseRecord", "LimitRecord", "StoreLimit", "Stores"]
 
 _HOST = socket.gethostname()
 CATALOG_SECONDS = 1.0
@@ -94,8 +94,7 @@ class _Db:
         leases = [
             LeaseRecord(*r)
             for r in self.db.execute(
-                "SELECT id, slots, pid, host, acquired, expires FROM limit_leases "
-                "WHERE name = ?",
+                "SELECT id, slots, pid, host, acquired, expires FROM limit_leases WHERE name = ?",
                 (name,),
             )
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
 from .._engine.limits import LoopWaiter, acquire, release, resolve
@@ -24,7 +24,7 @@ async def concurrency(
     timeout_seconds: float | None = None,
     lease_duration: float = 300,
     strict: bool = False,
-) -> AsyncIterator[None]:
+) -> AsyncGenerator[None]:
     """Hold ``occupy`` slots of each limit in ``names`` for the ``async with`` block.
 
     Waiters are served first come, first served; a waiting caller is cancellable at

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 
 from .._engine.limits import ThreadWaiter, acquire, release, resolve
@@ -25,7 +25,7 @@ def concurrency(
     timeout_seconds: float | None = None,
     lease_duration: float = 300,
     strict: bool = False,
-) -> Iterator[None]:
+) -> Generator[None]:
     """Hold ``occupy`` slots of each limit in ``names`` for the ``with`` block, blocking
     this thread while it waits (see ``flowkit.concurrency.asyncio.concurrency``).
 
@@ -46,12 +46,10 @@ def concurrency(
             stop that loop: use ``flowkit.concurrency.asyncio`` there.
     """
     limits = resolve(names, occupy, timeout_seconds, mode="concurrency", strict=strict)
-    held = drive(
-        acquire(
-            limits, occupy, "concurrency", timeout_seconds, ThreadWaiter,
-            lease_duration=lease_duration,
-        )  # fmt: skip
+    waiting = acquire(
+        limits, occupy, "concurrency", timeout_seconds, ThreadWaiter, lease_duration=lease_duration
     )
+    held = drive(waiting)
     try:
         yield
     finally:

@@ -156,6 +156,7 @@ class StoreLimit:
     def poll(self, waiter: Waiter) -> tuple[bool, float | None]:
         db = self.stores.db(self.path)
         now = time.time()
+        took = False
         with db.transaction() as sql:
             found = db.settled(self.name, now)
             if found is None:  # deleted meanwhile: nothing left to wait for
@@ -174,9 +175,12 @@ class StoreLimit:
                         (waiter.lease, self.name, waiter.occupy, os.getpid(), _HOST, now,
                          now + waiter.lease_duration),
                     )  # fmt: skip
-                    self.stores.renewer.add(self.path, waiter.lease, waiter.lease_duration)
-                return True, None
+                took = True
             hint = slots.wait_hint(waiter.occupy)
+        if took:
+            if waiter.lease is not None:  # renewed from now on, by a thread of its own
+                self.stores.renewer.add(self.path, waiter.lease, waiter.lease_duration)
+            return True, None
         waiter.polls += 1
         backoff = min(_LAST_POLL, _FIRST_POLL * 2**waiter.polls) * random.uniform(0.5, 1.0)
         return False, backoff if hint is None else min(max(hint, 0.001), _LAST_POLL)
@@ -216,21 +220,24 @@ class _Renewer:
             self.leases.pop(lease, None)
 
     def _loop(self) -> None:
-        with self.changed:
-            while self.leases:
+        while True:
+            with self.changed:
+                if not self.leases:
+                    self.thread = None
+                    return
                 # Renewed at a third of the shortest lease: two renewals may fail in a row.
                 self.changed.wait(min(d for _, d in self.leases.values()) / 3)
-                for lease, (path, duration) in list(self.leases.items()):
-                    try:
-                        db = self.stores.db(path)
-                        with db.transaction() as sql:
-                            sql.execute(
-                                "UPDATE limit_leases SET expires = ? WHERE id = ?",
-                                (time.time() + duration, lease),
-                            )
-                    except (sqlite3.Error, StoreError) as exc:
-                        _log.warning("Could not renew a limit lease: %s", exc)
-            self.thread = None
+                due = list(self.leases.items())
+            for lease, (path, duration) in due:  # not under the lock: add() must not wait
+                try:
+                    db = self.stores.db(path)
+                    with db.transaction() as sql:
+                        sql.execute(
+                            "UPDATE limit_leases SET expires = ? WHERE id = ?",
+                            (time.time() + duration, lease),
+                        )
+                except (sqlite3.Error, StoreError) as exc:
+                    _log.warning("Could not renew a limit lease: %s", exc)
 
 
 class Stores:

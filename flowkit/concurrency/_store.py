@@ -7,12 +7,14 @@ gone (killed with SIGKILL, say), is deleted by the next caller that looks, so a 
 that dies never keeps its slots. ``rate_limit`` slots decay in the limit's row.
 
 Each look is one short ``BEGIN IMMEDIATE`` transaction: SQLite's write lock makes it
-atomic across processes. Waiters poll, with a backoff from 2 ms to 50 ms; a release in
-this process wakes the waiters of this process at once.
+atomic across processes. The waiters of one process stand in line, first come, first
+served, and only the first of them polls the store, with a backoff from 2 ms to 50 ms; a
+release in this process wakes it at once.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import random
@@ -148,12 +150,15 @@ class StoreLimit:
         return False  # never without I/O: waiters poll instead
 
     def join(self, waiter: Waiter) -> None:
-        self.stores.waiting(self.path, self.name, waiter, True)
+        self.stores.join(self.path, self.name, waiter)
 
     def leave(self, waiter: Waiter) -> None:
-        self.stores.waiting(self.path, self.name, waiter, False)
+        self.stores.leave(self.path, self.name, waiter)
 
     def poll(self, waiter: Waiter) -> tuple[bool, float | None]:
+        # Only the first in this process's line asks the store; the others wait for it.
+        if not self.stores.is_head(self.path, self.name, waiter):
+            return False, None
         db = self.stores.db(self.path)
         now = time.time()
         took = False
@@ -246,7 +251,7 @@ class Stores:
     def __init__(self) -> None:
         self._dbs: dict[Path, _Db] = {}
         self._catalogs: dict[Path, tuple[float, dict[str, tuple[int, float | None]]]] = {}
-        self._waiters: dict[tuple[Path, str], set[Waiter]] = {}
+        self._waiters: dict[tuple[Path, str], collections.deque[Waiter]] = {}
         self._lock = threading.Lock()
         self.renewer = _Renewer(self)
 
@@ -287,21 +292,35 @@ class Stores:
             rows = db.db.execute("SELECT name, slots, slot_decay_per_second FROM limits")
             return {name: (slots, decay) for name, slots, decay in rows}
 
-    def waiting(self, path: Path, name: str, waiter: Waiter, joins: bool) -> None:
+    def join(self, path: Path, name: str, waiter: Waiter) -> None:
+        """Put ``waiter`` in this process's line for a limit."""
         with self._lock:
-            waiters = self._waiters.setdefault((path, name), set())
-            if joins:
-                waiters.add(waiter)
-            else:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._waiters[path, name]
+            self._waiters.setdefault((path, name), collections.deque()).append(waiter)
+
+    def is_head(self, path: Path, name: str, waiter: Waiter) -> bool:
+        with self._lock:
+            line = self._waiters.get((path, name))
+            return bool(line) and line[0] is waiter
+
+    def leave(self, path: Path, name: str, waiter: Waiter) -> None:
+        """Take ``waiter`` out of the line (it has its slots, or gave up); wake the next."""
+        with self._lock:
+            line = self._waiters.get((path, name))
+            if not line or waiter not in line:
+                return
+            head = line[0] is waiter
+            line.remove(waiter)
+            if not line:
+                del self._waiters[path, name]
+            elif head:
+                line[0].wake()
 
     def wake(self, path: Path, name: str) -> None:
-        """Have this process's waiters on a limit look again (one was just released)."""
+        """Have this process's first waiter on a limit look again (slots came free)."""
         with self._lock:
-            for waiter in self._waiters.get((path, name), ()):
-                waiter.wake()
+            line = self._waiters.get((path, name))
+            if line:
+                line[0].wake()
 
 
 STORES = Stores()

@@ -85,11 +85,10 @@ async def test_waiters_are_served_first_come_first_served() -> None:
             order.append(i)
             await anyio.sleep(0.001)
 
-    async with anyio.create_task_group() as tg:
-        async with aconc.concurrency("fifo"):
-            for i in range(8):
-                tg.start_soon(call, i)
-                await anyio.sleep(0.001)  # each is waiting before the next arrives
+    async with anyio.create_task_group() as tg, aconc.concurrency("fifo"):
+        for i in range(8):
+            tg.start_soon(call, i)
+            await anyio.sleep(0.001)  # each is waiting before the next arrives
     assert order == list(range(8))
 
 
@@ -102,13 +101,12 @@ async def test_a_bigger_request_at_the_head_is_not_overtaken() -> None:
         async with aconc.concurrency("big", occupy=occupy):
             order.append(name)
 
-    async with anyio.create_task_group() as tg:
-        async with aconc.concurrency("big"):
-            tg.start_soon(call, "two", 2)
-            await anyio.sleep(0.01)
-            tg.start_soon(call, "one", 1)  # one slot is free, but "two" came first
-            await anyio.sleep(0.01)
-            assert order == []
+    async with anyio.create_task_group() as tg, aconc.concurrency("big"):
+        tg.start_soon(call, "two", 2)
+        await anyio.sleep(0.01)
+        tg.start_soon(call, "one", 1)  # one slot is free, but "two" came first
+        await anyio.sleep(0.01)
+        assert order == []
     assert order == ["two", "one"]
 
 
@@ -139,7 +137,7 @@ async def test_a_timeout_raises_a_timeout_error_and_holds_nothing() -> None:
     limits.local("a", limit=1)
     limits.local("b", limit=1)
     async with aconc.concurrency("b"):
-        with pytest.raises(TimeoutError, match="'b' timed out after 0.05 second"):
+        with pytest.raises(TimeoutError, match=r"'b' timed out after 0\.05 second"):
             async with aconc.concurrency(["a", "b"], timeout_seconds=0.05):
                 pytest.fail("the slot was held")
     assert limits.inspect("a").active_slots == 0  # taken first, given back on the timeout
@@ -230,7 +228,7 @@ async def test_a_release_in_a_thread_wakes_a_waiter_on_the_loop() -> None:
 async def test_the_sync_api_refuses_to_wait_on_the_event_loops_thread() -> None:
     limits.local("loop", limit=1)
     async with aconc.concurrency("loop"):
-        with pytest.raises(RuntimeError, match="flowkit.concurrency.asyncio"):  # noqa: SIM117
+        with pytest.raises(RuntimeError, match=r"flowkit\.concurrency\.asyncio"):  # noqa: SIM117
             with sconc.concurrency("loop"):
                 pytest.fail("entered")
     with sconc.concurrency("loop"):  # a free slot needs no wait
@@ -240,16 +238,15 @@ async def test_the_sync_api_refuses_to_wait_on_the_event_loops_thread() -> None:
 @pytest.mark.anyio
 async def test_deleting_a_limit_lets_its_waiters_go() -> None:
     limits.local("gone", limit=1)
-    async with aconc.concurrency("gone"):
-        async with anyio.create_task_group() as tg:
+    async with aconc.concurrency("gone"), anyio.create_task_group() as tg:
 
-            async def wait() -> None:
-                async with aconc.concurrency("gone"):
-                    pass
+        async def wait() -> None:
+            async with aconc.concurrency("gone"):
+                pass
 
-            tg.start_soon(wait)
-            await anyio.sleep(0.01)
-            limits.delete("gone")
+        tg.start_soon(wait)
+        await anyio.sleep(0.01)
+        limits.delete("gone")
     with pytest.raises(KeyError, match="no limit named 'gone'"):
         limits.inspect("gone")
 
@@ -419,7 +416,8 @@ def test_a_lease_is_renewed_while_held() -> None:
         first = limits.inspect("renewed").leases[0].expires
         time.sleep(0.5)  # past the first expiry
         again = limits.inspect("renewed").leases
-        assert len(again) == 1 and again[0].expires > first
+        assert len(again) == 1
+        assert again[0].expires > first
 
 
 def test_a_store_rate_limit_decays() -> None:

@@ -88,7 +88,8 @@ def test_a_holder_killed_with_sigkill_leaks_no_slot() -> None:
         [sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True
     ) as proc:
         try:
-            assert proc.stdout is not None and proc.stdout.readline() == "holding\n"
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "holding\n"
             with pytest.raises(TimeoutError):  # noqa: SIM117
                 with sconc.concurrency("one", timeout_seconds=0.1):
                     pass

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import click
 
-from .. import limits as limits_api
-from ..limits import LimitInfo
+from . import _limits as limits_api
+from ._limits import LimitInfo
 
 __all__ = ["limits"]
 

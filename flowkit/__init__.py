@@ -1,5 +1,6 @@
 """flowkit: observable, retryable units of work on structured concurrency."""
 
+from . import concurrency as concurrency
 from . import limits as limits
 from . import runtime as runtime
 from . import store as store
@@ -26,6 +27,7 @@ __all__ = [
     "TaskFuture",
     "allow_failure",
     "as_completed",
+    "concurrency",
     "flow",
     "get_run_logger",
     "limits",

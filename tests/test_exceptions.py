@@ -36,6 +36,8 @@ BUILTIN = [
     (FlowTimeoutError, TimeoutError),
     (exceptions.ReservedArgumentError, TypeError),
     (exceptions.ParameterBindError, TypeError),
+    (exceptions.ConcurrencySlotAcquisitionError, LookupError),
+    (exceptions.AcquireConcurrencySlotTimeoutError, TimeoutError),
 ]
 
 

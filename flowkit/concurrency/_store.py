@@ -300,7 +300,7 @@ class Stores:
     def is_head(self, path: Path, name: str, waiter: Waiter) -> bool:
         with self._lock:
             line = self._waiters.get((path, name))
-            return bool(line) and line[0] is waiter
+            return line is not None and line[0] is waiter  # an empty line is deleted
 
     def leave(self, path: Path, name: str, waiter: Waiter) -> None:
         """Take ``waiter`` out of the line (it has its slots, or gave up); wake the next."""

@@ -22,6 +22,7 @@ import collections
 import contextlib
 import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +33,6 @@ import anyio
 import anyio.to_thread
 import attrs
 import sniffio
-import trio
 
 from .. import states
 from ..exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
@@ -199,6 +199,9 @@ class LoopWaiter(Waiter):
         # A release may come from another thread (or loop): the wake crosses over.
         self._call_soon: Callable[[Callable[[], object]], object]
         if sniffio.current_async_library() == "trio":
+            # trio runs this loop, so it is imported; importing it up front would cost
+            # every program that uses flowkit ~100 ms, trio or not.
+            trio: Any = sys.modules["trio"]
             self._call_soon = trio.lowlevel.current_trio_token().run_sync_soon
         else:
             self._call_soon = asyncio.get_running_loop().call_soon_threadsafe

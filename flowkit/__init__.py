@@ -1,5 +1,7 @@
 """flowkit: observable, retryable units of work on structured concurrency."""
 
+from . import concurrency as concurrency
+from . import limits as limits
 from . import runtime as runtime
 from . import store as store
 from .annotations import allow_failure as allow_failure
@@ -25,8 +27,10 @@ __all__ = [
     "TaskFuture",
     "allow_failure",
     "as_completed",
+    "concurrency",
     "flow",
     "get_run_logger",
+    "limits",
     "quote",
     "runtime",
     "store",

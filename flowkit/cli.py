@@ -16,6 +16,7 @@ from typing import Literal
 import click
 
 from . import demo as demo_module
+from .concurrency._cli import limits as limits_group
 from .store import ArtifactRecord, RunRecord, Store, StoreError, default_path, parse_age
 
 __all__ = ["main"]
@@ -245,6 +246,9 @@ def ui(host: str, port: int, open_browser: bool) -> None:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+cli.add_command(limits_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

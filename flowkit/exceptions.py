@@ -9,7 +9,9 @@ other names of flowkit's own classes.
 from __future__ import annotations
 
 __all__ = [
+    "AcquireConcurrencySlotTimeoutError",
     "CancelledRun",
+    "ConcurrencySlotAcquisitionError",
     "CrashedRun",
     "FailedRun",
     "FlowTimeoutError",
@@ -102,3 +104,11 @@ class ParameterBindError(FlowkitError, TypeError):
 
 class SerializationError(FlowkitError, TypeError):
     """A run's result cannot be written with its ``result_serializer``."""
+
+
+class ConcurrencySlotAcquisitionError(FlowkitError, LookupError):
+    """Slots were asked of a concurrency limit that is not defined, with ``strict=True``."""
+
+
+class AcquireConcurrencySlotTimeoutError(FlowkitError, TimeoutError):
+    """Slots of a concurrency limit were not free within ``timeout_seconds``."""

@@ -40,6 +40,8 @@ BUILTIN = [
     (exceptions.ReservedArgumentError, TypeError),
     (exceptions.ParameterBindError, TypeError),
     (SerializationError, TypeError),
+    (exceptions.ConcurrencySlotAcquisitionError, LookupError),
+    (exceptions.AcquireConcurrencySlotTimeoutError, TimeoutError),
 ]
 
 

@@ -28,6 +28,7 @@ from . import cache, events
 from .cache_policies import cache_key
 from .events import RunInfo, StateChanged, error_info
 from .inputs import as_wait_list, find_upstream, may_hold_upstream, resolve
+from .limits import tag_slots
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
 from .prints import printing_to_log
@@ -347,7 +348,8 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
     value: Any = None
     run.run_count += 1
     run.children = []
-    with runner.attempt_scope(run, policy.timeout) as scope:
+    slots = await tag_slots(run, runner, set_state)  # tag limits: held for the attempt
+    with slots, runner.attempt_scope(run, policy.timeout) as scope:
         async with run.scope():
             running = states.Running() if run.run_count == 1 else states.Retrying()
             set_state(run, running)

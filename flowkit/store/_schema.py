@@ -97,6 +97,27 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX artifacts_by_root ON artifacts (root_id, created);
     """,
+    # 6: concurrency and rate limits, shared by every process using this store.
+    """
+    CREATE TABLE limits (
+        name TEXT PRIMARY KEY,
+        slots INTEGER NOT NULL,          -- how many slots the limit has
+        slot_decay_per_second REAL,      -- NULL: no decay, no rate limiting
+        spent REAL NOT NULL,             -- rate-limit slots not yet decayed
+        spent_at REAL NOT NULL,          -- Unix time: when spent was last decayed
+        created REAL NOT NULL
+    );
+    CREATE TABLE limit_leases (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        slots INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        acquired REAL NOT NULL,          -- Unix time
+        expires REAL NOT NULL            -- Unix time: renewed while the holder lives
+    );
+    CREATE INDEX limit_leases_by_name ON limit_leases (name);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

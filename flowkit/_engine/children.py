@@ -23,6 +23,7 @@ import sniffio
 from .. import states
 from ..exceptions import MissingContextError
 from ..states import State
+from . import clock
 from .bridge import resolve_backend
 from .engine import execute, set_state
 from .futures import TaskFuture
@@ -124,7 +125,9 @@ def call_on_loop(run: TaskRun) -> State[Any]:
         future.wait()
         return run.state
     try:
-        return anyio.run(execute, run, ON_LOOP, backend=resolve_backend(None, owner=owner))
+        backend = resolve_backend(None, owner=owner)
+        options = clock.loop_options(backend)
+        return anyio.run(execute, run, ON_LOOP, backend=backend, backend_options=options)
     except RuntimeError as exc:
         if "running event loop" in str(exc) or "inside a run" in str(exc):
             raise RuntimeError(advice) from None

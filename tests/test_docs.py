@@ -50,5 +50,5 @@ def test_every_page_has_runnable_examples() -> None:
     pages = {b[0].rsplit("-", 1)[0] for b in _blocks()}
     assert pages >= {
         "index", "getting-started", "tasks", "flows", "concurrency", "timeouts-and-retries",
-        "caching", "generators", "run-store", "porting", "runtime",
+        "caching", "generators", "run-store", "porting", "runtime", "testing",
     }  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from datetime import timedelta
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowkit import flow, task
 from flowkit.store import Store, disable, is_enabled
@@ -358,3 +361,43 @@ def test_plugin_refuses_a_virtual_clock_on_a_real_loop(pytester: pytest.Pytester
     result = pytester.runpytest("-p", "anyio")
     assert "passed" not in result.parseoutcomes()  # an error or a failure, by backend
     result.stdout.fnmatch_lines(["*RuntimeError: *loop with real time*"])
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=20))
+def test_clock_time_is_the_sum_of_its_advances(steps: list[float]) -> None:
+    clock = VirtualClock()
+    start = clock.now()
+    for step in steps:
+        clock.advance(step)
+    assert clock.time() == pytest.approx(math.fsum(steps))
+    assert (clock.now() - start).total_seconds() == pytest.approx(math.fsum(steps), abs=1e-5)
+
+
+def test_harness_works_in_unittest(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        import unittest
+
+        from flowkit import flow
+        from flowkit.store import Store
+        from flowkit.testing import flowkit_test_harness
+
+        @flow
+        def hello():
+            return "hello"
+
+        class HelloTest(unittest.TestCase):
+            def setUp(self):
+                harness = flowkit_test_harness()
+                self.home = harness.__enter__()
+                self.addCleanup(harness.__exit__, None, None, None)
+
+            def test_hello(self):
+                self.assertEqual(hello(), "hello")
+                with Store.open(self.home / "runs.db") as store:
+                    self.assertEqual(len(store.flow_runs()), 1)
+                self.assertEqual(os.environ["FLOWKIT_HOME"], str(self.home))
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)

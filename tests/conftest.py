@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from flowkit.store import _writer as store_writer
+pytest_plugins = ["pytester"]
 
 # No per-example deadline: a loaded CI machine must not turn a slow example into a failure.
 # A shared, busy machine makes examples slow to run and to generate: time is no failure.
@@ -33,12 +33,9 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(autouse=True)
-def flowkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Never touch the real ``~/.flowkit``; leave the store as the environment says."""
-    home = tmp_path / "flowkit-home"
-    monkeypatch.setenv("FLOWKIT_HOME", str(home))
-    monkeypatch.setattr(store_writer, "_forced", None)
-    return home
+def _isolated_home(flowkit_home: Path) -> Path:
+    """Never touch the real ``~/.flowkit``: every test gets the plugin's fresh home."""
+    return flowkit_home
 
 
 Respond = Callable[[str], bytes]

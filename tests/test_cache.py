@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkit import flow, task
-from flowkit._engine import cache
 from flowkit._engine.cache import RESULTS, Unencodable, canonical, digest
 from flowkit.cache_policies import INPUTS, RUN_ID, TASK_SOURCE
 from flowkit.store import Store
 from flowkit.tasks import task_input_hash
+from flowkit.testing import VirtualClock
 
 
 @pytest.fixture(autouse=True)
@@ -141,16 +141,14 @@ def test_an_unencodable_argument_runs_uncached_with_one_warning(
     assert len([w for w in warnings if "task 'counted': parameter 'x' (type object)" in w]) == 2
 
 
-def test_expiry_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expiry_follows_the_clock(virtual_clock: VirtualClock) -> None:
     counted, calls = counting_task(
         cache_key_fn=task_input_hash, cache_expiration=timedelta(hours=1)
     )
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    monkeypatch.setattr(cache, "now", lambda: start)
     counted(1)
-    monkeypatch.setattr(cache, "now", lambda: start + timedelta(minutes=59))
+    virtual_clock.advance(59 * 60)
     counted(1)
-    monkeypatch.setattr(cache, "now", lambda: start + timedelta(hours=1))
+    virtual_clock.advance(60)
     counted(1)
     assert calls == [1, 1]
 

@@ -19,6 +19,7 @@ from flowkit._engine.policy import Policy
 from flowkit.exceptions import FlowTimeoutError, TaskTimeoutError
 from flowkit.runtime import abandoned_threads
 from flowkit.tasks import exponential_backoff
+from flowkit.testing import VirtualClock
 
 
 def state_names() -> tuple[dict[str, list[str]], Any]:
@@ -63,10 +64,10 @@ def test_sync_task_past_its_timeout_is_stopped(backend: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_async_task_past_its_timeout_is_cancelled() -> None:
+async def test_async_task_past_its_timeout_is_cancelled(virtual_clock: VirtualClock) -> None:
     printed: list[str] = []
 
-    @task(timeout_seconds=0.05)
+    @task(timeout_seconds=60)
     async def show_timeouts() -> None:
         printed.append("I will execute")
         await anyio.sleep_forever()
@@ -75,20 +76,21 @@ async def test_async_task_past_its_timeout_is_cancelled() -> None:
     async def main() -> None:
         await show_timeouts()
 
-    with pytest.raises(TaskTimeoutError, match=r"exceeded its timeout of 0\.05 s"):
+    with pytest.raises(TaskTimeoutError, match=r"exceeded its timeout of 60 s"):
         await main()
     assert printed == ["I will execute"]
+    assert virtual_clock.time() == 60
 
 
 @pytest.mark.anyio
-async def test_flow_timeout_stops_its_children() -> None:
+async def test_flow_timeout_stops_its_children(virtual_clock: VirtualClock) -> None:
     seen, stop = state_names()
 
     @task
     async def child() -> None:
         await anyio.sleep_forever()
 
-    @flow(timeout_seconds=0.05)
+    @flow(timeout_seconds=3600)
     async def parent() -> None:
         child.submit()
         await anyio.sleep_forever()
@@ -102,12 +104,14 @@ async def test_flow_timeout_stops_its_children() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_childs_deadline_is_its_parents_when_earlier() -> None:
-    @task(timeout_seconds=30)
+async def test_a_childs_deadline_is_its_parents_when_earlier(
+    virtual_clock: VirtualClock,
+) -> None:
+    @task(timeout_seconds=3600)
     async def patient() -> None:
         await anyio.sleep_forever()
 
-    @task(timeout_seconds=0.05)
+    @task(timeout_seconds=60)
     async def hurried() -> None:
         await patient()
 
@@ -152,10 +156,10 @@ def test_a_stuck_thread_is_reported_and_counted(
     wait_until(lambda: abandoned_threads() == 0)
 
 
-def test_a_timed_out_attempt_is_retried(backend: str) -> None:
+def test_a_timed_out_attempt_is_retried(backend: str, virtual_clock: VirtualClock) -> None:
     attempts: list[int] = []
 
-    @task(timeout_seconds=0.1, retries=1)
+    @task(timeout_seconds=600, retries=1, retry_delay_seconds=60)
     async def slow_then_fast() -> int:
         attempts.append(runtime.task_run.run_count)
         if len(attempts) == 1:
@@ -168,6 +172,7 @@ def test_a_timed_out_attempt_is_retried(backend: str) -> None:
 
     assert main() == 2
     assert attempts == [1, 2]
+    assert virtual_clock.time() == 660
 
 
 @pytest.mark.anyio
@@ -275,6 +280,23 @@ def test_exponential_backoff_doubles() -> None:
 def test_jittered_delays_stay_in_bounds(delay: float, jitter: float) -> None:
     got = Policy(retries=1, delays=(delay,), jitter=jitter).delay(1)
     assert max(0.0, delay * (1 - jitter)) - 1e-9 <= got <= delay * (1 + jitter) + 1e-9
+
+
+def test_backoff_delays_pass_in_order(backend: str, virtual_clock: VirtualClock) -> None:
+    waited: list[float] = []
+
+    @task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10))
+    def flaky() -> None:
+        waited.append(virtual_clock.time())
+        if len(waited) < 4:
+            raise ConnectionError("again")
+
+    @flow
+    def main() -> None:
+        flaky()
+
+    main()
+    assert waited == [0, 10, 30, 70]
 
 
 def test_callable_delays_are_made_once_from_the_retry_count() -> None:

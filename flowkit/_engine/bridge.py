@@ -27,6 +27,7 @@ import sniffio
 from anyio.lowlevel import EventLoopToken, current_token
 
 from ..exceptions import CancelledRun
+from . import clock
 from .runners import OnLoop, consumed
 from .runs import FlowRun, Run, current_run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
@@ -86,7 +87,8 @@ class CallerThread(OnLoop):
 
         self._jobs.put(job)
         try:
-            await done.wait()
+            with clock.thread_at_work(run.deadline):
+                await done.wait()
         except anyio.get_cancelled_exc_class() as exc:
             # The body runs in the caller's thread, which goes on when it stops.
             stoppable.stop(DeadlinePassed if self.timed_out(run, exc) else ThreadCancelled)
@@ -184,6 +186,6 @@ def run_in_caller_thread(
             nursery.task_group.start_soon, hosted.run, lambda: make(runner), token=nursery.token
         )
         return runner.serve(hosted)
-    with anyio.from_thread.start_blocking_portal(backend) as portal:
+    with anyio.from_thread.start_blocking_portal(backend, clock.loop_options(backend)) as portal:
         portal.start_task_soon(hosted.run, lambda: make(runner))
         return runner.serve(hosted)

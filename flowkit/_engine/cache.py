@@ -18,7 +18,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path, PurePath
@@ -27,6 +27,7 @@ from uuid import UUID
 
 import attrs
 
+from . import clock
 from .convert import converter
 from .results import (
     Results,
@@ -63,8 +64,8 @@ class Unencodable(TypeError):
 
 
 def now() -> datetime:
-    """The cache's clock (UTC). Tests replace it to check expiry without sleeping."""
-    return datetime.now(UTC)
+    """The cache's clock (UTC): virtual under ``flowkit.testing.virtual_clock``."""
+    return clock.now()
 
 
 def canonical(value: Any) -> Any:

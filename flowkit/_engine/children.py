@@ -25,6 +25,7 @@ import sniffio
 from .. import states
 from ..exceptions import MissingContextError
 from ..states import State
+from . import clock
 from .bridge import Backend, resolve_backend
 from .engine import execute, set_state
 from .futures import TaskFuture
@@ -137,7 +138,8 @@ def call_on_loop(run: TaskRun) -> State[Any]:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         backend = resolve_backend(None, owner=f"task {run.definition.name!r}")
-        return anyio.run(execute, run, DETACHED, backend=backend)
+        options = clock.loop_options(backend)
+        return anyio.run(execute, run, DETACHED, backend=backend, backend_options=options)
     return _on_loop_of_its_own(run)
 
 
@@ -159,7 +161,8 @@ def _on_loop_of_its_own(run: TaskRun) -> State[Any]:
     result: list[outcome.Outcome[State[Any]]] = []
 
     def run_to_end() -> State[Any]:
-        return anyio.run(execute, run, DETACHED, backend=backend)
+        options = clock.loop_options(backend)
+        return anyio.run(execute, run, DETACHED, backend=backend, backend_options=options)
 
     def lifecycle() -> None:
         result.append(outcome.capture(context.run, run_to_end))

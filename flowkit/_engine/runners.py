@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
+from . import clock
 from .futures import TaskFuture, holding_slot, lending_slot
 from .runs import Run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
@@ -195,9 +196,10 @@ class OnLoop:
         """Run ``body`` in a worker thread; if the run is cancelled, stop and abandon it."""
         stoppable = Stoppable(run.name)
         try:
-            return await anyio.to_thread.run_sync(
-                stoppable.run, body, abandon_on_cancel=True, limiter=threads
-            )
+            with clock.thread_at_work(run.deadline):
+                return await anyio.to_thread.run_sync(
+                    stoppable.run, body, abandon_on_cancel=True, limiter=threads
+                )
         except anyio.get_cancelled_exc_class() as exc:
             stoppable.stop(DeadlinePassed if self.timed_out(run, exc) else ThreadCancelled)
             raise

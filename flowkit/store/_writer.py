@@ -39,7 +39,8 @@ from ._prune import prune, retention
 from ._schema import StoreError, connect, default_path, is_busy
 
 __all__ = [
-    "Writer", "disable", "enable", "flush", "is_enabled", "recover", "reserve_name", "setup",
+    "Writer", "disable", "enable", "flush", "is_enabled", "override", "recover", "release",
+    "reserve_name", "set_override", "setup",
 ]  # fmt: skip
 
 _HOST = socket.gethostname()
@@ -595,11 +596,36 @@ def disable() -> None:
     _forced = False
 
 
+def override() -> bool | None:
+    """What ``enable``/``disable`` set; ``None`` when ``FLOWKIT_STORE`` decides."""
+    return _forced
+
+
+def set_override(value: bool | None) -> None:
+    """Set what ``override`` says: ``True``/``False`` as ``enable``/``disable`` do, or
+    ``None`` to leave it to ``FLOWKIT_STORE`` again."""
+    global _forced
+    _forced = value
+
+
 def flush(timeout: float = 30) -> None:
     """Wait until every recorded event and log record so far is committed, or for
     ``timeout`` seconds per store at most (a store another process keeps locked)."""
     for writer in list(_writers.values()):
         writer.flush(timeout)
+
+
+def release(under: Path) -> None:
+    """Commit and close the writers of databases under ``under``, and forget that any of
+    them could not be opened: a test home is about to go away, or to be used afresh."""
+    with _lock:
+        gone = [w for p, w in _writers.items() if p.is_relative_to(under)]
+        for writer in gone:
+            del _writers[writer.path]
+        for path in [p for p in _broken if p.is_relative_to(under)]:
+            del _broken[path]
+    for writer in gone:
+        writer.close()
 
 
 def _writer(path: Path) -> Writer | None:

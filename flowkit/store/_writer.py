@@ -48,6 +48,10 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 POLL_SECONDS = 0.05
 """How often the writer looks for new events when nobody waits for them."""
+GATHER_SECONDS = 1.0
+"""How long events may gather into a batch while nobody waits for them."""
+GATHER_ITEMS = 5000
+"""How many events may gather into a batch while nobody waits for them."""
 IDLE_SECONDS = 10.0
 """A writer with nothing to do for this long, and no run tree open, stops."""
 _UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
@@ -89,6 +93,14 @@ class Writer:
         self._items: collections.deque[Any] = collections.deque()
         self._wake = threading.Event()
         self._complained = False
+        # Rows are built with the GIL held: done while runs are busy, it slows them more
+        # than it costs (each of their threads waits for the writer to let go). So events
+        # gather while runs keep making them, until somebody waits for them (a flow
+        # returning, a flush) or GATHER_SECONDS pass: most flows are written as they
+        # return, a quiet or waiting flow's within POLL_SECONDS.
+        self._urgent = False
+        self._gathering_since: float | None = None
+        self._queued = 0
         # Names of flow runs are looked up from the engine's threads, not the writer's.
         self._names = connect(path, create=False)
         self._names_lock = threading.Lock()
@@ -115,6 +127,7 @@ class Writer:
         """Wait until everything queued so far is committed."""
         done = threading.Event()
         self._items.append(done)
+        self._urgent = True
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         # A writer that retired meanwhile (idle, no tree) had nothing left to commit.
@@ -125,6 +138,7 @@ class Writer:
     def close(self) -> None:
         """Commit what is queued and stop the thread."""
         self._items.append(None)
+        self._urgent = True
         self._wake.set()
         self._thread.join(30)
 
@@ -133,6 +147,8 @@ class Writer:
         while True:
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
+            if self._items and not self._due():
+                continue
             items: list[Any] = []
             while self._items:
                 items.append(self._items.popleft())
@@ -158,6 +174,19 @@ class Writer:
                 break
         self._db.close()
         self._names.close()
+
+    def _due(self) -> bool:
+        """Whether the events queued are to be written now: somebody waits for them, runs
+        made none since the last look, or they gathered long enough (``GATHER_SECONDS``)."""
+        now, queued = time.monotonic(), len(self._items)
+        since = self._gathering_since = self._gathering_since or now
+        quiet, self._queued = queued == self._queued, queued
+        if self._urgent or quiet or now - since >= GATHER_SECONDS or queued >= GATHER_ITEMS:
+            self._urgent = False
+            self._gathering_since = None
+            self._queued = 0
+            return True
+        return False
 
     def _write(self, items: list[Any]) -> None:
         batch = _Batch()

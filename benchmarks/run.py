@@ -127,10 +127,14 @@ async def stream_flow(n: int) -> None:
         pass
 
 
-def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+Timing = tuple[float, float]
+"""Wall time and CPU time (of every thread of the process), in seconds."""
+
+
+def _timed(fn: Callable[[], Any]) -> Timing:
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 @attrs.frozen
@@ -138,18 +142,18 @@ class Workload:
     name: str
     what: str
     goal: str
-    flowkit: Callable[[int, str], float]
-    floor: Callable[[int, str], float]
+    flowkit: Callable[[int, str], Timing]
+    floor: Callable[[int, str], Timing]
     items: int = 1  # work items per unit of n (stream moves 100 items per n)
     # Another way to do the work, shown for context (not the floor the goal is about).
-    reference: Callable[[int, str], float] | None = None
+    reference: Callable[[int, str], Timing] | None = None
 
 
-def _seq_sync_flowkit(n: int, backend: str) -> float:
+def _seq_sync_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: seq_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _seq_sync_floor(n: int, backend: str) -> float:
+def _seq_sync_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         for i in range(n):
             await anyio.to_thread.run_sync(work, i)
@@ -157,11 +161,11 @@ def _seq_sync_floor(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _seq_async_flowkit(n: int, backend: str) -> float:
+def _seq_async_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(seq_async_flow, n, backend=backend))
 
 
-def _seq_async_floor(n: int, backend: str) -> float:
+def _seq_async_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         for i in range(n):
             async with anyio.create_task_group() as tg:
@@ -170,11 +174,11 @@ def _seq_async_floor(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _submit_sync_flowkit(n: int, backend: str) -> float:
+def _submit_sync_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: submit_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _submit_sync_floor(n: int, backend: str) -> float:
+def _submit_sync_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             for i in range(n):
@@ -183,11 +187,11 @@ def _submit_sync_floor(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _async_gather_flowkit(n: int, backend: str) -> float:
+def _async_gather_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(async_gather_flow, n, backend=backend))
 
 
-def _spawn_all(fn: Callable[[int], Any], n: int, backend: str) -> float:
+def _spawn_all(fn: Callable[[int], Any], n: int, backend: str) -> Timing:
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             for i in range(n):
@@ -196,15 +200,15 @@ def _spawn_all(fn: Callable[[int], Any], n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _io_fanout_async_flowkit(n: int, backend: str) -> float:
+def _io_fanout_async_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(io_fanout_async_flow, n, backend=backend))
 
 
-def _io_fanout_sync_flowkit(n: int, backend: str) -> float:
+def _io_fanout_sync_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: io_fanout_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _io_fanout_sync_floor(n: int, backend: str) -> float:
+def _io_fanout_sync_floor(n: int, backend: str) -> Timing:
     def main() -> None:
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(nap, range(n)))
@@ -212,7 +216,7 @@ def _io_fanout_sync_floor(n: int, backend: str) -> float:
     return _timed(main)
 
 
-def _io_fanout_sync_anyio(n: int, backend: str) -> float:
+def _io_fanout_sync_anyio(n: int, backend: str) -> Timing:
     """What flowkit's worker threads are made of: anyio's, with the same wide limiter."""
 
     async def main() -> None:
@@ -224,11 +228,11 @@ def _io_fanout_sync_anyio(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _cache_hit_flowkit(n: int, backend: str) -> float:
+def _cache_hit_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: cache_hit_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _cache_hit_floor(n: int, backend: str) -> float:
+def _cache_hit_floor(n: int, backend: str) -> Timing:
     cache = {"key": 2}
 
     def main() -> None:
@@ -238,11 +242,11 @@ def _cache_hit_floor(n: int, backend: str) -> float:
     return _timed(main)
 
 
-def _stream_flowkit(n: int, backend: str) -> float:
+def _stream_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(stream_flow, n * 100, backend=backend))
 
 
-def _stream_floor(n: int, backend: str) -> float:
+def _stream_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         send, receive = anyio.create_memory_object_stream[int](256)
 
@@ -480,22 +484,23 @@ def measure_processes(quick: bool, rounds: int, only: set[str] | None) -> list[d
 
 def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[str, Any]]:
     """Run flowkit in each configuration and the floor alternately; a record for each."""
-    systems: dict[str, Callable[[int, str], float]] = {}
+    systems: dict[str, Callable[[int, str], Timing]] = {}
     for system in CONFIGURATIONS:
         systems[system] = partial(_in_configuration, system, workload.flowkit)
     systems["floor"] = workload.floor
     if workload.reference is not None:
         systems["anyio"] = workload.reference
-    times: dict[str, list[float]] = {system: [] for system in systems}
+    times: dict[str, list[Timing]] = {system: [] for system in systems}
     for fn in systems.values():
         fn(min(n, 50), backend)  # warm up imports and first-run setup
     for r in range(rounds):
         order = list(systems) if r % 2 == 0 else list(reversed(systems))
         for system in order:
             times[system].append(systems[system](n, backend))
-    floor_median = statistics.median(times["floor"])
+    floor_median = statistics.median(wall for wall, _ in times["floor"])
     records = []
-    for system, samples in times.items():
+    for system, timings in times.items():
+        samples = [wall for wall, _ in timings]
         median = statistics.median(samples)
         records.append(
             {
@@ -508,6 +513,8 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
                 "min_s": min(samples),
                 "max_s": max(samples),
                 "per_task_us": median / (n * workload.items) * 1e6,
+                # CPU time of the process, steadier than wall time on a busy machine.
+                "cpu_us": statistics.median(cpu for _, cpu in timings) / (n * workload.items) * 1e6,
                 # What flowkit adds to each task over doing the same work bare.
                 "overhead_us": (median - floor_median) / (n * workload.items) * 1e6,
                 "ratio": median / floor_median,
@@ -517,7 +524,9 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
     return records
 
 
-def _in_configuration(system: str, fn: Callable[[int, str], float], n: int, backend: str) -> float:
+def _in_configuration(
+    system: str, fn: Callable[[int, str], Timing], n: int, backend: str
+) -> Timing:
     with configured(system):
         return fn(n, backend)
 
@@ -578,22 +587,23 @@ def goals(records: list[dict[str, Any]]) -> list[tuple[str, str, str, bool]]:
 def _table(records: list[dict[str, Any]]) -> str:
     head = (
         f"{'workload':<15} {'system':<8} {'n':>6} {'median s':>9} {'min s':>8} {'max s':>8} "
-        f"{'us/task':>8} {'+us':>7} {'ratio':>6}  goal"
+        f"{'us/task':>8} {'cpu us':>7} {'+us':>7} {'ratio':>6}  goal"
     )
     lines = [head, "-" * len(head)]
     for r in records:
         goal = r["goal"] if r["system"] == "flowkit" else ""
+        cpu = f"{r['cpu_us']:.1f}" if r.get("cpu_us") is not None else ""
         if r.get("unit") == "MB":
             lines.append(
                 f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {'peak':>9} "
                 f"{r['min_s']:>7.1f}M {r['max_s']:>7.1f}M {r['peak_mb']:>7.1f}M "
-                f"{'':>7} {r['ratio']:>6.2f}  {goal}"
+                f"{'':>7} {'':>7} {r['ratio']:>6.2f}  {goal}"
             )
             continue
         lines.append(
             f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} "
             f"{r['min_s']:>8.4f} {r['max_s']:>8.4f} {r['per_task_us']:>8.1f} "
-            f"{r.get('overhead_us') or 0:>7.1f} {r['ratio']:>6.2f}  {goal}"
+            f"{cpu:>7} {r.get('overhead_us') or 0:>7.1f} {r['ratio']:>6.2f}  {goal}"
         )
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Generator
 from contextlib import contextmanager
 from logging import DEBUG, ERROR, INFO, WARNING
@@ -145,6 +146,29 @@ class ConsoleFormatter(logging.Formatter):
         return format_exception(ei[1])
 
 
+_consoles: weakref.WeakSet[ConsoleHandler] = weakref.WeakSet()
+_consoles_lock = threading.Lock()
+
+
+def _flush_before_fork(handler: ConsoleHandler) -> None:
+    """Have ``handler`` flushed before the process forks, or both processes would write
+    the lines it gathered."""
+    global _fork_hooked
+    with _consoles_lock:
+        if not _fork_hooked:
+            os.register_at_fork(before=_flush_consoles)
+            _fork_hooked = True
+        _consoles.add(handler)
+
+
+def _flush_consoles() -> None:
+    for handler in list(_consoles):
+        handler.flush()
+
+
+_fork_hooked = False
+
+
 FLUSH_SECONDS = 0.02
 """How long a console line may wait for the lines after it, at most."""
 _FLUSH_LINES = 1000
@@ -167,6 +191,7 @@ class ConsoleHandler(logging.StreamHandler[TextIO]):
         self._lines: list[str] = []
         self._due = threading.Event()
         self._flusher_pid = 0  # the process the flusher thread runs in (a fork has none)
+        _flush_before_fork(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -154,3 +154,24 @@ def test_lines_made_last_are_written_at_exit() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[-1].endswith("| INFO    | flowkit.mine - last words")
+
+
+def test_a_forked_process_does_not_write_the_lines_of_its_parent() -> None:
+    result = run_python(
+        """
+        import logging, os, sys
+        from flowkit import flow
+
+        @flow
+        def main() -> None:
+            pass
+
+        main()
+        logging.getLogger("flowkit.mine").info("before the fork")
+        if os.fork() == 0:
+            sys.exit(0)  # exits as programs do: logging flushes its handlers
+        os.wait()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("before the fork") == 1

@@ -1,6 +1,9 @@
 """The same workloads on peers: Prefect and Dask, each in a subprocess of its own.
 
-Each peer script times its workloads after its own start-up, which is measured apart (a
+Each peer runs at its defaults, as flowkit does: Prefect with its console logging (on a
+pipe drained here) and the temporary server it starts when no API is configured, in a
+fresh ``PREFECT_HOME``; Dask with its default scheduler for ``delayed`` (threads). Each
+peer script times its workloads after its own start-up, which is measured apart (a
 process that imports the peer and runs one task). A peer that is not installed is
 reported as such: ``pip install --group benchmarks`` (or the packages listed under
 ``[dependency-groups] benchmarks`` in ``pyproject.toml``) installs them.
@@ -13,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -43,7 +47,7 @@ for name, fn in (("seq_sync", seq_sync), ("submit_sync", submit_sync)):
     start = time.perf_counter()
     fn(n)
     out[name] = time.perf_counter() - start
-print(json.dumps(out))
+print('RESULT', json.dumps(out))
 """
 
 _PREFECT_STARTUP = """
@@ -83,7 +87,7 @@ with cluster, Client(cluster) as client:
     for f in [client.submit(work, i, pure=False) for i in range(n)]:
         f.result()
     out["submit_sync_distributed"] = time.perf_counter() - start
-print(json.dumps(out))
+print('RESULT', json.dumps(out))
 """
 
 _DASK_STARTUP = """
@@ -99,16 +103,21 @@ PEERS = {
 
 
 def _run(code: str, *args: str, timeout: float = 600) -> tuple[float, str]:
-    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+    """Run ``code`` at the peer's defaults; its wall time, and what it printed after
+    ``RESULT`` (its console lines go to pipes, read as a terminal would)."""
+    settings = ("PREFECT_", "DASK_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(settings)}
+    with tempfile.TemporaryDirectory(prefix="peer-home-") as home:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True,
+            env={**env, "PREFECT_HOME": home}, timeout=timeout, check=False,
+        )  # fmt: skip
+        wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
-    lines = done.stdout.strip().splitlines()
-    return time.perf_counter() - start, lines[-1] if lines else ""
+    found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return wall, found[-1].removeprefix("RESULT ") if found else ""
 
 
 def measure_peers(n: int) -> tuple[list[dict[str, Any]], list[str]]:

@@ -1,20 +1,23 @@
-"""flowkit's overhead against its floor, measured in the same process run.
+"""flowkit as users get it, against its floor, measured in the same process run.
 
-Each workload runs for flowkit and for its floor (the same work done with bare anyio or
-threads), interleaved over several rounds so that both see the same machine. The table
-shows the median, min and max wall time, microseconds per task, and the ratio of the
-medians; ``--json PATH`` writes the records.
-
-Logging is on at INFO, as for a user who configured nothing, but records go to a handler
-that discards them: the cost of building records counts, the terminal's does not.
+``python -m benchmarks`` starts a child process that runs every workload in flowkit's
+default configuration (what a plain ``import flowkit`` gives: console lines at INFO on
+stderr, the run store on, in a fresh ``FLOWKIT_HOME``), and in two more to show where the
+time goes: ``quiet`` (console at WARNING) and ``bare`` (console at WARNING, store off).
+The child's stderr is a pipe this process drains, as a terminal or a log collector would.
+Each workload's floor (the same work done with bare anyio or threads) runs in the same
+child, and all systems are interleaved over several rounds so that each sees the same
+machine. The table shows the median, min and max wall time, microseconds per task, and
+the ratio of the medians to the floor; the goals follow, each met or missed.
 
     python -m benchmarks [--quick] [--backend asyncio|trio] [--rounds N] [--json PATH]
-                         [--only seq_sync,store,...] [--peers]
+                         [--only seq_sync,stream,...] [--peers]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
@@ -22,11 +25,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import anyio.to_thread
@@ -59,7 +64,7 @@ work_task = task(work)
 awork_task = task(awork)
 nap_task = task(nap)
 anap_task = task(anap)
-cached_task = task(work, name="cached_work", cache_key_fn=task_input_hash, persist_result=False)
+cached_task = task(work, name="cached_work", cache_key_fn=task_input_hash)
 
 
 @task
@@ -122,10 +127,14 @@ async def stream_flow(n: int) -> None:
         pass
 
 
-def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+Timing = tuple[float, float]
+"""Wall time and CPU time (of every thread of the process), in seconds."""
+
+
+def _timed(fn: Callable[[], Any]) -> Timing:
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 @attrs.frozen
@@ -133,18 +142,18 @@ class Workload:
     name: str
     what: str
     goal: str
-    flowkit: Callable[[int, str], float]
-    floor: Callable[[int, str], float]
+    flowkit: Callable[[int, str], Timing]
+    floor: Callable[[int, str], Timing]
     items: int = 1  # work items per unit of n (stream moves 100 items per n)
     # Another way to do the work, shown for context (not the floor the goal is about).
-    reference: Callable[[int, str], float] | None = None
+    reference: Callable[[int, str], Timing] | None = None
 
 
-def _seq_sync_flowkit(n: int, backend: str) -> float:
+def _seq_sync_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: seq_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _seq_sync_floor(n: int, backend: str) -> float:
+def _seq_sync_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         for i in range(n):
             await anyio.to_thread.run_sync(work, i)
@@ -152,11 +161,11 @@ def _seq_sync_floor(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _seq_async_flowkit(n: int, backend: str) -> float:
+def _seq_async_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(seq_async_flow, n, backend=backend))
 
 
-def _seq_async_floor(n: int, backend: str) -> float:
+def _seq_async_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         for i in range(n):
             async with anyio.create_task_group() as tg:
@@ -165,11 +174,11 @@ def _seq_async_floor(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _submit_sync_flowkit(n: int, backend: str) -> float:
+def _submit_sync_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: submit_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _submit_sync_floor(n: int, backend: str) -> float:
+def _submit_sync_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             for i in range(n):
@@ -178,11 +187,11 @@ def _submit_sync_floor(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _async_gather_flowkit(n: int, backend: str) -> float:
+def _async_gather_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(async_gather_flow, n, backend=backend))
 
 
-def _spawn_all(fn: Callable[[int], Any], n: int, backend: str) -> float:
+def _spawn_all(fn: Callable[[int], Any], n: int, backend: str) -> Timing:
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             for i in range(n):
@@ -191,15 +200,15 @@ def _spawn_all(fn: Callable[[int], Any], n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _io_fanout_async_flowkit(n: int, backend: str) -> float:
+def _io_fanout_async_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(io_fanout_async_flow, n, backend=backend))
 
 
-def _io_fanout_sync_flowkit(n: int, backend: str) -> float:
+def _io_fanout_sync_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: io_fanout_sync_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _io_fanout_sync_floor(n: int, backend: str) -> float:
+def _io_fanout_sync_floor(n: int, backend: str) -> Timing:
     def main() -> None:
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(nap, range(n)))
@@ -207,7 +216,7 @@ def _io_fanout_sync_floor(n: int, backend: str) -> float:
     return _timed(main)
 
 
-def _io_fanout_sync_anyio(n: int, backend: str) -> float:
+def _io_fanout_sync_anyio(n: int, backend: str) -> Timing:
     """What flowkit's worker threads are made of: anyio's, with the same wide limiter."""
 
     async def main() -> None:
@@ -219,11 +228,11 @@ def _io_fanout_sync_anyio(n: int, backend: str) -> float:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
-def _cache_hit_flowkit(n: int, backend: str) -> float:
+def _cache_hit_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: cache_hit_flow.with_options(backend=backend)(n))  # type: ignore[arg-type]
 
 
-def _cache_hit_floor(n: int, backend: str) -> float:
+def _cache_hit_floor(n: int, backend: str) -> Timing:
     cache = {"key": 2}
 
     def main() -> None:
@@ -233,19 +242,11 @@ def _cache_hit_floor(n: int, backend: str) -> float:
     return _timed(main)
 
 
-def _store_on(n: int, backend: str) -> float:
-    store.enable()
-    try:
-        return _seq_sync_flowkit(n, backend)
-    finally:
-        store.disable()
-
-
-def _stream_flowkit(n: int, backend: str) -> float:
+def _stream_flowkit(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(stream_flow, n * 100, backend=backend))
 
 
-def _stream_floor(n: int, backend: str) -> float:
+def _stream_floor(n: int, backend: str) -> Timing:
     async def main() -> None:
         send, receive = anyio.create_memory_object_stream[int](256)
 
@@ -265,45 +266,82 @@ def _stream_floor(n: int, backend: str) -> float:
 
 WORKLOADS = [
     Workload(
-        "seq_sync", "sync tasks called one after another in a sync flow", "<= 1.5x",
-        _seq_sync_flowkit, _seq_sync_floor,
+        "seq_sync", "sync tasks called one after another in a sync flow",
+        "<= 1.5x the to_thread floor", _seq_sync_flowkit, _seq_sync_floor,
     ),
     Workload(
         "seq_async", "async tasks awaited one after another in an async flow",
-        "<= 20 us/task added",
-        _seq_async_flowkit, _seq_async_floor,
+        "<= 2x a task group spawn and await", _seq_async_flowkit, _seq_async_floor,
     ),
     Workload(
-        "submit_sync", "sync submits, then results", "<= 2x",
+        "submit_sync", "sync submits, then results", "<= 2x the to_thread floor",
         _submit_sync_flowkit, _submit_sync_floor,
     ),
     Workload(
-        "async_gather", "async submits, then all results", "<= 2x",
+        "async_gather", "async submits, then all results", "<= 2x an anyio task group",
         _async_gather_flowkit, lambda n, b: _spawn_all(awork, n, b),
     ),
     Workload(
-        "io_fanout_async", "async tasks sleeping 50 ms, all submitted", "<= 1.5x",
-        _io_fanout_async_flowkit, lambda n, b: _spawn_all(anap, n, b),
+        "io_fanout_async", "async tasks sleeping 50 ms, all submitted",
+        "<= 1.5x the ideal 50 ms", _io_fanout_async_flowkit, lambda n, b: _spawn_all(anap, n, b),
     ),
     Workload(
-        "io_fanout_sync", "sync tasks sleeping 50 ms, mapped, thread_limit=1000", "<= 1.5x",
-        _io_fanout_sync_flowkit, _io_fanout_sync_floor, reference=_io_fanout_sync_anyio,
+        "io_fanout_sync", "sync tasks sleeping 50 ms, mapped, thread_limit=1000",
+        "<= 1.5x ThreadPoolExecutor(1000)", _io_fanout_sync_flowkit, _io_fanout_sync_floor,
+        reference=_io_fanout_sync_anyio,
     ),
     Workload(
         "cache_hit", "calls that hit the cache", "<= 25 us/call added",
         _cache_hit_flowkit, _cache_hit_floor,
     ),
     Workload(
-        "store", "seq_sync with the run store on (floor: off)", "<= 1.3x",
-        _store_on, _seq_sync_flowkit,
-    ),
-    Workload(
-        "stream", "items (n x 100) through an async generator task, buffer=256", ">= 1/3 rate",
-        _stream_flowkit, _stream_floor, items=100,
+        "stream", "items (n x 100) through an async generator task, buffer=256",
+        ">= 1/2 a memory channel's rate", _stream_flowkit, _stream_floor, items=100,
     ),
 ]  # fmt: skip
+CONFIGURATIONS = ("flowkit", "quiet", "bare")
+"""flowkit's rows: its defaults; console at WARNING; console at WARNING and store off."""
 
-# Whole processes, measured from outside: start-up, and peak memory of many submits.
+
+@contextmanager
+def configured(system: str) -> Iterator[None]:
+    """Runs inside are made in ``system``'s configuration (see ``CONFIGURATIONS``)."""
+    logger = logging.getLogger("flowkit")
+    level = logger.level
+    if system in ("quiet", "bare"):
+        logger.setLevel(logging.WARNING)
+    if system == "bare":
+        store.disable()
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if system == "bare":
+            store.enable()  # as the environment says: FLOWKIT_STORE is unset here
+
+
+def describe_configuration() -> dict[str, Any]:
+    """What decides the cost of a run's lines and records: logging and the store."""
+
+    def handler(h: logging.Handler) -> str:
+        stream = getattr(h, "stream", None)
+        to = {sys.stderr: " on stderr", sys.stdout: " on stdout"}.get(stream, "")  # type: ignore[arg-type]
+        return f"{type(h).__module__}.{type(h).__qualname__} at {h.level}{to}"
+
+    logger = logging.getLogger("flowkit")
+    return {
+        "flowkit level": logging.getLevelName(logger.getEffectiveLevel()),
+        "flowkit handlers": [handler(h) for h in logger.handlers],
+        "root handlers": [handler(h) for h in logging.getLogger().handlers],
+        "propagate": logger.propagate,
+        "store": store.is_enabled(),
+        "settings": sorted(
+            k for k in os.environ if k.startswith("FLOWKIT_") and k != "FLOWKIT_HOME"
+        ),
+    }
+
+
+# Whole processes, measured from outside: start-up, import, and peak memory of many submits.
 STARTUP_FLOWKIT = """
 from flowkit import flow, task
 @task
@@ -322,6 +360,13 @@ async def main() -> int:
     return await anyio.to_thread.run_sync(one)
 anyio.run(main)
 """
+IMPORT_FLOWKIT = """
+import time
+start = time.perf_counter()
+import flowkit
+print(time.perf_counter() - start)
+"""
+IMPORT_FLOOR = IMPORT_FLOWKIT.replace("flowkit", "anyio")
 # The peak resident set of this process image. On Linux, ru_maxrss of a child counts the
 # parent's size at the fork that made it; VmHWM starts anew at exec.
 PEAK_KB = """
@@ -365,67 +410,97 @@ with ThreadPoolExecutor(40) as pool:
 print(peak_kb())
 """
 )
+# What the environment says for each configuration (the default: nothing).
+SETTINGS = {
+    "flowkit": {},
+    "quiet": {"FLOWKIT_LOGGING_LEVEL": "WARNING"},
+    "bare": {"FLOWKIT_LOGGING_LEVEL": "WARNING", "FLOWKIT_STORE": "off"},
+    "floor": {},
+}
 
 
-def _python(code: str, *args: str) -> tuple[float, str]:
+def _environment(**settings: str) -> dict[str, str]:
+    """This environment without flowkit's settings (but its home), with ``settings``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FLOWKIT_") or k == "FLOWKIT_HOME"
+    }
     # As on a machine where flowkit was installed: an installed package has its bytecode
     # cached, so a PYTHONDONTWRITEBYTECODE set here (this workplace sets it) would make
     # every start compile flowkit from source, which no user pays.
-    env = {**os.environ, "FLOWKIT_LOGGING_LEVEL": "WARNING"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env | settings
+
+
+def _python(code: str, *args: str, system: str = "flowkit") -> tuple[float, str]:
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=True
-    )
+        [sys.executable, "-c", code, *args], capture_output=True, text=True,
+        env=_environment(**SETTINGS[system]), check=True,
+    )  # fmt: skip
     return time.perf_counter() - start, done.stdout.strip()
 
 
-def measure_processes(quick: bool, rounds: int) -> list[dict[str, Any]]:
-    """Start-up wall time and peak RSS (MB), each against its floor, in fresh processes."""
+def measure_processes(quick: bool, rounds: int, only: set[str] | None) -> list[dict[str, Any]]:
+    """Start-up and import wall time, and peak RSS (MB), against their floors, each in
+    fresh processes, flowkit in each configuration."""
     n = 1000 if quick else 10_000
+    systems = (*CONFIGURATIONS, "floor")
     for code in (STARTUP_FLOWKIT, STARTUP_FLOOR):
         _python(code)  # warm up: bytecode written, files in the page cache
-    startup = {
-        system: [_python(code)[0] for _ in range(rounds)]
-        for system, code in (("flowkit", STARTUP_FLOWKIT), ("floor", STARTUP_FLOOR))
-    }
-    memory = {
-        system: [int(_python(code, str(n))[1]) / 1024 for _ in range(max(1, rounds // 2))]
-        for system, code in (("flowkit", MEMORY_FLOWKIT), ("floor", MEMORY_FLOOR))
-    }
+    samples: dict[str, dict[str, list[float]]] = {}
+    if only is None or "startup" in only:
+        samples["startup"] = {s: [] for s in systems}
+        samples["import"] = {s: [] for s in ("flowkit", "floor")}
+        for _ in range(rounds):
+            for system in systems:
+                code = STARTUP_FLOOR if system == "floor" else STARTUP_FLOWKIT
+                samples["startup"][system].append(_python(code, system=system)[0])
+            for system, code in (("flowkit", IMPORT_FLOWKIT), ("floor", IMPORT_FLOOR)):
+                samples["import"][system].append(float(_python(code)[1]))
+    if only is None or "memory" in only:
+        samples["memory"] = {s: [] for s in systems}
+        for _ in range(max(1, rounds // 2)):
+            for system in systems:
+                code = MEMORY_FLOOR if system == "floor" else MEMORY_FLOWKIT
+                samples["memory"][system].append(
+                    int(_python(code, str(n), system=system)[1]) / 1024
+                )
+    goals = {"startup": "<= 150 ms", "import": "<= 60 ms", "memory": "<= 60 MB peak"}
     records = []
-    for name, samples, unit, goal, count in (
-        ("startup", startup, "s", "<= 150 ms total", 1),
-        ("memory", memory, "MB", "<= 60 MB peak", n),
-    ):
-        floor = statistics.median(samples["floor"])
-        for system, values in samples.items():
+    for name, by_system in samples.items():
+        unit, count = ("MB", n) if name == "memory" else ("s", 1)
+        floor = statistics.median(by_system["floor"])
+        for system, values in by_system.items():
             median = statistics.median(values)
             records.append({
                 "workload": name, "system": system, "backend": "asyncio", "n": count,
                 "rounds": len(values), "wall_s": median if unit == "s" else None,
                 "peak_mb": median if unit == "MB" else None, "min_s": min(values),
                 "max_s": max(values), "per_task_us": median / count * 1e6 if unit == "s" else None,
-                "ratio": median / floor, "goal": goal, "unit": unit,
+                "ratio": median / floor, "goal": goals[name], "unit": unit,
             })  # fmt: skip
     return records
 
 
 def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[str, Any]]:
-    """Run flowkit and its floor alternately; return one record for each."""
-    systems = {"flowkit": workload.flowkit, "floor": workload.floor}
+    """Run flowkit in each configuration and the floor alternately; a record for each."""
+    systems: dict[str, Callable[[int, str], Timing]] = {}
+    for system in CONFIGURATIONS:
+        systems[system] = partial(_in_configuration, system, workload.flowkit)
+    systems["floor"] = workload.floor
     if workload.reference is not None:
         systems["anyio"] = workload.reference
-    times: dict[str, list[float]] = {system: [] for system in systems}
+    times: dict[str, list[Timing]] = {system: [] for system in systems}
     for fn in systems.values():
         fn(min(n, 50), backend)  # warm up imports and first-run setup
     for r in range(rounds):
         order = list(systems) if r % 2 == 0 else list(reversed(systems))
         for system in order:
             times[system].append(systems[system](n, backend))
-    floor_median = statistics.median(times["floor"])
+    floor_median = statistics.median(wall for wall, _ in times["floor"])
     records = []
-    for system, samples in times.items():
+    for system, timings in times.items():
+        samples = [wall for wall, _ in timings]
         median = statistics.median(samples)
         records.append(
             {
@@ -438,6 +513,8 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
                 "min_s": min(samples),
                 "max_s": max(samples),
                 "per_task_us": median / (n * workload.items) * 1e6,
+                # CPU time of the process, steadier than wall time on a busy machine.
+                "cpu_us": statistics.median(cpu for _, cpu in timings) / (n * workload.items) * 1e6,
                 # What flowkit adds to each task over doing the same work bare.
                 "overhead_us": (median - floor_median) / (n * workload.items) * 1e6,
                 "ratio": median / floor_median,
@@ -447,27 +524,138 @@ def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[
     return records
 
 
+def _in_configuration(
+    system: str, fn: Callable[[int, str], Timing], n: int, backend: str
+) -> Timing:
+    with configured(system):
+        return fn(n, backend)
+
+
+def _by(records: list[dict[str, Any]], workload: str, system: str) -> dict[str, Any] | None:
+    return next((r for r in records if r["workload"] == workload and r["system"] == system), None)
+
+
+def goals(records: list[dict[str, Any]]) -> list[tuple[str, str, str, bool]]:
+    """Each goal of the default configuration that ``records`` measure: its workload, the
+    goal, the figure, and whether it is met."""
+    out: list[tuple[str, str, str, bool]] = []
+
+    def ratio(workload: str, limit: float, goal: str) -> None:
+        if (r := _by(records, workload, "flowkit")) is not None:
+            out.append((workload, goal, f"{r['ratio']:.2f}x", r["ratio"] <= limit))
+
+    ratio("seq_sync", 1.5, "<= 1.5x the to_thread floor")
+    ratio("seq_async", 2, "<= 2x a task group spawn and await")
+    ratio("submit_sync", 2, "<= 2x the to_thread floor")
+    ratio("async_gather", 2, "<= 2x an anyio task group")
+    if (r := _by(records, "io_fanout_async", "flowkit")) is not None:
+        ideal = r["wall_s"] / 0.05
+        out.append(("io_fanout_async", "<= 1.5x the ideal 50 ms", f"{ideal:.2f}x", ideal <= 1.5))
+    ratio("io_fanout_sync", 1.5, "<= 1.5x a ThreadPoolExecutor(1000)")
+    if (r := _by(records, "cache_hit", "flowkit")) is not None:
+        added = r["overhead_us"]
+        out.append(("cache_hit", "<= 25 us added per call", f"{added:.1f} us", added <= 25))
+    for workload in ("seq_sync", "seq_async"):
+        default, bare = _by(records, workload, "flowkit"), _by(records, workload, "bare")
+        if default is not None and bare is not None:
+            times = default["wall_s"] / bare["wall_s"]
+            out.append((workload, "default <= 1.3x bare", f"{times:.2f}x", times <= 1.3))
+    if (r := _by(records, "startup", "flowkit")) is not None:
+        ms = r["wall_s"] * 1e3
+        out.append(
+            ("startup", "<= 150 ms to the end of a one-task flow", f"{ms:.0f} ms", ms <= 150)
+        )
+    if (r := _by(records, "import", "flowkit")) is not None:
+        ms = r["wall_s"] * 1e3
+        out.append(("import", "import flowkit <= 60 ms", f"{ms:.0f} ms", ms <= 60))
+    if (r := _by(records, "memory", "flowkit")) is not None:
+        mb = r["peak_mb"]
+        out.append(("memory", "<= 60 MB peak, 10,000 submits", f"{mb:.1f} MB", mb <= 60))
+    if (r := _by(records, "stream", "flowkit")) is not None:
+        rate = 1 / r["ratio"]
+        out.append(("stream", ">= 1/2 a memory channel's rate", f"{rate:.2f}", rate >= 0.5))
+    for r in records:
+        if r["system"] == "prefect" and r["workload"] != "startup" and r["ratio"]:
+            goal = ">= 100x faster than Prefect per task"
+            out.append((r["workload"], goal, f"{r['ratio']:.0f}x", r["ratio"] >= 100))
+        if r["system"] == "dask" and r["workload"] == "submit_sync" and r["ratio"]:
+            goal = "faster than Dask threaded"
+            out.append((r["workload"], goal, f"Dask {r['ratio']:.2f}x flowkit", r["ratio"] > 1))
+    return out
+
+
 def _table(records: list[dict[str, Any]]) -> str:
     head = (
         f"{'workload':<15} {'system':<8} {'n':>6} {'median s':>9} {'min s':>8} {'max s':>8} "
-        f"{'us/task':>8} {'+us':>7} {'ratio':>6}  goal"
+        f"{'us/task':>8} {'cpu us':>7} {'+us':>7} {'ratio':>6}  goal"
     )
     lines = [head, "-" * len(head)]
     for r in records:
         goal = r["goal"] if r["system"] == "flowkit" else ""
+        cpu = f"{r['cpu_us']:.1f}" if r.get("cpu_us") is not None else ""
         if r.get("unit") == "MB":
             lines.append(
                 f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {'peak':>9} "
                 f"{r['min_s']:>7.1f}M {r['max_s']:>7.1f}M {r['peak_mb']:>7.1f}M "
-                f"{'':>7} {r['ratio']:>6.2f}  {goal}"
+                f"{'':>7} {'':>7} {r['ratio']:>6.2f}  {goal}"
             )
             continue
         lines.append(
             f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} "
             f"{r['min_s']:>8.4f} {r['max_s']:>8.4f} {r['per_task_us']:>8.1f} "
-            f"{r.get('overhead_us') or 0:>7.1f} {r['ratio']:>6.2f}  {goal}"
+            f"{cpu:>7} {r.get('overhead_us') or 0:>7.1f} {r['ratio']:>6.2f}  {goal}"
         )
     return "\n".join(lines)
+
+
+def _warm_up() -> dict[str, Any]:
+    """Make the first run as a user would (flowkit sets itself up); say how it did."""
+    seq_sync_flow(1)
+    return describe_configuration()
+
+
+def run_child(args: argparse.Namespace, out: str) -> int:
+    """In the child: measure the workloads, write the records and configuration to ``out``."""
+    configuration = _warm_up()
+    n = 100 if args.quick else 1000
+    rounds = args.rounds or (2 if args.quick else 7)
+    only = set(args.only.split(",")) if args.only else None
+    chosen = [w for w in WORKLOADS if only is None or w.name in only]
+    records = [rec for w in chosen for rec in measure(w, n, rounds, args.backend)]
+    with open(out, "w") as f:
+        json.dump({"configuration": configuration, "records": records}, f)
+    return 0
+
+
+def _drain(pipe: IO[bytes], seen: dict[str, Any]) -> None:
+    """Read the child's console as a terminal would, counting lines, keeping the end."""
+    tail: collections.deque[bytes] = collections.deque(maxlen=8)
+    for chunk in iter(lambda: pipe.read(1 << 16), b""):
+        seen["lines"] += chunk.count(b"\n")
+        seen["bytes"] += len(chunk)
+        tail.append(chunk)
+    seen["tail"] = b"".join(tail)[-4000:].decode(errors="replace")
+
+
+def _run_child(argv: list[str], home: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The child's records and configuration, and what its console wrote."""
+    with tempfile.TemporaryDirectory(prefix="flowkit-bench-out-") as scratch:
+        out = os.path.join(scratch, "records.json")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks", *argv, "--child", out],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=_environment(FLOWKIT_HOME=home),
+        )  # fmt: skip
+        assert child.stderr is not None
+        console: dict[str, Any] = {"lines": 0, "bytes": 0, "tail": ""}
+        drain = threading.Thread(target=_drain, args=(child.stderr, console), daemon=True)
+        drain.start()
+        code = child.wait()
+        drain.join()
+        if code != 0:
+            raise SystemExit(f"the benchmark process failed ({code}):\n{console['tail']}")
+        with open(out) as f:
+            return json.load(f), console
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,42 +670,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers", action="store_true", help="also run Prefect and Dask, where installed"
     )
+    parser.add_argument("--child", metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return run_child(args, args.child)
+    own = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--peers"]
+    own = [a for i, a in enumerate(own) if a != "--json" and (i == 0 or own[i - 1] != "--json")]
     only = set(args.only.split(",")) if args.only else None
-    n = 100 if args.quick else 1000
     rounds = args.rounds or (2 if args.quick else 7)
 
-    logging.getLogger("flowkit").setLevel(logging.INFO)
-    logging.getLogger("flowkit").addHandler(logging.NullHandler())
-    logging.getLogger("flowkit").propagate = False
-
-    # Runs go to a scratch home; the run store is off except where a workload turns it on.
-    os.environ["FLOWKIT_HOME"] = tempfile.mkdtemp(prefix="flowkit-bench-")
-    store.disable()
-
-    chosen = [w for w in WORKLOADS if only is None or w.name in only]
-    records = [rec for w in chosen for rec in measure(w, n, rounds, args.backend)]
+    home = tempfile.mkdtemp(prefix="flowkit-bench-")  # a fresh home, as a new user's
+    records: list[dict[str, Any]] = []
+    configuration: dict[str, Any] = describe_configuration()
+    console = {"lines": 0, "bytes": 0}
+    if only is None or {w.name for w in WORKLOADS} & only:
+        result, console = _run_child(own, home)
+        records, configuration = result["records"], result["configuration"]
     if only is None or only & {"startup", "memory"}:
-        records += measure_processes(args.quick, rounds)
+        os.environ["FLOWKIT_HOME"] = home
+        records += measure_processes(args.quick, rounds, only)
     print(f"flowkit benchmarks on {args.backend}, Python {sys.version.split()[0]}")
+    print(
+        f"flowkit: its defaults (console at INFO on stderr, a pipe drained here: "
+        f"{console['lines']:,} lines; the run store on, in a fresh FLOWKIT_HOME); quiet: "
+        "console at WARNING; bare: console at WARNING, store off"
+    )
     print(_table(records))
     if args.peers:
         ours = {r["workload"]: r["wall_s"] for r in records if r["system"] == "flowkit"}
-        peer_records, notes = measure_peers(n)
+        peer_records, notes = measure_peers(100 if args.quick else 1000)
         for record in peer_records:
             mine = ours.get(record["workload"].removesuffix("_distributed"))
             record["ratio"] = record["wall_s"] / mine if mine else None
         records += peer_records
-        print("\npeers (ratio: the peer's time over flowkit's, same workload, same machine)")
+        print("\npeers at their defaults (ratio: the peer's time over flowkit's, same workload)")
         for r in peer_records:
             ratio = f"{r['ratio']:.1f}x flowkit" if r["ratio"] else ""
             print(f"{r['workload']:<24} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} s "
                   f"{r['per_task_us']:>10.1f} us/task  {ratio}")  # fmt: skip
         for note in notes:
             print(note)
+    print("\ngoals, in the default configuration")
+    for workload, goal, figure, met in goals(records):
+        print(f"{workload:<15} {goal:<42} {figure:>16}  {'met' if met else 'MISSED'}")
     if args.json:
+        report = {"configuration": configuration, "console": console, "records": records}
         with open(args.json, "w") as f:
-            json.dump(records, f, indent=2)
+            json.dump(report, f, indent=2)
     return 0
 
 

@@ -20,10 +20,11 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Generator
 from contextlib import contextmanager
 from logging import DEBUG, ERROR, INFO, WARNING
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import _progress
 from ._engine import events
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BusHandler",
     "ConsoleFormatter",
+    "ConsoleHandler",
     "disable_run_logger",
     "get_logger",
     "get_run_logger",
@@ -119,23 +121,128 @@ class ConsoleFormatter(logging.Formatter):
             "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(label)s - %(message)s",
             datefmt="%H:%M:%S",
         )
+        # The clock of the last second a line was made in: most lines share it with the
+        # line before, and ``strftime`` costs more than the rest of a line.
+        self._clock: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
-        record.label = getattr(record, "run_label", record.name)
-        return super().format(record)
+        record.label = label = getattr(record, "run_label", record.name)
+        record.message = record.getMessage()
+        second = int(record.created)
+        clock = self._clock
+        if clock[0] != second:
+            clock = self._clock = (second, time.strftime("%H:%M:%S", self.converter(second)))
+        line = f"{clock[1]}.{int(record.msecs):03d} | {record.levelname:<7} | {label} - "
+        line += record.message
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
 
     def formatException(self, ei: Any) -> str:
         # Without the ``^^^`` markers, whose source parsing is not thread-safe on 3.11.
         return format_exception(ei[1])
 
 
+_consoles: weakref.WeakSet[ConsoleHandler] = weakref.WeakSet()
+_consoles_lock = threading.Lock()
+
+
+def _flush_before_fork(handler: ConsoleHandler) -> None:
+    """Have ``handler`` flushed before the process forks, or both processes would write
+    the lines it gathered."""
+    global _fork_hooked
+    with _consoles_lock:
+        if not _fork_hooked:
+            os.register_at_fork(before=_flush_consoles)
+            _fork_hooked = True
+        _consoles.add(handler)
+
+
+def _flush_consoles() -> None:
+    for handler in list(_consoles):
+        handler.flush()
+
+
+_fork_hooked = False
+
+
+FLUSH_SECONDS = 0.02
+"""How long a console line may wait for the lines after it, at most."""
+_FLUSH_LINES = 1000
+
+
+class ConsoleHandler(logging.StreamHandler[TextIO]):
+    """flowkit's console: a line per record on ``stream`` (stderr), written in batches.
+
+    Writing a line costs a system call, and a reader (a terminal, a pipe to a log
+    collector) to wake: more than the run the line is about. So lines are gathered and
+    written together, in order: within ``FLUSH_SECONDS`` of the first of a batch, at once
+    for a record at WARNING or above (with every line before it), and before a flow or
+    task called outside any flow returns or raises. ``flush()`` writes what is gathered,
+    as ``logging.shutdown`` does at exit.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self.setFormatter(ConsoleFormatter())
+        self._lines: list[str] = []
+        self._due = threading.Event()
+        self._flusher_pid = 0  # the process the flusher thread runs in (a fork has none)
+        _flush_before_fork(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        lines = self._lines
+        lines.append(line)
+        if record.levelno >= WARNING or len(lines) >= _FLUSH_LINES:
+            self.flush()
+        elif len(lines) == 1:
+            if self._flusher_pid != os.getpid():
+                self._start_flusher()
+            self._due.set()
+
+    def flush(self) -> None:
+        """Write the lines gathered so far, then flush the stream."""
+        with self.lock:  # type: ignore[union-attr]  # Handler.__init__ made it
+            lines, self._lines = self._lines, []
+            if not lines:
+                return
+            try:
+                self.stream.write(self.terminator.join(lines) + self.terminator)
+                self.stream.flush()
+            except Exception:  # a closed or broken stream: say so as stdlib handlers do
+                self.handleError(logging.makeLogRecord({"msg": lines[0]}))
+
+    def _start_flusher(self) -> None:
+        self._flusher_pid = os.getpid()
+        name = "flowkit-console"
+        threading.Thread(target=self._flush_when_due, name=name, daemon=True).start()
+
+    def _flush_when_due(self) -> None:
+        while True:
+            self._due.wait()
+            time.sleep(FLUSH_SECONDS)
+            # Cleared before the flush: a line gathered after it wakes this thread again.
+            self._due.clear()
+            self.flush()
+
+
 _setup_lock = threading.Lock()
 _setup_done = False
+_console: ConsoleHandler | None = None
 
 
 def setup() -> None:
     """Configure flowkit's logging once, at the first run. Safe to call again."""
-    global _setup_done
+    global _setup_done, _console
     if _setup_done:
         return
     with _setup_lock:
@@ -154,9 +261,8 @@ def setup() -> None:
         # Handlers flowkit adds itself (the bus's) do not count as configuration.
         own = [h for h in root_logger.handlers if not getattr(h, "flowkit_internal", False)]
         if not logging.getLogger().handlers and not own:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(ConsoleFormatter())
-            root_logger.addHandler(handler)
+            _console = ConsoleHandler(sys.stderr)
+            root_logger.addHandler(_console)
         root_logger.addHandler(BusHandler())
         events.subscribe(_log_state_change)
         _progress.setup()  # the terminal progress line: the console's other sink
@@ -278,6 +384,8 @@ def _log_state_change(event: events.Event) -> None:
         _news(run, INFO, "Finished in state %s%s", state, _children(event))
     elif state.is_final():
         _log_end(event)
+    if run.parent is None and state.is_final() and _console is not None:
+        _console.flush()  # a run's lines are out before its call returns or raises
 
 
 def _log_end(event: StateChanged) -> None:

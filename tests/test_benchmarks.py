@@ -3,37 +3,45 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from benchmarks.run import CONFIGURATIONS, goals
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 WORKLOADS = (
     "seq_sync", "seq_async", "submit_sync", "async_gather", "io_fanout_async",
-    "io_fanout_sync", "cache_hit", "store", "stream",
+    "io_fanout_sync", "cache_hit", "stream",
 )  # fmt: skip
+
+
+def run_benchmarks(tmp_path: Path, *args: str) -> dict[str, Any]:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--rounds", "1", *args, "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "goals, in the default configuration" in result.stdout
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_quick_benchmarks_write_a_record_per_workload_and_system(
     backend: str, tmp_path: Path
 ) -> None:
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "benchmarks", "--quick", "--backend", backend,
-            "--rounds", "1", "--only", ",".join(WORKLOADS), "--json", str(out),
-        ],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    records = json.loads(out.read_text())
+    report = run_benchmarks(tmp_path, "--backend", backend, "--only", ",".join(WORKLOADS))
+    records = report["records"]
     assert {(r["workload"], r["system"]) for r in records} == {
-        (w, s) for w in WORKLOADS for s in ("flowkit", "floor")
+        (w, s) for w in WORKLOADS for s in (*CONFIGURATIONS, "floor")
     } | {("io_fanout_sync", "anyio")}
     for record in records:
         assert record["backend"] == backend
@@ -42,19 +50,96 @@ def test_quick_benchmarks_write_a_record_per_workload_and_system(
         assert record["ratio"] > 0
 
 
-def test_process_benchmarks_measure_startup_and_memory(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "benchmarks", "--quick", "--rounds", "1",
-            "--only", "startup,memory", "--json", str(out),
-        ],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+PLAIN_IMPORT = """
+import json
+import os
+from flowkit import flow, task
+
+@task
+def one() -> int:
+    return 1
+
+@flow
+def main() -> int:
+    return one()
+
+main()
+from benchmarks.run import describe_configuration
+print(json.dumps(describe_configuration()))
+"""
+
+
+def test_the_default_configuration_is_what_a_plain_import_gives(tmp_path: Path) -> None:
+    report = run_benchmarks(tmp_path, "--only", "seq_sync")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKIT_")}
+    plain = subprocess.run(
+        [sys.executable, "-c", PLAIN_IMPORT], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=True, env={**env, "FLOWKIT_HOME": str(tmp_path / "home")},
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    records = {(r["workload"], r["system"]): r for r in json.loads(out.read_text())}
-    assert set(records) == {(w, s) for w in ("startup", "memory") for s in ("flowkit", "floor")}
+    assert report["configuration"] == json.loads(plain.stdout)
+    assert report["configuration"]["flowkit level"] == "INFO"
+    assert report["configuration"]["store"] is True
+    assert any("ConsoleHandler" in h for h in report["configuration"]["flowkit handlers"])
+
+
+def test_every_console_line_of_the_default_runs_reaches_the_pipe(tmp_path: Path) -> None:
+    report = run_benchmarks(tmp_path, "--only", "seq_sync")
+    # A seq_sync flow of n tasks tells 3 lines a task and 2 of its own (created,
+    # finished): the first run (n=1), the warm-up (n=50) and one round (n=100) of the
+    # default configuration; quiet and bare runs tell none at INFO.
+    assert report["console"]["lines"] == sum(3 * n + 2 for n in (1, 50, 100))
+
+
+def test_process_benchmarks_measure_startup_import_and_memory(tmp_path: Path) -> None:
+    report = run_benchmarks(tmp_path, "--only", "startup,memory")
+    records = {(r["workload"], r["system"]): r for r in report["records"]}
+    everyone = (*CONFIGURATIONS, "floor")
+    assert set(records) == {(w, s) for w in ("startup", "memory") for s in everyone} | {
+        ("import", "flowkit"),
+        ("import", "floor"),
+    }
     assert records["startup", "flowkit"]["wall_s"] > 0
+    assert 0 < records["import", "flowkit"]["wall_s"] < records["startup", "flowkit"]["wall_s"]
     assert records["memory", "flowkit"]["peak_mb"] > 0
     # Each process's own peak, not its parent's size at the fork that made it.
     assert records["memory", "floor"]["peak_mb"] < records["memory", "flowkit"]["peak_mb"]
+
+
+def record(
+    workload: str, system: str, wall_s: float, floor_s: float, **more: Any
+) -> dict[str, Any]:
+    return {
+        "workload": workload, "system": system, "wall_s": wall_s, "ratio": wall_s / floor_s,
+        "overhead_us": (wall_s - floor_s) / 1000 * 1e6, **more,
+    }  # fmt: skip
+
+
+def test_goals_are_judged_on_the_default_configuration() -> None:
+    records = [
+        record("seq_sync", "flowkit", 0.14, 0.1),
+        record("seq_sync", "bare", 0.1, 0.1),
+        record("seq_sync", "floor", 0.1, 0.1),
+        record("seq_async", "flowkit", 0.3, 0.1),
+        record("seq_async", "bare", 0.1, 0.1),
+        record("io_fanout_async", "flowkit", 0.07, 0.06),
+        record("cache_hit", "flowkit", 0.03, 0.0001),
+        record("stream", "flowkit", 0.3, 0.2),
+        record("memory", "flowkit", 0, 1, peak_mb=61.0),
+        record("submit_sync", "prefect", 10.0, 1, ratio=120.0),
+        record("submit_sync", "dask", 0.1, 1, ratio=0.8),
+    ]
+    judged = {
+        (w, g.split(" ")[0] if "bare" not in g else "bare"): met for w, g, _, met in goals(records)
+    }
+    assert judged == {
+        ("seq_sync", "<="): True,  # 1.4x the floor
+        ("seq_async", "<="): False,  # 3x
+        ("io_fanout_async", "<="): True,  # 70 ms of an ideal 50 ms
+        ("cache_hit", "<="): False,  # 29.9 us added
+        ("seq_sync", "bare"): False,  # 1.4x bare
+        ("seq_async", "bare"): False,
+        ("memory", "<="): False,
+        ("stream", ">="): True,  # 2/3 the rate
+        ("submit_sync", ">="): True,  # Prefect 120x
+        ("submit_sync", "faster"): False,  # Dask faster
+    }

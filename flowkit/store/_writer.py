@@ -55,6 +55,10 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 POLL_SECONDS = 0.05
 """How often the writer looks for new events when nobody waits for them."""
+GATHER_SECONDS = 1.0
+"""How long events may gather into a batch while nobody waits for them."""
+GATHER_ITEMS = 5000
+"""How many events may gather into a batch while nobody waits for them."""
 IDLE_SECONDS = 10.0
 """A writer with nothing to do for this long, and no run tree open, stops."""
 BUSY_SECONDS = 0.5
@@ -135,6 +139,14 @@ class Writer:
         self._trouble: str | None = None
         self._trouble_since = 0.0
         self._dropped = 0
+        # Rows are built with the GIL held: done while runs are busy, it slows them more
+        # than it costs (each of their threads waits for the writer to let go). So events
+        # gather while runs keep making them, until somebody waits for them (a flow
+        # returning, a flush) or GATHER_SECONDS pass: most flows are written as they
+        # return, a quiet or waiting flow's within POLL_SECONDS.
+        self._urgent = False
+        self._gathering_since: float | None = None
+        self._queued = 0
         # Names of flow runs are looked up from the engine's threads, not the writer's.
         self._names: sqlite3.Connection | None = None
         self._names_lock = threading.Lock()
@@ -175,6 +187,7 @@ class Writer:
             return
         done = _Flush(patient=patient)
         self._items.append(done)
+        self._urgent = True
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         # A writer that retired meanwhile (idle, no tree) had nothing left to commit.
@@ -186,6 +199,7 @@ class Writer:
         """Commit what is queued and stop the thread (waiting ``CLOSE_SECONDS`` at most
         for a store that refuses rows)."""
         self._items.append(None)
+        self._urgent = True
         self._wake.set()
         self._thread.join(CLOSE_SECONDS + BUSY_SECONDS + 1)
 
@@ -195,6 +209,8 @@ class Writer:
         while True:
             self._wake.wait(RETRY_SECONDS if self._waiting else POLL_SECONDS)
             self._wake.clear()
+            if self._items and not self._waiting and not self._due():
+                continue  # runs are busy making events: let them gather
             if self._take() and closing is None:
                 closing = time.monotonic() + CLOSE_SECONDS
             if not self._waiting and not self._flushes and closing is None:
@@ -324,6 +340,19 @@ class Writer:
             if self._names is not None:
                 self._names.close()
                 self._names = None
+
+    def _due(self) -> bool:
+        """Whether the events queued are to be written now: somebody waits for them, runs
+        made none since the last look, or they gathered long enough (``GATHER_SECONDS``)."""
+        now, queued = time.monotonic(), len(self._items)
+        since = self._gathering_since = self._gathering_since or now
+        quiet, self._queued = queued == self._queued, queued
+        if self._urgent or quiet or now - since >= GATHER_SECONDS or queued >= GATHER_ITEMS:
+            self._urgent = False
+            self._gathering_since = None
+            self._queued = 0
+            return True
+        return False
 
     def _write(self, items: list[Any]) -> None:
         batch = _Batch()

@@ -20,7 +20,7 @@ from .inputs import find_upstream, may_hold_upstream, resolve
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
 from .prints import printing_to_log
-from .runners import Runner
+from .runners import Runner, interrupted_by
 from .runs import Definition, FlowRun, Run, TaskRun, current_run, current_tags
 from .streams import StreamDeadline, last_delivered, open_readers
 
@@ -361,6 +361,7 @@ async def _take_inputs(run: Run, runner: Runner) -> State[Any] | None:
 def _interrupted(run: Run, exc: BaseException, runner: Runner) -> State[Any]:
     if runner.timed_out(run, exc):
         return _timed_out(run, run.definition.policy)
+    exc = interrupted_by(exc)  # Ctrl-C reaches async code on asyncio as a cancellation
     if runner.is_cancellation(exc):
         return states.Cancelled("The run was cancelled.", exception=exc)
     return states.Crashed(

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+import flowkit.logging
+
 T = TypeVar("T")
 
 LONG = os.environ.get("FLOWKIT_RELIABILITY", "") == "long"
@@ -40,6 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def quiet() -> Iterator[None]:
     """Keep flowkit's INFO lines off the console: thousands of runs would print them."""
+    flowkit.logging.setup()  # first, or it would take our level for the user's choice
     logger = logging.getLogger("flowkit")
     level = logger.level
     logger.setLevel(logging.WARNING)

@@ -107,14 +107,15 @@ class Stoppable:
         try:
             return body()
         finally:
+            late: ThreadStopped | None = None
             while True:
                 try:
                     self._leave()
                     break
-                except ThreadStopped:
-                    # The stop came as the body returned and went off here: the body
-                    # is over all the same, and nothing else is pending any more.
-                    continue
+                except ThreadStopped as exc:  # went off here, as the body returned
+                    late = exc
+            if late is not None:
+                raise late
 
     def _leave(self) -> None:
         with self._lock:
@@ -148,6 +149,11 @@ class Stoppable:
         with self._lock:
             if self._thread is None:
                 return
+            # Asked again: a thread has one pending stop, so the stop of a body running
+            # inside this one in the same thread (a stream's step in a flow's body) may
+            # have taken its place, and a body may have caught it.
+            assert self._stopped is not None
+            _set_async_exc(self._thread, self._stopped)
             self._reported = True
             _count(1)
         _log.warning(

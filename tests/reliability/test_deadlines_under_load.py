@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from flowkit import flow, runtime, task
+from flowkit._engine import threadstop
 from flowkit._engine.threadstop import DeadlinePassed, Stoppable, ThreadCancelled
 from flowkit.futures import TaskFuture
 from flowkit.states import State
@@ -47,6 +48,37 @@ def test_a_body_that_returned_as_it_was_stopped_leaves_nothing_pending() -> None
 def _stop_when_set(stoppable: Stoppable, go: threading.Event) -> None:
     go.wait()
     stoppable.stop(DeadlinePassed)
+
+
+def test_the_stop_of_a_body_outlives_the_end_of_a_body_inside_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stream's step runs inside a flow's body, in the same thread, and a thread has
+    # one pending stop: when both are stopped, the outer one is asked again.
+    monkeypatch.setattr(threadstop, "STUCK_AFTER", 0.05)
+    outer, inner = Stoppable("flow-0"), Stoppable("step-0")
+    reached: list[str] = []
+
+    def stop_both() -> None:
+        outer.stop(DeadlinePassed)
+        inner.stop(DeadlinePassed)
+
+    def step() -> None:
+        stopper = threading.Thread(target=stop_both)
+        stopper.start()
+        stopper.join()  # both stops are requested while this waits in C
+        reached.append("step")
+
+    def flow_body() -> None:
+        with contextlib.suppress(DeadlinePassed):  # as a stream turns it into TimedOut
+            inner.run(step)
+        for _ in range(300):  # three seconds, unless stopped
+            time.sleep(0.01)
+        reached.append("flow")
+
+    with pytest.raises(DeadlinePassed):
+        outer.run(flow_body)
+    assert reached == []
 
 
 def test_no_line_of_a_stopped_body_runs_after_its_run_is_over(

@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.reliability)
+            if LONG:  # a soak outlasts the per-test timeout of the normal suite
+                item.add_marker(pytest.mark.timeout(1800))
 
 
 @pytest.fixture

@@ -863,3 +863,41 @@ def test_pending_is_not_a_final_state_to_return(backend: str) -> None:
         return waiting(return_state=True).name
 
     assert main() == "Failed"
+
+
+@attrs.frozen
+class Step:
+    name: str
+    tries: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    most: int
+
+
+def test_instances_inside_containers_pass_as_the_same_objects(backend: str) -> None:
+    steps = [Step("a", 1), Step("b", 2)]
+    limits = {"x": Limit(3)}
+
+    @flow
+    def plan(steps: list[Step], limits: dict[str, Limit]) -> tuple[list[Step], dict[str, Limit]]:
+        return steps, limits
+
+    got_steps, got_limits = plan(steps, limits)
+    assert got_steps is steps
+    assert got_limits is limits
+    made, _ = plan([{"name": "c", "tries": "4"}], {})  # type: ignore[list-item]
+    assert made == [Step("c", 4)]
+
+
+def test_a_long_bad_value_is_cut_in_the_message(backend: str) -> None:
+    @flow
+    def counts(xs: list[int]) -> int:
+        return len(xs)
+
+    state = counts(["nope"] * 500, return_state=True)  # type: ignore[list-item]
+    message = str(state.exception)
+    assert message.startswith("flow 'counts': parameter 'xs' got ['nope', 'nope',")
+    assert len(message) < 800
+    assert message.endswith("or turn checking off with validate_parameters=False")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -28,6 +29,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 
 from ..exceptions import CancelledRun
 from . import clock
+from .futures import lending_slot
 from .runners import OnLoop, consumed
 from .runs import FlowRun, Run, current_run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
@@ -165,7 +167,12 @@ class _Hosted:
     def cancel(self) -> None:
         self._cancelled = True
         if self._scope is not None and self._token is not None:
-            anyio.from_thread.run_sync(self._scope.cancel, token=self._token)
+            # Not anyio.from_thread: trio refuses it in a thread that runs a trio task.
+            native: Any = self._token.native_token
+            if hasattr(native, "call_soon_threadsafe"):  # asyncio's loop
+                native.call_soon_threadsafe(self._scope.cancel)
+            else:  # trio's TrioToken
+                native.run_sync_soon(self._scope.cancel)
 
 
 def run_in_caller_thread(
@@ -176,7 +183,11 @@ def run_in_caller_thread(
     The loop is the current flow's, when this thread is one of its body threads; otherwise
     a new ``backend`` loop in a helper thread, for the duration of the call.
     """
-    runner = CallerThread(copy_context())
+    context = copy_context()
+    # The body is sync code: the async library of the code that called it (trio, say)
+    # must not be what the runs it starts on the flow's loop believe they run on.
+    context.run(sniffio.current_async_library_cvar.set, None)
+    runner = CallerThread(context)
     hosted = _Hosted()
     parent = current_run.get()
     flow_run: FlowRun | None = parent.flow_run if parent is not None else None
@@ -185,7 +196,51 @@ def run_in_caller_thread(
         anyio.from_thread.run_sync(
             nursery.task_group.start_soon, hosted.run, lambda: make(runner), token=nursery.token
         )
-        return runner.serve(hosted)
+        # A sync task's thread that serves a subflow waits for the subflow's runs, which
+        # may need the worker-thread slot it holds.
+        with lending_slot():
+            return runner.serve(hosted)
+    if backend == "trio" and _runs_trio_task():
+        # trio refuses every blocking call into a trio loop from a thread that runs a
+        # trio task (this call blocks that task's loop anyway): serve from a helper.
+        return _in_helper_thread(partial(_on_new_loop, runner, hosted, make, backend), hosted)
+    return _on_new_loop(runner, hosted, make, backend)
+
+
+def _on_new_loop(
+    runner: CallerThread,
+    hosted: _Hosted,
+    make: Callable[[CallerThread], Coroutine[Any, Any, Any]],
+    backend: Backend,
+) -> Any:
     with anyio.from_thread.start_blocking_portal(backend, clock.loop_options(backend)) as portal:
         portal.start_task_soon(hosted.run, lambda: make(runner))
         return runner.serve(hosted)
+
+
+def _runs_trio_task() -> bool:
+    """Whether this thread runs a trio task (that is, a trio loop)."""
+    trio: Any = sys.modules.get("trio")  # not imported yet: no trio loop runs anywhere
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_helper_thread(serve: Callable[[], Any], hosted: _Hosted) -> Any:
+    """Call ``serve`` in a new thread, and wait for it here; an interrupt cancels the run."""
+    result: list[outcome.Outcome[Any]] = []
+    thread = threading.Thread(
+        target=lambda: result.append(outcome.capture(serve)), name="flowkit-sync-flow"
+    )
+    thread.start()
+    try:
+        thread.join()
+    except BaseException:
+        hosted.cancel()
+        thread.join()
+        raise
+    return result[0].unwrap()

@@ -28,7 +28,7 @@ from ..states import State
 from . import clock
 from .bridge import Backend, resolve_backend
 from .engine import execute, set_state
-from .futures import TaskFuture
+from .futures import Slot, TaskFuture, held_slot
 from .nursery import Nursery
 from .runners import ON_LOOP, OnLoop, consumed, drive
 from .runs import FlowRun, Run, TaskRun, current_run
@@ -90,7 +90,7 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             _spawn_soon(flow_run, futures, context)
         else:  # the submitting thread waits for slots on the loop: backpressure
             anyio.from_thread.run(
-                _start_from_thread, nursery, futures, context, token=nursery.token
+                _start_from_thread, nursery, futures, context, held_slot(), token=nursery.token
             )
     elif isinstance(parent, TaskRun) and not parent.definition.is_async:
         # The parent is a sync task called from async code, running on the loop's thread:
@@ -280,14 +280,26 @@ def _slots(parent: Run) -> anyio.Semaphore | None:
 
 
 async def _start_from_thread(
-    nursery: Nursery, futures: list[TaskFuture[Any]], context: Context
+    nursery: Nursery, futures: list[TaskFuture[Any]], context: Context, thread_slot: Slot | None
 ) -> None:
+    """Start runs submitted from a thread, each once its parent has a slot for it.
+
+    The submitting thread waits meanwhile (backpressure); if it holds a worker-thread
+    slot, it lends it while it waits, since the runs that free the slots may need it.
+    """
     assert futures[0].task_run.parent is not None
     slots = _slots(futures[0].task_run.parent)
     for future in futures:
         if slots is not None:
-            await slots.acquire()  # backpressure: the submitting thread waits here
+            try:
+                slots.acquire_nowait()
+            except anyio.WouldBlock:
+                if thread_slot is not None:
+                    thread_slot.lend()
+                await slots.acquire()
         _spawn(nursery.task_group, future, slots is not None, context)
+    if thread_slot is not None:
+        await thread_slot.take()
 
 
 async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:

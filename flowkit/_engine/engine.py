@@ -34,7 +34,7 @@ from .policy import Caching, Policy
 from .prints import printing_to_log
 from .results import Results, persist, render_storage_key, results_of, storage_scope
 from .returned import pending_futures
-from .runners import Runner
+from .runners import Runner, interrupted_by
 from .runs import Definition, FlowRun, Run, TaskRun, current_run, current_tags
 from .streams import StreamDeadline, last_delivered, open_readers
 from .validation import validate
@@ -442,6 +442,7 @@ async def _take_inputs(run: Run, runner: Runner) -> State[Any] | None:
 def _interrupted(run: Run, exc: BaseException, runner: Runner) -> State[Any]:
     if runner.timed_out(run, exc):
         return _timed_out(run, run.definition.policy)
+    exc = interrupted_by(exc)  # Ctrl-C reaches async code on asyncio as a cancellation
     if runner.is_cancellation(exc):
         # The state holds an Exception: whoever reads the result (``await future``) gets
         # CancelledRun, never the cancellation itself, which would cancel the reader.

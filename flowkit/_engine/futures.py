@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 
     from .runs import TaskRun
 
-__all__ = ["TaskFuture", "TaskFutureList", "deadline", "holding_slot", "lending_slot"]
+__all__ = [
+    "Slot",
+    "TaskFuture",
+    "TaskFutureList",
+    "deadline",
+    "held_slot",
+    "holding_slot",
+    "lending_slot",
+]
 
 R = TypeVar("R")
 
@@ -38,40 +46,91 @@ _log = logging.getLogger("flowkit.futures")
 # at that moment: held for a few instructions, so one lock serves them all.
 _lock = threading.Lock()
 
-# The worker-thread slot held by this thread, if it runs a sync task body: the limiter
-# and the borrower the slot was acquired for.
+# The worker-thread slot of the run whose sync body this thread runs, if any.
 _held = threading.local()
 
 
+class Slot:
+    """A run's hold on one slot of its flow's worker-thread limiter.
+
+    Changed only on the event loop, so that the loop and the body's thread never disagree
+    on who holds it: the body's thread lends it back while it blocks (see
+    ``lending_slot``), and the loop gives it up when it stops waiting for the body
+    (returned, or abandoned at a deadline) whatever the thread is doing then.
+    """
+
+    __slots__ = ("_over", "borrower", "held", "limiter")
+
+    def __init__(self, limiter: anyio.CapacityLimiter, borrower: object) -> None:
+        self.limiter = limiter
+        self.borrower = borrower
+        self.held = False
+        self._over = False
+
+    async def take(self) -> None:
+        """Wait for a slot, unless the run's body is already over for the loop."""
+        if self.held or self._over:
+            return
+        try:  # a free slot is taken without a trip through the loop's scheduler
+            self.limiter.acquire_on_behalf_of_nowait(self.borrower)
+        except anyio.WouldBlock:
+            await self.limiter.acquire_on_behalf_of(self.borrower)
+        if self._over:  # abandoned while it waited: the slot is for the next run
+            self.limiter.release_on_behalf_of(self.borrower)
+            return
+        self.held = True
+
+    def lend(self) -> None:
+        """Give the slot back while the body waits for other runs."""
+        if self.held:
+            self.held = False
+            self.limiter.release_on_behalf_of(self.borrower)
+
+    def give_up(self) -> None:
+        """The loop no longer waits for the body: the slot is free for good."""
+        self._over = True
+        self.lend()
+
+    @property
+    def over(self) -> bool:
+        """Whether the loop has given the slot up (read from the body's thread)."""
+        return self._over
+
+
 @contextmanager
-def holding_slot(limiter: anyio.CapacityLimiter, borrower: object) -> Generator[None, None, None]:
-    """Mark this worker thread as holding ``limiter``'s slot for ``borrower``."""
-    _held.slot = (limiter, borrower)
+def holding_slot(slot: Slot) -> Generator[None, None, None]:
+    """Mark this worker thread as running the body that holds ``slot``."""
+    _held.slot = slot
     try:
         yield
     finally:
         _held.slot = None
 
 
+def held_slot() -> Slot | None:
+    """The slot of the body this thread runs, if it holds one now."""
+    return getattr(_held, "slot", None)
+
+
 @contextmanager
 def lending_slot() -> Generator[None, None, None]:
     """While this thread blocks, give its worker-thread slot back, and take it again after.
 
-    A sync task that waits for tasks it submitted would otherwise hold a slot they may
-    need: with a limiter of one slot, it would wait forever.
+    A sync task that waits for tasks it submitted (or serves a subflow's body) would
+    otherwise hold a slot they may need: with a limiter of one slot, it would wait forever.
     """
-    slot = getattr(_held, "slot", None)
+    slot = held_slot()
     if slot is None:
         yield
         return
-    limiter, borrower = slot
-    anyio.from_thread.run_sync(limiter.release_on_behalf_of, borrower)
+    anyio.from_thread.run_sync(slot.lend)
     _held.slot = None
     try:
         yield
     finally:
-        anyio.from_thread.run(limiter.acquire_on_behalf_of, borrower)
         _held.slot = slot
+        if not slot.over:  # an abandoned body takes no slot: the loop has moved on
+            anyio.from_thread.run(slot.take)
 
 
 class TaskFuture(Generic[R]):

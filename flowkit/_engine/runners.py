@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
+import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -31,11 +33,20 @@ import anyio
 import anyio.to_thread
 
 from . import clock
-from .futures import TaskFuture, holding_slot, lending_slot
+from .futures import Slot, TaskFuture, holding_slot, lending_slot
 from .runs import Run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
 
-__all__ = ["INLINE", "ON_LOOP", "AttemptScope", "Inline", "OnLoop", "Runner", "drive"]
+__all__ = [
+    "INLINE",
+    "ON_LOOP",
+    "AttemptScope",
+    "Inline",
+    "OnLoop",
+    "Runner",
+    "drive",
+    "interrupted_by",
+]
 
 T = TypeVar("T")
 
@@ -179,16 +190,13 @@ class OnLoop:
         # The run holds a slot of the flow's limiter while its body runs; the thread
         # itself comes from an unbounded limiter, so that threads which lent their slot
         # back while they wait (see futures.lending_slot) never starve the pool.
-        limiter = nursery.limiter
-        try:  # a free slot is taken without two trips through the loop
-            limiter.acquire_on_behalf_of_nowait(run)
-        except anyio.WouldBlock:
-            await limiter.acquire_on_behalf_of(run)
-        run.threaded()
+        slot = Slot(nursery.limiter, run)
         try:
-            return await self.in_thread(run, partial(_holding, limiter, run, body), nursery.threads)
+            await slot.take()
+            run.threaded()
+            return await self.in_thread(run, partial(_holding, slot, body), nursery.threads)
         finally:
-            limiter.release_on_behalf_of(run)
+            slot.give_up()
 
     async def in_thread(
         self, run: Run, body: Callable[[], T], threads: anyio.CapacityLimiter | None
@@ -248,14 +256,30 @@ class OnLoop:
             await anyio.to_thread.run_sync(hook, *args)
 
 
+def interrupted_by(exc: BaseException) -> BaseException:
+    """What really ended a run that ``exc`` ended: a ``KeyboardInterrupt`` for asyncio's
+    cancellation of its main task on Ctrl-C, else ``exc`` itself.
+
+    ``asyncio.run`` turns SIGINT into a cancellation of its main task and raises
+    ``KeyboardInterrupt`` only once that task is over; its runner counts the interrupt.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return exc
+    handler = signal.getsignal(signal.SIGINT)  # asyncio.Runner's while asyncio.run runs
+    runner = getattr(getattr(handler, "func", None), "__self__", None)
+    if isinstance(runner, asyncio.Runner) and getattr(runner, "_interrupt_count", 0) > 0:
+        return KeyboardInterrupt()
+    return exc
+
+
 def _same_loop(run: Run) -> bool:
     flow_run = run.flow_run
     nursery = flow_run.nursery if flow_run is not None else None
     return nursery is not None and nursery.loop_thread == threading.get_ident()
 
 
-def _holding(limiter: anyio.CapacityLimiter, run: Run, body: Callable[[], T]) -> T:
-    with holding_slot(limiter, run):
+def _holding(slot: Slot, body: Callable[[], T]) -> T:
+    with holding_slot(slot):
         return body()
 
 

@@ -15,6 +15,9 @@ Limits, which no library can lift:
   body; such code can outlive its deadline.
 - The request is made only while the thread is still inside the body it was started
   for, so it never hits a pool thread that has moved on to other work.
+
+A stop that comes before the thread has entered the body (under load, a worker may pick
+a body up after its deadline) is kept, and the body then never starts.
 """
 
 from __future__ import annotations
@@ -73,40 +76,71 @@ class Stoppable:
     """One body in one thread that the engine may ask to stop.
 
     ``run`` executes the body in the current thread; ``stop``, called from any other
-    thread, makes it raise ``ThreadStopped`` while it is still in the body.
+    thread, makes it raise ``ThreadStopped`` while it is still in the body. A stop that
+    comes before the thread has entered the body is kept: the body then never starts.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._lock = threading.Lock()
         self._thread: int | None = None
-        self._stopping = False
+        self._stopped: type[ThreadStopped] | None = None
         self._reported = False
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the engine has asked the body to stop (it may still be stopping)."""
+        return self._stopped is not None
+
     def run(self, body: Callable[[], T]) -> T:
-        """Run ``body`` in this thread, stoppable until it returns."""
+        """Run ``body`` in this thread, stoppable until it returns.
+
+        Raises:
+            ThreadStopped: The run was stopped, before the body started or while it ran.
+        """
         with self._lock:
+            if self._stopped is not None:
+                # Under load the deadline may pass before a worker picks the body up;
+                # the run is over, so its body must not start late.
+                raise self._stopped(f"run {self.name!r} was stopped before its body started")
             self._thread = threading.get_ident()
         try:
             return body()
         finally:
-            with self._lock:
-                self._thread = None
-                if self._reported:
-                    _count(-1)
-                    _log.warning("The thread of run %r has stopped at last", self.name)
+            late: ThreadStopped | None = None
+            while True:
+                try:
+                    self._leave()
+                    break
+                except ThreadStopped as exc:  # went off here, as the body returned
+                    late = exc
+            if late is not None:
+                raise late
+
+    def _leave(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if self._stopped is not None and thread is not None:
+                # A stop requested as the body returned may not have gone off yet; it
+                # must not go off later, in whatever this thread runs next.
+                _set_async_exc(thread, None)
+            reported, self._reported = self._reported, False
+        if reported:
+            _count(-1)
+            _log.warning("The thread of run %r has stopped at last", self.name)
 
     def stop(self, why: type[ThreadStopped]) -> None:
-        """Ask the thread to raise ``why``; report it if it has not stopped soon after."""
-        with self._lock:
-            if self._thread is None or self._stopping:
-                return
-            self._stopping = True
-            import ctypes  # here: ~10 ms to import, and only a deadline needs it
+        """Ask the thread to raise ``why``; report it if it has not stopped soon after.
 
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self._thread), ctypes.py_object(why)
-            )
+        If the thread has not entered the body yet, the body will never start.
+        """
+        with self._lock:
+            if self._stopped is not None:
+                return
+            self._stopped = why
+            if self._thread is None:
+                return
+            _set_async_exc(self._thread, why)
         timer = threading.Timer(STUCK_AFTER, self._check)
         timer.daemon = True
         timer.start()
@@ -115,6 +149,11 @@ class Stoppable:
         with self._lock:
             if self._thread is None:
                 return
+            # Asked again: a thread has one pending stop, so the stop of a body running
+            # inside this one in the same thread (a stream's step in a flow's body) may
+            # have taken its place, and a body may have caught it.
+            assert self._stopped is not None
+            _set_async_exc(self._thread, self._stopped)
             self._reported = True
             _count(1)
         _log.warning(
@@ -123,3 +162,12 @@ class Stoppable:
             self.name,
             STUCK_AFTER,
         )
+
+
+def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
+    """Make ``thread`` raise ``exc`` at its next Python instruction (``None``: no longer)."""
+    import ctypes  # here: ~10 ms to import, and only a stopped run needs it
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), None if exc is None else ctypes.py_object(exc)
+    )

@@ -19,9 +19,11 @@ import typing
 import weakref
 from collections.abc import Callable
 from datetime import date, datetime, time
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
+
+import attrs
 
 from ..exceptions import ParameterTypeError
 from .convert import converter
@@ -62,13 +64,13 @@ def validate(run: Run) -> None:
         try:
             coerced = _structure(value, hint)
         except Exception as exc:
+            expected = _type_name(hint)
             raise ParameterTypeError(
-                f"flow {definition.name!r}: parameter {name!r} got {value!r}, which is not "
-                f"a valid {_type_name(hint)} ({_reason(exc)}); pass a value of type "
-                f"{_type_name(hint)}, "
-                "or turn checking off with validate_parameters=False"
+                f"flow {definition.name!r}: parameter {name!r} got {_cut(repr(value), 200)}, "
+                f"which is not a valid {expected} ({_cut(_reason(exc), 400)}); pass a value "
+                f"of type {expected}, or turn checking off with validate_parameters=False"
             ) from None
-        if coerced is not value:
+        if not _unchanged(coerced, value):
             changed[name] = coerced
     if changed:
         bound = inspect.BoundArguments(definition.signature, {**arguments, **changed})
@@ -130,6 +132,30 @@ def _structure(value: Any, hint: Any) -> Any:
     return _converter().structure(value, cast("type[Any]", hint))
 
 
+def _unchanged(new: Any, old: Any) -> bool:
+    """Whether structuring gave ``old`` back, if in a new container: then the caller's
+    own object is passed, not a copy."""
+    if new is old:
+        return True
+    if type(new) is not type(old):
+        return False
+    if isinstance(old, list | tuple):
+        items: list[Any] = list(cast("Any", old))
+        news: list[Any] = list(new)
+        return len(news) == len(items) and all(map(_unchanged, news, items))
+    if isinstance(old, dict):
+        mapping: dict[Any, Any] = cast("Any", old)
+        return new.keys() == mapping.keys() and all(_unchanged(new[k], mapping[k]) for k in mapping)
+    if isinstance(old, set | frozenset):
+        return bool(new == old)
+    return False
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, for a message that must stay readable."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _type_name(hint: Any) -> str:
     if isinstance(hint, type) and not typing.get_args(hint):
         return hint.__qualname__
@@ -163,7 +189,28 @@ def _converter() -> cattrs.Converter:
     for kind in (datetime, date, time):
         made.register_structure_hook(kind, _iso(kind))
     made.register_structure_hook_func(_union, lambda v, hint: _first_fit(made, v, hint))
+    made.register_structure_hook_factory(_record_class, partial(_as_is_or, made))
     return made
+
+
+def _record_class(hint: Any) -> bool:
+    """Whether ``hint`` is an attrs class or a dataclass (cattrs makes them from dicts)."""
+    import dataclasses
+
+    return isinstance(hint, type) and (attrs.has(hint) or dataclasses.is_dataclass(hint))
+
+
+def _as_is_or(made: cattrs.Converter, cls: Any) -> Callable[[Any, Any], Any]:
+    """An instance of ``cls`` as it is, the same object (also inside a container);
+    anything else made from a mapping, as cattrs does."""
+    from cattrs.gen import make_dict_structure_fn
+
+    from_mapping = cast("Callable[[Any, Any], Any]", make_dict_structure_fn(cls, made))
+
+    def structure(value: Any, _: Any) -> Any:
+        return value if isinstance(value, cls) else from_mapping(value, cls)
+
+    return structure
 
 
 def _exact(value: Any, kind: type) -> Any:

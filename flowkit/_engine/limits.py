@@ -17,7 +17,6 @@ only when nobody waits for it, and each waiter that takes its slots wakes the ne
 from __future__ import annotations
 
 import abc
-import asyncio
 import collections
 import contextlib
 import logging
@@ -198,12 +197,13 @@ class LoopWaiter(Waiter):
         self._event = anyio.Event()
         # A release may come from another thread (or loop): the wake crosses over.
         self._call_soon: Callable[[Callable[[], object]], object]
+        # The library that runs this loop is imported; importing it up front would cost
+        # every program that uses flowkit (~100 ms for trio, ~30 for asyncio).
         if sniffio.current_async_library() == "trio":
-            # trio runs this loop, so it is imported; importing it up front would cost
-            # every program that uses flowkit ~100 ms, trio or not.
             trio: Any = sys.modules["trio"]
             self._call_soon = trio.lowlevel.current_trio_token().run_sync_soon
         else:
+            asyncio: Any = sys.modules["asyncio"]
             self._call_soon = asyncio.get_running_loop().call_soon_threadsafe
 
     def arm(self) -> None:

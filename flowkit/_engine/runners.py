@@ -17,10 +17,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -263,7 +263,12 @@ def interrupted_by(exc: BaseException) -> BaseException:
     ``asyncio.run`` turns SIGINT into a cancellation of its main task and raises
     ``KeyboardInterrupt`` only once that task is over; its runner counts the interrupt.
     """
-    if not isinstance(exc, asyncio.CancelledError):
+    # asyncio is imported if it runs the loop; importing it up front would cost ~20 ms.
+    asyncio: Any = sys.modules.get("asyncio")
+    if asyncio is None:
+        return exc
+    cancelled: bool = isinstance(exc, asyncio.CancelledError)
+    if not cancelled:
         return exc
     handler = signal.getsignal(signal.SIGINT)  # asyncio.Runner's while asyncio.run runs
     runner = getattr(getattr(handler, "func", None), "__self__", None)

@@ -18,6 +18,7 @@ __all__ = [
     "FlowkitError",
     "FutureDeadlockError",
     "MissingContextError",
+    "MissingResult",
     "ParameterBindError",
     "ParameterTypeError",
     "PausedRun",
@@ -112,3 +113,7 @@ class ConcurrencySlotAcquisitionError(FlowkitError, LookupError):
 
 class AcquireConcurrencySlotTimeoutError(FlowkitError, TimeoutError):
     """Slots of a concurrency limit were not free within ``timeout_seconds``."""
+
+
+class MissingResult(FlowkitError, LookupError):
+    """A completed state's result is not where it was persisted (the file is gone)."""

@@ -38,6 +38,7 @@ BUILTIN = [
     (TaskTimeoutError, TimeoutError),
     (FlowTimeoutError, TimeoutError),
     (exceptions.ReservedArgumentError, TypeError),
+    (exceptions.MissingResult, LookupError),
     (exceptions.ParameterBindError, TypeError),
     (SerializationError, TypeError),
     (exceptions.ConcurrencySlotAcquisitionError, LookupError),

@@ -20,7 +20,7 @@ from flowkit import flow, task
 from flowkit._engine.cache import RESULTS
 from flowkit._engine.results import check_name
 from flowkit.cli import main as flowkit_main
-from flowkit.exceptions import SerializationError
+from flowkit.exceptions import MissingResult, SerializationError
 from flowkit.filesystems import LocalFileSystem, ResultStorage
 from flowkit.serializers import CloudPickleSerializer, PickleSerializer
 from flowkit.states import ResultReference
@@ -408,6 +408,18 @@ def test_a_result_altered_after_it_left_memory_is_refused(flowkit_home: Path) ->
     [name] = files(flowkit_home / "results")
     (flowkit_home / "results" / name).write_text("2")
     with pytest.raises(ValueError, match="HMAC does not match"):
+        state.result()
+
+
+def test_a_result_gone_from_its_storage_is_a_missing_result(flowkit_home: Path) -> None:
+    @task(persist_result=True, cache_policy=None, cache_result_in_memory=False)
+    def value() -> int:
+        return 1
+
+    state = value(return_state=True)
+    [name] = files(flowkit_home / "results")
+    (flowkit_home / "results" / name).unlink()
+    with pytest.raises(MissingResult, match="that file is gone; run the task again"):
         state.result()
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from ..exceptions import MissingResult
 from ..states import ResultReference
 from .convert import unstructure
 from .home import (
@@ -344,10 +345,17 @@ class StoredResult(ResultReference):
         """Read the value back.
 
         Raises:
+            MissingResult: It is gone from its storage.
             ValueError: The result was altered since it was written.
             OSError: It cannot be read.
         """
-        data = self.storage.read_path(self.name)
+        try:
+            data = self.storage.read_path(self.name)
+        except FileNotFoundError:
+            raise MissingResult(
+                f"the result was persisted at {self.location} and kept nowhere else "
+                "(cache_result_in_memory=False), and that file is gone; run the task again"
+            ) from None
         verify(data, self.mac, name=self.name, key=self.key, serializer=self.written_by)
         return load(data, self.written_by, self.serializer)
 

@@ -37,8 +37,10 @@ import anyio
 import anyio.to_thread
 import attrs
 
+import flowkit
 from benchmarks.peers import measure_peers
 from flowkit import flow, store, task
+from flowkit.concurrency.sync import concurrency as sync_concurrency
 from flowkit.tasks import task_input_hash
 
 
@@ -264,6 +266,36 @@ def _stream_floor(n: int, backend: str) -> Timing:
     return _timed(lambda: anyio.run(main, backend=backend))
 
 
+def _limit_slot_flowkit(n: int, backend: str, *, shared: bool) -> Timing:
+    name = "bench-store" if shared else "bench-local"
+    if shared:
+        flowkit.limits.define(name, limit=4)
+    else:
+        flowkit.limits.local(name, limit=4)
+
+    def main() -> None:
+        for _ in range(n):
+            with sync_concurrency(name):
+                pass
+
+    try:
+        return _timed(main)
+    finally:
+        if shared:
+            flowkit.limits.delete(name)
+
+
+def _limit_slot_floor(n: int, backend: str) -> Timing:
+    slots = threading.BoundedSemaphore(4)
+
+    def main() -> None:
+        for _ in range(n):
+            with slots:
+                pass
+
+    return _timed(main)
+
+
 WORKLOADS = [
     Workload(
         "seq_sync", "sync tasks called one after another in a sync flow",
@@ -293,6 +325,15 @@ WORKLOADS = [
     Workload(
         "cache_hit", "calls that hit the cache", "<= 25 us/call added",
         _cache_hit_flowkit, _cache_hit_floor,
+    ),
+    Workload(
+        "limit_local", "a free slot of an in-process limit, taken and given back",
+        "microseconds (no I/O)", partial(_limit_slot_flowkit, shared=False), _limit_slot_floor,
+    ),
+    Workload(
+        "limit_store", "a free slot of a limit in the run store, taken and given back",
+        "a lease written and deleted", partial(_limit_slot_flowkit, shared=True),
+        _limit_slot_floor,
     ),
     Workload(
         "stream", "items (n x 100) through an async generator task, buffer=256",

@@ -29,6 +29,7 @@ __all__ = [
     "UnfinishedRunError",
     "UpstreamFailedError",
     "UpstreamTaskError",
+    "WorkerCrashedError",
 ]
 
 
@@ -112,3 +113,8 @@ class ConcurrencySlotAcquisitionError(FlowkitError, LookupError):
 
 class AcquireConcurrencySlotTimeoutError(FlowkitError, TimeoutError):
     """Slots of a concurrency limit were not free within ``timeout_seconds``."""
+
+
+class WorkerCrashedError(FlowkitError, RuntimeError):
+    """The worker process running a task run's body died before it replied; the run
+    ends ``Crashed`` (after its retries, which run in a new worker)."""

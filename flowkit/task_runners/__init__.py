@@ -51,6 +51,7 @@ class ThreadPoolTaskRunner(TaskRunner):
 
     @property
     def thread_limit(self) -> int | None:
+        """``max_workers``: the flow's worker-thread limit."""
         return self.max_workers
 
 
@@ -81,4 +82,5 @@ class ProcessPoolTaskRunner(TaskRunner):
     max_workers: int | None = attrs.field(default=None, validator=_max_workers)
 
     async def executor(self, owner: str) -> Executor:
+        """The worker processes of one run of the flow ``owner`` (none start yet)."""
         return ProcessPool(self.max_workers or os.cpu_count() or 1, owner)

@@ -42,6 +42,7 @@ BUILTIN = [
     (SerializationError, TypeError),
     (exceptions.ConcurrencySlotAcquisitionError, LookupError),
     (exceptions.AcquireConcurrencySlotTimeoutError, TimeoutError),
+    (exceptions.WorkerCrashedError, RuntimeError),
 ]
 
 

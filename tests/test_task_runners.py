@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from flowkit import flow, task
@@ -38,7 +39,7 @@ def square(x: int) -> int:
 
 @task
 async def async_square(x: int) -> int:
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     return x * x
 
 
@@ -266,7 +267,7 @@ async def test_cancelling_the_flow_kills_its_work(tmp_path: Path) -> None:
     with anyio.move_on_after(3):
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiting)
-            while not marker.exists():
+            while not marker.exists():  # noqa: ASYNC110  # written by another process
                 await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
     assert _gone(int(marker.read_text()))

@@ -143,7 +143,9 @@ class _Dask:
         self.cluster = cluster
 
     async def run(self, run: Run, payload: bytes) -> bytes:
-        future = self.client.submit(serve, payload, pure=False, key=f"{run.name}-{run.id}")
+        future = self.client.submit(
+            serve, payload, pure=False, key=f"{run.name}-{run.id}-{run.run_count}"
+        )
         try:
             return cast(
                 "bytes", await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +192,18 @@ async def test_cancelling_the_flow_cancels_its_dask_work(runner: DaskTaskRunner)
     with anyio.move_on_after(1):
         await waiting()
     assert time.monotonic() - started < 4
+
+
+def test_the_runner_benchmark_runs_every_system(tmp_path: Path) -> None:
+    out = tmp_path / "runners.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.runners", "--tasks", "8", "--json", str(out)],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "goal <= 1.3" in result.stdout
+    assert "goal >= 1.7" in result.stdout
+    assert set(json.loads(out.read_text())["seconds"]) == {
+        "sequential", "flowkit processes", "dask client.map", "flowkit dask",
+    }  # fmt: skip

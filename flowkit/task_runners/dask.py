@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Mapping
 from typing import Any, cast
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import attrs
 import distributed
@@ -133,6 +134,14 @@ class DaskTaskRunner(TaskRunner):
         return found
 
 
+@attrs.define(eq=False)
+class _Pending:
+    payload: bytes
+    key: str
+    sent: anyio.Event = attrs.field(factory=anyio.Event)
+    future: Any = None
+
+
 class _Dask:
     """One flow run's connection to a Dask cluster (and the cluster, if it started it)."""
 
@@ -141,18 +150,36 @@ class _Dask:
     def __init__(self, client: Any, cluster: Any) -> None:
         self.client = client
         self.cluster = cluster
+        self._batch: list[_Pending] | None = None
 
     async def run(self, run: Run, payload: bytes) -> bytes:
-        future = self.client.submit(
-            serve, payload, pure=False, key=f"{run.name}-{run.id}-{run.run_count}"
-        )
+        pending = _Pending(payload, f"{run.name}-{run.id}-{run.run_count}")
+        if self._batch is not None:
+            self._batch.append(pending)
+        else:
+            await self._send_batch(pending)
+        await pending.sent.wait()
+        future = pending.future
         try:
-            return cast(
-                "bytes", await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
-            )
+            reply = await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+            return cast("bytes", reply)
         except BaseException:
             future.cancel()  # cancelled, or past its deadline: the cluster drops it
             raise
+
+    async def _send_batch(self, first: _Pending) -> None:
+        # Each submit costs the scheduler a graph update: the runs that reach this point
+        # in the same pass of the event loop go to it together, as one client.map.
+        batch = self._batch = [first]
+        with anyio.CancelScope(shield=True):  # the others wait for this batch to be sent
+            await anyio.lowlevel.checkpoint()
+        self._batch = None
+        futures = self.client.map(
+            serve, [p.payload for p in batch], key=[p.key for p in batch], pure=False
+        )
+        for pending, future in zip(batch, futures, strict=True):
+            pending.future = future
+            pending.sent.set()
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._close)

@@ -167,7 +167,8 @@ def serve(payload: bytes) -> bytes:
     records = _Records()
     for name in _RUN_LOGGERS:
         logger = logging.getLogger(name)
-        logger.setLevel(job.level)
+        if logger.level != job.level:  # setLevel clears every logger's cache
+            logger.setLevel(job.level)
         logger.addHandler(records)
     token = current_run.set(cast("Run", _Away(job.info, job.log_prints, job.info.name)))
     value: Any = None

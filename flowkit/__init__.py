@@ -4,6 +4,7 @@ from . import concurrency as concurrency
 from . import limits as limits
 from . import runtime as runtime
 from . import store as store
+from . import task_runners as task_runners
 from .annotations import allow_failure as allow_failure
 from .annotations import quote as quote
 from .annotations import unmapped as unmapped
@@ -36,6 +37,7 @@ __all__ = [
     "store",
     "tags",
     "task",
+    "task_runners",
     "unmapped",
     "wait",
 ]

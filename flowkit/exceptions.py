@@ -30,6 +30,7 @@ __all__ = [
     "UnfinishedRunError",
     "UpstreamFailedError",
     "UpstreamTaskError",
+    "WorkerCrashedError",
 ]
 
 
@@ -117,3 +118,8 @@ class AcquireConcurrencySlotTimeoutError(FlowkitError, TimeoutError):
 
 class MissingResult(FlowkitError, LookupError):
     """A completed state's result is not where it was persisted (the file is gone)."""
+
+
+class WorkerCrashedError(FlowkitError, RuntimeError):
+    """The worker process running a task run's body died before it replied; the run
+    ends ``Crashed`` (after its retries, which run in a new worker)."""

@@ -28,6 +28,7 @@ from ._engine.bridge import (
 from ._engine.definitions import Runnable, refuse_assignment
 from ._engine.engine import execute, finished, new_run
 from ._engine.options import FlowOptions, Hook, RetryDelays, RunName
+from ._engine.remote import TaskRunner
 from ._engine.results import SerializerOption, StorageOption
 from ._engine.runners import ON_LOOP
 from ._engine.runs import Definition, Run
@@ -73,6 +74,7 @@ class FlowOptionsDict(TypedDict, total=False):
     cache_result_in_memory: bool | None
     progress: bool | None
     validate_parameters: bool | None
+    task_runner: TaskRunner | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)

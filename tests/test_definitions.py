@@ -79,8 +79,8 @@ def test_flow_constructor_takes_the_function_and_every_option(backend: str) -> N
 
 
 def test_flow_constructor_refuses_an_unknown_option() -> None:
-    with pytest.raises(TypeError, match="task_runner"):
-        Flow(add, task_runner=None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="cache_policy"):
+        Flow(add, cache_policy=None)  # type: ignore[call-arg]
 
 
 def test_partials_and_callable_objects_are_tasks() -> None:

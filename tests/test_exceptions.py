@@ -43,6 +43,7 @@ BUILTIN = [
     (SerializationError, TypeError),
     (exceptions.ConcurrencySlotAcquisitionError, LookupError),
     (exceptions.AcquireConcurrencySlotTimeoutError, TimeoutError),
+    (exceptions.WorkerCrashedError, RuntimeError),
 ]
 
 

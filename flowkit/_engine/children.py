@@ -75,6 +75,9 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             f"{owner}: .submit() and .map() need a running flow to hold the run; call them "
             "inside a @flow, or call the task directly"
         )
+    if nursery.executor is not None and runs[0].submitted:
+        for run in runs:  # an argument that cannot reach a worker is refused here
+            nursery.executor.prepare(run)
     futures: list[TaskFuture[Any]] = [
         TaskFuture(run, nursery.loop_thread, nursery.token) for run in runs
     ]
@@ -310,7 +313,9 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
         if slots is not None and not holds_slot:
             await slots.acquire()
             holds_slot = True
-        await execute(run, ON_LOOP)
+        remote = run.flow_run.nursery.executor if run.flow_run and run.flow_run.nursery else None
+        # Only submitted runs go to the flow's task runner; plain calls run here.
+        await execute(run, remote if remote is not None and run.submitted else ON_LOOP)
     finally:
         if holds_slot and slots is not None:
             slots.release()

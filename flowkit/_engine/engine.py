@@ -83,6 +83,7 @@ def new_run(
     if flow:
         run: Run = FlowRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
         run.thread_limit = policy.thread_limit  # type: ignore[attr-defined]
+        run.task_runner = policy.task_runner  # type: ignore[attr-defined]
     else:
         run = TaskRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
     run.max_concurrency = policy.max_concurrency
@@ -376,7 +377,8 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
 
 async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
     """Seconds to wait before trying ``run`` again, or ``None`` if it is over."""
-    if not state.is_failed() or state.name == "NotReady" or run.run_count > policy.retries:
+    retryable = state.is_failed() or state.is_crashed()  # crashed: its worker died
+    if not retryable or state.name == "NotReady" or run.run_count > policy.retries:
         return None
     if run.streamed:
         _log.warning(

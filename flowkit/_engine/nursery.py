@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.lowlevel import EventLoopToken
 
+    from .remote import Remote
+
 __all__ = ["Nursery"]
 
 
@@ -33,6 +35,8 @@ class Nursery:
         loop_thread: The ident of the thread running that loop.
         library: The loop's library, ``"asyncio"`` or ``"trio"``.
         limiter: How many sync task bodies may hold a worker thread at once.
+        executor: Where submitted task bodies run, for a flow with a process or Dask
+            task runner (``remote.Remote``); ``None``: worker threads.
         threads: Bounds nothing: lets worker threads that lent their slot back wait
             without starving the thread pool.
         spawns: Runs submitted from threads, waiting for the loop to start them.
@@ -49,6 +53,7 @@ class Nursery:
     library: str
     limiter: anyio.CapacityLimiter
     threads: anyio.CapacityLimiter
+    executor: Remote | None = None
     spawns: list[Any] = attrs.field(factory=list, repr=False)
     spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     drain_scheduled: bool = False

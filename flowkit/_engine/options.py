@@ -25,6 +25,7 @@ import attrs
 from ..states import State
 from .bridge import Backend
 from .cache_policies import CacheContext, CachePolicy
+from .remote import TaskRunner
 from .results import (
     ResultSerializer,
     ResultStorage,
@@ -266,6 +267,19 @@ def _backend(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise ValueError(f"{attribute.name} must be 'asyncio', 'trio' or None, got {value!r}")
 
 
+def _task_runner(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, type) and issubclass(value, TaskRunner):
+        raise TypeError(
+            f"{attribute.name} must be a task runner instance, got the class {value.__name__}; "
+            f"write {value.__name__}()"
+        )
+    if value is not None and not isinstance(value, TaskRunner):
+        raise TypeError(
+            f"{attribute.name} must be a runner from flowkit.task_runners, such as "
+            f"ThreadPoolTaskRunner(max_workers=8), or None, got {value!r}"
+        )
+
+
 def _tags(value: Iterable[str] | None) -> frozenset[str]:
     """A collection of strings (a lone string is a mistake)."""
     if value is None:
@@ -438,6 +452,10 @@ class FlowOptions(Options):
         progress: Whether a run called outside any flow shows a live progress line
             (task runs finished, running and failed; time elapsed) when stderr is a
             terminal. ``None`` (the default) reads ``FLOWKIT_PROGRESS``, else off.
+        task_runner: Where the flow's submitted task runs execute: a runner from
+            ``flowkit.task_runners``. ``None`` (the default): ``ThreadPoolTaskRunner()``,
+            sync bodies in worker threads and async bodies on the flow's loop. Plain
+            calls always run in the flow's process, whatever the runner.
         validate_parameters: Whether the call's arguments are checked and coerced
             against the function's type hints before the run starts (``"3"`` becomes
             ``3`` for an ``int`` parameter); an argument that does not fit fails the
@@ -451,3 +469,4 @@ class FlowOptions(Options):
     on_crashed_hooks: tuple[Hook, ...] = _hooks_field("on_crashed")
     progress: bool | None = attrs.field(default=None, validator=_optional_bool)
     validate_parameters: bool = attrs.field(default=True, converter=_default_true, validator=_bool)
+    task_runner: TaskRunner | None = attrs.field(default=None, validator=_task_runner)

@@ -31,6 +31,7 @@ from .options import (
     as_delay_list,
     check_delays,
 )
+from .remote import TaskRunner
 from .results import NO_RESULTS, Results
 
 __all__ = [
@@ -197,6 +198,8 @@ class Policy:
         progress: For a flow: whether it shows a progress line; ``None``: the environment's.
         validate_parameters: For a flow: whether its arguments are checked against its
             type hints.
+        task_runner: For a flow: where its submitted task runs execute, when not in
+            worker threads of this process.
     """
 
     timeout: float | None = None
@@ -214,6 +217,7 @@ class Policy:
     thread_limit: int | None = None
     progress: bool | None = None
     validate_parameters: bool = False
+    task_runner: TaskRunner | None = None
 
     @classmethod
     def of(cls, options: TaskOptions | FlowOptions) -> Policy:
@@ -254,11 +258,13 @@ class Policy:
             "on_cancellation": options.on_cancellation_hooks,
             "on_crashed": options.on_crashed_hooks,
         }
+        runner = options.task_runner
         return cls(
             **common,
             hooks={name: h for name, h in hooks.items() if h},
             run_name=options.flow_run_name,
-            thread_limit=options.thread_limit,
+            thread_limit=_thread_limit(options.thread_limit, runner),
+            task_runner=runner,
             progress=options.progress,
             validate_parameters=options.validate_parameters,
         )
@@ -281,6 +287,21 @@ class Policy:
     def final_hook(self, state: State[Any]) -> tuple[Callable[..., Any], ...]:
         """The hooks a run in final ``state`` calls."""
         return self.hooks.get(_FINAL_HOOK[state.type], ())
+
+
+def _thread_limit(thread_limit: int | None, runner: TaskRunner | None) -> int | None:
+    """The flow's thread limit: ``thread_limit``, or its task runner's ``max_workers``.
+
+    Raises:
+        ValueError: Both are given, and differ.
+    """
+    workers = runner.thread_limit if runner is not None else None
+    if workers is not None and thread_limit is not None and workers != thread_limit:
+        raise ValueError(
+            f"thread_limit={thread_limit} and task_runner={runner!r} set two different "
+            "worker-thread limits; give only one of them"
+        )
+    return thread_limit if thread_limit is not None else workers
 
 
 def is_async_hook(hook: Callable[..., Any]) -> bool:

@@ -267,7 +267,7 @@ def cloudpickle() -> _Pickler:
     """
     try:
         # Imported on use: an optional dependency, and most results are not cloudpickled.
-        import cloudpickle as module  # type: ignore[import-not-found]  # pyright: ignore[reportMissingImports]
+        import cloudpickle as module  # type: ignore[import-untyped]  # pyright: ignore[reportMissingImports]
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
             "result_serializer='cloudpickle' needs the cloudpickle package: "

@@ -26,6 +26,7 @@ import attrs
 import sniffio
 
 from .. import states
+from ..exceptions import WorkerCrashedError
 from ..states import State, StateType
 from .nursery import Nursery
 from .returned import aggregate
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .futures import TaskFuture
     from .inputs import Upstream
     from .policy import Policy
+    from .remote import TaskRunner
 
 __all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run", "current_tags"]
 
@@ -301,6 +303,8 @@ class Run:
     def failed_state(self, exc: Exception) -> State[Any]:
         """The state of a body that raised ``exc``."""
         kind = "Flow" if isinstance(self, FlowRun) else "Task"
+        if isinstance(exc, WorkerCrashedError):  # not the body's doing; retried all the same
+            return states.Crashed(str(exc), exception=exc)
         return states.Failed(
             f"{kind} run encountered an exception: {type(exc).__name__}: {exc}", exception=exc
         )
@@ -325,11 +329,13 @@ class FlowRun(Run):
         child_states: The final state type of each task run in this flow, in order.
         thread_limit: How many sync task bodies may run in worker threads at once; ``None``
             shares the parent flow's limiter, or reads ``FLOWKIT_THREAD_LIMIT``.
+        task_runner: Where its submitted task runs execute; ``None``: worker threads.
     """
 
     nursery: Nursery | None = attrs.field(default=None, repr=False)
     child_states: list[StateType] = attrs.field(factory=list, repr=False)
     thread_limit: int | None = None
+    task_runner: TaskRunner | None = None
 
     @property
     def flow_name(self) -> str:
@@ -340,13 +346,15 @@ class FlowRun(Run):
 
     @asynccontextmanager
     async def _task_group_scope(self) -> AsyncGenerator[None, None]:
+        runner = self.task_runner
+        executor = None if runner is None else await runner.open(f"flow {self.flow_name!r}")
         try:
             async with anyio.create_task_group() as tg:
                 loop_thread = threading.get_ident()
                 limiter, threads = self._limiters(loop_thread)
                 self.nursery = Nursery(
                     tg, anyio.lowlevel.current_token(), loop_thread,
-                    sniffio.current_async_library(), limiter, threads,
+                    sniffio.current_async_library(), limiter, threads, executor,
                 )  # fmt: skip
                 try:
                     yield
@@ -359,6 +367,10 @@ class FlowRun(Run):
             if len(group.exceptions) != 1:
                 raise
             raise_unwrapped(group.exceptions[0])
+        finally:
+            if executor is not None:  # its children are all over: release the workers
+                with anyio.CancelScope(shield=True):
+                    await executor.aclose()
 
     def _limiters(self, loop_thread: int) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
         outer = self.parent.flow_run if self.parent is not None else None

@@ -1,0 +1,367 @@
+"""Task runners: where a flow's submitted task bodies run, when not in this process.
+
+A flow's ``task_runner`` opens one ``Executor`` per flow run, as its body starts, and
+closes it once the flow's last child is over. A submitted run then goes through
+``engine.execute`` on the flow's loop as any other (states, retries, deadlines, caching
+and hooks stay here); only its body travels: ``Remote.call`` packs the function and its
+arguments with cloudpickle, the executor runs them in a worker (``serve``), and the
+reply brings back the value or the exception, with the log records the body made.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import signal
+import sys
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from ..exceptions import WorkerCrashedError
+from .events import RunInfo, format_exception
+from .prints import printing_to_log
+from .results import cloudpickle
+from .runners import OnLoop, consumed
+from .runs import Run, current_run
+
+if TYPE_CHECKING:
+    import subprocess
+    from multiprocessing.connection import Connection
+
+__all__ = ["Executor", "ProcessPool", "Remote", "TaskRunner", "pack", "serve"]
+
+_RUN_LOGGERS = ("flowkit.flow_runs", "flowkit.task_runs")
+_ENTRY = "from flowkit._engine.remote import worker_main; worker_main"
+
+
+class Executor(Protocol):
+    """What a task runner opens for one flow run: somewhere to run packed bodies."""
+
+    @property
+    def kind(self) -> str:
+        """How errors name it: ``"process"``, ``"Dask"``."""
+        ...
+
+    async def run(self, run: Run, payload: bytes) -> bytes:
+        """Run a packed body (see ``pack``) and return the packed reply (see ``serve``).
+
+        Raises:
+            WorkerCrashedError: The worker died before it replied.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the workers; called once, when the flow's children are all over."""
+        ...
+
+
+@attrs.frozen
+class TaskRunner:
+    """Where a flow's submitted task runs execute. The base of ``flowkit.task_runners``."""
+
+    @property
+    def thread_limit(self) -> int | None:
+        """The flow's worker-thread limit this runner sets, if it sets one."""
+        return None
+
+    async def open(self, owner: str) -> Remote | None:
+        """The engine's runner for the submitted runs of one run of the flow ``owner``;
+        ``None``: they run in this process, as plain calls do.
+
+        Raises:
+            OSError: The workers cannot be reached or started.
+        """
+        executor = await self.executor(owner)
+        return None if executor is None else Remote(executor)
+
+    async def executor(self, owner: str) -> Executor | None:
+        """Start the workers one run of the flow ``owner`` uses; ``None``: none needed.
+
+        Raises:
+            OSError: The workers cannot be reached or started.
+        """
+        return None
+
+
+@attrs.frozen
+class _Job:
+    """A body to run somewhere else, and what its logs need."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    is_async: bool
+    info: RunInfo
+    log_prints: bool
+    level: int
+
+
+@attrs.frozen
+class _Reply:
+    value: Any
+    error: BaseException | None
+    logs: list[dict[str, Any]]
+
+
+@attrs.frozen
+class _Away:
+    """What stands for the run in the worker: enough for ``get_run_logger`` and prints."""
+
+    info: RunInfo
+    log_prints: bool
+    name: str
+
+
+def pack(run: Run, kind: str) -> bytes:
+    """The body of ``run`` (function and arguments), packed for a worker.
+
+    Raises:
+        TypeError: The function or an argument cannot be pickled.
+    """
+    definition = run.definition
+    job = _Job(
+        definition.fn, run.args, run.kwargs, definition.is_async, run.info, run.log_prints,
+        logging.getLogger(_RUN_LOGGERS[run.info.kind == "task"]).getEffectiveLevel(),
+    )  # fmt: skip
+    try:
+        return cloudpickle().dumps(job)
+    except Exception as exc:
+        raise TypeError(
+            f"task {definition.name!r}: cannot send its function and arguments to a {kind} "
+            f"worker: {type(exc).__name__}: {exc}; pass values that pickle (no open files, "
+            "locks or clients: create those inside the task), or run the flow with "
+            "ThreadPoolTaskRunner"
+        ) from None
+
+
+class _Records(logging.Handler):
+    """Keeps the records of the run loggers in the worker, to send back with the reply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = dict(record.__dict__)
+        fields["msg"], fields["args"] = record.getMessage(), None
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["exc_text"] = format_exception(record.exc_info[1])
+        fields["exc_info"] = None
+        self.records.append({k: v for k, v in fields.items() if _plain(v)})
+
+
+def _plain(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | tuple)
+
+
+def serve(payload: bytes) -> bytes:
+    """In a worker: run a packed body and return the packed reply (never raises)."""
+    job = cast("_Job", cloudpickle().loads(payload))
+    records = _Records()
+    for name in _RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level != job.level:  # setLevel clears every logger's cache
+            logger.setLevel(job.level)
+        logger.addHandler(records)
+    token = current_run.set(cast("Run", _Away(job.info, job.log_prints, job.info.name)))
+    value: Any = None
+    error: BaseException | None = None
+    try:
+        with printing_to_log(job.log_prints):
+            value = _call(job)
+    except Exception as exc:
+        error = exc
+        exc.add_note(f"(raised in worker process {os.getpid()})")
+    finally:
+        current_run.reset(token)
+        for name in _RUN_LOGGERS:
+            logging.getLogger(name).removeHandler(records)
+    try:
+        return cloudpickle().dumps(_Reply(value, error, records.records))
+    except Exception as exc:
+        what = "result" if error is None else f"exception ({type(error).__name__}: {error})"
+        problem = TypeError(
+            f"task run {job.info.name!r}: its {what} cannot be sent back from the worker: "
+            f"{type(exc).__name__}: {exc}; return values that pickle"
+        )
+        return cloudpickle().dumps(_Reply(None, problem, records.records))
+
+
+def _call(job: _Job) -> Any:
+    owner = f"task run {job.info.name!r}"
+    if not job.is_async:
+        return consumed(job.fn(*job.args, **job.kwargs), owner)
+
+    async def main() -> Any:
+        value = job.fn(*job.args, **job.kwargs)
+        value = await value if inspect.isawaitable(value) else value
+        if inspect.isasyncgen(value):
+            return [item async for item in value]
+        return consumed(value, owner)
+
+    return anyio.run(main)
+
+
+def _replay(records: list[dict[str, Any]]) -> None:
+    """Hand the worker's log records to this process's handlers (console, run store)."""
+    for fields in records:
+        record = logging.makeLogRecord(fields)
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+class Remote(OnLoop):
+    """The engine's runner for submitted runs of a flow with a process or Dask runner."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self._packed: weakref.WeakKeyDictionary[Run, bytes] = weakref.WeakKeyDictionary()
+
+    def prepare(self, run: Run) -> None:
+        """At submit: pack a run whose arguments are known, so that a bad one is refused
+        there and then.
+
+        Raises:
+            TypeError: The function or an argument cannot be pickled.
+        """
+        if not run.takes_inputs:
+            self._packed[run] = pack(run, self.executor.kind)
+
+    async def call(self, run: Run) -> Any:
+        run.threaded()  # it waits for a worker, not for one of this process's threads
+        payload = self._packed.get(run)
+        if payload is None:
+            payload = pack(run, self.executor.kind)
+        reply = cast("_Reply", cloudpickle().loads(await self.executor.run(run, payload)))
+        _replay(reply.logs)
+        if reply.error is not None:
+            raise reply.error
+        return reply.value
+
+    async def aclose(self) -> None:
+        """Release the workers, once the flow's children are all over."""
+        await self.executor.aclose()
+
+
+def worker_main(fd: int) -> None:
+    """A worker process: serve bodies on the pipe ``fd`` until the pool closes it.
+
+    It imports what the parent could import (its ``sys.path`` comes first on the pipe),
+    and never the parent's main script: bodies arrive whole, by cloudpickle.
+    """
+    # Ctrl-C is for the flow, which stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from multiprocessing.connection import Connection  # only workers and pools need it
+
+    conn = Connection(fd)
+    sys.path[:] = cast("list[str]", conn.recv())
+    while True:
+        try:
+            payload = conn.recv_bytes()
+        except EOFError:
+            return
+        conn.send_bytes(serve(payload))
+
+
+class _Died(Exception):
+    pass
+
+
+@attrs.define(eq=False)
+class _Worker:
+    process: subprocess.Popen[bytes]
+    conn: Connection
+
+    def call(self, payload: bytes) -> bytes:
+        """In a thread: send a body, wait for its reply.
+
+        Raises:
+            _Died: The process ended first.
+        """
+        try:
+            self.conn.send_bytes(payload)
+            return self.conn.recv_bytes()
+        except (EOFError, OSError):
+            self.process.wait(5)
+            raise _Died from None
+
+
+class ProcessPool:
+    """Up to ``size`` worker processes for one flow run, started as work arrives.
+
+    A worker whose body is cancelled or past its deadline is killed (the work stops for
+    real) and replaced by a new one when work next needs it.
+    """
+
+    kind = "process"
+
+    def __init__(self, size: int, owner: str) -> None:
+        self.size = size
+        self.owner = owner
+        self._slots = anyio.Semaphore(size)
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+
+    def _start(self) -> _Worker:
+        # Here, not at the top: importing flowkit must not pay for what only pools use.
+        import socket
+        import subprocess
+
+        # A new interpreter, not a fork: the parent runs an event loop and threads.
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-c", f"{_ENTRY}({theirs.fileno()})"], pass_fds=[theirs.fileno()]
+            )
+        # Here, not at the top: importing flowkit must not load multiprocessing.
+        from multiprocessing.connection import Connection
+
+        here = Connection(ours.detach())
+        here.send(sys.path)
+        worker = _Worker(process, here)
+        self._all.add(worker)
+        return worker
+
+    async def run(self, run: Run, payload: bytes) -> bytes:
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await anyio.to_thread.run_sync(self._start)
+            try:
+                reply = await anyio.to_thread.run_sync(worker.call, payload, abandon_on_cancel=True)
+            except _Died:
+                self._all.discard(worker)
+                code = worker.process.returncode
+                raise WorkerCrashedError(
+                    f"task run {run.name!r}: its worker process (pid {worker.process.pid}) "
+                    f"died before it replied (exit code {code}); give the task retries to "
+                    "try again in a new worker, and look for what killed it (memory?)"
+                ) from None
+            except BaseException:  # cancelled, or past its deadline: stop the work
+                worker.process.kill()  # aclose reaps it
+                raise
+            self._idle.append(worker)
+            return reply
+
+    async def aclose(self) -> None:
+        workers, self._all, self._idle = list(self._all), set(), []
+        if workers:
+            await anyio.to_thread.run_sync(_stop_all, workers)
+
+
+def _stop_all(workers: list[_Worker]) -> None:
+    import subprocess
+
+    for worker in workers:
+        worker.conn.close()  # the worker sees EOF and returns
+    for worker in workers:
+        try:
+            worker.process.wait(5)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()

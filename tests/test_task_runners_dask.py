@@ -1,0 +1,209 @@
+"""DaskTaskRunner on a real LocalCluster of 2 worker processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+if not os.environ.get("CI"):
+    pytest.importorskip("distributed")
+
+from distributed import LocalCluster
+
+from flowkit import flow, task
+from flowkit.exceptions import TaskTimeoutError
+from flowkit.logging import get_run_logger
+from flowkit.task_runners.dask import DaskTaskRunner, get_dask_client
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=":0",
+    ) as started:  # fmt: skip
+        yield started
+
+
+@pytest.fixture
+def runner(cluster: LocalCluster) -> DaskTaskRunner:
+    return DaskTaskRunner(address=cluster.scheduler_address)
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@task
+def where() -> int:
+    return os.getpid()
+
+
+def test_submitted_runs_run_on_the_cluster(backend: str, runner: DaskTaskRunner) -> None:
+    @flow(task_runner=runner)
+    def on_dask() -> tuple[list[int], set[int]]:
+        pids = {f.result() for f in [where.submit() for _ in range(6)]}
+        return [f.result() for f in square.map(range(5))], pids
+
+    squares, pids = on_dask()
+    assert squares == [0, 1, 4, 9, 16]
+    assert os.getpid() not in pids
+
+
+@pytest.mark.anyio
+async def test_an_async_flow_awaits_runs_on_the_cluster(runner: DaskTaskRunner) -> None:
+    @flow(task_runner=runner)
+    async def on_dask() -> list[int]:
+        return [await f for f in square.map([2, 3])]
+
+    assert await on_dask() == [4, 9]
+
+
+def test_failures_and_retries_behave_as_with_threads(
+    backend: str, runner: DaskTaskRunner, tmp_path: Path
+) -> None:
+    @task(retries=1)
+    def flaky(path: Path) -> str:
+        if not path.exists():
+            path.write_text("once")
+            raise RuntimeError("first try fails")
+        return path.read_text()
+
+    @task
+    def broken() -> None:
+        raise KeyError("missing")
+
+    @flow(task_runner=runner)
+    def mixed() -> str:
+        future = broken.submit()
+        future.wait()
+        assert future.state.is_failed()
+        with pytest.raises(KeyError, match="missing"):
+            future.result()
+        return flaky.submit(tmp_path / "marker").result()
+
+    assert mixed() == "once"
+
+
+@task(timeout_seconds=0.5)
+def slow() -> None:
+    time.sleep(5)
+
+
+def test_a_timeout_ends_the_run_at_its_deadline(backend: str, runner: DaskTaskRunner) -> None:
+    @flow(task_runner=runner)
+    def timing_out() -> None:
+        future = slow.submit()
+        future.wait()
+        assert future.state.name == "TimedOut"
+        with pytest.raises(TaskTimeoutError):
+            future.result()
+
+    started = time.monotonic()
+    timing_out()
+    assert time.monotonic() - started < 4
+
+
+@task
+def logging_task(x: int) -> int:
+    get_run_logger().info("on dask %d", x)
+    return x
+
+
+def test_logs_from_a_dask_worker_reach_the_flow(
+    backend: str, runner: DaskTaskRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit")
+
+    @flow(task_runner=runner)
+    def talking() -> int:
+        return logging_task.submit(3).result()
+
+    assert talking() == 3
+    (record,) = [r for r in caplog.records if r.getMessage() == "on dask 3"]
+    assert getattr(record, "task_run_name", None) == "logging_task-0"
+
+
+@task
+def nested(n: int) -> int:
+    with get_dask_client() as client:
+        return sum(client.gather(client.map(lambda x: x + 1, range(n))))
+
+
+def test_get_dask_client_gives_a_task_the_cluster(backend: str, runner: DaskTaskRunner) -> None:
+    @flow(task_runner=runner)
+    def nesting() -> int:
+        return nested.submit(4).result()
+
+    assert nesting() == 10
+
+
+def test_get_dask_client_outside_a_dask_task_says_so() -> None:
+    with pytest.raises(ValueError, match="inside a task run on a DaskTaskRunner"):  # noqa: SIM117
+        with get_dask_client():
+            pass
+
+
+def test_an_unreachable_scheduler_fails_the_flow_clearly(backend: str) -> None:
+    runner = DaskTaskRunner(address="tcp://127.0.0.1:9", client_kwargs={"timeout": "1s"})
+
+    @flow(task_runner=runner)
+    def unreachable() -> None:
+        pass
+
+    with pytest.raises(OSError, match=r"flow 'unreachable': DaskTaskRunner cannot reach .*:9"):
+        unreachable()
+
+
+def test_a_temporary_local_cluster_by_default(backend: str) -> None:
+    runner = DaskTaskRunner(
+        cluster_kwargs={"n_workers": 1, "processes": False, "dashboard_address": None}
+    )
+
+    @flow(task_runner=runner)
+    def local() -> int:
+        return square.submit(6).result()
+
+    assert local() == 36
+
+
+def test_address_and_cluster_options_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="leave out cluster_class"):
+        DaskTaskRunner(address="tcp://127.0.0.1:8786", cluster_kwargs={"n_workers": 2})
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_flow_cancels_its_dask_work(runner: DaskTaskRunner) -> None:
+    @flow(task_runner=runner)
+    async def waiting() -> None:
+        await slow.with_options(timeout_seconds=None).submit()
+
+    started = time.monotonic()
+    with anyio.move_on_after(1):
+        await waiting()
+    assert time.monotonic() - started < 4
+
+
+def test_the_runner_benchmark_runs_every_system(tmp_path: Path) -> None:
+    out = tmp_path / "runners.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.runners", "--tasks", "8", "--json", str(out)],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "goal <= 1.3" in result.stdout
+    assert "goal >= 1.7" in result.stdout
+    assert set(json.loads(out.read_text())["seconds"]) == {
+        "sequential", "flowkit processes", "dask client.map", "flowkit dask",
+    }  # fmt: skip

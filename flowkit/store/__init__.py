@@ -174,7 +174,7 @@ class RunRecord:
         cache: For a caching task run: why it did or did not use a cached result.
         result: Where its persisted result lives, if it was persisted.
         result_repr: For a completed run whose result is kept in memory: its ``repr``,
-            at most 200 characters (``<unrepresentable T: E>`` where ``repr`` failed).
+            at most 200 characters (a placeholder where ``repr`` failed).
     """
 
     id: str

@@ -100,8 +100,12 @@ _SHORT.maxother = RESULT_REPR_CHARS
 
 
 def short_repr(value: object) -> str:
-    """``repr(value)``, at most ``RESULT_REPR_CHARS`` long; never raises: a repr that
-    fails gives ``<unrepresentable T: why>``."""
+    """``repr(value)``, at most ``RESULT_REPR_CHARS`` long, containers cut item by item.
+
+    Never raises: an object whose ``repr`` fails shows as ``<T instance at 0x...>``, and
+    a value that cannot be shown at all (an int too long to print) as
+    ``<unrepresentable T: E>``.
+    """
     try:
         text = _SHORT.repr(value)
     except Exception as exc:

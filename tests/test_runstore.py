@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import flowkit
 from flowkit import flow, get_run_logger, store, task
 from flowkit.cli import main as flowkit_main
 from flowkit.store import SCHEMA_VERSION, Store, StoreError
+from flowkit.store._writer import RESULT_REPR_CHARS, short_repr
 
 
 @task
@@ -439,3 +442,93 @@ def test_a_custom_state_name_the_store_recorded_is_a_valid_filter(backend: str) 
     with Store.open() as s:  # as a run ending in Completed(name="Skipped") is recorded
         s._db.execute("UPDATE runs SET state_name = 'Skipped' WHERE parent_id IS NULL")
         assert [r.state_name for r in s.flow_runs(state="skipped")] == ["Skipped"]
+
+
+@pytest.mark.parametrize("seconds", [0, 0.2])  # within one batch of the writer; across
+def test_a_completed_run_records_a_short_repr_of_its_result(backend: str, seconds: float) -> None:
+    @task
+    def nap(text: str) -> str:
+        time.sleep(seconds)
+        return text
+
+    @flow
+    def napping() -> list[str]:
+        return [nap.submit("x" * 1000).result(), nap("<short>")]
+
+    napping()
+    with Store.open() as s:
+        long, short, flow_run = s.get("nap-0"), s.get("nap-1"), s.flow_runs()[0]
+    assert long.result_repr is not None
+    assert len(long.result_repr) <= RESULT_REPR_CHARS
+    assert long.result_repr.startswith("'xxx")
+    assert "..." in long.result_repr
+    assert short.result_repr == "'<short>'"
+    assert flow_run.result_repr is not None
+    assert flow_run.result_repr.startswith("['xxxx")
+
+
+def test_a_failed_run_records_no_result(backend: str) -> None:
+    @flow
+    def failing() -> None:
+        boom()
+
+    assert failing(return_state=True).is_failed()
+    with Store.open() as s:
+        assert [r.result_repr for r in s.tree(s.flow_runs()[0].id)] == [None, None]
+
+
+def test_each_attempt_records_its_wait_for_a_worker_thread(backend: str) -> None:
+    tries: list[int] = []
+
+    @task
+    def hold() -> None:
+        time.sleep(0.2)
+
+    @task(retries=1)
+    def flaky() -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ValueError("first try")
+
+    @flow(thread_limit=1)
+    def crowded() -> None:
+        held = hold.submit()
+        flaky.submit().wait()
+        held.wait()
+
+    crowded()
+    with Store.open() as s:
+        states = [(st.name, st.thread_wait) for st in s.states("flaky-0")]
+    names = [name for name, _ in states]
+    assert names == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
+    waits = dict(states)
+    assert waits["Pending"] is waits["Running"] is waits["Retrying"] is None
+    first, second = waits["AwaitingRetry"], waits["Completed"]
+    assert first is not None
+    assert second is not None
+    assert first >= 0.1  # behind hold's nap for the one thread
+    assert 0 <= second < first  # the thread was free by the retry
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner) | st.tuples(inner),
+        max_leaves=200,
+    )
+)
+def test_short_repr_is_short_and_the_repr_when_that_is(value: object) -> None:
+    text = short_repr(value)
+    assert len(text) <= RESULT_REPR_CHARS
+    if len(repr(value)) <= RESULT_REPR_CHARS and not isinstance(value, list | dict | tuple):
+        assert text == repr(value)
+
+
+def test_short_repr_never_raises() -> None:
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    assert short_repr(Broken()).startswith("<Broken instance at 0x")
+    assert short_repr([1, Broken()]).startswith("[1, <Broken instance at 0x")
+    assert short_repr(10**5000) == "<unrepresentable int: ValueError>"

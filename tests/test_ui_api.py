@@ -16,7 +16,7 @@ import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
-from ui_scenario import run_scenario, small
+from ui_scenario import crowded, run_scenario, small
 
 from flowkit.store import flush
 from flowkit.store._schema import connect
@@ -193,6 +193,49 @@ def test_a_run_has_states_parameters_and_upstream_links(client: Client) -> None:
     assert runs["add-0"]["task_inputs"] == {
         name: [runs[f"slow-{i}"]["id"]] for i, name in enumerate("abc")
     }
+
+
+def test_a_completed_run_has_a_short_repr_of_its_result(client: Client) -> None:
+    runs = _by_name(_detail(client))
+    assert runs["flaky-0"]["result"] == "'ok'"
+    assert runs["add-0"]["result"] == "3"
+    assert runs["square-1"]["result"] == "9"  # a cache hit: the value it found
+    assert runs["explode-0"]["result"] is None  # failed: no result
+    assert runs["hang-0"]["result"] is None
+
+
+def test_results_are_short_and_safe_and_a_kept_result_shows_its_place(
+    flowkit_home: Path, backend: str
+) -> None:
+    assert crowded() == 10
+    flush()
+    c = Client(create_app(flowkit_home / "runs.db"))
+    runs = _by_name(c.get(f"/api/runs/{_runs(c)[0]['id']}").json())
+    assert runs["nap-0"]["result"].startswith("{'i': 0, 'rows': [0, 1, 2, 3, 4, 5, ...]")
+    assert len(runs["nap-0"]["result"]) <= 200
+    assert runs["awkward-0"]["result"].startswith("<Unrepresentable instance at 0x")
+    kept = runs["kept-0"]
+    assert kept["result"] is None  # not kept in memory: its place instead
+    assert kept["result_location"] == str((flowkit_home / "results" / "kept-7.json").resolve())
+    assert runs[_runs(c)[0]["name"]]["result"] == "10"
+
+
+def test_the_wait_for_a_worker_thread_starts_its_attempt(flowkit_home: Path, backend: str) -> None:
+    crowded()
+    flush()
+    c = Client(create_app(flowkit_home / "runs.db"))
+    runs = _by_name(c.get(f"/api/runs/{_runs(c)[0]['id']}").json())
+    attempts = [runs[f"nap-{i}"]["attempts"] for i in range(3)]
+    assert all(len(a) == 1 for a in attempts)
+    waits = sorted(a[0]["thread_wait"] for a in attempts)
+    # One thread: the first starts at once, the others wait for one nap, then two.
+    assert waits[0] < 0.05
+    assert 0.05 < waits[1] < waits[2]
+    for (attempt,) in attempts:
+        assert attempt["start"] + attempt["thread_wait"] <= attempt["end"]
+    ending = [s for s in runs["nap-0"]["states"] if s["thread_wait"] is not None]
+    assert [s["name"] for s in ending] == ["Completed"]  # the state that ends the attempt
+    assert runs["awkward-0"]["attempts"][0]["thread_wait"] is None  # it ran inline
 
 
 def test_a_run_has_its_log_lines_in_order(client: Client) -> None:
@@ -429,6 +472,8 @@ def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: 
     db = connect(path, create=True)
     for table in ("artifacts", "limits", "limit_leases"):  # migrations 5 and 6
         db.execute(f"DROP TABLE {table}")
+    db.execute("ALTER TABLE runs DROP COLUMN result_repr")  # and 7
+    db.execute("ALTER TABLE states DROP COLUMN thread_wait")
     db.execute("PRAGMA user_version = 4")
     db.close()
     with pytest.raises(sqlite3.DatabaseError, match="has schema 4, this flowkit reads"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ui_scenario import run_scenario
+from ui_scenario import crowded, run_scenario
 
 from flowkit.store import flush
 
@@ -27,7 +27,7 @@ if CHROMIUM is None and not ON_CI:
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
 LAUNCH_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -256,3 +256,40 @@ def test_a_running_flow_in_another_process_updates_live(
     finally:
         release.touch()
         process.wait(20)
+
+
+def _result(page: Page, run: str) -> Locator:
+    page.click(f'ul.tree li[data-run="{run}"] > button')
+    detail = page.locator("section.detail")
+    expect(detail.locator("h2").first).to_have_text(f"Task run {run}")
+    return detail.locator("tr", has=page.locator("th", has_text="Result"))
+
+
+def test_the_timeline_shows_waits_for_a_worker_thread_and_the_page_results(
+    page: Page, url: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run last: the list tests above count the runs of this store.
+    monkeypatch.setenv("FLOWKIT_HOME", str(home))
+    crowded()
+    flush()
+    _open_run(page, url, _run_id(url, "crowded"))
+    gantt = page.locator("svg.gantt")
+    # One thread for three naps: the first runs at once, the others wait their turn.
+    waits = gantt.locator("line.wait-thread")
+    expect(waits).to_have_count(2)
+    for wait in waits.all():
+        row = wait.locator("xpath=..")
+        line, bar = wait.bounding_box(), row.locator("rect.bar").bounding_box()
+        assert line is not None
+        assert bar is not None
+        assert line["width"] >= 20  # a tenth of a second or more, of about 0.3 s
+        assert abs(line["x"] + line["width"] - bar["x"]) < 1.5  # the body starts after it
+    expect(page.locator(".legend")).to_contain_text("for a worker thread")
+    expect(_result(page, "nap-0").locator("code")).to_contain_text("{'i': 0, 'rows': [0, 1, 2")
+    # Shown as text, as every user string is.
+    expect(_result(page, "awkward-0").locator("code")).to_contain_text(
+        "<Unrepresentable instance at 0x"
+    )
+    kept = _result(page, "kept-0")
+    expect(kept.locator("th")).to_have_text("Result (not kept in memory)")
+    expect(kept.locator("code")).to_have_text(str((home / "results" / "kept-7.json").resolve()))

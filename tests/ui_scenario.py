@@ -1,5 +1,6 @@
 """The flow the page tests look at: retries, a timeout, a cache hit, concurrency, upstream
-links, a failure, artifacts, and a task whose name is an attempt at markup."""
+links, a failure, artifacts, and a task whose name is an attempt at markup; and a flow
+whose sync task runs wait for its one worker thread, returning awkward results."""
 
 from __future__ import annotations
 
@@ -81,3 +82,36 @@ def run_scenario() -> State[Any]:
 @flow
 def small(n: int) -> int:
     return n
+
+
+class Unrepresentable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr today")
+
+
+@task
+def nap(i: int) -> dict[str, Any]:
+    time.sleep(0.1)
+    return {"i": i, "rows": list(range(10_000))}
+
+
+@task
+def awkward() -> Unrepresentable:
+    return Unrepresentable()
+
+
+@task(
+    persist_result=True,
+    cache_result_in_memory=False,
+    result_storage_key="kept-{parameters[n]}.json",
+)
+def kept(n: int) -> int:
+    return n
+
+
+@flow(thread_limit=1)
+def crowded() -> int:
+    """Three sync task runs submitted at once take turns at the flow's one thread."""
+    naps = nap.map(range(3))
+    awkward()
+    return kept(7) + sum(f.result()["i"] for f in naps)

@@ -139,6 +139,9 @@ class StateChanged:
             kind of final state.
         result_location: For a final state: where its persisted result lives, if it was
             persisted.
+        thread_wait: For the state that ends an attempt of a sync body on the event loop:
+            the seconds that attempt waited, after it entered Running, for a slot of its
+            flow's worker-thread limiter (``thread_limit``); else ``None``.
     """
 
     run: RunInfo
@@ -151,6 +154,7 @@ class StateChanged:
     error: ErrorInfo | None = None
     children: Mapping[StateType, int] | None = None
     result_location: str | None = None
+    thread_wait: float | None = None
 
 
 @attrs.frozen

@@ -192,7 +192,9 @@ class OnLoop:
         # back while they wait (see futures.lending_slot) never starve the pool.
         slot = Slot(nursery.limiter, run)
         try:
+            asked = anyio.current_time()
             await slot.take()
+            run.thread_wait = anyio.current_time() - asked  # the timeline draws this wait
             run.threaded()
             return await self.in_thread(run, partial(_holding, slot, body), nursery.threads)
         finally:

@@ -151,6 +151,8 @@ class Run:
         streamed: How many values a generator task's run has handed to its consumer.
         cache_note: Why the run did or did not use a cached result, if it caches.
         result_location: Where its persisted result lives, once written (or found).
+        thread_wait: Seconds the current attempt's sync body waited for a slot of its
+            flow's worker-thread limiter; the state that ends the attempt takes it.
         submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
@@ -175,6 +177,7 @@ class Run:
     deadline: float | None = None
     cache_note: str | None = None
     result_location: str | None = None
+    thread_wait: float | None = None
     streamed: int = 0
     # Parameters that got a value streamed by a generator run: that run's id.
     streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)

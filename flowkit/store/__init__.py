@@ -86,12 +86,23 @@ def _time(value: float | None) -> datetime | None:
 
 @attrs.frozen
 class StateRecord:
-    """One state a run entered."""
+    """One state a run entered.
+
+    Attributes:
+        type: Its type, e.g. ``"COMPLETED"``.
+        name: Its name, e.g. ``"Cached"``.
+        message: Its message, if any.
+        timestamp: When the run entered it.
+        thread_wait: For the state that ended an attempt of a sync body: the seconds
+            that attempt waited for a worker thread (its flow's ``thread_limit``) after
+            it entered Running.
+    """
 
     type: str
     name: str
     message: str | None
     timestamp: datetime
+    thread_wait: float | None = None
 
 
 @attrs.frozen
@@ -162,6 +173,8 @@ class RunRecord:
         pid, host: The process that ran it.
         cache: For a caching task run: why it did or did not use a cached result.
         result: Where its persisted result lives, if it was persisted.
+        result_repr: For a completed run whose result is kept in memory: its ``repr``,
+            at most 200 characters (a placeholder where ``repr`` failed).
     """
 
     id: str
@@ -186,6 +199,7 @@ class RunRecord:
     host: str
     cache: str | None = None
     result: str | None = None
+    result_repr: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -366,11 +380,11 @@ class Store:
     def states(self, run: str) -> list[StateRecord]:
         """The states the run entered, in order."""
         rows = self._db.execute(
-            "SELECT type, name, message, timestamp FROM states WHERE run_id = ? "
+            "SELECT type, name, message, timestamp, thread_wait FROM states WHERE run_id = ? "
             "ORDER BY timestamp, rowid",
             (self.get(run).id,),
         )
-        return [StateRecord(r[0], r[1], r[2], _time(r[3])) for r in rows]  # type: ignore[arg-type]
+        return [StateRecord(r[0], r[1], r[2], _time(r[3]), r[4]) for r in rows]  # type: ignore[arg-type]
 
     def logs(self, run: str) -> Iterator[LogLine]:
         """The log lines of the whole tree of ``run``, in order."""

@@ -118,6 +118,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX limit_leases_by_name ON limit_leases (name);
     """,
+    # 7: a completed run's result as a short repr; on the state that ends an attempt,
+    # the seconds the attempt waited for a worker thread.
+    """
+    ALTER TABLE runs ADD COLUMN result_repr TEXT;
+    ALTER TABLE states ADD COLUMN thread_wait REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,6 +21,7 @@ import collections
 import json
 import logging
 import os
+import reprlib
 import socket
 import sqlite3
 import threading
@@ -35,6 +36,7 @@ import attrs
 from .._engine import events, naming
 from .._engine.convert import unstructure
 from .._engine.events import Artifact, LogLine, StateChanged
+from ..states import ResultReference
 from ._prune import prune, retention
 from ._schema import StoreError, connect, default_path, is_busy
 
@@ -88,6 +90,38 @@ def _readable(value: object) -> str:
 
 
 _ENCODER = json.JSONEncoder(default=_readable, ensure_ascii=False)
+
+RESULT_REPR_CHARS = 200
+"""The longest a recorded result's repr is."""
+_SHORT = reprlib.Repr()
+# Containers are cut item by item, so a million-row result costs what a short one does.
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxlong = 3, RESULT_REPR_CHARS, RESULT_REPR_CHARS
+_SHORT.maxother = RESULT_REPR_CHARS
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, at most ``RESULT_REPR_CHARS`` long, containers cut item by item.
+
+    Never raises: an object whose ``repr`` fails shows as ``<T instance at 0x...>``, and
+    a value that cannot be shown at all (an int too long to print) as
+    ``<unrepresentable T: E>``.
+    """
+    try:
+        text = _SHORT.repr(value)
+    except Exception as exc:
+        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    if len(text) > RESULT_REPR_CHARS:
+        text = text[: RESULT_REPR_CHARS - 3] + "..."
+    return text
+
+
+def _result_repr(event: StateChanged) -> str | None:
+    """The short repr of a completed run's result; ``None`` before it completes, and for
+    a result not kept in memory (its location is recorded instead)."""
+    state = event.state
+    if not state.is_completed() or isinstance(state.data, ResultReference):
+        return None
+    return short_repr(state.data)
 
 
 def _timestamp(event: StateChanged) -> float:
@@ -451,25 +485,26 @@ class _Batch:
             # is in the states table, and its start time comes with its end.
             self.updates.append(_guarded(_update_row, item))
         self.states.append((run.id, state.type.value, state.name, state.message,
-                            _timestamp(item)))  # fmt: skip
+                            _timestamp(item), item.thread_wait))  # fmt: skip
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         runs = [_guarded(_run_row, pending, latest) for pending, latest in self.new.values()]
         return [
             (_INSERT_RUN, runs),
             (_UPDATE_RUN, self.updates),
-            ("INSERT INTO states VALUES (?, ?, ?, ?, ?)", self.states),
+            ("INSERT INTO states VALUES (?, ?, ?, ?, ?, ?)", self.states),
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
             ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
         ]
 
 
-_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 22) + ")"
+_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 23) + ")"
 _UPDATE_RUN = """
     UPDATE runs SET state_type = ?, state_name = ?, state_message = ?, error = ?,
         run_count = ?, start_time = coalesce(start_time, ?), end_time = ?,
         parameters = coalesce(?, parameters), task_inputs = coalesce(?, task_inputs),
-        cache = coalesce(?, cache), result = coalesce(?, result)
+        cache = coalesce(?, cache), result = coalesce(?, result),
+        result_repr = coalesce(?, result_repr)
     WHERE id = ?
 """
 
@@ -487,11 +522,7 @@ def _guarded(make: Callable[..., tuple[Any, ...]], *events_: StateChanged) -> tu
 def _without_values(event: StateChanged, placeholder: dict[str, str]) -> StateChanged:
     if event.parameters is None:
         return event
-    return StateChanged(
-        event.run, event.state, event.run_count, event.start_time, placeholder,
-        event.task_inputs, event.cache_note, event.error, event.children,
-        event.result_location,
-    )  # fmt: skip
+    return attrs.evolve(event, parameters=placeholder)
 
 
 def _run_row(pending: StateChanged, latest: StateChanged) -> tuple[Any, ...]:
@@ -510,7 +541,7 @@ def _run_row(pending: StateChanged, latest: StateChanged) -> tuple[Any, ...]:
         str(latest.error) if latest.error is not None else None,
         latest.run_count if started else 0, _timestamp(pending), start,
         _timestamp(latest) if state.is_final() else None, _pid, _HOST,
-        latest.cache_note if started else None, latest.result_location,
+        latest.cache_note if started else None, latest.result_location, _result_repr(latest),
     )  # fmt: skip
 
 
@@ -523,7 +554,7 @@ def _update_row(event: StateChanged) -> tuple[Any, ...]:
         _timestamp(event) if state.is_final() else None,
         to_json(event.parameters) if event.parameters is not None else None,
         json.dumps(event.task_inputs) if event.task_inputs is not None else None,
-        event.cache_note, event.result_location, event.run.id,
+        event.cache_note, event.result_location, _result_repr(event), event.run.id,
     )  # fmt: skip
 
 
@@ -563,7 +594,7 @@ def recover(db: sqlite3.Connection) -> int:
                 [(message, now, i) for i in ids],
             )
             db.executemany(
-                "INSERT INTO states VALUES (?, 'CRASHED', 'Crashed', ?, ?)",
+                "INSERT INTO states VALUES (?, 'CRASHED', 'Crashed', ?, ?, NULL)",
                 [(i, message, now) for i in ids],
             )
             db.execute("COMMIT")

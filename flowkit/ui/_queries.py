@@ -209,17 +209,20 @@ def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         run["parameters"] = {k: short_repr(v) for k, v in json.loads(r["parameters"]).items()}
         run["task_inputs"] = json.loads(r["task_inputs"])
         run["cache"] = r["cache"]
+        run["result"] = r["result_repr"]
+        run["result_location"] = r["result"]
         run["states"] = []
         tree[r["id"]] = run
     states = db.execute(
-        "SELECT s.run_id, s.type, s.name, s.message, s.timestamp FROM states s "
+        "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait FROM states s "
         "JOIN runs r ON r.id = s.run_id WHERE r.root_id = ? ORDER BY s.timestamp, s.rowid",
         (root_id,),
     )
-    for run_id_, type_, name, message, timestamp in states:
+    for run_id_, type_, name, message, timestamp, thread_wait in states:
         tree[run_id_]["states"].append(
-            {"type": type_, "name": name, "message": message, "timestamp": timestamp}
-        )
+            {"type": type_, "name": name, "message": message, "timestamp": timestamp,
+             "thread_wait": thread_wait}
+        )  # fmt: skip
     logs = [
         dict(r)
         for r in db.execute(
@@ -247,7 +250,8 @@ def attempts(
     """A run's attempts and waits, from its state history in order.
 
     An attempt starts at each Running-type state (Running, Retrying) and ends at the next
-    state, whose name is its outcome; one still going ends ``now``. A final state with no
+    state, whose name is its outcome and whose ``thread_wait`` says how long the attempt
+    first waited for a worker thread; one still going ends ``now``. A final state with no
     attempt before it (a cache hit) is an attempt of no length. The waits are the time
     from Pending to the first attempt and each retry's delay.
     """
@@ -259,7 +263,8 @@ def attempts(
         at = state["timestamp"]
         if started is not None:
             spans.append({"start": started["timestamp"], "end": at, "state_type": state["type"],
-                          "state_name": state["name"], "message": state["message"]})  # fmt: skip
+                          "state_name": state["name"], "message": state["message"],
+                          "thread_wait": state["thread_wait"]})  # fmt: skip
             started = None
         if waiting is not None:
             waits.append({"start": waiting["timestamp"], "end": at, "kind": waiting["name"]})
@@ -270,10 +275,11 @@ def attempts(
             waiting = state
         elif not spans and state["type"] in _FINISHED:
             spans.append({"start": at, "end": at, "state_type": state["type"],
-                          "state_name": state["name"], "message": state["message"]})  # fmt: skip
+                          "state_name": state["name"], "message": state["message"],
+                          "thread_wait": None})  # fmt: skip
     if started is not None:
         spans.append({"start": started["timestamp"], "end": now, "state_type": "RUNNING",
-                      "state_name": "Running", "message": None})  # fmt: skip
+                      "state_name": "Running", "message": None, "thread_wait": None})  # fmt: skip
     if waiting is not None:
         waits.append({"start": waiting["timestamp"], "end": now, "kind": waiting["name"]})
     return spans, waits

@@ -217,6 +217,11 @@ function detail(run, byId, pick) {
   fact("Attempts", String(run.run_count));
   fact("Duration", seconds(run.duration));
   if (run.cache) fact("Cache", run.cache);
+  if (run.result !== null) fact("Result", h("code", { class: "result" }, run.result));
+  if (run.result_location) {
+    fact(run.result === null && run.state_type === "COMPLETED" ? "Result (not kept in memory)" : "Result persisted at",
+      h("code", { class: "result-location" }, run.result_location));
+  }
   for (const [name, value] of Object.entries(run.parameters)) fact(`Parameter ${name}`, h("code", {}, value));
   for (const [name, ids] of Object.entries(run.task_inputs)) {
     fact(`Input ${name}`, ids.map((i) => byId.get(i)
@@ -262,7 +267,16 @@ function timeline(data, pick) {
         s("title", {}, `${w.kind === "Pending" ? "waiting to start" : "waiting to retry"}: ${seconds(w.end - w.start)}`)));
     }
     r.attempts.forEach((a, n) => {
-      const x1 = x(a.start), w = Math.max(x(a.end) - x1, 3);
+      // A sync body may wait for a worker thread after its attempt began: that wait is
+      // the start of the attempt, drawn dashed, and the bar begins when the body did.
+      let x1 = x(a.start);
+      const ready = Math.min(a.start + (a.thread_wait || 0), a.end);
+      if (x(ready) - x1 >= 1) {
+        g.append(s("line", { class: "wait wait-thread", "data-attempt": n + 1, x1, x2: x(ready), y1: y + 9, y2: y + 9 },
+          s("title", {}, `${r.name} attempt ${n + 1}: waiting for a worker thread: ${seconds(a.thread_wait)}`)));
+        x1 = x(ready);
+      }
+      const w = Math.max(x(a.end) - x1, 3);
       g.append(s("rect", { class: `bar b-${a.state_type} bn-${a.state_name}`, x: x1, y: y + 3, width: w, height: row - 7,
         "data-attempt": n + 1, "data-start": a.start, "data-end": a.end, "data-outcome": a.state_name },
         s("title", {}, `${r.name} attempt ${n + 1}: ${a.state_name}, ${seconds(a.end - a.start)}${a.message ? " – " + a.message : ""}`)));
@@ -274,7 +288,7 @@ function timeline(data, pick) {
      ["Retried", "scheduled"], ["Running", "running"], ["Crashed", "crashed"], ["Cancelled", "cancelled"]].map(([name, colour]) => {
       const swatch = h("i"); swatch.style.background = `var(--${colour})`;
       return h("span", {}, swatch, name);
-    }), h("span", {}, "dashed: waiting to start or to retry"));
+    }), h("span", {}, "dashed: waiting to start, for a worker thread, or to retry"));
   return [svg, legend];
 }
 

@@ -151,6 +151,7 @@ def runs_show(run: str) -> None:
     with _open() as store:
         tree = store.tree(_find(store, run).id)
         found = store.artifacts(tree[0].id)
+        workers = {r.id: _last_worker(store, r.id) for r in tree if r.kind == "task"}
     children: dict[str | None, list[RunRecord]] = {}
     for record in tree:
         children.setdefault(record.parent_id, []).append(record)
@@ -164,6 +165,8 @@ def runs_show(run: str) -> None:
             notes.append(f"cache {record.cache}")
         if record.task_inputs:
             notes.append("inputs: " + ", ".join(sorted(record.task_inputs)))
+        if (worker := workers.get(record.id)) is not None:
+            notes.append(f"ran in {worker}")
         click.echo(
             f"{prefix}{branch}{record.name} [{record.kind} {record.definition!r}] "
             f"{_state(record)} ({'; '.join(notes)})"
@@ -185,6 +188,11 @@ def runs_show(run: str) -> None:
             key = f" {artifact.key!r}" if artifact.key else ""
             click.echo(f"  {artifact.type}{key} by {names.get(artifact.run_id, '?')}: "
                        f"{_artifact_summary(artifact)}")  # fmt: skip
+
+
+def _last_worker(store: Store, run_id: str) -> str | None:
+    """Who ran the last attempt of the run that had a worker, if any did."""
+    return next((s.worker for s in reversed(store.states(run_id)) if s.worker), None)
 
 
 def _artifact_summary(artifact: ArtifactRecord) -> str:

@@ -510,6 +510,33 @@ def test_each_attempt_records_its_wait_for_a_worker_thread(backend: str) -> None
     assert 0 <= second < first  # the thread was free by the retry
 
 
+def test_each_attempt_records_who_ran_its_body(
+    backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @task
+    async def on_loop() -> int:
+        return 1
+
+    @flow
+    def mixed() -> None:
+        double.submit(1).wait()
+        on_loop.submit().wait()
+
+    mixed()
+    with Store.open() as s:
+        threaded = [(st.name, st.worker) for st in s.states("double-0")]
+        looped = [st.worker for st in s.states("on_loop-0")]
+    assert threaded == [("Pending", None), ("Running", None), ("Completed", "thread")]
+    assert looped == [None, None, None]  # an async body runs on the event loop
+    capsys.readouterr()
+    assert flowkit_main(["runs", "show", "mixed"]) == 0
+    shown = capsys.readouterr().out
+    assert "double-0 [task 'double'] Completed (" in shown
+    assert "; ran in thread)" in shown
+    assert "on_loop-0" in shown
+    assert shown.count("ran in") == 1
+
+
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),

@@ -17,6 +17,7 @@ from flowkit import flow, task
 from flowkit.cache_policies import INPUTS
 from flowkit.exceptions import TaskTimeoutError, WorkerCrashedError
 from flowkit.logging import get_run_logger
+from flowkit.store import Store
 from flowkit.task_runners import (
     ConcurrentTaskRunner,
     ProcessPoolTaskRunner,
@@ -248,6 +249,28 @@ def test_a_run_whose_worker_died_is_retried(backend: str, tmp_path: Path) -> Non
         return die_once.submit(tmp_path / "marker").result()
 
     assert recovering() == 7
+
+
+def test_the_store_records_the_worker_process_of_each_attempt(backend: str, tmp_path: Path) -> None:
+    @flow(task_runner=PROCESSES)
+    def recorded() -> tuple[int, int]:
+        died = die_once.submit(tmp_path / "marker")
+        return pid.submit().result(), died.result()
+
+    worker_pid, _ = recorded()
+    with Store.open() as store:
+        (ran,) = [s.worker for s in store.states("pid-0") if s.worker is not None]
+        attempts = [(s.name, s.worker) for s in store.states("die_once-0")]
+    assert worker_pid != os.getpid()
+    assert ran == f"process {worker_pid}"
+    ended = [(name, worker) for name, worker in attempts if worker is not None]
+    assert [name for name, _ in ended] == ["AwaitingRetry", "Completed"]
+    (_, died), (_, retried) = ended
+    assert died is not None
+    assert retried is not None
+    assert died.startswith("process ")  # the crashed worker, named by the pool
+    assert retried.startswith("process ")
+    assert died != retried  # the retry ran in the worker that replaced it
 
 
 @task

@@ -22,6 +22,7 @@ from distributed import LocalCluster
 from flowkit import flow, task
 from flowkit.exceptions import TaskTimeoutError
 from flowkit.logging import get_run_logger
+from flowkit.store import Store
 from flowkit.task_runners.dask import DaskTaskRunner, get_dask_client
 
 
@@ -58,6 +59,21 @@ def test_submitted_runs_run_on_the_cluster(backend: str, runner: DaskTaskRunner)
     squares, pids = on_dask()
     assert squares == [0, 1, 4, 9, 16]
     assert os.getpid() not in pids
+
+
+def test_the_store_records_the_dask_worker_of_a_run(
+    backend: str, cluster: LocalCluster, runner: DaskTaskRunner
+) -> None:
+    @flow(task_runner=runner)
+    def on_dask() -> int:
+        return square.submit(3).result()
+
+    assert on_dask() == 9
+    with Store.open() as store:
+        (worker,) = [s.worker for s in store.states("square-0") if s.worker is not None]
+    addresses = cluster.scheduler_info["workers"]
+    assert worker.startswith("dask ")
+    assert worker.removeprefix("dask ") in addresses
 
 
 @pytest.mark.anyio

@@ -152,15 +152,16 @@ def _inputs(run: Run) -> dict[str, list[str]] | None:
 def set_state(run: Run, state: State[Any]) -> None:
     """Move ``run`` to ``state`` and tell the event sinks."""
     run.state = state
-    wait = None
-    if run.thread_wait is not None and not state.is_running():
-        # The wait for a worker thread belongs to the attempt this state ends.
+    wait = worker = None
+    if not state.is_running():
+        # The wait for a worker thread, and the worker, belong to the attempt this ends.
         wait, run.thread_wait = run.thread_wait, None
+        worker, run.worker = run.worker, None
     if not state.type.is_final:
         if run.start_time is None and state.is_running():
             run.start_time = state.timestamp
         events.emit(StateChanged(run.info, state, run.run_count, run.start_time,
-                                 thread_wait=wait))  # fmt: skip
+                                 thread_wait=wait, worker=worker))  # fmt: skip
         return
     run.end_time = state.timestamp
     children: dict[StateType, int] | None = None
@@ -180,6 +181,7 @@ def set_state(run: Run, state: State[Any]) -> None:
             cache_note=run.cache_note,
             error=None if exc is None else error_info(exc, with_traceback=_telling(state, exc)),
             children=children, result_location=run.result_location, thread_wait=wait,
+            worker=worker,
         )
     )  # fmt: skip
 

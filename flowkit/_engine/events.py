@@ -142,6 +142,9 @@ class StateChanged:
         thread_wait: For the state that ends an attempt of a sync body on the event loop:
             the seconds that attempt waited, after it entered Running, for a slot of its
             flow's worker-thread limiter (``thread_limit``); else ``None``.
+        worker: For the state that ends an attempt: who ran its body, ``"thread"``,
+            ``"process <pid>"`` or ``"dask <worker address>"``; ``None`` when the body
+            ran on the event loop or was never called.
     """
 
     run: RunInfo
@@ -155,6 +158,7 @@ class StateChanged:
     children: Mapping[StateType, int] | None = None
     result_location: str | None = None
     thread_wait: float | None = None
+    worker: str | None = None
 
 
 @attrs.frozen

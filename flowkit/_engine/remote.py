@@ -107,6 +107,7 @@ class _Reply:
     value: Any
     error: BaseException | None
     logs: list[dict[str, Any]]
+    worker: str
 
 
 @attrs.frozen
@@ -160,8 +161,12 @@ def _plain(value: object) -> bool:
     return value is None or isinstance(value, str | int | float | tuple)
 
 
-def serve(payload: bytes) -> bytes:
-    """In a worker: run a packed body and return the packed reply (never raises)."""
+def serve(payload: bytes, worker: str) -> bytes:
+    """In a worker: run a packed body and return the packed reply (never raises).
+
+    ``worker`` names this worker in the reply (``"process <pid>"``, ``"dask <address>"``):
+    the run store records it on the state that ends the attempt.
+    """
     job = cast("_Job", cloudpickle().loads(payload))
     records = _Records()
     for name in _RUN_LOGGERS:
@@ -177,20 +182,20 @@ def serve(payload: bytes) -> bytes:
             value = _call(job)
     except Exception as exc:
         error = exc
-        exc.add_note(f"(raised in worker process {os.getpid()})")
+        exc.add_note(f"(raised in worker {worker})")
     finally:
         current_run.reset(token)
         for name in _RUN_LOGGERS:
             logging.getLogger(name).removeHandler(records)
     try:
-        return cloudpickle().dumps(_Reply(value, error, records.records))
+        return cloudpickle().dumps(_Reply(value, error, records.records, worker))
     except Exception as exc:
         what = "result" if error is None else f"exception ({type(error).__name__}: {error})"
         problem = TypeError(
             f"task run {job.info.name!r}: its {what} cannot be sent back from the worker: "
             f"{type(exc).__name__}: {exc}; return values that pickle"
         )
-        return cloudpickle().dumps(_Reply(None, problem, records.records))
+        return cloudpickle().dumps(_Reply(None, problem, records.records, worker))
 
 
 def _call(job: _Job) -> Any:
@@ -240,6 +245,7 @@ class Remote(OnLoop):
         if payload is None:
             payload = pack(run, self.executor.kind)
         reply = cast("_Reply", cloudpickle().loads(await self.executor.run(run, payload)))
+        run.worker = reply.worker
         _replay(reply.logs)
         if reply.error is not None:
             raise reply.error
@@ -262,12 +268,13 @@ def worker_main(fd: int) -> None:
 
     conn = Connection(fd)
     sys.path[:] = cast("list[str]", conn.recv())
+    me = f"process {os.getpid()}"
     while True:
         try:
             payload = conn.recv_bytes()
         except EOFError:
             return
-        conn.send_bytes(serve(payload))
+        conn.send_bytes(serve(payload, me))
 
 
 class _Died(Exception):
@@ -336,6 +343,7 @@ class ProcessPool:
                 reply = await anyio.to_thread.run_sync(worker.call, payload, abandon_on_cancel=True)
             except _Died:
                 self._all.discard(worker)
+                run.worker = f"process {worker.process.pid}"  # it sent no reply to say so
                 code = worker.process.returncode
                 raise WorkerCrashedError(
                     f"task run {run.name!r}: its worker process (pid {worker.process.pid}) "

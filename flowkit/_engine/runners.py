@@ -183,6 +183,7 @@ class OnLoop:
                 return [item async for item in value]
             return consumed(value, f"task run {run.name!r}")
         body = partial(_call_consumed, run)
+        run.worker = "thread"
         flow_run = run.flow_run
         nursery = flow_run.nursery if flow_run is not None else None
         if nursery is None:

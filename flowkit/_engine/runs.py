@@ -153,6 +153,9 @@ class Run:
         result_location: Where its persisted result lives, once written (or found).
         thread_wait: Seconds the current attempt's sync body waited for a slot of its
             flow's worker-thread limiter; the state that ends the attempt takes it.
+        worker: Who ran the current attempt's body, when not the event loop: ``"thread"``,
+            ``"process <pid>"`` or ``"dask <worker address>"``; the state that ends the
+            attempt takes it.
         submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
@@ -178,6 +181,7 @@ class Run:
     cache_note: str | None = None
     result_location: str | None = None
     thread_wait: float | None = None
+    worker: str | None = None
     streamed: int = 0
     # Parameters that got a value streamed by a generator run: that run's id.
     streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)

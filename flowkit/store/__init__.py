@@ -96,6 +96,9 @@ class StateRecord:
         thread_wait: For the state that ended an attempt of a sync body: the seconds
             that attempt waited for a worker thread (its flow's ``thread_limit``) after
             it entered Running.
+        worker: For the state that ended an attempt: who ran its body, ``"thread"``,
+            ``"process <pid>"`` or ``"dask <worker address>"``; ``None`` for a body on
+            the event loop, or none called.
     """
 
     type: str
@@ -103,6 +106,7 @@ class StateRecord:
     message: str | None
     timestamp: datetime
     thread_wait: float | None = None
+    worker: str | None = None
 
 
 @attrs.frozen
@@ -380,11 +384,11 @@ class Store:
     def states(self, run: str) -> list[StateRecord]:
         """The states the run entered, in order."""
         rows = self._db.execute(
-            "SELECT type, name, message, timestamp, thread_wait FROM states WHERE run_id = ? "
-            "ORDER BY timestamp, rowid",
+            "SELECT type, name, message, timestamp, thread_wait, worker FROM states "
+            "WHERE run_id = ? ORDER BY timestamp, rowid",
             (self.get(run).id,),
         )
-        return [StateRecord(r[0], r[1], r[2], _time(r[3]), r[4]) for r in rows]  # type: ignore[arg-type]
+        return [StateRecord(r[0], r[1], r[2], _time(r[3]), r[4], r[5]) for r in rows]  # type: ignore[arg-type]
 
     def logs(self, run: str) -> Iterator[LogLine]:
         """The log lines of the whole tree of ``run``, in order."""

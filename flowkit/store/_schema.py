@@ -124,6 +124,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN result_repr TEXT;
     ALTER TABLE states ADD COLUMN thread_wait REAL;
     """,
+    # 8: on the state that ends an attempt, who ran its body ("thread", "process <pid>",
+    # "dask <address>"); NULL for a body on the event loop.
+    """
+    ALTER TABLE states ADD COLUMN worker TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -485,14 +485,14 @@ class _Batch:
             # is in the states table, and its start time comes with its end.
             self.updates.append(_guarded(_update_row, item))
         self.states.append((run.id, state.type.value, state.name, state.message,
-                            _timestamp(item), item.thread_wait))  # fmt: skip
+                            _timestamp(item), item.thread_wait, item.worker))  # fmt: skip
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         runs = [_guarded(_run_row, pending, latest) for pending, latest in self.new.values()]
         return [
             (_INSERT_RUN, runs),
             (_UPDATE_RUN, self.updates),
-            ("INSERT INTO states VALUES (?, ?, ?, ?, ?, ?)", self.states),
+            ("INSERT INTO states VALUES (?, ?, ?, ?, ?, ?, ?)", self.states),
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
             ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
         ]
@@ -594,7 +594,7 @@ def recover(db: sqlite3.Connection) -> int:
                 [(message, now, i) for i in ids],
             )
             db.executemany(
-                "INSERT INTO states VALUES (?, 'CRASHED', 'Crashed', ?, ?, NULL)",
+                "INSERT INTO states VALUES (?, 'CRASHED', 'Crashed', ?, ?, NULL, NULL)",
                 [(i, message, now) for i in ids],
             )
             db.execute("COMMIT")

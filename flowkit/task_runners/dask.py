@@ -175,7 +175,7 @@ class _Dask:
             await anyio.lowlevel.checkpoint()
         self._batch = None
         futures = self.client.map(
-            serve, [p.payload for p in batch], key=[p.key for p in batch], pure=False
+            _serve, [p.payload for p in batch], key=[p.key for p in batch], pure=False
         )
         for pending, future in zip(batch, futures, strict=True):
             pending.future = future
@@ -188,6 +188,11 @@ class _Dask:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _serve(payload: bytes) -> bytes:
+    """On a Dask worker: ``serve``, with the worker's address in the reply."""
+    return serve(payload, f"dask {_dask.get_worker().address}")
 
 
 @contextlib.contextmanager

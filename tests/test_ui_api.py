@@ -474,6 +474,7 @@ def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: 
         db.execute(f"DROP TABLE {table}")
     db.execute("ALTER TABLE runs DROP COLUMN result_repr")  # and 7
     db.execute("ALTER TABLE states DROP COLUMN thread_wait")
+    db.execute("ALTER TABLE states DROP COLUMN worker")  # 8
     db.execute("PRAGMA user_version = 4")
     db.close()
     with pytest.raises(sqlite3.DatabaseError, match="has schema 4, this flowkit reads"):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.run import CONFIGURATIONS, goals
+from benchmarks.run import CONFIGURATIONS, STARTUP_FLOWKIT, goals
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,23 +50,13 @@ def test_quick_benchmarks_write_a_record_per_workload_and_system(
         assert record["ratio"] > 0
 
 
-PLAIN_IMPORT = """
-import json
-import os
-from flowkit import flow, task
-
-@task
-def one() -> int:
-    return 1
-
-@flow
-def main() -> int:
-    return one()
-
-main()
-from benchmarks.run import describe_configuration
-print(json.dumps(describe_configuration()))
-"""
+# The start-up benchmark's program (one task in a flow, as a user writes it), then a look
+# at the configuration it left.
+PLAIN_IMPORT = (
+    STARTUP_FLOWKIT
+    + "import json\nfrom benchmarks.run import describe_configuration\n"
+    + "print(json.dumps(describe_configuration()))\n"
+)
 
 
 def test_the_default_configuration_is_what_a_plain_import_gives(tmp_path: Path) -> None:

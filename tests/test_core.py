@@ -721,3 +721,24 @@ def test_binding_agrees_with_inspect(fn: Any, args: list[int], kwargs: dict[str,
     assert _bind(signature, plain_parameters(signature), tuple(args), kwargs) == dict(
         bound.arguments
     )
+
+
+def test_run_ids_are_random_uuids_never_shared_with_a_forked_child() -> None:
+    import multiprocessing
+    import uuid
+
+    from flowkit._engine.runs import new_id
+
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert {i.version for i in ids} == {4}
+    assert {i.variant for i in ids} == {uuid.RFC_4122}
+    parent, child = multiprocessing.get_context("fork").Pipe()
+    process = multiprocessing.get_context("fork").Process(
+        target=lambda: child.send([new_id() for _ in range(10)])
+    )
+    process.start()
+    in_child = parent.recv()
+    process.join()
+    in_parent = [new_id() for _ in range(10)]
+    assert not set(in_child) & set(in_parent)

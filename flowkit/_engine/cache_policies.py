@@ -18,7 +18,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import attrs
 
@@ -32,7 +32,7 @@ from .cache import (
     digest,
     digest_canonical,
 )
-from .runs import Run, current_run
+from .runs import Run, current_run, new_id
 
 __all__ = [
     "DEFAULT",
@@ -506,7 +506,7 @@ def explain(task: Any, policy: CachePolicy | None, parameters: dict[str, Any]) -
         return CacheExplanation(None, {}, False, f"task {task.name!r} does not cache its results")
     here = current_run.get()
     flow_run = here.flow_run if here is not None else None
-    info = TaskRunInfo(uuid4(), flow_run.id if flow_run is not None else None)
+    info = TaskRunInfo(new_id(), flow_run.id if flow_run is not None else None)
     context = CacheContext(task, info, parameters)
     flow_parameters = flow_run.parameters if flow_run is not None else {}
     parts: dict[str, str | None] = {}

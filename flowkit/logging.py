@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Generator
 from contextlib import contextmanager
 from logging import DEBUG, ERROR, INFO, WARNING
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from . import _progress
 from ._engine import events
@@ -128,12 +128,7 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.label = label = getattr(record, "run_label", record.name)
         record.message = record.getMessage()
-        second = int(record.created)
-        clock = self._clock
-        if clock[0] != second:
-            clock = self._clock = (second, time.strftime("%H:%M:%S", self.converter(second)))
-        line = f"{clock[1]}.{int(record.msecs):03d} | {record.levelname:<7} | {label} - "
-        line += record.message
+        line = self.line(record.created, int(record.msecs), record.levelname, label, record.message)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -141,6 +136,14 @@ class ConsoleFormatter(logging.Formatter):
         if record.stack_info:
             line += "\n" + self.formatStack(record.stack_info)
         return line
+
+    def line(self, created: float, msecs: int, levelname: str, label: str, message: str) -> str:
+        """The line of a record made at ``created``, without its traceback."""
+        second = int(created)
+        clock = self._clock
+        if clock[0] != second:
+            clock = self._clock = (second, time.strftime("%H:%M:%S", self.converter(second)))
+        return f"{clock[1]}.{msecs:03d} | {levelname:<7} | {label} - {message}"
 
     def formatException(self, ei: Any) -> str:
         # Without the ``^^^`` markers, whose source parsing is not thread-safe on 3.11.
@@ -200,14 +203,19 @@ class ConsoleHandler(logging.StreamHandler[TextIO]):
         except Exception:
             self.handleError(record)
             return
-        lines = self._lines
-        lines.append(line)
-        if record.levelno >= WARNING or len(lines) >= _FLUSH_LINES:
-            self.flush()
-        elif len(lines) == 1:
-            if self._flusher_pid != os.getpid():
-                self._start_flusher()
-            self._due.set()
+        self.gather(line, record.levelno)
+
+    def gather(self, line: str, level: int) -> None:
+        """Have ``line``, of a record at ``level``, written with the lines of its batch."""
+        with self.lock:  # type: ignore[union-attr]  # Handler.__init__ made it
+            lines = self._lines
+            lines.append(line)
+            if level >= WARNING or len(lines) >= _FLUSH_LINES:
+                self.flush()
+            elif len(lines) == 1:
+                if self._flusher_pid != os.getpid():
+                    self._start_flusher()
+                self._due.set()
 
     def flush(self) -> None:
         """Write the lines gathered so far, then flush the stream."""
@@ -238,11 +246,12 @@ class ConsoleHandler(logging.StreamHandler[TextIO]):
 _setup_lock = threading.Lock()
 _setup_done = False
 _console: ConsoleHandler | None = None
+_bus: BusHandler | None = None
 
 
 def setup() -> None:
     """Configure flowkit's logging once, at the first run. Safe to call again."""
-    global _setup_done, _console
+    global _setup_done, _console, _bus
     if _setup_done:
         return
     with _setup_lock:
@@ -263,7 +272,8 @@ def setup() -> None:
         if not logging.getLogger().handlers and not own:
             _console = ConsoleHandler(sys.stderr)
             root_logger.addHandler(_console)
-        root_logger.addHandler(BusHandler())
+        _bus = BusHandler()
+        root_logger.addHandler(_bus)
         events.subscribe(_log_state_change)
         _progress.setup()  # the terminal progress line: the console's other sink
         _setup_done = True
@@ -294,6 +304,9 @@ def _news(
     logger = _loggers[None if speaker is None else speaker.kind]
     if not logger.isEnabledFor(level):
         return
+    if (event is None or event.error is None) and _only_flowkit_handles(logger, level):
+        _tell(logger.name, level, msg % args if args else msg, speaker, about)
+        return
     if speaker is None:
         # An engine line about a run (its creation) carries its ids, not its label.
         extra = None if about is None else {**about.fields, "run_label": "flowkit.engine"}
@@ -313,6 +326,52 @@ def _news(
         )
     record.exc_text = exc_text  # formatted already: no handler parses source again
     logger.handle(record)
+
+
+def _only_flowkit_handles(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``logger`` at ``level`` would reach flowkit's console and bus
+    handlers and nothing else (no handler, filter or record factory of the program's, no
+    formatter but flowkit's): ``_tell`` can then do what they would, without a record."""
+    console, bus, flowkit = _console, _bus, _flowkit
+    return (
+        console is not None
+        and bus is not None
+        and not logger.handlers
+        and not logger.filters
+        and not logger.disabled
+        and logger.propagate
+        and len(handlers := flowkit.handlers) == 2
+        and handlers[0] is console
+        and handlers[1] is bus
+        and not flowkit.filters
+        and not console.filters
+        and not bus.filters
+        and console.level <= level
+        and bus.level <= level
+        and type(console.formatter) is ConsoleFormatter
+        and (not flowkit.propagate or not logging.root.handlers)
+        and logging.getLogRecordFactory() is logging.LogRecord
+    )
+
+
+def _tell(
+    name: str, level: int, message: str, speaker: RunInfo | None, about: RunInfo | None
+) -> None:
+    """What flowkit's console and bus handlers make of a record, made without one: a
+    line on the console and, for a line about a run, a ``LogLine`` on the bus."""
+    assert _console is not None
+    created_ns = time.time_ns()
+    created = created_ns / 1e9
+    label = "flowkit.engine" if speaker is None else speaker.label
+    levelname = logging.getLevelName(level)
+    msecs = (created_ns % 1_000_000_000) // 1_000_000
+    formatter = cast(ConsoleFormatter, _console.formatter)
+    _console.gather(formatter.line(created, msecs, levelname, label, message), level)
+    if (run := speaker or about) is not None:
+        events.emit(LogLine(run.id, run.root_id, created, level, name, label, message))
+
+
+_flowkit = logging.getLogger("flowkit")
 
 
 # What every engine record shares: where it comes from (flowkit, not a user's line) and

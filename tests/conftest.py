@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,15 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def _isolated_home(flowkit_home: Path) -> Path:
     """Never touch the real ``~/.flowkit``: every test gets the plugin's fresh home."""
     return flowkit_home
+
+
+@pytest.fixture(autouse=True)
+def _flowkit_level() -> None:
+    """flowkit's level as its first run sets it (INFO) in every test: a test that ran that
+    first run under ``caplog.set_level`` left it unset once caplog put it back."""
+    logger = logging.getLogger("flowkit")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
 
 
 Respond = Callable[[str], bytes]

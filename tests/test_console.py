@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -82,10 +84,11 @@ def test_flush_writes_what_is_gathered() -> None:
     assert stream.getvalue().count("\n") == 1
 
 
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
+def run_python(code: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKIT_LOGGING")}
+    env.update(settings)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
         timeout=60, env=env, check=False,
     )  # fmt: skip
 
@@ -175,3 +178,54 @@ def test_a_forked_process_does_not_write_the_lines_of_its_parent() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("before the fork") == 1
+
+
+STORY = """
+import json, logging, sys
+from flowkit import flow, task, get_run_logger
+from flowkit.store import Store
+
+if sys.argv[1] == "through-records":  # a filter on each run logger: records must be made
+    for name in ("flowkit.engine", "flowkit.flow_runs", "flowkit.task_runs"):
+        logging.getLogger(name).addFilter(lambda record: True)
+
+@task(retries=1)
+def step(i: int) -> int:
+    get_run_logger().info("step %d", i)
+    if i == 2:
+        raise ValueError("two")
+    return i
+
+@flow
+def main() -> None:
+    step(0)
+    step.submit(1).result()
+    step(2, return_state=True)
+
+main()
+with Store.open() as store:
+    lines = [(l.run_id is not None, l.level, l.logger, l.label, l.message)
+             for l in store.logs(store.flow_runs(limit=1)[0].id)]
+print(json.dumps(lines))
+"""
+
+
+def test_story_lines_without_records_are_those_records_would_make(tmp_path: Path) -> None:
+    """With only flowkit's own handlers, the engine's lines skip making a record: the
+    console and the run store get the same lines as when a filter makes records needed."""
+
+    def story(how: str) -> tuple[list[str], str]:
+        home = tmp_path / how
+        result = run_python(STORY, how, FLOWKIT_HOME=str(home))
+        assert result.returncode == 0, result.stderr
+        # Without times, and run names (drawn at random) made the same.
+        text = re.sub(r"'[a-z]+-[a-z]+'", "'<flow run>'", result.stderr)
+        return [line[13:] for line in text.splitlines()], result.stdout
+
+    direct, direct_stored = story("direct")
+    through, through_stored = story("through-records")
+    assert len(direct) > 15
+    assert direct == through
+    assert re.sub(r"'[a-z]+-[a-z]+'", "", direct_stored) == re.sub(
+        r"'[a-z]+-[a-z]+'", "", through_stored
+    )

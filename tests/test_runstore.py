@@ -559,3 +559,23 @@ def test_short_repr_never_raises() -> None:
     assert short_repr(Broken()).startswith("<Broken instance at 0x")
     assert short_repr([1, Broken()]).startswith("[1, <Broken instance at 0x")
     assert short_repr(10**5000) == "<unrepresentable int: ValueError>"
+
+
+def test_none_binds_as_null_through_the_store_adapter_and_a_program_adapter_stays(
+    tmp_path: Path,
+) -> None:
+    from flowkit.store._schema import connect
+
+    key = (type(None), sqlite3.PrepareProtocol)
+    before = sqlite3.adapters.pop(key, None)
+    try:
+        db = connect(tmp_path / "runs.db", create=True)
+        assert db.execute("SELECT ? IS NULL", (None,)).fetchone() == (1,)
+        db.close()
+        own = sqlite3.adapters[key] = lambda _: "mine"
+        connect(tmp_path / "runs.db", create=False).close()
+        assert sqlite3.adapters[key] is own
+    finally:
+        sqlite3.adapters.pop(key, None)
+        if before is not None:
+            sqlite3.adapters[key] = before

@@ -1,0 +1,1 @@
+"""``flowkit bench``: measure flowkit against the plain implementation of each workload."""

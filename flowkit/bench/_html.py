@@ -371,7 +371,7 @@ def _summary(cells: Sequence[Cell]) -> _Html:
         _tag(
             "tr",
             _tag("td", c.workload, class_="workload", title=c.id),
-            _tag("td", c.system if c.system != "floor" else f"floor: {c.floor}"),
+            _tag("td", c.system if c.system != "floor" else f"floor: {c.floor}", class_="system"),
             _tag("td", c.backend),
             _tag("td", c.runner),
             _tag("td", "none" if c.limit is None else c.limit, class_="num"),
@@ -496,7 +496,8 @@ table { border-collapse: collapse; font-size: 13.5px; }
 .cells th, .cells td, .failures th, .failures td, .runs th, .runs td {
   padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left;
   vertical-align: top; }
-thead th { background: var(--floor); font-weight: 600; white-space: nowrap; }
+thead th { background: var(--floor); font-weight: 600; vertical-align: bottom; }
+.system { white-space: nowrap; }
 .num { text-align: right !important; font-variant-numeric: tabular-nums;
   white-space: nowrap; }
 tr.floor td { background: var(--floor); color: #3b4252; }

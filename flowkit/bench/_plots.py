@@ -32,6 +32,7 @@ _COLORS = [
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
     "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
 ]  # fmt: skip
+_FLOOR = "#c9ced6"  # a floor's box: grey beside flowkit's blue
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 _PHASES = {"waiting": "#f28e2b", "running": "#4e79a7", "recording": "#59a14f"}
 _WIDTH = 11.0  # inches: 1,056 px at the page's 96 px per inch, inside its 1,180 px column
@@ -108,7 +109,7 @@ def _tick_per_second(value: float, _: object) -> str:
 
 
 def _tick_times(value: float, _: object) -> str:
-    return f"{value:.2g}×"
+    return f"{value:.3g}×"
 
 
 def _tick_count(value: float, _: object) -> str:
@@ -142,7 +143,7 @@ def throughput(cells: Sequence[Cell]) -> Plot:
     limits = {c.limit for c in measured}
     keyed = ["workload", "backend", "runner kind", "system"]
     if len(workers) > 1 or len(limits) == 1:
-        axis = "the runner's worker count (threads:8 is 8)"
+        axis, unit = "the runner's worker count (threads:8 is 8)", "worker count"
         if len(limits) > 1:
             keyed.append("limit")
 
@@ -151,6 +152,7 @@ def throughput(cells: Sequence[Cell]) -> Plot:
 
     else:
         axis = "the limit (a cell without one is drawn at its runner's worker count)"
+        unit = "limit"
 
         def x(cell: Cell) -> int:
             return cell.limit if cell.limit is not None else cell.workers or 0
@@ -187,7 +189,7 @@ def throughput(cells: Sequence[Cell]) -> Plot:
     _ticks_at(axes, xs)
     axes.set_ylim(bottom=0)
     axes.yaxis.set_major_formatter(FuncFormatter(_tick_per_second))
-    axes.set_xlabel("concurrency (" + ("worker count" if "worker" in axis else "limit") + ")")
+    axes.set_xlabel(f"concurrency ({unit})")
     axes.set_ylabel("throughput (tasks/s, median over rounds)")
     axes.set_title(_title("Throughput against concurrency", measured, keyed), loc="left")
     _legend(axes, handles)
@@ -236,23 +238,27 @@ def latencies(cells: Sequence[Cell]) -> Plot:
         medianprops={"color": "#1d2330", "linewidth": 1.4},
     )  # fmt: skip
     for box, cell in zip(boxes["boxes"], sampled, strict=True):
-        box.set_facecolor(_COLORS[0] if cell.system == "flowkit" else "#c9ced6")
+        box.set_facecolor(_COLORS[0] if cell.system == "flowkit" else _FLOOR)
         box.set_edgecolor("#3b4252")
     axes.set_yticks(positions, [_text(label(c)) for c in sampled])
     samples = [s for c in sampled for s in c.latencies_s]
+    scale = ""
     if min(samples) > 0 and max(samples) / min(samples) > 20:
         axes.set_xscale("log")
         axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axes.xaxis.set_minor_formatter(NullFormatter())
+        scale = " (log scale)"
     axes.xaxis.set_major_formatter(FuncFormatter(_tick_seconds))
     axes.grid(False, axis="y")
-    axes.set_xlabel("latency per task, submit to result (log scale)")
+    axes.set_xlabel(f"latency per task, submit to result{scale}")
     axes.set_title(_title("Latency distribution per cell", sampled, fields), loc="left")
+    systems = {c.system == "flowkit" for c in sampled}
     _legend(
         axes,
         [
-            Patch(facecolor=_COLORS[0], edgecolor="#3b4252", label="flowkit"),
-            Patch(facecolor="#c9ced6", edgecolor="#3b4252", label="floor"),
+            Patch(facecolor=colour, edgecolor="#3b4252", label=name)
+            for flowkit, colour, name in ((True, _COLORS[0], "flowkit"), (False, _FLOOR, "floor"))
+            if flowkit in systems
         ],
     )
     return Plot(

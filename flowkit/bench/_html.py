@@ -425,12 +425,11 @@ def _failures(cells: Sequence[Cell]) -> _Html:
     )
 
 
-def _plot(number: int, title: str, plot: Plot) -> _Html:
-    drawn = plot.svg is not None
+def _plot(index: int, title: str, plot: Plot) -> _Html:
     return _tag(
         "section",
-        _tag("h2", f"{number}. {title}"),
-        _tag("p", plot.note, class_="note" if drawn else "note undrawn"),
+        _tag("h2", f"{index}. {title}"),
+        _tag("p", plot.note, class_="note" if plot.svg is not None else "note undrawn"),
         _tag("figure", _Html(plot.svg)) if plot.svg is not None else None,
         class_="plot",
     )

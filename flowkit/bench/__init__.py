@@ -1,0 +1,3 @@
+"""``flowkit bench``: measure flowkit against the plain implementation of each workload."""
+
+__all__: list[str] = []

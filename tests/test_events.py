@@ -159,7 +159,7 @@ async def test_one_bad_call_among_a_thousand_runs_loses_no_row() -> None:
     assert _count("SELECT count(*) FROM runs WHERE kind = 'flow'") == 20
     assert _count("SELECT count(*) FROM runs WHERE kind = 'task'") == 1000
     assert _count("SELECT count(*) FROM runs WHERE state_name != 'Completed'") == 0
-    assert _count("SELECT count(*) FROM states") == 20 * 3 + 1000 * 3
+    assert _count("SELECT count(*) FROM history") == 20 * 3 + 1000 * 3
 
 
 def test_a_wrong_call_says_which_task_and_how_to_call_it() -> None:

@@ -579,3 +579,54 @@ def test_none_binds_as_null_through_the_store_adapter_and_a_program_adapter_stay
         sqlite3.adapters.pop(key, None)
         if before is not None:
             sqlite3.adapters[key] = before
+
+
+def test_a_task_run_history_is_whole_with_one_state_row_per_attempt_end() -> None:
+    calls: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=0)
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("first")
+        return 7
+
+    @flow
+    def main() -> int:
+        return flaky()
+
+    assert main() == 7
+    with Store.open() as s:
+        (run,) = [r for r in s.tree(s.flow_runs(limit=1)[0].id) if r.kind == "task"]
+        names = [state.name for state in s.states(run.id)]
+        stored = s._db.execute("SELECT name FROM states WHERE run_id = ?", (run.id,))
+        stored_names = [r[0] for r in stored]
+    assert names == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
+    assert stored_names == ["AwaitingRetry", "Retrying", "Completed"]
+
+
+def test_migration_9_drops_the_rows_the_history_view_makes(flowkit_home: Path) -> None:
+    @task
+    def one() -> int:
+        return 1
+
+    @flow
+    def main() -> int:
+        return one()
+
+    main()
+    path = flowkit_home / "runs.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    (task_id, created, start) = db.execute(
+        "SELECT id, created, start_time FROM runs WHERE kind = 'task'"
+    ).fetchone()
+    # As flowkit before migration 9 wrote them: a row for the Pending and the Running.
+    db.execute("DROP VIEW history")
+    db.executemany(
+        "INSERT INTO states VALUES (?, ?, ?, NULL, ?, NULL, NULL)",
+        [(task_id, "PENDING", "Pending", created), (task_id, "RUNNING", "Running", start)],
+    )
+    db.execute("PRAGMA user_version = 8")
+    db.close()
+    with Store.open() as s:
+        assert [state.name for state in s.states(task_id)] == ["Pending", "Running", "Completed"]

@@ -384,8 +384,8 @@ class Store:
     def states(self, run: str) -> list[StateRecord]:
         """The states the run entered, in order."""
         rows = self._db.execute(
-            "SELECT type, name, message, timestamp, thread_wait, worker FROM states "
-            "WHERE run_id = ? ORDER BY timestamp, rowid",
+            "SELECT type, name, message, timestamp, thread_wait, worker FROM history "
+            "WHERE run_id = ? ORDER BY timestamp, seq",
             (self.get(run).id,),
         )
         return [StateRecord(r[0], r[1], r[2], _time(r[3]), r[4], r[5]) for r in rows]  # type: ignore[arg-type]

@@ -129,6 +129,26 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE states ADD COLUMN worker TEXT;
     """,
+    # 9: a task run in a flow has no rows for the Pending it was created in and its first
+    # Running: they are its runs row's created and start_time, and the view history
+    # gives every run's states, those two included.
+    """
+    DELETE FROM states WHERE rowid IN (
+        SELECT s.rowid FROM states s JOIN runs r ON r.id = s.run_id
+        WHERE r.kind = 'task' AND r.parent_id IS NOT NULL AND (
+            (s.type = 'PENDING' AND s.timestamp = r.created)
+            OR (s.type = 'RUNNING' AND s.name = 'Running' AND s.timestamp = r.start_time)
+        )
+    );
+    CREATE VIEW history (run_id, type, name, message, timestamp, thread_wait, worker, seq) AS
+        SELECT id, 'PENDING', 'Pending', NULL, created, NULL, NULL, -2 FROM runs
+        WHERE kind = 'task' AND parent_id IS NOT NULL
+        UNION ALL
+        SELECT id, 'RUNNING', 'Running', NULL, start_time, NULL, NULL, -1 FROM runs
+        WHERE kind = 'task' AND parent_id IS NOT NULL AND start_time IS NOT NULL
+        UNION ALL
+        SELECT run_id, type, name, message, timestamp, thread_wait, worker, rowid FROM states;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

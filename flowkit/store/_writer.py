@@ -476,14 +476,15 @@ class _Batch:
                               item.logger, item.label, item.message))  # fmt: skip
             return
         run, state = item.run, item.state
-        if state.is_pending():
+        created = state.is_pending() and run.id not in self.new
+        if created:
             self.new[run.id] = [item, item]
         elif (seen := self.new.get(run.id)) is not None:
             seen[1] = item
-        elif state.type.is_final or run.kind == "flow" or not state.is_running():
-            # A task run's row changes when it ends (and for retries); its Running
-            # is in the states table, and its start time comes with its end.
+        else:
             self.updates.append(_guarded(_update_row, item))
+        if run.kind == "task" and run.parent is not None and (created or _first_running(item)):
+            return  # the run's created and start_time say it (see the history view)
         self.states.append((run.id, state.type.value, state.name, state.message,
                             _timestamp(item), item.thread_wait, item.worker))  # fmt: skip
 
@@ -496,6 +497,12 @@ class _Batch:
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
             ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
         ]
+
+
+def _first_running(event: StateChanged) -> bool:
+    """Whether ``event`` starts the run's first attempt: its ``start_time``."""
+    state = event.state
+    return state.is_running() and event.run_count == 1 and state.name == "Running"
 
 
 _INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 23) + ")"

@@ -101,7 +101,7 @@ def create_app(store: Path) -> Starlette:
     async def watch(request: Request) -> Response:
         run_id = request.query_params.get("run") or None
         return StreamingResponse(
-            _changes(lambda: read(lambda db: q.change_mark(db, run_id), (0, 0, 0))),
+            _changes(lambda: read(lambda db: q.change_mark(db, run_id), ())),
             media_type="text/event-stream",
             headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"},
         )
@@ -122,7 +122,7 @@ def create_app(store: Path) -> Starlette:
     )
 
 
-async def _changes(mark: Callable[[], tuple[int, int, int]]) -> AsyncIterator[str]:
+async def _changes(mark: Callable[[], tuple[int, ...]]) -> AsyncIterator[str]:
     """Server-sent events: ``change`` each time the store's mark moves."""
     last = await anyio.to_thread.run_sync(mark)
     yield f"event: hello\ndata: {json.dumps(last)}\n\n"

@@ -174,21 +174,23 @@ def flow_names(db: sqlite3.Connection) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int, int, int]:
-    """A mark that moves whenever the store (or the tree of ``run_id``) gets new rows."""
+def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int, ...]:
+    """A mark that moves whenever the store (or the tree of ``run_id``) gets new rows, or
+    a run in it starts (a task run's start is its row's ``start_time``, not a state row)."""
     if run_id is None:
         row = db.execute(
             "SELECT (SELECT max(rowid) FROM states), (SELECT max(rowid) FROM logs), "
-            "(SELECT max(rowid) FROM artifacts)"
+            "(SELECT max(rowid) FROM artifacts), (SELECT max(rowid) FROM runs)"
         ).fetchone()
     else:
         row = db.execute(
             "SELECT (SELECT max(s.rowid) FROM states s JOIN runs r ON r.id = s.run_id "
             "WHERE r.root_id = ?1), (SELECT count(*) FROM logs WHERE root_id = ?1), "
-            "(SELECT count(*) FROM artifacts WHERE root_id = ?1)",
+            "(SELECT count(*) FROM artifacts WHERE root_id = ?1), "
+            "(SELECT count(start_time) + count(*) FROM runs WHERE root_id = ?1)",
             (run_id,),
         ).fetchone()
-    return (row[0] or 0, row[1] or 0, row[2] or 0)
+    return tuple(v or 0 for v in row)
 
 
 def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
@@ -214,8 +216,8 @@ def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         run["states"] = []
         tree[r["id"]] = run
     states = db.execute(
-        "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait FROM states s "
-        "JOIN runs r ON r.id = s.run_id WHERE r.root_id = ? ORDER BY s.timestamp, s.rowid",
+        "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait FROM history s "
+        "JOIN runs r ON r.id = s.run_id WHERE r.root_id = ? ORDER BY s.timestamp, s.seq",
         (root_id,),
     )
     for run_id_, type_, name, message, timestamp, thread_wait in states:

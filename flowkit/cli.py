@@ -327,7 +327,7 @@ def bench(
     )  # fmt: skip
     document = bench_module.run(
         matrix, argv=_bench_argv(click.get_current_context(), seed), home=home,
-        verbose=verbose, progress=click.get_text_stream("stderr"),
+        verbose=verbose, progress=sys.stderr,
     )  # fmt: skip
     click.echo(_command.table(document))
     if json_path is not None:
@@ -372,8 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 on success, 2 for bad input (unknown run, missing store...).
     """
     try:
-        cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="flowkit",
-                 standalone_mode=False)  # fmt: skip
+        # Not standalone, click returns the code of an ``Exit`` raised in a command.
+        code = cli.main(args=list(argv) if argv is not None else sys.argv[1:],
+                        prog_name="flowkit", standalone_mode=False)  # fmt: skip
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -389,4 +390,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted!", err=True)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0

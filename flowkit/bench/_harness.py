@@ -110,35 +110,39 @@ def run_job(
     this process's own. At ``timeout`` seconds its whole process group (its worker
     processes too) is killed, and the outcome is ``"timeout"``.
     """
-    child = subprocess.Popen(
+    console: dict[str, Any] = {"lines": 0, "bytes": 0, "tail": ""}
+    reply: list[bytes] = []
+    with subprocess.Popen(
         [sys.executable, "-m", "flowkit.bench._cell"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=None if verbose else subprocess.PIPE,
         env=dict(env) if env is not None else None, start_new_session=True,
-    )  # fmt: skip
-    console: dict[str, Any] = {"lines": 0, "bytes": 0, "tail": ""}
-    drains = []
-    if child.stderr is not None:
-        drains.append(threading.Thread(target=_drain, args=(child.stderr, console), daemon=True))
-    reply: list[bytes] = []
-    assert child.stdout is not None and child.stdin is not None
-    out = child.stdout
-    drains.append(threading.Thread(target=lambda: reply.append(out.read()), daemon=True))
-    for drain in drains:
-        drain.start()
-    with child.stdin as stdin:
-        stdin.write(json.dumps({"target": job.target, "spec": job.spec}).encode())
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _kill(child)
+    ) as child:  # fmt: skip
+        assert child.stdout is not None and child.stdin is not None
+        out = child.stdout
+        drains = [threading.Thread(target=lambda: reply.append(out.read()), daemon=True)]
+        if child.stderr is not None:
+            drains.append(threading.Thread(target=_drain, args=(child.stderr, console),
+                                           daemon=True))  # fmt: skip
+        for drain in drains:
+            drain.start()
+        try:
+            with child.stdin as stdin:
+                stdin.write(json.dumps({"target": job.target, "spec": job.spec}).encode())
+        except BrokenPipeError:  # it died before reading its request: said below
+            pass
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        else:
+            timed_out = False
+        _kill(child)  # its whole group: a worker process left behind would hold the pipes
         for drain in drains:
             drain.join()
+    if timed_out:
         return Outcome(job, "timeout", f"killed after {timeout:g} s", None,
                        console["lines"], console["bytes"], console["tail"])  # fmt: skip
-    _kill(child)  # a worker process it left behind would hold the pipes open
-    for drain in drains:
-        drain.join()
     lines = b"".join(reply).decode(errors="replace").strip().splitlines()
     answer: dict[str, Any] = {}
     if lines:

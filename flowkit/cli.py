@@ -258,26 +258,59 @@ def ui(host: str, port: int, open_browser: bool) -> None:
 
 @cli.command()
 @click.argument("workload")
-@click.option("--backend", default="asyncio", show_default=True,
-              help="event loops, comma-separated: asyncio, trio, asyncio+uvloop")
-@click.option("--runner", default="threads:8", show_default=True,
-              help="task runners, comma-separated: threads:N, processes:N, dask:N")
-@click.option("--limit", default="none", show_default=True,
-              help="task runs at once, comma-separated: none or a number")
-@click.option("--n", "n", default=None,
-              help="tasks per workload, comma-separated  [default: 1000 for a built-in]")
+@click.option(
+    "--backend",
+    default="asyncio",
+    show_default=True,
+    help="event loops, comma-separated: asyncio, trio, asyncio+uvloop",
+)
+@click.option(
+    "--runner",
+    default="threads:8",
+    show_default=True,
+    help="task runners, comma-separated: threads:N, processes:N, dask:N",
+)
+@click.option(
+    "--limit",
+    default="none",
+    show_default=True,
+    help="task runs at once, comma-separated: none or a number",
+)
+@click.option(
+    "--n",
+    "n",
+    default=None,
+    help="tasks per workload, comma-separated  [default: 1000 for a built-in]",
+)
 @click.option("--rounds", default=5, show_default=True, help="timed rounds per cell")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="an argument of your flow (module:flow); VALUE is JSON or a string")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="an argument of your flow (module:flow); VALUE is JSON or a string",
+)
 @click.option("--seed", type=int, default=None, help="shuffle the rounds with this seed")
-@click.option("--timeout", default=300.0, show_default=True,
-              help="seconds a cell's round may take before it is killed")
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    help="seconds a cell's round may take before it is killed",
+)
 @click.option("--json", "json_path", metavar="PATH", help="write every record as JSON")
 @click.option("--html", "html_path", metavar="PATH", help="write the report as HTML")
-@click.option("--compare", "baseline", metavar="BASELINE.json",
-              help="compare each cell with a run's --json; exit 1 if one is slower")
-@click.option("--tolerance", default=0.1, show_default=True,
-              help="how much slower than the baseline a cell may be (0.1: 10%)")
+@click.option(
+    "--compare",
+    "baseline",
+    metavar="BASELINE.json",
+    help="compare each cell with a run's --json; exit 1 if one is slower",
+)
+@click.option(
+    "--tolerance",
+    default=0.1,
+    show_default=True,
+    help="how much slower than the baseline a cell may be (0.1: 10%)",
+)
 @click.option("--home", metavar="DIR", help="FLOWKIT_HOME of the cells' run store")
 @click.option("--verbose", is_flag=True, help="show the cells' console lines")
 def bench(
@@ -295,7 +328,7 @@ def bench(
     import random
 
     from . import bench as bench_module
-    from .bench import _command
+    from .bench._command import comparison_text, html_writer_available, table, write_html
 
     if tolerance < 0:
         raise click.BadParameter(f"{tolerance:g} is below 0: give a fraction such as 0.1",
@@ -309,7 +342,7 @@ def bench(
         )  # fmt: skip
     except bench_module.MatrixError as exc:
         raise click.ClickException(f"flowkit bench: {exc}") from None
-    if html_path is not None and not _command.html_writer_available():
+    if html_path is not None and not html_writer_available():
         raise click.ClickException(
             "flowkit bench: --html needs the HTML report (flowkit.bench._html), which this "
             "flowkit does not have; write --json PATH and render that file later"
@@ -329,14 +362,14 @@ def bench(
         matrix, argv=_bench_argv(click.get_current_context(), seed), home=home,
         verbose=verbose, progress=sys.stderr,
     )  # fmt: skip
-    click.echo(_command.table(document))
+    click.echo(table(document))
     if json_path is not None:
         bench_module.write_document(document, json_path)
     if html_path is not None:
-        _command.write_html(document, html_path)
+        write_html(document, html_path)
     if before is not None:
         comparison = bench_module.compare(document["cells"], before["cells"], tolerance)
-        click.echo(_command.comparison_text(comparison, tolerance))
+        click.echo(comparison_text(comparison, tolerance))
         if comparison.regressed:
             raise click.exceptions.Exit(1)
 

@@ -16,11 +16,22 @@ from typing import IO, Any
 import attrs
 
 from ..flows import Flow
-from . import _matrix, _workloads
 from ._harness import Job, Outcome, run_jobs, schedule
 from ._machine import describe_machine
-from ._matrix import Cell, MatrixError
+from ._matrix import (
+    BUILT_IN,
+    Cell,
+    MatrixError,
+    parse_backends,
+    parse_limits,
+    parse_ns,
+    parse_params,
+    parse_runners,
+    parse_workload,
+)
+from ._matrix import cells as matrix_cells
 from ._stats import Comparison, summarise
+from ._workloads import cpu_flow
 
 __all__ = [
     "FORMAT",
@@ -81,44 +92,44 @@ class Matrix:
                 engine does not run, a runner needs an extra that is missing, or the
                 user's flow cannot be imported or called with the parameters.
         """
-        name = _matrix.parse_workload(workload)
-        given = _matrix.parse_params(params)
+        name = parse_workload(workload)
+        given = parse_params(params)
         if rounds < 1:
             raise MatrixError(f"--rounds {rounds} is too few: give 1 or more")
         if timeout <= 0:
             raise MatrixError(f"--timeout {timeout:g} is not a duration: give seconds > 0")
-        backends = _matrix.parse_backends(backend)
+        backends = parse_backends(backend)
         for chosen in backends:
             _check_backend(chosen)
-        runners = _matrix.parse_runners(runner)
+        runners = parse_runners(runner)
         if any(r.startswith("dask:") for r in runners) and (
             importlib.util.find_spec("distributed") is None
         ):
             raise MatrixError("--runner dask:N needs the dask extra: pip install 'flowkit[dask]'")
         ns: list[int | None]
-        if name in _matrix.BUILT_IN:
+        if name in BUILT_IN:
             if given:
                 raise MatrixError(
                     f"--param is for a flow of yours (module:flow); the built-in {name!r} "
                     "takes only --n"
                 )
-            ns = list(_matrix.parse_ns(n if n is not None else str(DEFAULT_N)))
+            ns = list(parse_ns(n if n is not None else str(DEFAULT_N)))
         else:
-            ns = list(_user_ns(name, given, _matrix.parse_ns(n) if n is not None else None))
+            ns = list(_user_ns(name, given, parse_ns(n) if n is not None else None))
         return cls(
-            name, tuple(backends), tuple(runners), tuple(_matrix.parse_limits(limit)),
+            name, tuple(backends), tuple(runners), tuple(parse_limits(limit)),
             tuple(ns), given, rounds, seed, timeout,
         )  # fmt: skip
 
     def cells(self) -> list[Cell]:
         """Every cell: flowkit's and its floor's for each combination of the axes."""
-        return _matrix.cells(self.workload, self.backends, self.runners, self.limits, self.ns)
+        return matrix_cells(self.workload, self.backends, self.runners, self.limits, self.ns)
 
 
 def _check_backend(backend: str) -> None:
     """Ask the engine's own option check whether it runs ``backend``."""
     try:
-        _workloads.cpu_flow.with_options(backend=backend)  # type: ignore[arg-type]
+        cpu_flow.with_options(backend=backend)  # type: ignore[arg-type]
     except ValueError as exc:
         raise MatrixError(
             f"--backend {backend!r}: this flowkit's engine does not run it ({exc}); "
@@ -134,9 +145,7 @@ def _user_ns(workload: str, params: Mapping[str, Any], ns: list[int] | None) -> 
     except (ImportError, AttributeError) as exc:
         raise MatrixError(f"cannot load the flow {workload}: {exc}") from None
     if not isinstance(found, Flow):
-        raise MatrixError(
-            f"{workload} is {found!r}, not a flowkit flow: decorate it with @flow"
-        )
+        raise MatrixError(f"{workload} is {found!r}, not a flowkit flow: decorate it with @flow")
     takes_n = "n" in found.signature.parameters  # pyright: ignore[reportUnknownMemberType]
     if ns is not None and not takes_n:
         raise MatrixError(
@@ -299,7 +308,7 @@ def table(document: Mapping[str, Any]) -> str:
         f"{'spread':>6} {'ratio':>6}"
     )
     lines += [head, "-" * len(head)]
-    notes = set()
+    notes: set[str] = set()
     for c in document["cells"]:
         system = c["floor"] if c["system"] == "floor" else "flowkit"
         if c["floor"] is None:
@@ -331,8 +340,7 @@ def comparison_text(comparison: Comparison, tolerance: float) -> str:
             change = "no ok round now" if c.median is None else "no baseline figure"
         mark = "  SLOWER" if c.regressed else ""
         lines.append(
-            f"  {c.cell:<58} {_seconds(c.baseline):>9} -> {_seconds(c.median):>9}  "
-            f"{change}{mark}"
+            f"  {c.cell:<58} {_seconds(c.baseline):>9} -> {_seconds(c.median):>9}  {change}{mark}"
         )
     for cell in comparison.only_here:
         lines.append(f"  {cell:<58} new here (not in the baseline)")

@@ -10,6 +10,7 @@ its cells in a shuffled order, so no cell always runs first or after the same on
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import random
@@ -118,7 +119,8 @@ def run_job(
         stderr=None if verbose else subprocess.PIPE,
         env=dict(env) if env is not None else None, start_new_session=True,
     ) as child:  # fmt: skip
-        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout is not None
+        assert child.stdin is not None
         out = child.stdout
         drains = [threading.Thread(target=lambda: reply.append(out.read()), daemon=True)]
         if child.stderr is not None:
@@ -162,10 +164,8 @@ def run_job(
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     child.wait()
 
 
@@ -179,7 +179,7 @@ def run_jobs(
 ) -> list[Outcome]:
     """Run ``jobs`` one after another (each alone on the machine), in order;
     ``progress(outcome, seconds)`` is called as each ends."""
-    outcomes = []
+    outcomes: list[Outcome] = []
     for job in jobs:
         started = time.perf_counter()
         outcome = run_job(job, timeout=timeout, env=env, verbose=verbose)

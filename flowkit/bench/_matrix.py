@@ -78,7 +78,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        """``workload|backend|runner|limit|n|system``, e.g. ``cpu|asyncio|threads:8|none|100|floor``."""
+        """``workload|backend|runner|limit|n|system``: ``cpu|trio|threads:8|none|100|floor``."""
         limit = "none" if self.limit is None else str(self.limit)
         n = "-" if self.n is None else str(self.n)
         return "|".join((self.workload, self.backend, self.runner, limit, n, self.system))
@@ -91,7 +91,7 @@ class Cell:
         return attrs.evolve(self, system="floor").id
 
     def run_name(self, round: int | None) -> str:
-        """The flow run's name in the store: ``bench cpu asyncio processes:2 limit=4 n=1000 round 2``."""
+        """Its flow run's name: ``bench cpu asyncio processes:2 limit=4 n=1000 round 2``."""
         limit = "" if self.limit is None else f" limit={self.limit}"
         n = "" if self.n is None else f" n={self.n}"
         when = "warm-up" if round is None else f"round {round}"
@@ -128,7 +128,7 @@ def parse_backends(value: str) -> list[str]:
     Raises:
         MatrixError: An item is not a backend.
     """
-    found = []
+    found: list[str] = []
     for item in _split("--backend", value):
         backend = _BACKEND_ALIASES.get(item, item)
         if backend not in BACKENDS:
@@ -145,7 +145,7 @@ def parse_runners(value: str) -> list[str]:
     Raises:
         MatrixError: An item is not ``threads:N``, ``processes:N`` or ``dask:N`` with N >= 1.
     """
-    found = []
+    found: list[str] = []
     for item in _split("--runner", value):
         match = _RUNNER.fullmatch(item)
         workers = match["workers"] if match else ""
@@ -172,8 +172,7 @@ def parse_limits(value: str) -> list[int | None]:
             found.append(int(item))
         else:
             raise MatrixError(
-                f"--limit {item!r} is not a limit: give none or a whole number >= 1, "
-                "e.g. none,4,16"
+                f"--limit {item!r} is not a limit: give none or a whole number >= 1, e.g. none,4,16"
             )
     return found
 
@@ -184,7 +183,7 @@ def parse_ns(value: str) -> list[int]:
     Raises:
         MatrixError: An item is not a whole number >= 1.
     """
-    found = []
+    found: list[int] = []
     for item in _split("--n", value):
         if not _positive(item.replace("_", "")):
             raise MatrixError(f"--n {item!r} is not a task count: give whole numbers >= 1")
@@ -240,7 +239,7 @@ def cells(
 ) -> list[Cell]:
     """Every cell of the matrix: for each combination, flowkit's cell and its floor's
     (a user's flow has no floor)."""
-    found = []
+    found: list[Cell] = []
     for backend in backends:
         for runner in runners:
             for limit in limits:

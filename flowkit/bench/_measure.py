@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from functools import partial
@@ -26,7 +26,7 @@ import anyio
 from .. import limits as limits_module
 from ..context import tags
 from ..flows import Flow, flow
-from ..store import Store, StateRecord, flush, is_enabled
+from ..store import StateRecord, Store, flush, is_enabled
 from ..task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from ..tasks import task
 from . import _workloads
@@ -80,20 +80,20 @@ def _run_async(fn: Callable[[], Any], backend: str) -> Any:
 
 
 @contextmanager
-def _cluster(cell: Cell) -> Iterator[str | None]:
+def _cluster(cell: Cell) -> Generator[str | None]:
     """For a ``dask:N`` cell: a local cluster of N single-threaded worker processes,
     with flowkit's workloads imported on each; its scheduler's address."""
     kind, workers = runner_parts(cell.runner)
     if kind != "dask":
         yield None
         return
-    from distributed import Client, LocalCluster  # the dask extra: only when asked for
-
+    # The dask extra, imported only when asked for; typed in part: used as Any.
+    distributed: Any = importlib.import_module("distributed")
     with (
-        LocalCluster(
+        distributed.LocalCluster(
             n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
         ) as cluster,
-        Client(cluster) as client,
+        distributed.Client(cluster) as client,
     ):
         module = _workloads.__name__ if cell.workload in _workloads.WORKLOADS else (
             cell.workload.partition(":")[0]

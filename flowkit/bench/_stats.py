@@ -58,7 +58,7 @@ def summarise(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ns = {r["n"] for r in rounds if r["status"] == "ok"} or {first["n"]}
         floor_cell = None
         if first["system"] != "floor" and first["floor"] is not None:
-            floor_cell = "|".join(cell_id.split("|")[:-1] + ["floor"])
+            floor_cell = "|".join([*cell_id.split("|")[:-1], "floor"])
         cells.append({
             **{k: first[k] for k in CELL_FIELDS},
             "n": max((n for n in ns if n is not None), default=None),
@@ -114,7 +114,7 @@ def compare(
     """Match ``cells`` with ``baseline``'s by id, and say how each changed."""
     before = {c["cell"]: c.get("median_s") for c in baseline}
     here = {c["cell"]: c.get("median_s") for c in cells}
-    changes = []
+    changes: list[Change] = []
     for cell, median in here.items():
         if cell not in before:
             continue

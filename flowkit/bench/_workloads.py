@@ -18,9 +18,10 @@ group on the backend; a limit is a semaphore held while a task runs (``_FloorPoo
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -75,13 +76,13 @@ def items(n: int) -> Iterator[int]:
     yield from range(n)
 
 
-burn_task = task(burn, name="burn")
-nap_task = task(nap, name="nap")
-anap_task = task(anap, name="anap")
-blend_task = task(blend, name="blend")
-square_task = task(square, name="square")
-total_task = task(total, name="total")
-items_task = task(items, name="items")
+burn_task = task(name="burn")(burn)
+nap_task = task(name="nap")(nap)
+anap_task = task(name="anap")(anap)
+blend_task = task(name="blend")(blend)
+square_task = task(name="square")(square)
+total_task = task(name="total")(total)
+items_task = task(name="items")(items)
 
 
 @flow(name="bench-cpu")
@@ -106,7 +107,8 @@ def mixed_flow(n: int) -> int:
 
 @flow(name="bench-fan-out-in")
 def fan_out_in_flow(n: int) -> int:
-    return total_task.submit(square_task.map(range(n))).result()
+    # The futures go in as the argument; the task gets their results (a fan-in).
+    return total_task.submit(square_task.map(range(n))).result()  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 @flow(name="bench-stream")
@@ -164,18 +166,23 @@ class FloorPool:
 @contextmanager
 def floor_pool(
     kind: str, workers: int, limit: int | None, address: str | None = None
-) -> Iterator[FloorPool]:
+) -> Generator[FloorPool]:
     """The floor's pool for a runner: ``threads``, ``processes`` or ``dask`` (on the
     cluster at ``address``), with ``workers`` workers."""
     if kind == "dask":
-        from distributed import Client  # the dask extra: imported only when asked for
+        # The dask extra, imported only when asked for; typed in part: used as Any.
+        distributed: Any = importlib.import_module("distributed")
+        with distributed.Client(address) as client:
 
-        with Client(address) as client:
-            yield FloorPool(
-                lambda fn, *args: client.submit(fn, *args, pure=False),  # pyright: ignore[reportUnknownLambdaType, reportUnknownMemberType]
-                lambda fn, values: client.map(fn, values, pure=False),  # pyright: ignore[reportUnknownLambdaType, reportUnknownMemberType]
-                limit,
-            )
+            def dask_submit(fn: Callable[..., Any], *args: Any) -> _Future:
+                future: _Future = client.submit(fn, *args, pure=False)
+                return future
+
+            def dask_map(fn: Callable[[Any], Any], values: Sequence[Any]) -> list[_Future]:
+                futures: list[_Future] = client.map(fn, values, pure=False)
+                return futures
+
+            yield FloorPool(dask_submit, dask_map, limit)
         return
     executor = ThreadPoolExecutor(workers) if kind == "threads" else ProcessPoolExecutor(workers)
     with executor:
@@ -183,8 +190,9 @@ def floor_pool(
         def map_(fn: Callable[[Any], Any], values: Sequence[Any]) -> list[_Future]:
             return [executor.submit(fn, value) for value in values]
 
-        def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-            return executor.submit(fn, *args)
+        def submit(fn: Callable[..., Any], *args: Any) -> _Future:
+            future: Future[Any] = executor.submit(fn, *args)
+            return future
 
         yield FloorPool(submit, map_, limit)
 

@@ -4,9 +4,12 @@ to be there and consistent."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import statistics
+import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +312,20 @@ def test_rounds_come_after_one_warm_up_per_cell_each_round_shuffled() -> None:
     assert all(sorted(r, key=lambda c: c.n or 0) == cells for r in rounds)
     assert len({tuple(c.n for c in r) for r in rounds}) > 1  # shuffled, not one fixed order
     assert schedule(cells, 3, seed=1, warm_up=True) == order
+
+
+def test_html_hands_the_json_document_to_the_report_writer(
+    user_flows: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[tuple[dict[str, Any], Path]] = []
+    report = types.ModuleType("flowkit.bench._html")
+    report.__spec__ = importlib.machinery.ModuleSpec("flowkit.bench._html", None)
+    report.write_html = lambda document, path: written.append((document, path))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "flowkit.bench._html", report)
+    code, document = bench(
+        f"{user_flows}:quick", "--rounds", "1", "--json", str(tmp_path / "q.json"),
+        "--html", str(tmp_path / "q.html"),
+    )  # fmt: skip
+    assert code == 0
+    [(given, path)] = written
+    assert (given, str(path)) == (document, str(tmp_path / "q.html"))

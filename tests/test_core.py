@@ -689,7 +689,7 @@ def test_dunder_all_matches_the_exports() -> None:
         if name.isidentifier() and not name.startswith("_") and name not in {"annotations",
         "cache_policies", "cli", "context", "demo", "exceptions", "flows", "futures", "logging",
         "states", "tasks", "client", "filesystems", "serializers", "testing", "utilities",
-        "artifacts", "ui"}
+        "artifacts", "ui", "bench"}
     }  # fmt: skip
     assert sorted(flowkit.__all__) == flowkit.__all__
     assert set(flowkit.__all__) == exported

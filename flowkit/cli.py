@@ -17,6 +17,7 @@ import click
 
 from . import demo as demo_module
 from .concurrency._cli import limits as limits_group
+from .exceptions import FlowkitError
 from .store import ArtifactRecord, RunRecord, Store, StoreError, default_path, parse_age
 
 __all__ = ["main"]
@@ -366,7 +367,10 @@ def bench(
     if json_path is not None:
         bench_module.write_document(document, json_path)
     if html_path is not None:
-        write_html(document, html_path)
+        try:
+            write_html(document, html_path)
+        except (FlowkitError, ValueError, OSError) as exc:  # e.g. matplotlib is missing
+            raise click.ClickException(f"flowkit bench: --html {html_path}: {exc}") from None
     if before is not None:
         comparison = bench_module.compare(document["cells"], before["cells"], tolerance)
         click.echo(comparison_text(comparison, tolerance))

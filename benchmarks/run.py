@@ -1,27 +1,29 @@
-"""flowkit as users get it, against its floor, measured in the same process run.
+"""flowkit as users get it, against its floor, each run in a fresh process.
 
-``python -m benchmarks`` starts a child process that runs every workload in flowkit's
-default configuration (what a plain ``import flowkit`` gives: console lines at INFO on
-stderr, the run store on, in a fresh ``FLOWKIT_HOME``), and in two more to show where the
-time goes: ``quiet`` (console at WARNING) and ``bare`` (console at WARNING, store off).
-The child's stderr is a pipe this process drains, as a terminal or a log collector would.
-Each workload's floor (the same work done with bare anyio or threads) runs in the same
-child, and all systems are interleaved over several rounds so that each sees the same
-machine. The table shows the median, min and max wall time, microseconds per task, and
-the ratio of the medians to the floor; the goals follow, each met or missed.
+``python -m benchmarks`` runs every workload in flowkit's default configuration (what a
+plain ``import flowkit`` gives: console lines at INFO on stderr, the run store on, in a
+fresh ``FLOWKIT_HOME``), and in two more to show where the time goes: ``quiet`` (console
+at WARNING) and ``bare`` (console at WARNING, store off). Each round of each workload
+and system (flowkit in a configuration, the workload's floor: the same work done with
+bare anyio or threads) runs in a fresh process of ``flowkit bench``'s harness
+(``flowkit.bench._harness``), whose stderr is a pipe drained as a terminal or a log
+collector would; the rounds of all of them come in a shuffled order, so each sees the
+same machine. In its process a run first warms up (flowkit's first run, then the
+workload at a small size), then is timed. The table shows the median, min and max wall
+time, microseconds per task, and the ratio of the medians to the floor; the goals
+follow, each met or missed.
 
     python -m benchmarks [--quick] [--backend asyncio|trio] [--rounds N] [--json PATH]
-                         [--only seq_sync,stream,...] [--peers]
+                         [--only seq_sync,stream,...] [--peers] [--seed N]
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
+import contextlib
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -40,6 +42,9 @@ import attrs
 import flowkit
 from benchmarks.peers import measure_peers
 from flowkit import flow, store, task
+from flowkit.bench._harness import Job, Outcome, run_jobs, schedule
+from flowkit.bench._machine import describe_machine
+from flowkit.bench._stats import summary
 from flowkit.concurrency.sync import concurrency as sync_concurrency
 from flowkit.tasks import task_input_hash
 
@@ -510,66 +515,127 @@ def measure_processes(quick: bool, rounds: int, only: set[str] | None) -> list[d
     records = []
     for name, by_system in samples.items():
         unit, count = ("MB", n) if name == "memory" else ("s", 1)
-        floor = statistics.median(by_system["floor"])
+        floor = summary(by_system["floor"]).median
         for system, values in by_system.items():
-            median = statistics.median(values)
+            figures = summary(values)
+            median = figures.median
             records.append({
                 "workload": name, "system": system, "backend": "asyncio", "n": count,
                 "rounds": len(values), "wall_s": median if unit == "s" else None,
-                "peak_mb": median if unit == "MB" else None, "min_s": min(values),
-                "max_s": max(values), "per_task_us": median / count * 1e6 if unit == "s" else None,
+                "peak_mb": median if unit == "MB" else None, "min_s": figures.min,
+                "max_s": figures.max, "per_task_us": median / count * 1e6 if unit == "s" else None,
                 "ratio": median / floor, "goal": goals[name], "unit": unit,
             })  # fmt: skip
     return records
 
 
-def measure(workload: Workload, n: int, rounds: int, backend: str) -> list[dict[str, Any]]:
-    """Run flowkit in each configuration and the floor alternately; a record for each."""
-    systems: dict[str, Callable[[int, str], Timing]] = {}
-    for system in CONFIGURATIONS:
-        systems[system] = partial(_in_configuration, system, workload.flowkit)
+def _systems(workload: Workload) -> dict[str, Callable[[int, str], Timing]]:
+    """What each system of ``workload`` runs: flowkit in each configuration, the floor,
+    and the reference if it has one."""
+    systems: dict[str, Callable[[int, str], Timing]] = dict.fromkeys(
+        CONFIGURATIONS, workload.flowkit
+    )
     systems["floor"] = workload.floor
     if workload.reference is not None:
         systems["anyio"] = workload.reference
-    times: dict[str, list[Timing]] = {system: [] for system in systems}
-    for fn in systems.values():
+    return systems
+
+
+def measure_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """In a fresh process: warm up, then time one run of a workload by one system.
+
+    flowkit's systems first make flowkit's first run (as a user's program would) in their
+    configuration; every system then runs the workload at a small size (imports, first
+    use) before the timed run. Returns its wall and CPU time, and for flowkit's systems
+    the configuration the first run left.
+    """
+    workload = next(w for w in WORKLOADS if w.name == spec["workload"])
+    system, n, backend = spec["system"], spec["n"], spec["backend"]
+    fn = _systems(workload)[system]
+    configuration = None
+    with configured(system) if system in CONFIGURATIONS else contextlib.nullcontext():
+        if system in CONFIGURATIONS:
+            configuration = _warm_up()
         fn(min(n, 50), backend)  # warm up imports and first-run setup
-    for r in range(rounds):
-        order = list(systems) if r % 2 == 0 else list(reversed(systems))
-        for system in order:
-            times[system].append(systems[system](n, backend))
-    floor_median = statistics.median(wall for wall, _ in times["floor"])
-    records = []
-    for system, timings in times.items():
-        samples = [wall for wall, _ in timings]
-        median = statistics.median(samples)
-        records.append(
-            {
-                "workload": workload.name,
-                "system": system,
-                "backend": backend,
-                "n": n,
-                "rounds": rounds,
-                "wall_s": median,
-                "min_s": min(samples),
-                "max_s": max(samples),
-                "per_task_us": median / (n * workload.items) * 1e6,
-                # CPU time of the process, steadier than wall time on a busy machine.
-                "cpu_us": statistics.median(cpu for _, cpu in timings) / (n * workload.items) * 1e6,
-                # What flowkit adds to each task over doing the same work bare.
-                "overhead_us": (median - floor_median) / (n * workload.items) * 1e6,
-                "ratio": median / floor_median,
-                "goal": workload.goal,
-            }
+        wall, cpu = fn(n, backend)
+    return {"wall_s": wall, "cpu_s": cpu, "configuration": configuration}
+
+
+def measure(
+    chosen: list[Workload], n: int, rounds: int, backend: str, *, home: str, seed: int | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
+    """Run each workload by each system ``rounds`` times, each run in a fresh process, in
+    shuffled order; a record for each workload and system, the configuration flowkit's
+    first run left, and what the processes' consoles wrote.
+
+    Raises:
+        SystemExit: A run failed or timed out: the figures would not be comparable.
+    """
+    cells = [(w.name, system) for w in chosen for system in _systems(w)]
+    order = schedule(cells, rounds, seed=seed, warm_up=False)
+    jobs = [
+        Job(
+            "benchmarks.run:measure_cell",
+            {"workload": workload, "system": system, "n": n, "backend": backend},
+            f"{workload} {system} round {turn.round}",
         )
-    return records
+        for turn in order
+        for workload, system in [turn.cell]
+    ]
+    outcomes = run_jobs(jobs, timeout=600, env=_environment(FLOWKIT_HOME=home))
+    _check(outcomes)
+    console = {
+        "lines": sum(o.console_lines for o in outcomes),
+        "bytes": sum(o.console_bytes for o in outcomes),
+    }
+    times: dict[tuple[str, str], list[Timing]] = {cell: [] for cell in cells}
+    configuration = None
+    for turn, outcome in zip(order, outcomes, strict=True):
+        assert outcome.result is not None
+        times[turn.cell].append((outcome.result["wall_s"], outcome.result["cpu_s"]))
+        if turn.cell[1] == "flowkit":
+            configuration = outcome.result["configuration"]
+    records = []
+    for workload in chosen:
+        floor_median = summary([wall for wall, _ in times[workload.name, "floor"]]).median
+        for system in _systems(workload):
+            records.append(_record(workload, system, n, times[workload.name, system],
+                                   floor_median, backend))  # fmt: skip
+    return records, configuration, console
 
 
-def _in_configuration(
-    system: str, fn: Callable[[int, str], Timing], n: int, backend: str
-) -> Timing:
-    with configured(system):
-        return fn(n, backend)
+def _check(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status != "ok":
+            raise SystemExit(
+                f"the benchmark process for {outcome.job.label} {outcome.status}: "
+                f"{outcome.error}\n{outcome.console_tail}"
+            )
+
+
+def _record(
+    workload: Workload, system: str, n: int, timings: list[Timing], floor_median: float,
+    backend: str,
+) -> dict[str, Any]:  # fmt: skip
+    figures = summary([wall for wall, _ in timings])
+    median = figures.median
+    return {
+        "workload": workload.name,
+        "system": system,
+        "backend": backend,
+        "n": n,
+        "rounds": len(timings),
+        "wall_s": median,
+        "min_s": figures.min,
+        "max_s": figures.max,
+        "per_task_us": median / (n * workload.items) * 1e6,
+        # CPU time of the process, steadier than wall time on a busy machine.
+        "cpu_us": summary([cpu for _, cpu in timings]).median / (n * workload.items) * 1e6,
+        # What flowkit adds to each task over doing the same work bare.
+        "overhead_us": (median - floor_median) / (n * workload.items) * 1e6,
+        "ratio": median / floor_median,
+        "goal": workload.goal,
+    }
 
 
 def _by(records: list[dict[str, Any]], workload: str, system: str) -> dict[str, Any] | None:
@@ -655,50 +721,6 @@ def _warm_up() -> dict[str, Any]:
     return describe_configuration()
 
 
-def run_child(args: argparse.Namespace, out: str) -> int:
-    """In the child: measure the workloads, write the records and configuration to ``out``."""
-    configuration = _warm_up()
-    n = 100 if args.quick else 1000
-    rounds = args.rounds or (2 if args.quick else 7)
-    only = set(args.only.split(",")) if args.only else None
-    chosen = [w for w in WORKLOADS if only is None or w.name in only]
-    records = [rec for w in chosen for rec in measure(w, n, rounds, args.backend)]
-    with open(out, "w") as f:
-        json.dump({"configuration": configuration, "records": records}, f)
-    return 0
-
-
-def _drain(pipe: IO[bytes], seen: dict[str, Any]) -> None:
-    """Read the child's console as a terminal would, counting lines, keeping the end."""
-    tail: collections.deque[bytes] = collections.deque(maxlen=8)
-    for chunk in iter(lambda: pipe.read(1 << 16), b""):
-        seen["lines"] += chunk.count(b"\n")
-        seen["bytes"] += len(chunk)
-        tail.append(chunk)
-    seen["tail"] = b"".join(tail)[-4000:].decode(errors="replace")
-
-
-def _run_child(argv: list[str], home: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The child's records and configuration, and what its console wrote."""
-    with tempfile.TemporaryDirectory(prefix="flowkit-bench-out-") as scratch:
-        out = os.path.join(scratch, "records.json")
-        child = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks", *argv, "--child", out],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=_environment(FLOWKIT_HOME=home),
-        )  # fmt: skip
-        assert child.stderr is not None
-        console: dict[str, Any] = {"lines": 0, "bytes": 0, "tail": ""}
-        drain = threading.Thread(target=_drain, args=(child.stderr, console), daemon=True)
-        drain.start()
-        code = child.wait()
-        drain.join()
-        if code != 0:
-            raise SystemExit(f"the benchmark process failed ({code}):\n{console['tail']}")
-        with open(out) as f:
-            return json.load(f), console
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
@@ -711,22 +733,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers", action="store_true", help="also run Prefect and Dask, where installed"
     )
-    parser.add_argument("--child", metavar="OUT", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=None, help="shuffle the runs with this seed")
     args = parser.parse_args(argv)
-    if args.child:
-        return run_child(args, args.child)
-    own = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--peers"]
-    own = [a for i, a in enumerate(own) if a != "--json" and (i == 0 or own[i - 1] != "--json")]
     only = set(args.only.split(",")) if args.only else None
     rounds = args.rounds or (2 if args.quick else 7)
 
     home = tempfile.mkdtemp(prefix="flowkit-bench-")  # a fresh home, as a new user's
     records: list[dict[str, Any]] = []
-    configuration: dict[str, Any] = describe_configuration()
+    configuration: dict[str, Any] | None = None
     console = {"lines": 0, "bytes": 0}
-    if only is None or {w.name for w in WORKLOADS} & only:
-        result, console = _run_child(own, home)
-        records, configuration = result["records"], result["configuration"]
+    chosen = [w for w in WORKLOADS if only is None or w.name in only]
+    if chosen:
+        n = 100 if args.quick else 1000
+        records, configuration, console = measure(
+            chosen, n, rounds, args.backend, home=home, seed=args.seed
+        )
+    if configuration is None:
+        configuration = describe_configuration()
     if only is None or only & {"startup", "memory"}:
         os.environ["FLOWKIT_HOME"] = home
         records += measure_processes(args.quick, rounds, only)
@@ -755,7 +778,8 @@ def main(argv: list[str] | None = None) -> int:
     for workload, goal, figure, met in goals(records):
         print(f"{workload:<15} {goal:<42} {figure:>16}  {'met' if met else 'MISSED'}")
     if args.json:
-        report = {"configuration": configuration, "console": console, "records": records}
+        report = {"machine": describe_machine(), "configuration": configuration,
+                  "console": console, "records": records}  # fmt: skip
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
     return 0

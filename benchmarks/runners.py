@@ -4,11 +4,14 @@
 default) on 2 workers, in one run: sequentially in this process, with flowkit's
 ``ProcessPoolTaskRunner(max_workers=2)``, with flowkit's ``DaskTaskRunner`` on a
 ``LocalCluster`` of 2 single-threaded worker processes, and with Dask's own
-``client.map`` on that same cluster. It prints each time and the goals: flowkit on Dask
-within 1.3 times Dask's own time, and flowkit on processes at least 1.7 times faster
-than the sequential loop (on 2 cores or more).
+``client.map`` on that same kind of cluster. Each runs in a fresh process of
+``flowkit bench``'s harness (``flowkit.bench._harness``), its cluster started and warmed
+before the timed part, with the work calibrated once, here, so that every system does
+the same. It prints each time (the median over ``--rounds``) and the goals: flowkit on
+Dask within 1.3 times Dask's own time, and flowkit on processes at least 1.7 times
+faster than the sequential loop (on 2 cores or more).
 
-    python -m benchmarks.runners [--tasks N] [--json PATH]
+    python -m benchmarks.runners [--tasks N] [--rounds N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
+import cloudpickle
 from distributed import Client, LocalCluster
 
 from flowkit import flow, task
+from flowkit.bench._harness import Job, run_jobs, schedule
+from flowkit.bench._stats import summary
 from flowkit.task_runners import ProcessPoolTaskRunner
 from flowkit.task_runners.dask import DaskTaskRunner
 
@@ -54,19 +62,24 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.runners")
-    parser.add_argument("--tasks", type=int, default=1000)
-    parser.add_argument("--json", help="also write the times to this file")
-    args = parser.parse_args(argv)
-    logging.getLogger("flowkit").setLevel(logging.WARNING)  # time the work, not the console
-    work = [5 * calibrate()] * args.tasks
+SYSTEMS = ("sequential", "flowkit processes", "dask client.map", "flowkit dask")
 
-    on_processes = flow(name="on-processes", task_runner=ProcessPoolTaskRunner(max_workers=2))(
-        lambda: [f.result() for f in burn_task.map(work)]
-    )
-    times = {"sequential": timed(lambda: [burn(r) for r in work])}
-    times["flowkit processes"] = timed(on_processes)
+
+def measure_system(spec: dict[str, Any]) -> dict[str, Any]:
+    """In a fresh process: time ``spec["system"]`` on ``spec["work"]`` (loop rounds per
+    task)."""
+    logging.getLogger("flowkit").setLevel(logging.WARNING)  # time the work, not the console
+    # As when this file ran as ``__main__``: its functions travel to workers by value, so
+    # a worker does not import this module (and distributed with it).
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    system, work = spec["system"], spec["work"]
+    if system == "sequential":
+        return {"seconds": timed(lambda: [burn(r) for r in work])}
+    if system == "flowkit processes":
+        on_processes = flow(name="on-processes", task_runner=ProcessPoolTaskRunner(max_workers=2))(
+            lambda: [f.result() for f in burn_task.map(work)]
+        )
+        return {"seconds": timed(on_processes)}
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
@@ -74,11 +87,34 @@ def main(argv: list[str] | None = None) -> int:
         Client(cluster) as client,
     ):
         client.gather(client.map(burn, [1] * 10, pure=False))  # warm: workers imported
-        times["dask client.map"] = timed(lambda: client.gather(client.map(burn, work, pure=False)))
+        if system == "dask client.map":
+            return {"seconds": timed(lambda: client.gather(client.map(burn, work, pure=False)))}
         on_dask = flow(
             name="on-dask", task_runner=DaskTaskRunner(address=cluster.scheduler_address)
         )(lambda: [f.result() for f in burn_task.map(work)])
-        times["flowkit dask"] = timed(on_dask)
+        return {"seconds": timed(on_dask)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.runners")
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None, help="shuffle the runs with this seed")
+    parser.add_argument("--json", help="also write the times to this file")
+    args = parser.parse_args(argv)
+    work = [5 * calibrate()] * args.tasks
+    order = schedule(SYSTEMS, args.rounds, seed=args.seed, warm_up=False)
+    jobs = [
+        Job("benchmarks.runners:measure_system", {"system": turn.cell, "work": work},
+            f"{turn.cell} round {turn.round}")
+        for turn in order
+    ]  # fmt: skip
+    samples: dict[str, list[float]] = {system: [] for system in SYSTEMS}
+    for turn, outcome in zip(order, run_jobs(jobs, timeout=1800), strict=True):
+        if outcome.result is None:
+            raise SystemExit(f"{outcome.job.label} {outcome.status}: {outcome.error}")
+        samples[turn.cell].append(outcome.result["seconds"])
+    times = {system: summary(samples[system]).median for system in SYSTEMS}
 
     print(f"{args.tasks} tasks of about 5 ms on 2 workers ({os.cpu_count()} CPUs):")
     for name, seconds in times.items():

@@ -17,6 +17,7 @@ import click
 
 from . import demo as demo_module
 from .concurrency._cli import limits as limits_group
+from .exceptions import FlowkitError
 from .store import ArtifactRecord, RunRecord, Store, StoreError, default_path, parse_age
 
 __all__ = ["main"]
@@ -256,6 +257,148 @@ def ui(host: str, port: int, open_browser: bool) -> None:
         pass
 
 
+@cli.command()
+@click.argument("workload")
+@click.option(
+    "--backend",
+    default="asyncio",
+    show_default=True,
+    help="event loops, comma-separated: asyncio, trio, asyncio+uvloop",
+)
+@click.option(
+    "--runner",
+    default="threads:8",
+    show_default=True,
+    help="task runners, comma-separated: threads:N, processes:N, dask:N",
+)
+@click.option(
+    "--limit",
+    default="none",
+    show_default=True,
+    help="task runs at once, comma-separated: none or a number",
+)
+@click.option(
+    "--n",
+    "n",
+    default=None,
+    help="tasks per workload, comma-separated  [default: 1000 for a built-in]",
+)
+@click.option("--rounds", default=5, show_default=True, help="timed rounds per cell")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="an argument of your flow (module:flow); VALUE is JSON or a string",
+)
+@click.option("--seed", type=int, default=None, help="shuffle the rounds with this seed")
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    help="seconds a cell's round may take before it is killed",
+)
+@click.option("--json", "json_path", metavar="PATH", help="write every record as JSON")
+@click.option("--html", "html_path", metavar="PATH", help="write the report as HTML")
+@click.option(
+    "--compare",
+    "baseline",
+    metavar="BASELINE.json",
+    help="compare each cell with a run's --json; exit 1 if one is slower",
+)
+@click.option(
+    "--tolerance",
+    default=0.1,
+    show_default=True,
+    help="how much slower than the baseline a cell may be (0.1: 10%)",
+)
+@click.option("--home", metavar="DIR", help="FLOWKIT_HOME of the cells' run store")
+@click.option("--verbose", is_flag=True, help="show the cells' console lines")
+def bench(
+    workload: str, backend: str, runner: str, limit: str, n: str | None, rounds: int,
+    params: tuple[str, ...], seed: int | None, timeout: float, json_path: str | None,
+    html_path: str | None, baseline: str | None, tolerance: float, home: str | None,
+    verbose: bool,
+) -> None:  # fmt: skip
+    """Run WORKLOAD across backends, runners, limits and sizes, against its floor.
+
+    WORKLOAD: a built-in (cpu, io-async, io-sync, mixed, fan-out-in, stream) or a flow of
+    yours as module:flow. Each cell's rounds run in fresh processes, in shuffled order.
+    """
+    # Imported here, not at the top: `flowkit --help` and the other commands need none of it.
+    import random
+
+    from . import bench as bench_module
+    from .bench._command import comparison_text, html_writer_available, table, write_html
+
+    if tolerance < 0:
+        raise click.BadParameter(f"{tolerance:g} is below 0: give a fraction such as 0.1",
+                                 param_hint="--tolerance")  # fmt: skip
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    try:
+        matrix = bench_module.Matrix.parse(
+            workload, backend=backend, runner=runner, limit=limit, n=n, params=params,
+            rounds=rounds, seed=seed, timeout=timeout,
+        )  # fmt: skip
+    except bench_module.MatrixError as exc:
+        raise click.ClickException(f"flowkit bench: {exc}") from None
+    if html_path is not None and not html_writer_available():
+        raise click.ClickException(
+            "flowkit bench: --html needs the HTML report (flowkit.bench._html), which this "
+            "flowkit does not have; write --json PATH and render that file later"
+        )
+    before = None
+    if baseline is not None:
+        try:
+            before = bench_module.load_document(baseline)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"flowkit bench: --compare: {exc}") from None
+    cells = matrix.cells()
+    click.echo(
+        f"{len(cells)} cells x {matrix.rounds} rounds, each in a fresh process after a "
+        f"warm-up one (seed {seed})", err=True,
+    )  # fmt: skip
+    document = bench_module.run(
+        matrix, argv=_bench_argv(click.get_current_context(), seed), home=home,
+        verbose=verbose, progress=sys.stderr,
+    )  # fmt: skip
+    click.echo(table(document))
+    if json_path is not None:
+        bench_module.write_document(document, json_path)
+    if html_path is not None:
+        try:
+            write_html(document, html_path)
+        except (FlowkitError, ValueError, OSError) as exc:  # e.g. matplotlib is missing
+            raise click.ClickException(f"flowkit bench: --html {html_path}: {exc}") from None
+    if before is not None:
+        comparison = bench_module.compare(document["cells"], before["cells"], tolerance)
+        click.echo(comparison_text(comparison, tolerance))
+        if comparison.regressed:
+            raise click.exceptions.Exit(1)
+
+
+def _bench_argv(ctx: click.Context, seed: int) -> list[str]:
+    """The command line of a bench run, as given, with the seed it used."""
+    argv = [ctx.params["workload"]]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name == "workload" or ctx.get_parameter_source(name) is not (
+            click.core.ParameterSource.COMMANDLINE
+        ):
+            continue
+        flag = param.opts[0]
+        value = ctx.params[name]
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, tuple):
+            for item in value:  # pyright: ignore[reportUnknownVariableType]
+                argv += [flag, str(item)]  # pyright: ignore[reportUnknownArgumentType]
+        elif name != "seed":
+            argv += [flag, str(value)]
+    return [*argv, "--seed", str(seed)]
+
+
 cli.add_command(limits_group)
 
 
@@ -266,8 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 on success, 2 for bad input (unknown run, missing store...).
     """
     try:
-        cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="flowkit",
-                 standalone_mode=False)  # fmt: skip
+        # Not standalone, click returns the code of an ``Exit`` raised in a command.
+        code = cli.main(args=list(argv) if argv is not None else sys.argv[1:],
+                        prog_name="flowkit", standalone_mode=False)  # fmt: skip
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -283,4 +427,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted!", err=True)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0

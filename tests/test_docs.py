@@ -51,5 +51,5 @@ def test_every_page_has_runnable_examples() -> None:
     assert pages >= {
         "index", "getting-started", "tasks", "flows", "concurrency", "timeouts-and-retries",
         "caching", "results", "generators", "run-store", "porting", "runtime", "limits",
-        "testing", "task-runners",
+        "testing", "task-runners", "benchmarking",
     }  # fmt: skip

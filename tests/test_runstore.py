@@ -143,6 +143,19 @@ def test_a_run_row_holds_its_whole_story(backend: str, seconds: float) -> None:
     assert second.task_inputs == {"x": [first.id]}
 
 
+def test_the_states_of_a_whole_tree_in_one_read(backend: str) -> None:
+    @flow
+    def pair() -> int:
+        return double(1) + double.submit(2).result()
+
+    pair()
+    with Store.open() as s:
+        tree = s.tree("pair")
+        by_run = s.tree_states(tree[1].id)
+        assert by_run == {r.id: s.states(r.id) for r in tree}
+    assert [st.name for st in by_run[tree[1].id]] == ["Pending", "Running", "Completed"]
+
+
 def test_tasks_outside_flows_are_recorded() -> None:
     double(1)
     store.flush()

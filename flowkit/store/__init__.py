@@ -390,6 +390,26 @@ class Store:
         )
         return [StateRecord(r[0], r[1], r[2], _time(r[3]), r[4], r[5]) for r in rows]  # type: ignore[arg-type]
 
+    def tree_states(self, run: str) -> dict[str, list[StateRecord]]:
+        """The states of every run in the tree of ``run`` (found as with ``get``), by run
+        id, each run's in order: one query, however many runs the tree holds.
+
+        Raises:
+            KeyError: No run matches, or several do.
+        """
+        rows = self._db.execute(
+            "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait, s.worker "
+            "FROM runs r JOIN history s ON s.run_id = r.id WHERE r.root_id = ? "
+            "ORDER BY r.created, s.timestamp, s.seq",
+            (self.get(run).root_id,),
+        )
+        found: dict[str, list[StateRecord]] = {}
+        for r in rows:
+            found.setdefault(r[0], []).append(
+                StateRecord(r[1], r[2], r[3], _time(r[4]), r[5], r[6])  # type: ignore[arg-type]
+            )
+        return found
+
     def logs(self, run: str) -> Iterator[LogLine]:
         """The log lines of the whole tree of ``run``, in order."""
         root = self.get(run).root_id

@@ -345,8 +345,7 @@ def bench(
         raise click.ClickException(f"flowkit bench: {exc}") from None
     if html_path is not None and not html_writer_available():
         raise click.ClickException(
-            "flowkit bench: --html needs the HTML report (flowkit.bench._html), which this "
-            "flowkit does not have; write --json PATH and render that file later"
+            "flowkit bench: --html needs matplotlib: pip install 'flowkit[bench]'"
         )
     before = None
     if baseline is not None:

@@ -289,12 +289,16 @@ def test_compare_matches_cells_by_id_with_a_tolerance() -> None:
         (["cpu", "--param", "x=1"], "--param is for a flow of yours"),
         (["nope"], "workload 'nope' is neither a built-in (cpu, io-async"),
         (["no_such_module_here:f"], "cannot load the flow no_such_module_here:f"),
-        (["cpu", "--html", "x.html"], "--html needs the HTML report"),
+        (["cpu", "--html", "x.html"], "--html needs matplotlib: pip install 'flowkit[bench]'"),
     ],
 )
 def test_bad_matrix_input_is_refused_before_anything_runs(
-    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were missing
     assert main(["bench", *args]) == 2
     assert message in capsys.readouterr().err
 

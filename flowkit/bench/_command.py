@@ -353,8 +353,9 @@ def comparison_text(comparison: Comparison, tolerance: float) -> str:
 
 
 def html_writer_available() -> bool:
-    """Whether this flowkit has the HTML report (``flowkit.bench._html``)."""
-    return importlib.util.find_spec("flowkit.bench._html") is not None
+    """Whether the HTML report can draw its plots: matplotlib (the ``bench`` extra) is
+    installed."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def write_html(document: Mapping[str, Any], path: str | Path) -> None:

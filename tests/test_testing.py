@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -328,7 +329,7 @@ def test_home(flowkit_home):
 def test_plugin_fixtures_and_marker_work_in_a_real_pytest_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(EXAMPLE)
     result = pytester.runpytest("-p", "anyio", "-W", "error")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=7)
 
 
 def test_plugin_names_each_backend(pytester: pytest.Pytester) -> None:
@@ -338,10 +339,22 @@ def test_plugin_names_each_backend(pytester: pytest.Pytester) -> None:
         [
             "*test_virtual?asyncio? PASSED*",
             "*test_virtual?trio? PASSED*",
+            "*test_virtual?asyncio+uvloop? PASSED*",
             "*test_sync?asyncio? PASSED*",
             "*test_sync?trio? PASSED*",
+            "*test_sync?asyncio+uvloop? PASSED*",
         ]
     )
+
+
+def test_plugin_runs_no_uvloop_variant_without_uvloop(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed
+    pytester.makepyfile(EXAMPLE)
+    result = pytester.runpytest("-p", "anyio", "-v")
+    result.assert_outcomes(passed=5)
+    assert "asyncio+uvloop" not in result.stdout.str()
 
 
 def test_plugin_refuses_a_virtual_clock_on_a_real_loop(pytester: pytest.Pytester) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ from flowkit.testing import (
     prefect_test_harness,
     virtual_clock,
 )
+from flowkit.testing.clock import VirtualLoop
 
 # The harness
 
@@ -152,6 +154,22 @@ def test_sync_flows_retry_in_virtual_time(backend: str, virtual_clock: VirtualCl
 
     assert pipeline() == 3
     assert virtual_clock.time() == pytest.approx(120)
+
+
+def test_a_sync_flow_asking_for_uvloop_runs_on_the_virtual_loop(
+    virtual_clock: VirtualClock,
+) -> None:
+    @task
+    async def nap() -> bool:
+        await anyio.sleep(600)
+        return isinstance(asyncio.get_running_loop(), VirtualLoop)
+
+    @flow(backend="asyncio+uvloop")
+    def pipeline() -> bool:
+        return nap()
+
+    assert pipeline() is True  # uvloop's time cannot be virtual: the clock's loop runs it
+    assert virtual_clock.time() == pytest.approx(600)
 
 
 def test_cache_expiry_follows_virtual_time(backend: str, virtual_clock: VirtualClock) -> None:

@@ -1,8 +1,9 @@
-"""Shared test setup: every engine test runs on asyncio and on trio."""
+"""Shared test setup: every engine test runs on asyncio, on trio and on asyncio with uvloop."""
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,17 +21,46 @@ settings.register_profile("flowkit", deadline=None, suppress_health_check=[Healt
 settings.load_profile("flowkit")
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run each ``@pytest.mark.anyio`` test once per backend."""
-    return str(request.param)
+# asyncio on uvloop, where uvloop runs (not on Windows).
+UVLOOP = (
+    []
+    if sys.platform == "win32"
+    else [pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop")]
+)
+
+
+@pytest.fixture(params=["asyncio", "trio", *UVLOOP])
+def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, Any]]:
+    """Run each ``@pytest.mark.anyio`` test once per backend: asyncio, trio, and asyncio
+    on uvloop."""
+    return request.param
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """For sync tests: the event loop sync flows start, through ``FLOWKIT_BACKEND``."""
+    """For sync tests: the event loop sync flows start, through ``FLOWKIT_BACKEND``; in
+    the engine core's modules (``ENGINE_CORE``) on asyncio with uvloop as well."""
     monkeypatch.setenv("FLOWKIT_BACKEND", str(request.param))
     return str(request.param)
+
+
+ENGINE_CORE = frozenset(
+    {"test_core", "test_deadlines", "test_concurrency", "test_events", "test_interrupts",
+     "test_task_runners", "test_limits", "reliability"}
+)  # fmt: skip
+"""The modules (and folders) whose sync tests start sync flows on uvloop too. Everywhere
+would cost the suite a third more time for little more: the rest of the suite runs sync
+flows on asyncio and trio, and its async tests on all three (``anyio_backend``)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest reads the parametrize marks
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    path = metafunc.definition.path
+    in_core = path.stem in ENGINE_CORE or path.parent.name in ENGINE_CORE
+    if UVLOOP and in_core and "backend" in metafunc.fixturenames:
+        # A mark, not a call: pytest then leaves out the fixture's own parameters.
+        loops = ["asyncio", "trio", "asyncio+uvloop"]
+        metafunc.definition.add_marker(pytest.mark.parametrize("backend", loops, indirect=True))
 
 
 @pytest.fixture(autouse=True)

@@ -205,6 +205,6 @@ def test_import_creates_no_files(tmp_path: Path) -> None:
 
 def test_import_loads_no_event_loop_library() -> None:
     # asyncio costs ~20 ms to import and trio ~100: a program pays for the one it runs.
-    code = "import sys, flowkit; print(sorted({'asyncio', 'trio'} & set(sys.modules)))"
+    code = "import sys, flowkit; print(sorted({'asyncio', 'trio', 'uvloop'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

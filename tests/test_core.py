@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import subprocess
@@ -10,6 +11,7 @@ import threading
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import pytest
 import sniffio
@@ -240,14 +242,22 @@ async def loop_name() -> str:
     return sniffio.current_async_library()
 
 
+@task
+async def loop_kind() -> str:
+    """The running loop's library: ``asyncio``, ``uvloop`` (asyncio's on uvloop) or ``trio``."""
+    if sniffio.current_async_library() == "trio":
+        return "trio"
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
 def test_sync_flow_starts_the_chosen_loop(backend: str) -> None:
     @flow
     def main() -> str:
         # The body runs in the caller's thread; an async task submitted from it runs on
         # the flow's loop.
-        return loop_name.submit().result()
+        return loop_kind.submit().result()
 
-    assert main() == backend
+    assert main() == {"asyncio+uvloop": "uvloop"}.get(backend, backend)
 
 
 def test_backend_option_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,8 +276,84 @@ def test_bad_backend_variable_names_the_value(monkeypatch: pytest.MonkeyPatch) -
     @flow
     def main() -> None: ...
 
-    with pytest.raises(ValueError, match=r"FLOWKIT_BACKEND='curio'.*'asyncio' or 'trio'"):
+    with pytest.raises(ValueError, match=r"FLOWKIT_BACKEND='curio'.*'asyncio', 'trio' or 'uvloop'"):
         main()
+
+
+@pytest.mark.parametrize("variable", ["uvloop", "asyncio+uvloop"])
+def test_flowkit_backend_uvloop_runs_sync_flows_on_uvloop(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", variable)
+
+    @flow
+    def main() -> str:
+        return loop_kind.submit().result()
+
+    assert main() == "uvloop"
+
+
+def test_backend_option_runs_a_sync_flow_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", "trio")
+
+    @flow(backend="asyncio+uvloop")
+    def main() -> tuple[str, str]:
+        return loop_name.submit().result(), loop_kind.submit().result()
+
+    assert main() == ("asyncio", "uvloop")
+
+
+@pytest.mark.parametrize(
+    ("option", "variable", "said"),
+    [
+        ("asyncio+uvloop", "asyncio", "backend='asyncio\\+uvloop'"),
+        (None, "uvloop", "FLOWKIT_BACKEND='uvloop'"),
+    ],
+)
+def test_uvloop_missing_is_said_at_the_call(
+    monkeypatch: pytest.MonkeyPatch, option: str | None, variable: str, said: str
+) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", variable)
+
+    @flow(backend=option)  # type: ignore[call-overload]
+    def nightly() -> int:
+        return 1
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import raises ModuleNotFoundError
+    expected = rf"flow 'nightly': {said} asks for uvloop, which is not installed: pip install"
+    with pytest.raises(ModuleNotFoundError, match=expected + r" 'flowkit\[uvloop\]'") as caught:
+        nightly()
+    assert caught.value.name == "uvloop"
+
+
+def test_uvloop_on_windows_is_refused_at_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    @task(timeout_seconds=60)
+    def nightly() -> int:
+        return 1
+
+    monkeypatch.setenv("FLOWKIT_BACKEND", "uvloop")
+    monkeypatch.setattr(sys, "platform", "win32")
+    expected = "task 'nightly': FLOWKIT_BACKEND='uvloop' asks for uvloop, which does not run on"
+    with pytest.raises(ModuleNotFoundError, match=expected + " Windows; use 'asyncio'"):
+        nightly()
+
+
+@task(timeout_seconds=60)  # its deadline needs an event loop
+def loop_of_a_timed_task() -> str:
+    # The body runs in a worker thread of the run's loop.
+    return anyio.from_thread.run(loop_kind.fn)
+
+
+def test_a_sync_task_outside_flows_starts_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", "uvloop")
+    assert loop_of_a_timed_task() == "uvloop"
+
+
+@pytest.mark.anyio
+async def test_a_sync_task_called_from_async_code_gets_a_loop_like_its_callers(
+    anyio_backend: object,
+) -> None:
+    assert loop_of_a_timed_task() == await loop_kind.fn()
 
 
 @pytest.mark.parametrize("run", [anyio.run, trio.run])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +25,7 @@ from flowkit.testing import (
     prefect_test_harness,
     virtual_clock,
 )
+from flowkit.testing.clock import VirtualLoop
 
 # The harness
 
@@ -151,6 +154,22 @@ def test_sync_flows_retry_in_virtual_time(backend: str, virtual_clock: VirtualCl
 
     assert pipeline() == 3
     assert virtual_clock.time() == pytest.approx(120)
+
+
+def test_a_sync_flow_asking_for_uvloop_runs_on_the_virtual_loop(
+    virtual_clock: VirtualClock,
+) -> None:
+    @task
+    async def nap() -> bool:
+        await anyio.sleep(600)
+        return isinstance(asyncio.get_running_loop(), VirtualLoop)
+
+    @flow(backend="asyncio+uvloop")
+    def pipeline() -> bool:
+        return nap()
+
+    assert pipeline() is True  # uvloop's time cannot be virtual: the clock's loop runs it
+    assert virtual_clock.time() == pytest.approx(600)
 
 
 def test_cache_expiry_follows_virtual_time(backend: str, virtual_clock: VirtualClock) -> None:
@@ -328,7 +347,7 @@ def test_home(flowkit_home):
 def test_plugin_fixtures_and_marker_work_in_a_real_pytest_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(EXAMPLE)
     result = pytester.runpytest("-p", "anyio", "-W", "error")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=7)
 
 
 def test_plugin_names_each_backend(pytester: pytest.Pytester) -> None:
@@ -338,10 +357,22 @@ def test_plugin_names_each_backend(pytester: pytest.Pytester) -> None:
         [
             "*test_virtual?asyncio? PASSED*",
             "*test_virtual?trio? PASSED*",
+            "*test_virtual?asyncio+uvloop? PASSED*",
             "*test_sync?asyncio? PASSED*",
             "*test_sync?trio? PASSED*",
+            "*test_sync?asyncio+uvloop? PASSED*",
         ]
     )
+
+
+def test_plugin_runs_no_uvloop_variant_without_uvloop(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed
+    pytester.makepyfile(EXAMPLE)
+    result = pytester.runpytest("-p", "anyio", "-v")
+    result.assert_outcomes(passed=5)
+    assert "asyncio+uvloop" not in result.stdout.str()
 
 
 def test_plugin_refuses_a_virtual_clock_on_a_real_loop(pytester: pytest.Pytester) -> None:

@@ -16,7 +16,7 @@ import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
-from ui_scenario import crowded, run_scenario, small
+from ui_scenario import crowded, in_a_process, run_scenario, small
 
 from flowkit.store import flush
 from flowkit.store._schema import connect
@@ -236,6 +236,33 @@ def test_the_wait_for_a_worker_thread_starts_its_attempt(flowkit_home: Path, bac
     ending = [s for s in runs["nap-0"]["states"] if s["thread_wait"] is not None]
     assert [s["name"] for s in ending] == ["Completed"]  # the state that ends the attempt
     assert runs["awkward-0"]["attempts"][0]["thread_wait"] is None  # it ran inline
+
+
+def test_each_attempt_says_who_ran_its_body(client: Client) -> None:
+    detail = _detail(client)
+    runs = _by_name(detail)
+    flaky = runs["flaky-0"]
+    assert [a["worker"] for a in flaky["attempts"]] == ["thread", "thread"]
+    assert [(s["name"], s["worker"]) for s in flaky["states"] if s["worker"]] == [
+        ("AwaitingRetry", "thread"), ("Completed", "thread"),
+    ]  # fmt: skip
+    assert flaky["worker"] == "thread"
+    assert runs["hang-0"]["worker"] == "thread"  # timed out in its thread
+    assert runs["add-0"]["worker"] is None  # called plainly: it ran inline, in the flow's body
+    assert runs["add-0"]["attempts"][0]["worker"] is None
+    assert runs["square-1"]["worker"] is None  # a cache hit ran nothing
+    assert detail["runs"][0]["worker"] is None  # the flow run's body ran in the caller's thread
+
+
+def test_a_task_run_in_a_worker_process_names_the_process(flowkit_home: Path) -> None:
+    pid = in_a_process()
+    flush()
+    c = Client(create_app(flowkit_home / "runs.db"))
+    run = _by_name(c.get(f"/api/runs/{_runs(c)[0]['id']}").json())["whose-0"]
+    assert pid != os.getpid()
+    assert run["worker"] == f"process {pid}"
+    assert [a["worker"] for a in run["attempts"]] == [f"process {pid}"]
+    assert [s["worker"] for s in run["states"]] == [None, None, f"process {pid}"]
 
 
 def test_a_run_has_its_log_lines_in_order(client: Client) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ui_scenario import crowded, run_scenario
+from ui_scenario import crowded, in_a_process, run_scenario
 
 from flowkit.store import flush
 
@@ -293,3 +293,22 @@ def test_the_timeline_shows_waits_for_a_worker_thread_and_the_page_results(
     kept = _result(page, "kept-0")
     expect(kept.locator("th")).to_have_text("Result (not kept in memory)")
     expect(kept.locator("code")).to_have_text(str((home / "results" / "kept-7.json").resolve()))
+
+
+def test_a_task_run_in_a_worker_process_shows_the_process(
+    page: Page, url: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run last, as the test above.
+    monkeypatch.setenv("FLOWKIT_HOME", str(home))
+    pid = in_a_process()
+    flush()
+    _open_run(page, url, _run_id(url, "in-a-process"))
+    ran_in = f"ran in process {pid}"
+    expect(page.locator('ul.tree li[data-run="whose-0"] .worker')).to_have_text(f" · {ran_in}")
+    expect(page.locator('svg.gantt g[data-run="whose-0"] rect.bar title')).to_contain_text(ran_in)
+    page.click('ul.tree li[data-run="whose-0"] > button')
+    detail = page.locator("section.detail")
+    expect(
+        detail.locator("tr", has=page.locator("th", has_text="Ran in")).locator("td")
+    ).to_have_text(f"process {pid}")
+    expect(detail.locator("table.states tr").last).to_contain_text(ran_in)

@@ -1,15 +1,18 @@
 """The flow the page tests look at: retries, a timeout, a cache hit, concurrency, upstream
-links, a failure, artifacts, and a task whose name is an attempt at markup; and a flow
-whose sync task runs wait for its one worker thread, returning awkward results."""
+links, a failure, artifacts, and a task whose name is an attempt at markup; a flow whose
+sync task runs wait for its one worker thread, returning awkward results; and a flow
+whose task runs in a worker process."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from flowkit import flow, tags, task
 from flowkit.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from flowkit.states import State
+from flowkit.task_runners import ProcessPoolTaskRunner
 
 attempts: dict[str, int] = {}
 
@@ -115,3 +118,14 @@ def crowded() -> int:
     naps = nap.map(range(3))
     awkward()
     return kept(7) + sum(f.result()["i"] for f in naps)
+
+
+@task
+def whose() -> int:
+    return os.getpid()
+
+
+@flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+def in_a_process() -> int:
+    """One task run in a worker process: returns the worker's pid."""
+    return whose.submit().result()

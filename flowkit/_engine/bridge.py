@@ -2,15 +2,16 @@
 
 A sync flow call blocks its thread, so that thread is lent to the engine: the run is
 started on a loop (the parent flow's loop when the caller is a body thread of a running
-flow, otherwise a new one in a helper thread, asyncio or trio) and the caller serves the
-run's body jobs until the run is over. The body therefore runs where the user called it:
-Ctrl-C, signal handlers and main-thread-only libraries behave as they would without
-flowkit, and the body sees the caller's contextvars.
+flow, otherwise a new one in a helper thread: asyncio, asyncio on uvloop, or trio) and
+the caller serves the run's body jobs until the run is over. The body therefore runs
+where the user called it: Ctrl-C, signal handlers and main-thread-only libraries behave
+as they would without flowkit, and the body sees the caller's contextvars.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import queue
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from contextvars import Context, copy_context
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.from_thread
@@ -34,27 +35,90 @@ from .runners import OnLoop, consumed
 from .runs import FlowRun, Run, current_run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
 
-__all__ = ["Backend", "CallerThread", "flow_loop", "resolve_backend", "run_in_caller_thread"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "CallerThread",
+    "flow_loop",
+    "loop_args",
+    "resolve_backend",
+    "run_in_caller_thread",
+    "running_backend",
+]
 
-Backend = Literal["asyncio", "trio"]
-BACKENDS: tuple[Backend, ...] = ("asyncio", "trio")
+Backend = Literal["asyncio", "trio", "asyncio+uvloop"]
+BACKENDS: tuple[Backend, ...] = ("asyncio", "trio", "asyncio+uvloop")
+_ALIASES: dict[str, Backend] = {"uvloop": "asyncio+uvloop"}
 
 
 def resolve_backend(choice: Backend | None, *, owner: str) -> Backend:
     """The event loop for a sync flow: its own choice, else ``FLOWKIT_BACKEND``, else asyncio.
 
+    ``FLOWKIT_BACKEND=uvloop`` is short for ``asyncio+uvloop``.
+
     Raises:
         ValueError: ``FLOWKIT_BACKEND`` names no supported backend.
+        ModuleNotFoundError: The backend is uvloop, which is not installed (or this is
+            Windows, where it does not run).
     """
     if choice is not None:
-        return choice
-    env = os.environ.get("FLOWKIT_BACKEND", "asyncio")
-    if env not in BACKENDS:
-        raise ValueError(
-            f"{owner}: FLOWKIT_BACKEND={env!r} is not a supported event loop; "
-            "set it to 'asyncio' or 'trio'"
+        source, backend = f"backend={choice!r}", choice
+    else:
+        env = os.environ.get("FLOWKIT_BACKEND", "asyncio")
+        backend = _ALIASES.get(env, cast("Backend", env))
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"{owner}: FLOWKIT_BACKEND={env!r} is not a supported event loop; "
+                "set it to 'asyncio', 'trio' or 'uvloop' (asyncio on uvloop)"
+            )
+        source = f"FLOWKIT_BACKEND={env!r}"
+    if backend == "asyncio+uvloop":
+        _check_uvloop(f"{owner}: {source}")
+    return backend
+
+
+def _check_uvloop(asked: str) -> None:
+    """Import uvloop now, so that a missing one is said here rather than in a loop's thread."""
+    if sys.platform == "win32":
+        raise ModuleNotFoundError(
+            f"{asked} asks for uvloop, which does not run on Windows; use 'asyncio'",
+            name="uvloop",
         )
-    return env
+    try:
+        importlib.import_module("uvloop")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"{asked} asks for uvloop, which is not installed: pip install 'flowkit[uvloop]', "
+            "or use 'asyncio'",
+            name="uvloop",
+        ) from None
+
+
+def loop_args(backend: Backend) -> tuple[Literal["asyncio", "trio"], dict[str, Any]]:
+    """anyio's ``backend`` and ``backend_options`` for a new event loop of ``backend``.
+
+    A virtual clock's options (``clock.loop_options``) come last: its asyncio loop, a
+    ``loop_factory``, is the one anyio starts, uvloop asked for or not (uvloop's time
+    cannot be made virtual).
+    """
+    if backend == "asyncio+uvloop":
+        return "asyncio", {"use_uvloop": True, **clock.loop_options("asyncio")}
+    return backend, clock.loop_options(backend)
+
+
+def running_backend() -> Backend:
+    """The backend of the event loop running in this thread.
+
+    Raises:
+        sniffio.AsyncLibraryNotFoundError: No event loop runs here.
+    """
+    library = sniffio.current_async_library()
+    if library == "trio":
+        return "trio"
+    uvloop: Any = sys.modules.get("uvloop")  # not imported: no uvloop loop runs anywhere
+    if uvloop is not None and isinstance(current_token().native_token, uvloop.Loop):
+        return "asyncio+uvloop"
+    return "asyncio"
 
 
 _Job = Callable[[], None]
@@ -213,7 +277,7 @@ def _on_new_loop(
     make: Callable[[CallerThread], Coroutine[Any, Any, Any]],
     backend: Backend,
 ) -> Any:
-    with anyio.from_thread.start_blocking_portal(backend, clock.loop_options(backend)) as portal:
+    with anyio.from_thread.start_blocking_portal(*loop_args(backend)) as portal:
         portal.start_task_soon(hosted.run, lambda: make(runner))
         return runner.serve(hosted)
 

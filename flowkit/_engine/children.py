@@ -14,7 +14,7 @@ import logging
 import threading
 from contextvars import Context, copy_context
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
@@ -25,8 +25,7 @@ import sniffio
 from .. import states
 from ..exceptions import MissingContextError
 from ..states import State
-from . import clock
-from .bridge import Backend, resolve_backend
+from .bridge import loop_args, resolve_backend, running_backend
 from .engine import execute, set_state
 from .futures import Slot, TaskFuture, held_slot
 from .nursery import Nursery
@@ -140,8 +139,7 @@ def call_on_loop(run: TaskRun) -> State[Any]:
     try:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
-        backend = resolve_backend(None, owner=f"task {run.definition.name!r}")
-        options = clock.loop_options(backend)
+        backend, options = loop_args(resolve_backend(None, owner=f"task {run.definition.name!r}"))
         return anyio.run(execute, run, DETACHED, backend=backend, backend_options=options)
     return _on_loop_of_its_own(run)
 
@@ -157,14 +155,14 @@ def _blocks_its_loop(run: Run | None) -> bool:
 
 def _on_loop_of_its_own(run: TaskRun) -> State[Any]:
     """Run ``run`` on a new loop in a helper thread, blocking this thread until it ends."""
-    backend = cast("Backend", sniffio.current_async_library())
+    like_this_one = running_backend()
     context = copy_context()
     # The copy says which library runs this thread's loop; the helper runs another loop.
     context.run(sniffio.current_async_library_cvar.set, None)
     result: list[outcome.Outcome[State[Any]]] = []
 
     def run_to_end() -> State[Any]:
-        options = clock.loop_options(backend)
+        backend, options = loop_args(like_this_one)
         return anyio.run(execute, run, DETACHED, backend=backend, backend_options=options)
 
     def lifecycle() -> None:

@@ -23,7 +23,7 @@ from typing import Any, Final, cast
 import attrs
 
 from ..states import State
-from .bridge import Backend
+from .bridge import BACKENDS, Backend
 from .cache_policies import CacheContext, CachePolicy
 from .remote import TaskRunner
 from .results import (
@@ -263,8 +263,10 @@ def _storage_key(_: object, attribute: attrs.Attribute[Any], value: object) -> N
 
 
 def _backend(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and value not in ("asyncio", "trio"):
-        raise ValueError(f"{attribute.name} must be 'asyncio', 'trio' or None, got {value!r}")
+    if value is not None and value not in BACKENDS:
+        raise ValueError(
+            f"{attribute.name} must be 'asyncio', 'trio', 'asyncio+uvloop' or None, got {value!r}"
+        )
 
 
 def _task_runner(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -441,7 +443,8 @@ class FlowOptions(Options):
         flow_run_name: Names each run: a template over the arguments or a function, as
             ``task_run_name``. Default: a generated name such as ``"great-ammonite"``.
         backend: The event loop a *sync* flow starts for its run when called outside
-            any flow: ``"asyncio"`` or ``"trio"``. ``None`` (the default) reads
+            any flow: ``"asyncio"``, ``"trio"`` or ``"asyncio+uvloop"`` (asyncio on
+            uvloop, the ``uvloop`` extra). ``None`` (the default) reads
             ``FLOWKIT_BACKEND``, else asyncio. An async flow runs on the loop awaiting it.
         thread_limit: How many sync task bodies of this flow may run in worker threads
             at once. ``None`` (the default) shares the parent flow's limit, or reads

@@ -3,14 +3,17 @@
 Fixtures: ``flowkit_home`` (a fresh ``FLOWKIT_HOME`` per test), ``flowkit_store`` (a
 reader of the runs the test recorded), ``virtual_clock`` (flowkit's waiting on virtual
 time), ``flowkit_backend`` (the loop sync flows start). Marker: ``flowkit_backends``
-runs a test once on asyncio and once on trio.
+runs a test once on asyncio, once on trio, and once on asyncio with uvloop where uvloop is
+installed.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import os
+import sys
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -25,27 +28,35 @@ from .utilities import flowkit_test_harness
 
 __all__ = ["flowkit_backend", "flowkit_home", "flowkit_store", "virtual_clock"]
 
-BACKENDS = ("asyncio", "trio")
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "flowkit_backends: run the test once per event loop flowkit supports (asyncio, "
-        "trio): async tests through anyio_backend, sync ones through FLOWKIT_BACKEND",
+        "trio, and asyncio+uvloop where uvloop is installed): async tests through "
+        "anyio_backend, sync ones through FLOWKIT_BACKEND",
     )
+
+
+def _backends() -> list[str]:
+    """The ``backend`` values the ``flowkit_backends`` marker runs a test with: asyncio,
+    trio, and asyncio+uvloop when uvloop is installed (never on Windows)."""
+    with_uvloop = sys.platform != "win32" and importlib.util.find_spec("uvloop") is not None
+    return ["asyncio", "trio", *(["asyncio+uvloop"] if with_uvloop else [])]
 
 
 @pytest.hookimpl(tryfirst=True)  # before the parametrization of fixtures, which it overrides
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("flowkit_backends") is None:
         return
+    found = _backends()
     if "anyio_backend" in metafunc.fixturenames:
-        metafunc.parametrize("anyio_backend", BACKENDS)
+        loops = [("asyncio", {"use_uvloop": True}) if b == "asyncio+uvloop" else b for b in found]
+        metafunc.parametrize("anyio_backend", loops, ids=found)
     else:
         if "flowkit_backend" not in metafunc.fixturenames:
             metafunc.fixturenames.append("flowkit_backend")
-        metafunc.parametrize("flowkit_backend", BACKENDS, indirect=True)
+        metafunc.parametrize("flowkit_backend", found, indirect=True)
 
 
 @pytest.fixture

@@ -216,14 +216,15 @@ def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         run["states"] = []
         tree[r["id"]] = run
     states = db.execute(
-        "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait FROM history s "
-        "JOIN runs r ON r.id = s.run_id WHERE r.root_id = ? ORDER BY s.timestamp, s.seq",
+        "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait, s.worker "
+        "FROM history s JOIN runs r ON r.id = s.run_id WHERE r.root_id = ? "
+        "ORDER BY s.timestamp, s.seq",
         (root_id,),
     )
-    for run_id_, type_, name, message, timestamp, thread_wait in states:
+    for run_id_, type_, name, message, timestamp, thread_wait, worker in states:
         tree[run_id_]["states"].append(
             {"type": type_, "name": name, "message": message, "timestamp": timestamp,
-             "thread_wait": thread_wait}
+             "thread_wait": thread_wait, "worker": worker}
         )  # fmt: skip
     logs = [
         dict(r)
@@ -236,6 +237,8 @@ def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
     now = time.time()
     for run in tree.values():
         run["attempts"], run["waits"] = attempts(run["states"], now)
+        # Who ran the last attempt that had a worker (as `flowkit runs show` says).
+        run["worker"] = next((s["worker"] for s in reversed(run["states"]) if s["worker"]), None)
         run["traceback"] = _traceback(run, logs)
     return {
         "root_id": root_id,
@@ -252,8 +255,9 @@ def attempts(
     """A run's attempts and waits, from its state history in order.
 
     An attempt starts at each Running-type state (Running, Retrying) and ends at the next
-    state, whose name is its outcome and whose ``thread_wait`` says how long the attempt
-    first waited for a worker thread; one still going ends ``now``. A final state with no
+    state, whose name is its outcome, whose ``thread_wait`` says how long the attempt
+    first waited for a worker thread and whose ``worker`` who ran its body (``None``: the
+    event loop); one still going ends ``now``. A final state with no
     attempt before it (a cache hit) is an attempt of no length. The waits are the time
     from Pending to the first attempt and each retry's delay.
     """
@@ -266,7 +270,8 @@ def attempts(
         if started is not None:
             spans.append({"start": started["timestamp"], "end": at, "state_type": state["type"],
                           "state_name": state["name"], "message": state["message"],
-                          "thread_wait": state["thread_wait"]})  # fmt: skip
+                          "thread_wait": state["thread_wait"],
+                          "worker": state["worker"]})  # fmt: skip
             started = None
         if waiting is not None:
             waits.append({"start": waiting["timestamp"], "end": at, "kind": waiting["name"]})
@@ -278,10 +283,11 @@ def attempts(
         elif not spans and state["type"] in _FINISHED:
             spans.append({"start": at, "end": at, "state_type": state["type"],
                           "state_name": state["name"], "message": state["message"],
-                          "thread_wait": None})  # fmt: skip
+                          "thread_wait": None, "worker": None})  # fmt: skip
     if started is not None:
         spans.append({"start": started["timestamp"], "end": now, "state_type": "RUNNING",
-                      "state_name": "Running", "message": None, "thread_wait": None})  # fmt: skip
+                      "state_name": "Running", "message": None, "thread_wait": None,
+                      "worker": None})  # fmt: skip
     if waiting is not None:
         waits.append({"start": waiting["timestamp"], "end": now, "kind": waiting["name"]})
     return spans, waits

@@ -1,5 +1,5 @@
 """Chaos: thousands of runs with random failures, timeouts, cancels and retries, sync and
-async, in sync and async flows, on both backends, with few worker threads.
+async, in sync and async flows, on every backend, with few worker threads.
 
 Every run is planned: the plan says how it ends. Afterwards every future is final, the
 states count as planned, no body passed a line after its run was over (stopped bodies
@@ -21,6 +21,7 @@ import anyio
 import attrs
 
 from flowkit import flow, runtime, task
+from flowkit._engine.bridge import Backend, loop_args
 from flowkit.futures import TaskFuture
 from flowkit.store import Store, flush
 
@@ -154,8 +155,9 @@ def submit_batch(
     return futures
 
 
-def chaos(backend: str, runs: int, seed: int) -> tuple[Outcome, Journal]:
+def chaos(backend: Backend, runs: int, seed: int) -> tuple[Outcome, Journal]:
     rng = random.Random(seed)
+    loop, options = loop_args(backend)
     journal = Journal()
     task_for = make_tasks(journal)
     out = Outcome()
@@ -191,7 +193,7 @@ def chaos(backend: str, runs: int, seed: int) -> tuple[Outcome, Journal]:
         if rng.random() < 0.5:
             sync_flow(plans)
         else:
-            anyio.run(async_flow, plans, backend=backend)
+            anyio.run(async_flow, plans, backend=loop, backend_options=options)
     return out, journal
 
 

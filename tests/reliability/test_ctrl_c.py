@@ -1,6 +1,6 @@
-"""Ctrl-C during an async flow records its runs Crashed on asyncio as on trio (asyncio
-delivers it to the flow as a cancellation of ``asyncio.run``'s main task), and the
-caller still gets its KeyboardInterrupt."""
+"""Ctrl-C during an async flow records its runs Crashed on asyncio (uvloop's too) as on
+trio (asyncio delivers it to the flow as a cancellation of ``asyncio.run``'s main task),
+and the caller still gets its KeyboardInterrupt."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ SCRIPT = textwrap.dedent(
         if sys.argv[1] == "asyncio":
             import asyncio
             asyncio.run(main())
+        elif sys.argv[1] == "uvloop":
+            import uvloop
+            uvloop.run(main())
         else:
             import trio
             trio.run(main)
@@ -54,7 +57,7 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+@pytest.mark.parametrize("loop", ["asyncio", "trio", "uvloop"])
 def test_ctrl_c_crashes_an_async_flow_and_its_runs(loop: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-u", "-c", SCRIPT, loop],

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from flowkit import flow, task
+from flowkit._engine.bridge import loop_args
 
 Kind = Literal["sync task", "async task", "sync flow", "async flow"]
 How = Literal["call", "submit"]
@@ -119,7 +120,8 @@ def test_nested_runs_finish(
 
     def run() -> Any:
         if top.startswith("async"):
-            return anyio.run(main, 1, backend=backend)
+            loop, options = loop_args(backend)
+            return anyio.run(main, 1, backend=loop, backend_options=options)
         return main(1)
 
     if refused(top, middle, leaf):

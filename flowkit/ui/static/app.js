@@ -204,7 +204,8 @@ function tree(runs, root, selected, pick) {
   for (const r of runs) if (r.parent_id) (children.get(r.parent_id) || children.set(r.parent_id, []).get(r.parent_id)).push(r);
   const item = (r) => h("li", { "data-run": r.name },
     h("button", { class: r.id === selected ? "selected" : "", onclick: () => pick(r.id) }, r.name),
-    " ", badge(r), " ", h("span", { class: "note" }, seconds(r.duration), r.run_count > 1 ? ` · ${r.run_count} attempts` : ""),
+    " ", badge(r), " ", h("span", { class: "note" }, seconds(r.duration), r.run_count > 1 ? ` · ${r.run_count} attempts` : "",
+      r.worker ? h("span", { class: "worker" }, ` · ran in ${r.worker}`) : null),
     (children.get(r.id) || []).length ? h("ul", {}, children.get(r.id).map(item)) : null);
   return h("ul", { class: "tree" }, item(root));
 }
@@ -215,6 +216,7 @@ function detail(run, byId, pick) {
   fact("State", badge(run), run.state_message ? ` ${run.state_message}` : "");
   fact("Definition", `${run.kind} ${run.flow}`);
   fact("Attempts", String(run.run_count));
+  if (run.worker) fact("Ran in", h("span", { class: "worker" }, run.worker));
   fact("Duration", seconds(run.duration));
   if (run.cache) fact("Cache", run.cache);
   if (run.result !== null) fact("Result", h("code", { class: "result" }, run.result));
@@ -234,7 +236,7 @@ function detail(run, byId, pick) {
     h("h2", {}, "State history"),
     h("table", { class: "states" }, run.states.map((st) =>
       h("tr", {}, h("td", {}, clock(st.timestamp)), h("td", {}, h("span", { class: `state s-${st.type} n-${st.name}` }, st.name)),
-        h("td", {}, st.message || "")))),
+        h("td", {}, st.message || ""), h("td", { class: "worker" }, st.worker ? `ran in ${st.worker}` : "")))),
   ];
 }
 
@@ -279,7 +281,8 @@ function timeline(data, pick) {
       const w = Math.max(x(a.end) - x1, 3);
       g.append(s("rect", { class: `bar b-${a.state_type} bn-${a.state_name}`, x: x1, y: y + 3, width: w, height: row - 7,
         "data-attempt": n + 1, "data-start": a.start, "data-end": a.end, "data-outcome": a.state_name },
-        s("title", {}, `${r.name} attempt ${n + 1}: ${a.state_name}, ${seconds(a.end - a.start)}${a.message ? " – " + a.message : ""}`)));
+        s("title", {}, `${r.name} attempt ${n + 1}: ${a.state_name}, ${seconds(a.end - a.start)}` +
+          `${a.worker ? ", ran in " + a.worker : ""}${a.message ? " – " + a.message : ""}`)));
     });
     svg.append(g);
   });

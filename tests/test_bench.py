@@ -284,7 +284,7 @@ def test_compare_matches_cells_by_id_with_a_tolerance() -> None:
         (["cpu", "--limit", "0"], "--limit '0' is not a limit: give none or a whole number"),
         (["cpu", "--n", "10,x"], "--n 'x' is not a task count"),
         (["cpu", "--backend", "curio"], "--backend 'curio' is not a backend"),
-        (["cpu", "--backend", "uvloop"], "--backend 'asyncio+uvloop': this flowkit's engine"),
+        (["cpu", "--backend", "uvloop"], "asks for uvloop, which is not installed"),
         (["cpu", "--rounds", "0"], "--rounds 0 is too few"),
         (["cpu", "--param", "x=1"], "--param is for a flow of yours"),
         (["nope"], "workload 'nope' is neither a built-in (cpu, io-async"),
@@ -298,7 +298,9 @@ def test_bad_matrix_input_is_refused_before_anything_runs(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were missing
+    # As if the extras were missing.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "uvloop", None)
     assert main(["bench", *args]) == 2
     assert message in capsys.readouterr().err
 
@@ -333,3 +335,8 @@ def test_html_hands_the_json_document_to_the_report_writer(
     assert code == 0
     [(given, path)] = written
     assert (given, str(path)) == (document, str(tmp_path / "q.html"))
+
+
+def test_uvloop_is_a_backend_when_installed() -> None:
+    matrix = Matrix.parse("io-async", backend="asyncio,uvloop", n="10")
+    assert matrix.backends == ("asyncio", "asyncio+uvloop")

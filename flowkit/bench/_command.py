@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import attrs
 
+from .._engine.bridge import resolve_backend
 from ..flows import Flow
 from ._harness import Job, Outcome, run_jobs, schedule
 from ._machine import describe_machine
@@ -31,7 +32,6 @@ from ._matrix import (
 )
 from ._matrix import cells as matrix_cells
 from ._stats import Comparison, summarise
-from ._workloads import cpu_flow
 
 __all__ = [
     "FORMAT",
@@ -127,14 +127,11 @@ class Matrix:
 
 
 def _check_backend(backend: str) -> None:
-    """Ask the engine's own option check whether it runs ``backend``."""
+    """Ask the engine whether it can run ``backend`` here (uvloop: is it installed?)."""
     try:
-        cpu_flow.with_options(backend=backend)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise MatrixError(
-            f"--backend {backend!r}: this flowkit's engine does not run it ({exc}); "
-            "give asyncio or trio"
-        ) from None
+        resolve_backend(backend, owner="flowkit bench")  # type: ignore[arg-type]
+    except (ValueError, ModuleNotFoundError) as exc:
+        raise MatrixError(f"--backend {backend!r}: {exc}") from None
 
 
 def _user_ns(workload: str, params: Mapping[str, Any], ns: list[int] | None) -> list[int | None]:

@@ -202,6 +202,7 @@ def test_a_timeout_kills_cpu_bound_work(backend: str, tmp_path: Path) -> None:
 
     @flow(task_runner=PROCESSES)
     def spinning() -> None:
+        assert square.submit(2).result() == 4  # a worker is up: the body starts in time
         future = spin.submit(marker)
         future.wait()
         state = future.state

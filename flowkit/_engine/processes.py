@@ -1,0 +1,357 @@
+"""The worker processes of ``ProcessPoolTaskRunner``: one pool per flow run.
+
+Each worker is a new interpreter (not a fork: the parent runs an event loop and threads)
+on one end of a socket pair; bodies and replies cross it as frames, an 8-byte length
+and the bytes. The flow's event loop does this I/O itself, without blocking, so a call
+costs no thread. A busy worker is sent its next body before it finishes the one it runs
+(``QUEUED`` bodies ahead), so it never waits for the flow between bodies.
+
+A worker runs its bodies in the order they were sent: the first one sent and not replied
+to (its *head*) is the one it runs, and the ones behind it have not started. That keeps
+stopping work exact. A head that is cancelled, or past its deadline, has its worker
+killed, and the bodies behind it go to other workers. A body cancelled while it waits
+behind another is dropped as its worker reaches it, by killing that worker then.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+from collections import deque
+from typing import IO, TYPE_CHECKING, Literal, cast
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from ..exceptions import WorkerCrashedError
+from .remote import serve
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from .runs import Run
+
+__all__ = ["QUEUED", "ProcessPool", "worker_main"]
+
+QUEUED = 1
+"""How many bodies a busy worker is sent ahead of the one it runs."""
+
+_ENTRY = "from flowkit._engine.processes import worker_main; worker_main"
+_LENGTH = struct.Struct("!Q")
+_CHUNK = 1 << 18
+
+
+def worker_main(fd: int) -> None:
+    """A worker process: serve bodies on the socket ``fd`` until the pool closes it.
+
+    It imports what the parent could import (its ``sys.path`` is the first frame), and
+    never the parent's main script: bodies arrive whole, by cloudpickle.
+    """
+    # Ctrl-C is for the flow, which stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    frames = sock.makefile("rb")  # buffered: one read may bring the next body along
+    path = _read_frame(frames)
+    if path is None:
+        return
+    sys.path[:] = cast("list[str]", pickle.loads(path))
+    me = f"process {os.getpid()}"
+    while (payload := _read_frame(frames)) is not None:
+        reply = serve(payload, me)
+        sock.sendall(_LENGTH.pack(len(reply)) + reply)
+
+
+def _read_frame(frames: IO[bytes]) -> bytes | None:
+    """The next frame; ``None`` once the pool closed the socket."""
+    header = frames.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        return None
+    (length,) = _LENGTH.unpack(header)
+    data = frames.read(length)
+    return data if len(data) == length else None
+
+
+def _frame(data: bytes) -> bytes:
+    return _LENGTH.pack(len(data)) + data
+
+
+def _start(ours: socket.socket, theirs: socket.socket) -> subprocess.Popen[bytes]:
+    """In a thread: start a worker on ``theirs`` and send it ``sys.path`` on ``ours``."""
+    # Here, not at the top: importing flowkit must not pay for what only pools use.
+    import subprocess
+
+    fd = theirs.fileno()
+    process = subprocess.Popen([sys.executable, "-c", f"{_ENTRY}({fd})"], pass_fds=[fd])
+    ours.sendall(_frame(pickle.dumps(sys.path)))
+    ours.setblocking(False)  # the loop reads and writes it from now on
+    return process
+
+
+_Outcome = Literal["replied", "crashed", "resend"]
+
+
+@attrs.define(eq=False)
+class _Call:
+    """A body on its way to a worker and back."""
+
+    frame: bytes
+    # Set when it has its outcome, or when it became its worker's head (it reads now).
+    wake: anyio.Event = attrs.field(factory=anyio.Event)
+    # "crashed": the worker died while it ran it; "resend": it never started there.
+    outcome: _Outcome | None = None
+    reply: bytes = b""
+    # Its run was cancelled: nobody waits for it, and it must not run.
+    abandoned: bool = False
+
+
+@attrs.define(eq=False)
+class _Worker:
+    """One worker process, as the pool sees it.
+
+    The loop's tasks take turns, without locks: the runs write their frames one after
+    the other, in the order they were sent (``send``), and only the run of the head
+    reads replies (``wait``).
+    """
+
+    pool: ProcessPool
+    sock: socket.socket  # the pool's end, non-blocking
+    process: subprocess.Popen[bytes] | None = None  # None: still starting
+    # Calls sent (or being sent) and not replied to, in order: the first one runs.
+    sent: deque[_Call] = attrs.field(factory=deque)
+    # Calls whose frames are still to be written, in order: the first one writes.
+    writers: deque[_Call] = attrs.field(factory=deque)
+    moved: anyio.Event = attrs.field(factory=anyio.Event)  # set: the writers may go on
+    received: bytearray = attrs.field(factory=bytearray)
+    # A frame was cut short: the worker takes no more, and is killed as it gets to it.
+    broken: bool = False
+    dead: bool = False
+
+    @property
+    def name(self) -> str:
+        pid = self.process.pid if self.process is not None else "not started"
+        return f"process {pid}"
+
+    def wake_writers(self) -> None:
+        self.moved.set()
+        self.moved = anyio.Event()
+
+    async def send(self, call: _Call) -> None:
+        """Queue ``call`` on the worker and write its frame, after those sent before.
+
+        If the run is cancelled first, the call is not sent (its outcome is "resend");
+        if it is cancelled in the middle of the frame, the call is abandoned and the
+        worker takes no more frames.
+        """
+        self.sent.append(call)
+        self.writers.append(call)
+        data = memoryview(call.frame)
+        try:
+            while self.process is None or self.writers[0] is not call:
+                if self.dead or self.broken:
+                    break
+                await self.moved.wait()
+            while data and not (self.dead or self.broken):
+                try:
+                    data = data[self.sock.send(data) :]
+                except BlockingIOError:
+                    await anyio.wait_writable(self.sock)
+        except (OSError, anyio.ClosedResourceError):
+            pass  # the worker is gone: the run of its head learns why
+        except BaseException:
+            if len(data) == len(call.frame):
+                self._unsend(call)
+            else:
+                call.abandoned, self.broken = True, True
+            raise
+        finally:
+            self.writers.remove(call)
+            self.wake_writers()
+        if self.broken and data:  # behind a cut frame: it must go elsewhere
+            self._unsend(call)
+
+    def _unsend(self, call: _Call) -> None:
+        if call.outcome is None:
+            self.sent.remove(call)
+            call.outcome = "resend"
+
+    async def wait(self, call: _Call) -> None:
+        """Wait until ``call`` has its outcome; as the head, read the worker's replies."""
+        while call.outcome is None:
+            if self.sent[0] is not call:
+                await call.wake.wait()
+                call.wake = anyio.Event()
+                continue
+            try:
+                await anyio.wait_readable(self.sock)
+            except anyio.ClosedResourceError:
+                continue  # the pool killed the worker: the call has its outcome
+            self.receive()
+
+    def receive(self) -> None:
+        """Read what the worker sent, without blocking, and settle the calls it answers."""
+        while not self.dead:
+            try:
+                data = self.sock.recv(_CHUNK)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:  # the worker died: its head crashed
+                self.pool.drop(self, "crashed")
+                return
+            self.received += data
+            self._settle()
+            if len(data) < _CHUNK:
+                break
+        if self.dead or not self.sent:
+            return
+        head = self.sent[0]
+        if head.abandoned:
+            self.pool.kill(self)  # it runs, or is about to run, a cancelled body
+        else:
+            head.wake.set()  # its run reads next
+
+    def _settle(self) -> None:
+        received, sent = self.received, self.sent
+        start = 0
+        while len(received) - start >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(received, start)
+            end = start + _LENGTH.size + length
+            if len(received) < end:
+                break
+            call = sent.popleft()
+            call.reply, call.outcome = bytes(received[start + _LENGTH.size : end]), "replied"
+            call.wake.set()
+            start = end
+        del received[:start]
+
+
+class ProcessPool:
+    """Up to ``size`` worker processes for one flow run, started as work arrives.
+
+    A worker whose body is cancelled or past its deadline is killed (the work stops for
+    real) and replaced by a new one when work next needs it.
+    """
+
+    kind = "process"
+
+    def __init__(self, size: int, owner: str) -> None:
+        self.size = size
+        self.owner = owner
+        self._slots = anyio.Semaphore(size * (1 + QUEUED))
+        self._workers: list[_Worker] = []  # alive, or starting
+        self._processes: list[subprocess.Popen[bytes]] = []  # every one started
+
+    async def run(self, run: Run, payload: bytes) -> bytes:
+        call = _Call(_frame(payload))
+        async with self._slots:
+            while True:
+                worker = await self._worker()
+                try:
+                    await worker.send(call)
+                    await worker.wait(call)
+                except BaseException:  # cancelled, or past its deadline: stop the work
+                    self._abandon(worker, call)
+                    raise
+                if call.outcome == "replied":
+                    return call.reply
+                if call.outcome == "crashed":
+                    raise await _crashed(run, worker)
+                call.outcome, call.wake = None, anyio.Event()  # it never started: again
+
+    async def _worker(self) -> _Worker:
+        """An idle worker, else a new one if there may be more, else the least busy."""
+        usable = [worker for worker in self._workers if not worker.broken]
+        best = min(usable, key=lambda worker: len(worker.sent), default=None)
+        if best is not None and (not best.sent or len(usable) >= self.size):
+            return best
+        ours, theirs = socket.socketpair()
+        worker = _Worker(self, ours)
+        self._workers.append(worker)  # from now on, runs may queue on it
+        try:
+            with theirs:
+                process = await anyio.to_thread.run_sync(_start, ours, theirs)
+        except BaseException:
+            self.drop(worker, "resend")
+            raise
+        self._processes.append(process)
+        worker.process = process
+        worker.wake_writers()
+        if worker.dead:  # killed while it started
+            process.kill()
+        return worker
+
+    def _abandon(self, worker: _Worker, call: _Call) -> None:
+        """``call``'s run was cancelled: make sure its body does not run on."""
+        if call.outcome is not None or worker.dead:
+            return
+        call.abandoned = True
+        if worker.sent and worker.sent[0] is call:
+            worker.receive()  # its reply may be in: then it is over, and nothing runs
+            if call.outcome is None and not worker.dead:
+                self.kill(worker)
+        # Else it waits behind another body: the worker is killed if it gets to it.
+
+    def kill(self, worker: _Worker) -> None:
+        """Kill ``worker``, whose head is cancelled; the calls behind it go elsewhere."""
+        if worker.process is not None:
+            worker.process.kill()  # aclose reaps it
+        self.drop(worker, "resend")
+
+    def drop(self, worker: _Worker, head: Literal["crashed", "resend"]) -> None:
+        """Forget a dead worker: its head's outcome is ``head``, the others are resent."""
+        if worker.dead:
+            return
+        worker.dead = True
+        worker.wake_writers()
+        anyio.notify_closing(worker.sock)
+        worker.sock.close()
+        self._workers.remove(worker)
+        outcome = head
+        for call in worker.sent:
+            call.outcome, outcome = outcome, "resend"
+            call.wake.set()
+        worker.sent.clear()
+
+    async def aclose(self) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            if worker.sent and worker.process is not None:  # cancelled bodies, queued
+                worker.process.kill()
+            worker.sock.close()  # the worker sees the end of its input, and returns
+        processes, self._processes = self._processes, []
+        if processes:
+            await anyio.to_thread.run_sync(_stop_all, processes)
+
+
+async def _crashed(run: Run, worker: _Worker) -> WorkerCrashedError:
+    import subprocess
+
+    process = worker.process
+    assert process is not None
+    try:
+        code = await anyio.to_thread.run_sync(process.wait, 5)
+    except subprocess.TimeoutExpired:  # still dying: the message says so
+        code = None
+    run.worker = worker.name  # it sent no reply to say so
+    return WorkerCrashedError(
+        f"task run {run.name!r}: its worker process (pid {process.pid}) died before it "
+        f"replied (exit code {code}); give the task retries to try again in a new "
+        "worker, and look for what killed it (memory?)"
+    )
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    import subprocess
+
+    for process in processes:
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -100,8 +100,9 @@ class _Call:
     """A body on its way to a worker and back."""
 
     frame: bytes
-    # Set when it has its outcome, or when it became its worker's head (it reads now).
-    wake: anyio.Event = attrs.field(factory=anyio.Event)
+    # What its run waits on behind the head: set when it has its outcome, or when it
+    # became the head (it reads now). Made only when needed: most calls never wait.
+    wake: anyio.Event | None = None
     # "crashed": the worker died while it ran it; "resend": it never started there.
     outcome: _Outcome | None = None
     reply: bytes = b""
@@ -125,7 +126,7 @@ class _Worker:
     sent: deque[_Call] = attrs.field(factory=deque)
     # Calls whose frames are still to be written, in order: the first one writes.
     writers: deque[_Call] = attrs.field(factory=deque)
-    moved: anyio.Event = attrs.field(factory=anyio.Event)  # set: the writers may go on
+    moved: anyio.Event | None = None  # set: the writers may go on (made when needed)
     received: bytearray = attrs.field(factory=bytearray)
     # A frame was cut short: the worker takes no more, and is killed as it gets to it.
     broken: bool = False
@@ -137,8 +138,9 @@ class _Worker:
         return f"process {pid}"
 
     def wake_writers(self) -> None:
-        self.moved.set()
-        self.moved = anyio.Event()
+        if self.moved is not None:
+            self.moved.set()
+            self.moved = None
 
     async def send(self, call: _Call) -> None:
         """Queue ``call`` on the worker and write its frame, after those sent before.
@@ -154,6 +156,8 @@ class _Worker:
             while self.process is None or self.writers[0] is not call:
                 if self.dead or self.broken:
                     break
+                if self.moved is None:
+                    self.moved = anyio.Event()
                 await self.moved.wait()
             while data and not (self.dead or self.broken):
                 try:
@@ -183,8 +187,9 @@ class _Worker:
         """Wait until ``call`` has its outcome; as the head, read the worker's replies."""
         while call.outcome is None:
             if self.sent[0] is not call:
-                await call.wake.wait()
                 call.wake = anyio.Event()
+                await call.wake.wait()
+                call.wake = None
                 continue
             try:
                 await anyio.wait_readable(self.sock)
@@ -213,7 +218,7 @@ class _Worker:
         head = self.sent[0]
         if head.abandoned:
             self.pool.kill(self)  # it runs, or is about to run, a cancelled body
-        else:
+        elif head.wake is not None:
             head.wake.set()  # its run reads next
 
     def _settle(self) -> None:
@@ -226,7 +231,8 @@ class _Worker:
                 break
             call = sent.popleft()
             call.reply, call.outcome = bytes(received[start + _LENGTH.size : end]), "replied"
-            call.wake.set()
+            if call.wake is not None:
+                call.wake.set()
             start = end
         del received[:start]
 
@@ -243,7 +249,7 @@ class ProcessPool:
     def __init__(self, size: int, owner: str) -> None:
         self.size = size
         self.owner = owner
-        self._slots = anyio.Semaphore(size * (1 + QUEUED))
+        self._slots = anyio.Semaphore(size * (1 + QUEUED), fast_acquire=True)
         self._workers: list[_Worker] = []  # alive, or starting
         self._processes: list[subprocess.Popen[bytes]] = []  # every one started
 
@@ -262,7 +268,7 @@ class ProcessPool:
                     return call.reply
                 if call.outcome == "crashed":
                     raise await _crashed(run, worker)
-                call.outcome, call.wake = None, anyio.Event()  # it never started: again
+                call.outcome = None  # it never started: again
 
     async def _worker(self) -> _Worker:
         """An idle worker, else a new one if there may be more, else the least busy."""
@@ -315,7 +321,8 @@ class ProcessPool:
         outcome = head
         for call in worker.sent:
             call.outcome, outcome = outcome, "resend"
-            call.wake.set()
+            if call.wake is not None:
+                call.wake.set()
         worker.sent.clear()
 
     async def aclose(self) -> None:

@@ -8,12 +8,13 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from flowkit import flow, task
+from flowkit import TaskFuture, flow, task
 from flowkit.cache_policies import INPUTS
 from flowkit.exceptions import TaskTimeoutError, WorkerCrashedError
 from flowkit.logging import get_run_logger
@@ -369,3 +370,133 @@ def test_upstream_futures_are_resolved_before_the_body_travels(backend: str) -> 
         return square.submit(square.submit(3)).result()
 
     assert chained() == 81
+
+
+# Bodies queued on a busy worker --------------------------------------------------------
+
+ONE_WORKER = ProcessPoolTaskRunner(max_workers=1)  # its second body waits on the worker
+
+
+@task
+def hold(directory: Path) -> int:
+    (directory / "held").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not (directory / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+@task
+def touch(path: Path) -> int:
+    path.write_text("ran")
+    return os.getpid()
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _wait_until_sent(future: TaskFuture[Any]) -> None:
+    """Until the run is Running: from there it reaches its worker without a pause."""
+    deadline = time.monotonic() + 60
+    while not future.state.is_running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_bodies_queued_on_a_worker_all_run(backend: str) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def many() -> list[int]:
+        return [f.result() for f in square.map(range(20))]
+
+    assert many() == [x * x for x in range(20)]
+
+
+def test_a_body_queued_behind_one_past_its_deadline_runs_in_a_new_worker(
+    backend: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pid"
+
+    @flow(task_runner=ONE_WORKER)
+    def queued_behind() -> tuple[int, int]:
+        first = pid.submit().result()  # a worker is up: the body starts in time
+        spinning = spin.submit(marker)
+        _wait_for(marker)
+        behind = pid.submit()  # sent to the worker, behind spin
+        spinning.wait()
+        assert spinning.state.name == "TimedOut"
+        return first, behind.result()
+
+    first, behind = queued_behind()
+    assert int(marker.read_text()) == first
+    assert behind != first
+    assert _gone(first)
+
+
+def test_a_body_queued_behind_a_cancelled_one_runs_in_a_new_worker(
+    backend: str, tmp_path: Path
+) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def queued_behind() -> tuple[int, int]:
+        held = hold.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        behind = pid.submit()  # sent to the worker, behind hold
+        _wait_until_sent(behind)
+        assert held.cancel()
+        held.wait()
+        assert held.state.is_cancelled()
+        return int((tmp_path / "held").read_text()), behind.result()
+
+    held, behind = queued_behind()
+    assert behind != held
+    assert _gone(held)
+
+
+def test_a_cancelled_body_queued_on_a_worker_never_runs(backend: str, tmp_path: Path) -> None:
+    touched = tmp_path / "touched"
+
+    @flow(task_runner=ONE_WORKER)
+    def cancelling() -> tuple[int, int]:
+        held = hold.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        queued = touch.submit(touched)  # sent to the worker, behind hold
+        _wait_until_sent(queued)
+        assert queued.cancel()
+        (tmp_path / "release").touch()
+        queued.wait()
+        assert queued.state.is_cancelled()
+        return held.result(), pid.submit().result()
+
+    held, later = cancelling()
+    assert not touched.exists()
+    assert later == held  # the worker was told in time, and skipped it: it lives on
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_flow_stops_the_bodies_queued_on_its_workers(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "pid"
+    touched = tmp_path / "touched"
+    queued_up = anyio.Event()
+
+    @flow(task_runner=ONE_WORKER)
+    async def waiting() -> None:
+        sleeping = sleeper.submit(marker)
+        while not marker.exists():  # noqa: ASYNC110  # written by another process
+            await anyio.sleep(0.02)
+        queued = touch.submit(touched)  # sent to the worker, behind sleeper
+        while not queued.state.is_running():  # noqa: ASYNC110  # then it is sent
+            await anyio.sleep(0.01)
+        queued_up.set()
+        await sleeping
+        await queued
+
+    with anyio.move_on_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiting)
+            await queued_up.wait()
+            tg.cancel_scope.cancel()
+    assert _gone(int(marker.read_text()))
+    assert not touched.exists()  # the flow reaped its workers: nothing runs it now

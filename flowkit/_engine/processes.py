@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 from collections import deque
-from typing import IO, TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
 import anyio.to_thread
@@ -43,6 +43,7 @@ QUEUED = 1
 
 _ENTRY = "from flowkit._engine.processes import worker_main; worker_main"
 _LENGTH = struct.Struct("!Q")
+_CANCEL = 1 << 63  # a header with this bit is a frame of its own: cancel body number ...
 _CHUNK = 1 << 18
 
 
@@ -50,37 +51,81 @@ def worker_main(fd: int) -> None:
     """A worker process: serve bodies on the socket ``fd`` until the pool closes it.
 
     It imports what the parent could import (its ``sys.path`` is the first frame), and
-    never the parent's main script: bodies arrive whole, by cloudpickle.
+    never the parent's main script: bodies arrive whole, by cloudpickle. It replies to
+    each body in turn; to one the pool cancelled before it started, with no bytes.
     """
     # Ctrl-C is for the flow, which stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=fd)
-    frames = sock.makefile("rb")  # buffered: one read may bring the next body along
-    path = _read_frame(frames)
-    if path is None:
+    inbox = _Inbox(socket.socket(fileno=fd))
+    if not inbox.receive(block=True):
         return
+    _, path = inbox.bodies.popleft()
     sys.path[:] = cast("list[str]", pickle.loads(path))
     me = f"process {os.getpid()}"
-    while (payload := _read_frame(frames)) is not None:
-        reply = serve(payload, me)
-        sock.sendall(_LENGTH.pack(len(reply)) + reply)
+    while True:
+        if not inbox.bodies and not inbox.receive(block=True):
+            return
+        inbox.receive(block=False)  # cancellations that came meanwhile
+        index, payload = inbox.bodies.popleft()
+        if index in inbox.cancelled:
+            inbox.cancelled.discard(index)
+            reply = b""
+        else:
+            reply = serve(payload, me)
+        inbox.sock.sendall(_frame(reply))
 
 
-def _read_frame(frames: IO[bytes]) -> bytes | None:
-    """The next frame; ``None`` once the pool closed the socket."""
-    header = frames.read(_LENGTH.size)
-    if len(header) < _LENGTH.size:
-        return None
-    (length,) = _LENGTH.unpack(header)
-    data = frames.read(length)
-    return data if len(data) == length else None
+@attrs.define
+class _Inbox:
+    """The worker's end: the bodies read and not yet run, and those cancelled."""
+
+    sock: socket.socket
+    buffer: bytearray = attrs.field(factory=bytearray)
+    bodies: deque[tuple[int, bytes]] = attrs.field(factory=deque)  # by index from -1
+    cancelled: set[int] = attrs.field(factory=set)
+    count: int = -1  # the first frame, sys.path, is no body
+
+    def receive(self, *, block: bool) -> bool:
+        """Read what the pool sent: a frame at least if ``block``, else all there is.
+
+        Returns:
+            ``False`` once the pool closed the socket.
+        """
+        while True:
+            try:
+                data = self.sock.recv(_CHUNK, 0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            self._parse(data)
+            if block and self.bodies:
+                return True
+
+    def _parse(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        start = 0
+        while len(buffer) - start >= _LENGTH.size:
+            (header,) = _LENGTH.unpack_from(buffer, start)
+            if header & _CANCEL:
+                self.cancelled.add(header & ~_CANCEL)
+                start += _LENGTH.size
+                continue
+            end = start + _LENGTH.size + header
+            if len(buffer) < end:
+                break
+            self.bodies.append((self.count, bytes(buffer[start + _LENGTH.size : end])))
+            self.count += 1
+            start = end
+        del buffer[:start]
 
 
 def _frame(data: bytes) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
-def _start(ours: socket.socket, theirs: socket.socket) -> subprocess.Popen[bytes]:
+def _spawn(ours: socket.socket, theirs: socket.socket) -> subprocess.Popen[bytes]:
     """In a thread: start a worker on ``theirs`` and send it ``sys.path`` on ``ours``."""
     # Here, not at the top: importing flowkit must not pay for what only pools use.
     import subprocess
@@ -106,8 +151,10 @@ class _Call:
     # "crashed": the worker died while it ran it; "resend": it never started there.
     outcome: _Outcome | None = None
     reply: bytes = b""
+    index: int | None = None  # its number on its worker, once its frame is all written
     # Its run was cancelled: nobody waits for it, and it must not run.
     abandoned: bool = False
+    skipped: bool = False  # the worker was told so in time: it replies with no bytes
 
 
 @attrs.define(eq=False)
@@ -120,13 +167,15 @@ class _Worker:
     """
 
     pool: ProcessPool
-    sock: socket.socket  # the pool's end, non-blocking
+    sock: socket.socket  # the pool's end, non-blocking once the process started
+    theirs: socket.socket  # the worker's end, closed here once the process has it
     process: subprocess.Popen[bytes] | None = None  # None: still starting
     # Calls sent (or being sent) and not replied to, in order: the first one runs.
     sent: deque[_Call] = attrs.field(factory=deque)
     # Calls whose frames are still to be written, in order: the first one writes.
     writers: deque[_Call] = attrs.field(factory=deque)
     moved: anyio.Event | None = None  # set: the writers may go on (made when needed)
+    count: int = 0  # bodies written
     received: bytearray = attrs.field(factory=bytearray)
     # A frame was cut short: the worker takes no more, and is killed as it gets to it.
     broken: bool = False
@@ -142,15 +191,18 @@ class _Worker:
             self.moved.set()
             self.moved = None
 
+    def queue(self, call: _Call) -> None:
+        """Line ``call`` up on the worker, after those queued before."""
+        self.sent.append(call)
+        self.writers.append(call)
+
     async def send(self, call: _Call) -> None:
-        """Queue ``call`` on the worker and write its frame, after those sent before.
+        """Write the frame of ``call`` (queued), after those queued before it.
 
         If the run is cancelled first, the call is not sent (its outcome is "resend");
         if it is cancelled in the middle of the frame, the call is abandoned and the
         worker takes no more frames.
         """
-        self.sent.append(call)
-        self.writers.append(call)
         data = memoryview(call.frame)
         try:
             while self.process is None or self.writers[0] is not call:
@@ -164,6 +216,8 @@ class _Worker:
                     data = data[self.sock.send(data) :]
                 except BlockingIOError:
                     await anyio.wait_writable(self.sock)
+            if not data:
+                call.index, self.count = self.count, self.count + 1
         except (OSError, anyio.ClosedResourceError):
             pass  # the worker is gone: the run of its head learns why
         except BaseException:
@@ -183,10 +237,20 @@ class _Worker:
             self.sent.remove(call)
             call.outcome = "resend"
 
+    def reader(self) -> _Call | None:
+        """The call whose run reads replies: the first one sent that a run waits for."""
+        return next((call for call in self.sent if not call.abandoned), None)
+
+    def wake_reader(self) -> None:
+        reader = self.reader()
+        if reader is not None and reader.wake is not None:
+            reader.wake.set()
+
     async def wait(self, call: _Call) -> None:
-        """Wait until ``call`` has its outcome; as the head, read the worker's replies."""
+        """Wait until ``call`` has its outcome, reading the worker's replies when its run
+        is the reader."""
         while call.outcome is None:
-            if self.sent[0] is not call:
+            if self.reader() is not call:
                 call.wake = anyio.Event()
                 await call.wake.wait()
                 call.wake = None
@@ -216,10 +280,52 @@ class _Worker:
         if self.dead or not self.sent:
             return
         head = self.sent[0]
-        if head.abandoned:
+        if head.abandoned and not head.skipped:
             self.pool.kill(self)  # it runs, or is about to run, a cancelled body
-        elif head.wake is not None:
-            head.wake.set()  # its run reads next
+        else:
+            self.wake_reader()
+
+    def cancel(self, call: _Call) -> None:
+        """Tell the worker not to run ``call``, which waits behind another body; if it
+        may have started it already, or cannot be told, it is killed when it gets to it."""
+        call.abandoned = True
+        if call.index is None or self.writers or self.broken:
+            return  # it is written by a run that sees it cancelled; or cannot be told
+        try:
+            written = self.sock.send(_LENGTH.pack(_CANCEL | call.index))
+        except OSError:  # full, or gone
+            written = 0
+        if written < _LENGTH.size:
+            self.broken = self.broken or written > 0
+            return
+        # Told in time if the bodies before it are not all over yet: the worker reads
+        # what came before it starts a body.
+        call.skipped = not self._answered(self.sent.index(call))
+        if not call.skipped:
+            self.receive()  # settles those before it; it is head now, and killed
+
+    def _answered(self, count: int) -> bool:
+        """Whether the replies to the first ``count`` calls sent are all here."""
+        size = _CHUNK
+        while True:
+            try:
+                peeked = self.sock.recv(size, socket.MSG_PEEK)
+            except BlockingIOError:
+                peeked = b""
+            except OSError:
+                return False
+            data, start = bytes(self.received) + peeked, 0
+            for _ in range(count):
+                if len(data) - start < _LENGTH.size:
+                    break
+                (length,) = _LENGTH.unpack_from(data, start)
+                start += _LENGTH.size + length
+            else:
+                if start <= len(data):
+                    return True
+            if len(peeked) < size:
+                return False
+            size *= 4
 
     def _settle(self) -> None:
         received, sent = self.received, self.sent
@@ -257,8 +363,10 @@ class ProcessPool:
         call = _Call(_frame(payload))
         async with self._slots:
             while True:
-                worker = await self._worker()
+                worker, new = self._place(call)
                 try:
+                    if new:
+                        await self._start(worker)
                     await worker.send(call)
                     await worker.wait(call)
                 except BaseException:  # cancelled, or past its deadline: stop the work
@@ -270,18 +378,23 @@ class ProcessPool:
                     raise await _crashed(run, worker)
                 call.outcome = None  # it never started: again
 
-    async def _worker(self) -> _Worker:
-        """An idle worker, else a new one if there may be more, else the least busy."""
+    def _place(self, call: _Call) -> tuple[_Worker, bool]:
+        """Queue ``call`` on an idle worker, else on a new one if there may be more
+        (``True``: its run starts it), else on the least busy one."""
         usable = [worker for worker in self._workers if not worker.broken]
-        best = min(usable, key=lambda worker: len(worker.sent), default=None)
-        if best is not None and (not best.sent or len(usable) >= self.size):
-            return best
-        ours, theirs = socket.socketpair()
-        worker = _Worker(self, ours)
-        self._workers.append(worker)  # from now on, runs may queue on it
+        worker = min(usable, key=lambda worker: len(worker.sent), default=None)
+        new = worker is None or (bool(worker.sent) and len(usable) < self.size)
+        if new:
+            worker = _Worker(self, *socket.socketpair())
+            self._workers.append(worker)  # from now on, runs may queue on it
+        assert worker is not None
+        worker.queue(call)
+        return worker, new
+
+    async def _start(self, worker: _Worker) -> None:
         try:
-            with theirs:
-                process = await anyio.to_thread.run_sync(_start, ours, theirs)
+            with worker.theirs:
+                process = await anyio.to_thread.run_sync(_spawn, worker.sock, worker.theirs)
         except BaseException:
             self.drop(worker, "resend")
             raise
@@ -290,18 +403,20 @@ class ProcessPool:
         worker.wake_writers()
         if worker.dead:  # killed while it started
             process.kill()
-        return worker
 
     def _abandon(self, worker: _Worker, call: _Call) -> None:
         """``call``'s run was cancelled: make sure its body does not run on."""
         if call.outcome is not None or worker.dead:
             return
-        call.abandoned = True
-        if worker.sent and worker.sent[0] is call:
+        if worker.sent[0] is not call:
+            worker.cancel(call)
+        else:
+            call.abandoned = True
             worker.receive()  # its reply may be in: then it is over, and nothing runs
             if call.outcome is None and not worker.dead:
                 self.kill(worker)
-        # Else it waits behind another body: the worker is killed if it gets to it.
+        if not worker.dead:
+            worker.wake_reader()  # if it was the reader, the next one takes over
 
     def kill(self, worker: _Worker) -> None:
         """Kill ``worker``, whose head is cancelled; the calls behind it go elsewhere."""
@@ -317,6 +432,7 @@ class ProcessPool:
         worker.wake_writers()
         anyio.notify_closing(worker.sock)
         worker.sock.close()
+        worker.theirs.close()
         self._workers.remove(worker)
         outcome = head
         for call in worker.sent:
@@ -331,6 +447,7 @@ class ProcessPool:
             if worker.sent and worker.process is not None:  # cancelled bodies, queued
                 worker.process.kill()
             worker.sock.close()  # the worker sees the end of its input, and returns
+            worker.theirs.close()
         processes, self._processes = self._processes, []
         if processes:
             await anyio.to_thread.run_sync(_stop_all, processes)

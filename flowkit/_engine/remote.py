@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import anyio
-import anyio.to_thread
 import attrs
 
 from .events import RunInfo, format_exception

@@ -500,3 +500,52 @@ async def test_cancelling_the_flow_stops_the_bodies_queued_on_its_workers(
             tg.cancel_scope.cancel()
     assert _gone(int(marker.read_text()))
     assert not touched.exists()  # the flow reaped its workers: nothing runs it now
+
+
+@task
+def die_when_released(directory: Path) -> None:
+    (directory / "held").write_text(str(os.getpid()))
+    _wait_for(directory / "release")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_body_queued_behind_one_whose_worker_died_runs_in_a_new_worker(
+    backend: str, tmp_path: Path
+) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def queued_behind() -> int:
+        dying = die_when_released.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        behind = pid.submit()  # sent to the worker, behind the one that dies
+        _wait_until_sent(behind)
+        (tmp_path / "release").touch()
+        dying.wait()
+        assert dying.state.is_crashed()
+        return behind.result()
+
+    assert queued_behind() != int((tmp_path / "held").read_text())
+
+
+@task
+def size(data: bytes) -> int:
+    return len(data)
+
+
+def test_a_body_cancelled_while_its_arguments_are_sent_never_runs(
+    backend: str, tmp_path: Path
+) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def cut_short() -> tuple[int, int]:
+        held = hold.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        big = size.submit(b"x" * 32_000_000)  # more than the socket holds: it waits
+        _wait_until_sent(big)
+        assert big.cancel()
+        big.wait()
+        assert big.state.is_cancelled()
+        (tmp_path / "release").touch()
+        return held.result(), pid.submit().result()
+
+    held, later = cut_short()
+    assert held == int((tmp_path / "held").read_text())  # it ran on, to its end
+    assert later != held  # its worker could take no more

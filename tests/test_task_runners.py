@@ -549,3 +549,15 @@ def test_a_body_cancelled_while_its_arguments_are_sent_never_runs(
     held, later = cut_short()
     assert held == int((tmp_path / "held").read_text())  # it ran on, to its end
     assert later != held  # its worker could take no more
+
+
+def test_a_body_sent_to_a_worker_that_died_idle_runs_in_a_new_worker(backend: str) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def after_a_death() -> tuple[int, int]:
+        first = pid.submit().result()
+        os.kill(first, signal.SIGKILL)
+        assert _gone(first)
+        return first, pid.submit().result()  # never started there: not a crash
+
+    first, second = after_a_death()
+    assert second != first

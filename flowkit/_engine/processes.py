@@ -162,8 +162,8 @@ class _Worker:
     """One worker process, as the pool sees it.
 
     The loop's tasks take turns, without locks: the runs write their frames one after
-    the other, in the order they were sent (``send``), and only the run of the head
-    reads replies (``wait``).
+    the other, in the order they were queued (``send``), and one run at a time reads
+    the replies, that of the first call sent that a run still waits for (``wait``).
     """
 
     pool: ProcessPool
@@ -218,8 +218,10 @@ class _Worker:
                     await anyio.wait_writable(self.sock)
             if not data:
                 call.index, self.count = self.count, self.count + 1
-        except (OSError, anyio.ClosedResourceError):
-            pass  # the worker is gone: the run of its head learns why
+        except (OSError, anyio.ClosedResourceError):  # the worker is gone
+            if len(data) == len(call.frame):
+                self._unsend(call)  # it never got there
+            self.pool.drop(self, "crashed")  # the body it ran, if any, crashed
         except BaseException:
             if len(data) == len(call.frame):
                 self._unsend(call)

@@ -6,8 +6,7 @@ default) on 2 workers, in one run: sequentially in this process, with flowkit's
 ``LocalCluster`` of 2 single-threaded worker processes, and with Dask's own
 ``client.map`` on that same cluster. It prints each time and the goals: flowkit on Dask
 within 1.3 times Dask's own time, and flowkit on processes at least 1.7 times faster
-than the sequential loop (on 2 cores or more). flowkit's time includes starting its
-worker processes (each imports flowkit and this module); Dask's workers are warm.
+than the sequential loop (on 2 cores or more).
 
     python -m benchmarks.runners [--tasks N] [--json PATH]
 """
@@ -21,8 +20,11 @@ import os
 import time
 from collections.abc import Callable
 
+from distributed import Client, LocalCluster
+
 from flowkit import flow, task
 from flowkit.task_runners import ProcessPoolTaskRunner
+from flowkit.task_runners.dask import DaskTaskRunner
 
 ROUNDS_PER_MS = 0  # set by calibrate(): loop rounds that take about 1 ms here
 
@@ -65,12 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     times = {"sequential": timed(lambda: [burn(r) for r in work])}
     times["flowkit processes"] = timed(on_processes)
-    # Here, not at the top: flowkit's workers import this module for ``burn``, and a
-    # module of tasks would not make them import Dask.
-    from distributed import Client, LocalCluster
-
-    from flowkit.task_runners.dask import DaskTaskRunner
-
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"

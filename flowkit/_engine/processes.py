@@ -10,7 +10,8 @@ A worker runs its bodies in the order they were sent: the first one sent and not
 to (its *head*) is the one it runs, and the ones behind it have not started. That keeps
 stopping work exact. A head that is cancelled, or past its deadline, has its worker
 killed, and the bodies behind it go to other workers. A body cancelled while it waits
-behind another is dropped as its worker reaches it, by killing that worker then.
+behind another is skipped by the worker, which is told so; if it may have started it
+already, the worker is killed instead.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ QUEUED = 1
 
 _ENTRY = "from flowkit._engine.processes import worker_main; worker_main"
 _LENGTH = struct.Struct("!Q")
-_CANCEL = 1 << 63  # a header with this bit is a frame of its own: cancel body number ...
+# A header with this bit set is a whole frame: skip the body numbered by the other bits.
+_CANCEL = 1 << 63
 _CHUNK = 1 << 18
 
 

@@ -8,12 +8,13 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from flowkit import flow, task
+from flowkit import TaskFuture, flow, task
 from flowkit.cache_policies import INPUTS
 from flowkit.exceptions import TaskTimeoutError, WorkerCrashedError
 from flowkit.logging import get_run_logger
@@ -202,6 +203,7 @@ def test_a_timeout_kills_cpu_bound_work(backend: str, tmp_path: Path) -> None:
 
     @flow(task_runner=PROCESSES)
     def spinning() -> None:
+        assert square.submit(2).result() == 4  # a worker is up: the body starts in time
         future = spin.submit(marker)
         future.wait()
         state = future.state
@@ -287,7 +289,7 @@ async def test_cancelling_the_flow_kills_its_work(tmp_path: Path) -> None:
     async def waiting() -> None:
         await sleeper.submit(marker)
 
-    with anyio.move_on_after(3):
+    with anyio.move_on_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiting)
             while not marker.exists():  # noqa: ASYNC110  # written by another process
@@ -368,3 +370,194 @@ def test_upstream_futures_are_resolved_before_the_body_travels(backend: str) -> 
         return square.submit(square.submit(3)).result()
 
     assert chained() == 81
+
+
+# Bodies queued on a busy worker --------------------------------------------------------
+
+ONE_WORKER = ProcessPoolTaskRunner(max_workers=1)  # its second body waits on the worker
+
+
+@task
+def hold(directory: Path) -> int:
+    (directory / "held").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not (directory / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+@task
+def touch(path: Path) -> int:
+    path.write_text("ran")
+    return os.getpid()
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _wait_until_sent(future: TaskFuture[Any]) -> None:
+    """Until the run is Running: from there it reaches its worker without a pause."""
+    deadline = time.monotonic() + 60
+    while not future.state.is_running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_bodies_queued_on_a_worker_all_run(backend: str) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def many() -> list[int]:
+        return [f.result() for f in square.map(range(20))]
+
+    assert many() == [x * x for x in range(20)]
+
+
+def test_a_body_queued_behind_one_past_its_deadline_runs_in_a_new_worker(
+    backend: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pid"
+
+    @flow(task_runner=ONE_WORKER)
+    def queued_behind() -> tuple[int, int]:
+        first = pid.submit().result()  # a worker is up: the body starts in time
+        spinning = spin.submit(marker)
+        _wait_for(marker)
+        behind = pid.submit()  # sent to the worker, behind spin
+        spinning.wait()
+        assert spinning.state.name == "TimedOut"
+        return first, behind.result()
+
+    first, behind = queued_behind()
+    assert int(marker.read_text()) == first
+    assert behind != first
+    assert _gone(first)
+
+
+def test_a_body_queued_behind_a_cancelled_one_runs_in_a_new_worker(
+    backend: str, tmp_path: Path
+) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def queued_behind() -> tuple[int, int]:
+        held = hold.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        behind = pid.submit()  # sent to the worker, behind hold
+        _wait_until_sent(behind)
+        assert held.cancel()
+        held.wait()
+        assert held.state.is_cancelled()
+        return int((tmp_path / "held").read_text()), behind.result()
+
+    held, behind = queued_behind()
+    assert behind != held
+    assert _gone(held)
+
+
+def test_a_cancelled_body_queued_on_a_worker_never_runs(backend: str, tmp_path: Path) -> None:
+    touched = tmp_path / "touched"
+
+    @flow(task_runner=ONE_WORKER)
+    def cancelling() -> tuple[int, int]:
+        held = hold.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        queued = touch.submit(touched)  # sent to the worker, behind hold
+        _wait_until_sent(queued)
+        assert queued.cancel()
+        (tmp_path / "release").touch()
+        queued.wait()
+        assert queued.state.is_cancelled()
+        return held.result(), pid.submit().result()
+
+    held, later = cancelling()
+    assert not touched.exists()
+    assert later == held  # the worker was told in time, and skipped it: it lives on
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_flow_stops_the_bodies_queued_on_its_workers(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "pid"
+    touched = tmp_path / "touched"
+    queued_up = anyio.Event()
+
+    @flow(task_runner=ONE_WORKER)
+    async def waiting() -> None:
+        sleeping = sleeper.submit(marker)
+        while not marker.exists():  # noqa: ASYNC110  # written by another process
+            await anyio.sleep(0.02)
+        queued = touch.submit(touched)  # sent to the worker, behind sleeper
+        while not queued.state.is_running():  # noqa: ASYNC110  # then it is sent
+            await anyio.sleep(0.01)
+        queued_up.set()
+        await sleeping
+        await queued
+
+    with anyio.move_on_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiting)
+            await queued_up.wait()
+            tg.cancel_scope.cancel()
+    assert _gone(int(marker.read_text()))
+    assert not touched.exists()  # the flow reaped its workers: nothing runs it now
+
+
+@task
+def die_when_released(directory: Path) -> None:
+    (directory / "held").write_text(str(os.getpid()))
+    _wait_for(directory / "release")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_body_queued_behind_one_whose_worker_died_runs_in_a_new_worker(
+    backend: str, tmp_path: Path
+) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def queued_behind() -> int:
+        dying = die_when_released.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        behind = pid.submit()  # sent to the worker, behind the one that dies
+        _wait_until_sent(behind)
+        (tmp_path / "release").touch()
+        dying.wait()
+        assert dying.state.is_crashed()
+        return behind.result()
+
+    assert queued_behind() != int((tmp_path / "held").read_text())
+
+
+@task
+def size(data: bytes) -> int:
+    return len(data)
+
+
+def test_a_body_cancelled_while_its_arguments_are_sent_never_runs(
+    backend: str, tmp_path: Path
+) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def cut_short() -> tuple[int, int]:
+        held = hold.submit(tmp_path)
+        _wait_for(tmp_path / "held")
+        big = size.submit(b"x" * 32_000_000)  # more than the socket holds: it waits
+        _wait_until_sent(big)
+        assert big.cancel()
+        big.wait()
+        assert big.state.is_cancelled()
+        (tmp_path / "release").touch()
+        return held.result(), pid.submit().result()
+
+    held, later = cut_short()
+    assert held == int((tmp_path / "held").read_text())  # it ran on, to its end
+    assert later != held  # its worker could take no more
+
+
+def test_a_body_sent_to_a_worker_that_died_idle_runs_in_a_new_worker(backend: str) -> None:
+    @flow(task_runner=ONE_WORKER)
+    def after_a_death() -> tuple[int, int]:
+        first = pid.submit().result()
+        os.kill(first, signal.SIGKILL)
+        assert _gone(first)
+        return first, pid.submit().result()  # never started there: not a crash
+
+    first, second = after_a_death()
+    assert second != first

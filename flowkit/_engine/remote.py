@@ -10,34 +10,26 @@ reply brings back the value or the exception, with the log records the body made
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-import os
-import signal
-import sys
+import pickle
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import anyio
-import anyio.to_thread
 import attrs
 
-from ..exceptions import WorkerCrashedError
 from .events import RunInfo, format_exception
 from .prints import printing_to_log
 from .results import cloudpickle
 from .runners import OnLoop, consumed
 from .runs import Run, current_run
 
-if TYPE_CHECKING:
-    import subprocess
-    from multiprocessing.connection import Connection
-
-__all__ = ["Executor", "ProcessPool", "Remote", "TaskRunner", "pack", "serve"]
+__all__ = ["Executor", "Remote", "TaskRunner", "pack", "serve"]
 
 _RUN_LOGGERS = ("flowkit.flow_runs", "flowkit.task_runs")
-_ENTRY = "from flowkit._engine.remote import worker_main; worker_main"
 
 
 class Executor(Protocol):
@@ -93,9 +85,8 @@ class TaskRunner:
 class _Job:
     """A body to run somewhere else, and what its logs need."""
 
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    function: bytes  # the task's function, pickled once per flow run (see ``_function``)
+    arguments: bytes  # (args, kwargs), by cloudpickle
     is_async: bool
     info: RunInfo
     log_prints: bool
@@ -119,26 +110,52 @@ class _Away:
     name: str
 
 
-def pack(run: Run, kind: str) -> bytes:
+def pack(run: Run, kind: str, function: bytes | None = None) -> bytes:
     """The body of ``run`` (function and arguments), packed for a worker.
+
+    ``function`` is the run's function as ``pack_function`` packed it, if known.
 
     Raises:
         TypeError: The function or an argument cannot be pickled.
     """
+    if function is None:
+        function = pack_function(run, kind)
     definition = run.definition
     job = _Job(
-        definition.fn, run.args, run.kwargs, definition.is_async, run.info, run.log_prints,
+        function, _dumps((run.args, run.kwargs), run, kind), definition.is_async, run.info,
+        run.log_prints,
         logging.getLogger(_RUN_LOGGERS[run.info.kind == "task"]).getEffectiveLevel(),
     )  # fmt: skip
+    # The rest is flowkit's own (importable in any worker): pickle does it, at half
+    # the cost of cloudpickle.
+    return pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
+
+
+def pack_function(run: Run, kind: str) -> bytes:
+    """The function of ``run``, packed for ``pack``.
+
+    Raises:
+        TypeError: The function cannot be pickled.
+    """
+    return _dumps(run.definition.fn, run, kind)
+
+
+def _dumps(value: object, run: Run, kind: str) -> bytes:
     try:
-        return cloudpickle().dumps(job)
+        return cloudpickle().dumps(value)
     except Exception as exc:
         raise TypeError(
-            f"task {definition.name!r}: cannot send its function and arguments to a {kind} "
-            f"worker: {type(exc).__name__}: {exc}; pass values that pickle (no open files, "
-            "locks or clients: create those inside the task), or run the flow with "
+            f"task {run.definition.name!r}: cannot send its function and arguments to a "
+            f"{kind} worker: {type(exc).__name__}: {exc}; pass values that pickle (no open "
+            "files, locks or clients: create those inside the task), or run the flow with "
             "ThreadPoolTaskRunner"
         ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _function(packed: bytes) -> Callable[..., Any]:
+    """A worker's copy of a packed function: unpickled once, not once per run."""
+    return cast("Callable[..., Any]", cloudpickle().loads(packed))
 
 
 class _Records(logging.Handler):
@@ -167,7 +184,7 @@ def serve(payload: bytes, worker: str) -> bytes:
     ``worker`` names this worker in the reply (``"process <pid>"``, ``"dask <address>"``):
     the run store records it on the state that ends the attempt.
     """
-    job = cast("_Job", cloudpickle().loads(payload))
+    job = cast("_Job", pickle.loads(payload))
     records = _Records()
     for name in _RUN_LOGGERS:
         logger = logging.getLogger(name)
@@ -200,11 +217,13 @@ def serve(payload: bytes, worker: str) -> bytes:
 
 def _call(job: _Job) -> Any:
     owner = f"task run {job.info.name!r}"
+    fn = _function(job.function)
+    args, kwargs = cast("tuple[tuple[Any, ...], dict[str, Any]]", pickle.loads(job.arguments))
     if not job.is_async:
-        return consumed(job.fn(*job.args, **job.kwargs), owner)
+        return consumed(fn(*args, **kwargs), owner)
 
     async def main() -> Any:
-        value = job.fn(*job.args, **job.kwargs)
+        value = fn(*args, **kwargs)
         value = await value if inspect.isawaitable(value) else value
         if inspect.isasyncgen(value):
             return [item async for item in value]
@@ -228,6 +247,13 @@ class Remote(OnLoop):
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
         self._packed: weakref.WeakKeyDictionary[Run, bytes] = weakref.WeakKeyDictionary()
+        self._functions: dict[object, bytes] = {}  # by definition: the flow run's few
+
+    def _pack(self, run: Run) -> bytes:
+        function = self._functions.get(run.definition)
+        if function is None:
+            function = self._functions[run.definition] = pack_function(run, self.executor.kind)
+        return pack(run, self.executor.kind, function)
 
     def prepare(self, run: Run) -> None:
         """At submit: pack a run whose arguments are known, so that a bad one is refused
@@ -237,13 +263,13 @@ class Remote(OnLoop):
             TypeError: The function or an argument cannot be pickled.
         """
         if not run.takes_inputs:
-            self._packed[run] = pack(run, self.executor.kind)
+            self._packed[run] = self._pack(run)
 
     async def call(self, run: Run) -> Any:
         run.threaded()  # it waits for a worker, not for one of this process's threads
         payload = self._packed.get(run)
         if payload is None:
-            payload = pack(run, self.executor.kind)
+            payload = self._pack(run)
         reply = cast("_Reply", cloudpickle().loads(await self.executor.run(run, payload)))
         run.worker = reply.worker
         _replay(reply.logs)
@@ -254,122 +280,3 @@ class Remote(OnLoop):
     async def aclose(self) -> None:
         """Release the workers, once the flow's children are all over."""
         await self.executor.aclose()
-
-
-def worker_main(fd: int) -> None:
-    """A worker process: serve bodies on the pipe ``fd`` until the pool closes it.
-
-    It imports what the parent could import (its ``sys.path`` comes first on the pipe),
-    and never the parent's main script: bodies arrive whole, by cloudpickle.
-    """
-    # Ctrl-C is for the flow, which stops its workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from multiprocessing.connection import Connection  # only workers and pools need it
-
-    conn = Connection(fd)
-    sys.path[:] = cast("list[str]", conn.recv())
-    me = f"process {os.getpid()}"
-    while True:
-        try:
-            payload = conn.recv_bytes()
-        except EOFError:
-            return
-        conn.send_bytes(serve(payload, me))
-
-
-class _Died(Exception):
-    pass
-
-
-@attrs.define(eq=False)
-class _Worker:
-    process: subprocess.Popen[bytes]
-    conn: Connection
-
-    def call(self, payload: bytes) -> bytes:
-        """In a thread: send a body, wait for its reply.
-
-        Raises:
-            _Died: The process ended first.
-        """
-        try:
-            self.conn.send_bytes(payload)
-            return self.conn.recv_bytes()
-        except (EOFError, OSError):
-            self.process.wait(5)
-            raise _Died from None
-
-
-class ProcessPool:
-    """Up to ``size`` worker processes for one flow run, started as work arrives.
-
-    A worker whose body is cancelled or past its deadline is killed (the work stops for
-    real) and replaced by a new one when work next needs it.
-    """
-
-    kind = "process"
-
-    def __init__(self, size: int, owner: str) -> None:
-        self.size = size
-        self.owner = owner
-        self._slots = anyio.Semaphore(size)
-        self._idle: list[_Worker] = []
-        self._all: set[_Worker] = set()
-
-    def _start(self) -> _Worker:
-        # Here, not at the top: importing flowkit must not pay for what only pools use.
-        import socket
-        import subprocess
-
-        # A new interpreter, not a fork: the parent runs an event loop and threads.
-        ours, theirs = socket.socketpair()
-        with theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-c", f"{_ENTRY}({theirs.fileno()})"], pass_fds=[theirs.fileno()]
-            )
-        # Here, not at the top: importing flowkit must not load multiprocessing.
-        from multiprocessing.connection import Connection
-
-        here = Connection(ours.detach())
-        here.send(sys.path)
-        worker = _Worker(process, here)
-        self._all.add(worker)
-        return worker
-
-    async def run(self, run: Run, payload: bytes) -> bytes:
-        async with self._slots:
-            worker = self._idle.pop() if self._idle else await anyio.to_thread.run_sync(self._start)
-            try:
-                reply = await anyio.to_thread.run_sync(worker.call, payload, abandon_on_cancel=True)
-            except _Died:
-                self._all.discard(worker)
-                run.worker = f"process {worker.process.pid}"  # it sent no reply to say so
-                code = worker.process.returncode
-                raise WorkerCrashedError(
-                    f"task run {run.name!r}: its worker process (pid {worker.process.pid}) "
-                    f"died before it replied (exit code {code}); give the task retries to "
-                    "try again in a new worker, and look for what killed it (memory?)"
-                ) from None
-            except BaseException:  # cancelled, or past its deadline: stop the work
-                worker.process.kill()  # aclose reaps it
-                raise
-            self._idle.append(worker)
-            return reply
-
-    async def aclose(self) -> None:
-        workers, self._all, self._idle = list(self._all), set(), []
-        if workers:
-            await anyio.to_thread.run_sync(_stop_all, workers)
-
-
-def _stop_all(workers: list[_Worker]) -> None:
-    import subprocess
-
-    for worker in workers:
-        worker.conn.close()  # the worker sees EOF and returns
-    for worker in workers:
-        try:
-            worker.process.wait(5)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()

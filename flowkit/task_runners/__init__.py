@@ -14,7 +14,8 @@ import os
 
 import attrs
 
-from .._engine.remote import Executor, ProcessPool, TaskRunner
+from .._engine.processes import ProcessPool
+from .._engine.remote import Executor, TaskRunner
 
 __all__ = [
     "ConcurrentTaskRunner",

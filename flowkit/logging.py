@@ -304,8 +304,9 @@ def _news(
     logger = _loggers[None if speaker is None else speaker.kind]
     if not logger.isEnabledFor(level):
         return
-    if (event is None or event.error is None) and _only_flowkit_handles(logger, level):
-        _tell(logger.name, level, msg % args if args else msg, speaker, about)
+    direct = event is None or event.error is None
+    if direct and (console := _sole_console(logger, level)) is not None:
+        _tell(console, logger.name, level, msg % args if args else msg, speaker, about)
         return
     if speaker is None:
         # An engine line about a run (its creation) carries its ids, not its label.
@@ -328,12 +329,12 @@ def _news(
     logger.handle(record)
 
 
-def _only_flowkit_handles(logger: logging.Logger, level: int) -> bool:
-    """Whether a record of ``logger`` at ``level`` would reach flowkit's console and bus
-    handlers and nothing else (no handler, filter or record factory of the program's, no
-    formatter but flowkit's): ``_tell`` can then do what they would, without a record."""
+def _sole_console(logger: logging.Logger, level: int) -> ConsoleHandler | None:
+    """flowkit's console, if a record of ``logger`` at ``level`` would reach it and the
+    bus handler and nothing else (no handler, filter or record factory of the program's,
+    no formatter but flowkit's): ``_tell`` can then do what they would, without a record."""
     console, bus, flowkit = _console, _bus, _flowkit
-    return (
+    sole = (
         console is not None
         and bus is not None
         and not logger.handlers
@@ -352,21 +353,26 @@ def _only_flowkit_handles(logger: logging.Logger, level: int) -> bool:
         and (not flowkit.propagate or not logging.root.handlers)
         and logging.getLogRecordFactory() is logging.LogRecord
     )
+    return console if sole else None
 
 
 def _tell(
-    name: str, level: int, message: str, speaker: RunInfo | None, about: RunInfo | None
+    console: ConsoleHandler,
+    name: str,
+    level: int,
+    message: str,
+    speaker: RunInfo | None,
+    about: RunInfo | None,
 ) -> None:
     """What flowkit's console and bus handlers make of a record, made without one: a
-    line on the console and, for a line about a run, a ``LogLine`` on the bus."""
-    assert _console is not None
+    line on ``console`` and, for a line about a run, a ``LogLine`` on the bus."""
     created_ns = time.time_ns()
     created = created_ns / 1e9
     label = "flowkit.engine" if speaker is None else speaker.label
     levelname = logging.getLevelName(level)
     msecs = (created_ns % 1_000_000_000) // 1_000_000
-    formatter = cast(ConsoleFormatter, _console.formatter)
-    _console.gather(formatter.line(created, msecs, levelname, label, message), level)
+    formatter = cast(ConsoleFormatter, console.formatter)
+    console.gather(formatter.line(created, msecs, levelname, label, message), level)
     if (run := speaker or about) is not None:
         events.emit(LogLine(run.id, run.root_id, created, level, name, label, message))
 

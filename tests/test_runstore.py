@@ -398,7 +398,7 @@ def test_runs_prune_deletes_old_finished_trees_only(
     with Store.open() as s:
         assert [r.id for r in s.flow_runs()] == [new.id]
         left = {r[0] for r in s._db.execute("SELECT DISTINCT root_id FROM runs")}
-        states = s._db.execute("SELECT count(*) FROM states WHERE run_id = ?", (old.id,))
+        states = s._db.execute("SELECT count(*) FROM states WHERE root_id = ?", (old.id,))
         logs = s._db.execute("SELECT count(*) FROM logs WHERE root_id = ?", (old.id,))
         assert (left, states.fetchone()[0], logs.fetchone()[0]) == ({new.id}, 0, 0)
     assert flowkit_main(["runs", "prune", "--older-than", "soon"]) == 2
@@ -635,6 +635,9 @@ def test_migration_9_drops_the_rows_the_history_view_makes(flowkit_home: Path) -
     ).fetchone()
     # As flowkit before migration 9 wrote them: a row for the Pending and the Running.
     db.execute("DROP VIEW history")
+    db.execute("DROP INDEX states_by_root")  # and migration 10
+    db.execute("ALTER TABLE states DROP COLUMN root_id")
+    db.execute("CREATE INDEX states_by_run ON states (run_id)")
     db.executemany(
         "INSERT INTO states VALUES (?, ?, ?, NULL, ?, NULL, NULL)",
         [(task_id, "PENDING", "Pending", created), (task_id, "RUNNING", "Running", start)],

@@ -497,7 +497,10 @@ def test_import_flowkit_imports_no_part_of_the_web_page() -> None:
 def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: Path) -> None:
     path = flowkit_home / "runs.db"
     db = connect(path, create=True)
-    db.execute("DROP VIEW history")  # migration 9
+    db.execute("DROP VIEW history")  # migrations 9 and 10
+    db.execute("DROP INDEX states_by_root")
+    db.execute("ALTER TABLE states DROP COLUMN root_id")
+    db.execute("CREATE INDEX states_by_run ON states (run_id)")
     for table in ("artifacts", "limits", "limit_leases"):  # migrations 5 and 6
         db.execute(f"DROP TABLE {table}")
     db.execute("ALTER TABLE runs DROP COLUMN result_repr")  # and 7

@@ -385,8 +385,8 @@ class Store:
         """The states the run entered, in order."""
         rows = self._db.execute(
             "SELECT type, name, message, timestamp, thread_wait, worker FROM history "
-            "WHERE run_id = ? ORDER BY timestamp, seq",
-            (self.get(run).id,),
+            "WHERE root_id = ? AND run_id = ? ORDER BY timestamp, seq",
+            ((record := self.get(run)).root_id, record.id),
         )
         return [StateRecord(r[0], r[1], r[2], _time(r[3]), r[4], r[5]) for r in rows]  # type: ignore[arg-type]
 
@@ -399,7 +399,8 @@ class Store:
         """
         rows = self._db.execute(
             "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait, s.worker "
-            "FROM runs r JOIN history s ON s.run_id = r.id WHERE r.root_id = ? "
+            "FROM runs r JOIN history s ON s.run_id = r.id "
+            "WHERE s.root_id = ?1 AND r.root_id = ?1 "
             "ORDER BY r.created, s.timestamp, s.seq",
             (self.get(run).root_id,),
         )

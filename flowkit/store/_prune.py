@@ -71,8 +71,7 @@ def prune(db: sqlite3.Connection, before: datetime) -> int:
     db.execute("BEGIN IMMEDIATE")  # one transaction: the roots cannot change under it
     try:
         count: int = db.execute(f"SELECT count(*) FROM ({_ROOTS})", cutoff).fetchone()[0]
-        tree = f"SELECT id FROM runs WHERE root_id IN ({_ROOTS})"
-        db.execute(f"DELETE FROM states WHERE run_id IN ({tree})", cutoff)
+        db.execute(f"DELETE FROM states WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute(f"DELETE FROM logs WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute(f"DELETE FROM artifacts WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute(f"DELETE FROM runs WHERE root_id IN ({_ROOTS})", cutoff)

@@ -149,6 +149,27 @@ MIGRATIONS: tuple[str, ...] = (
         UNION ALL
         SELECT run_id, type, name, message, timestamp, thread_wait, worker, rowid FROM states;
     """,
+    # 10: states found by their tree, not their run: run ids are random, so an index by
+    # run takes each new state row to a page of its own (a thousand task runs rewrote
+    # 1,700 pages of a store with 100,000 runs, 950 without it); a tree's rows sit
+    # together.
+    """
+    ALTER TABLE states ADD COLUMN root_id TEXT;
+    UPDATE states SET root_id = (SELECT r.root_id FROM runs r WHERE r.id = states.run_id);
+    DROP INDEX states_by_run;
+    CREATE INDEX states_by_root ON states (root_id, run_id);
+    DROP VIEW history;
+    CREATE VIEW history (run_id, root_id, type, name, message, timestamp, thread_wait, worker,
+                         seq) AS
+        SELECT id, root_id, 'PENDING', 'Pending', NULL, created, NULL, NULL, -2 FROM runs
+        WHERE kind = 'task' AND parent_id IS NOT NULL
+        UNION ALL
+        SELECT id, root_id, 'RUNNING', 'Running', NULL, start_time, NULL, NULL, -1 FROM runs
+        WHERE kind = 'task' AND parent_id IS NOT NULL AND start_time IS NOT NULL
+        UNION ALL
+        SELECT run_id, root_id, type, name, message, timestamp, thread_wait, worker, rowid
+        FROM states;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

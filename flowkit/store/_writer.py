@@ -486,14 +486,15 @@ class _Batch:
         if run.kind == "task" and run.parent is not None and (created or _first_running(item)):
             return  # the run's created and start_time say it (see the history view)
         self.states.append((run.id, state.type.value, state.name, state.message,
-                            _timestamp(item), item.thread_wait, item.worker))  # fmt: skip
+                            _timestamp(item), item.thread_wait, item.worker,
+                            run.root_id))  # fmt: skip
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         runs = [_guarded(_run_row, pending, latest) for pending, latest in self.new.values()]
         return [
             (_INSERT_RUN, runs),
             (_UPDATE_RUN, self.updates),
-            ("INSERT INTO states VALUES (?, ?, ?, ?, ?, ?, ?)", self.states),
+            ("INSERT INTO states VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.states),
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
             ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
         ]
@@ -589,20 +590,19 @@ def recover(db: sqlite3.Connection) -> int:
     for pid in pids:
         db.execute("BEGIN IMMEDIATE")
         try:
-            ids = [
-                r for (r,) in db.execute(
-                    "SELECT id FROM runs WHERE host = ? AND pid = ? AND state_type IN (?, ?, ?)",
-                    (_HOST, pid, *_UNFINISHED),
-                )
-            ]  # fmt: skip
+            ids = db.execute(
+                "SELECT id, root_id FROM runs WHERE host = ? AND pid = ? "
+                "AND state_type IN (?, ?, ?)",
+                (_HOST, pid, *_UNFINISHED),
+            ).fetchall()
             db.executemany(
                 "UPDATE runs SET state_type = 'CRASHED', state_name = 'Crashed', "
                 "state_message = ?, end_time = ? WHERE id = ?",
-                [(message, now, i) for i in ids],
+                [(message, now, i) for i, _ in ids],
             )
             db.executemany(
-                "INSERT INTO states VALUES (?, 'CRASHED', 'Crashed', ?, ?, NULL, NULL)",
-                [(i, message, now) for i in ids],
+                "INSERT INTO states VALUES (?, 'CRASHED', 'Crashed', ?, ?, NULL, NULL, ?)",
+                [(i, message, now, root) for i, root in ids],
             )
             db.execute("COMMIT")
         except BaseException:

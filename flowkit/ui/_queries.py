@@ -184,8 +184,8 @@ def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int,
         ).fetchone()
     else:
         row = db.execute(
-            "SELECT (SELECT max(s.rowid) FROM states s JOIN runs r ON r.id = s.run_id "
-            "WHERE r.root_id = ?1), (SELECT count(*) FROM logs WHERE root_id = ?1), "
+            "SELECT (SELECT max(rowid) FROM states WHERE root_id = ?1), "
+            "(SELECT count(*) FROM logs WHERE root_id = ?1), "
             "(SELECT count(*) FROM artifacts WHERE root_id = ?1), "
             "(SELECT count(start_time) + count(*) FROM runs WHERE root_id = ?1)",
             (run_id,),
@@ -217,7 +217,7 @@ def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         tree[r["id"]] = run
     states = db.execute(
         "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait, s.worker "
-        "FROM history s JOIN runs r ON r.id = s.run_id WHERE r.root_id = ? "
+        "FROM history s WHERE s.root_id = ? "
         "ORDER BY s.timestamp, s.seq",
         (root_id,),
     )

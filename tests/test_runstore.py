@@ -280,6 +280,8 @@ def test_a_killed_process_leaves_a_sound_store_and_crashed_runs(tmp_path: Path) 
         (run,) = s.flow_runs()
         assert run.state_name == "Crashed"
         assert "ended before the run did" in (run.state_message or "")
+        assert s.states(run.id)[-1].name == "Crashed"
+        assert s.tree_states(run.id)[run.id][-1].name == "Crashed"
 
 
 def test_a_newer_schema_is_refused_and_left_alone(flowkit_home: Path) -> None:

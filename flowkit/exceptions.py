@@ -17,6 +17,7 @@ __all__ = [
     "FlowTimeoutError",
     "FlowkitError",
     "FutureDeadlockError",
+    "MatplotlibMissingError",
     "MissingContextError",
     "MissingResult",
     "ParameterBindError",
@@ -118,6 +119,11 @@ class AcquireConcurrencySlotTimeoutError(FlowkitError, TimeoutError):
 
 class MissingResult(FlowkitError, LookupError):
     """A completed state's result is not where it was persisted (the file is gone)."""
+
+
+class MatplotlibMissingError(FlowkitError, RuntimeError):
+    """``flowkit bench --html``: the report's plots need matplotlib (the ``bench`` extra),
+    which is not installed."""
 
 
 class WorkerCrashedError(FlowkitError, RuntimeError):

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import flowkit.bench
-from flowkit.bench._html import MatplotlibMissingError, write_html
-from flowkit.exceptions import FlowkitError
+from flowkit.bench._html import write_html
+from flowkit.exceptions import FlowkitError, MatplotlibMissingError
 
 USER_FLOW = "myjobs.flows:etl"
 BAD_ROUNDS = [

@@ -44,6 +44,7 @@ BUILTIN = [
     (exceptions.ConcurrencySlotAcquisitionError, LookupError),
     (exceptions.AcquireConcurrencySlotTimeoutError, TimeoutError),
     (exceptions.WorkerCrashedError, RuntimeError),
+    (exceptions.MatplotlibMissingError, RuntimeError),
 ]
 
 

@@ -20,22 +20,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from ..exceptions import FlowkitError
+from ..exceptions import MatplotlibMissingError
 
 if TYPE_CHECKING:
     from ._plots import Plot
 
-__all__ = ["FORMAT", "Cell", "MatplotlibMissingError", "Record", "write_html"]
+__all__ = ["FORMAT", "Cell", "Record", "write_html"]
 
 FORMAT = "flowkit-bench/1"
 """The ``format`` of the documents this module reads."""
 
 RUN_PAGE = "/#/run/{id}"
 """Where ``flowkit ui`` shows a flow run, on whatever host and port it serves."""
-
-
-class MatplotlibMissingError(FlowkitError, RuntimeError):
-    """The report's plots need matplotlib (the ``bench`` extra), which is not installed."""
 
 
 @attrs.frozen

@@ -370,11 +370,16 @@ def bench(
             write_html(document, html_path)
         except (FlowkitError, ValueError, OSError) as exc:  # e.g. matplotlib is missing
             raise click.ClickException(f"flowkit bench: --html {html_path}: {exc}") from None
+    regressed = False
     if before is not None:
         comparison = bench_module.compare(document["cells"], before["cells"], tolerance)
         click.echo(comparison_text(comparison, tolerance))
-        if comparison.regressed:
-            raise click.exceptions.Exit(1)
+        regressed = comparison.regressed
+    broken = sum(cell["failed"] + cell["timeout"] for cell in document["cells"])
+    if broken:
+        click.echo(f"flowkit bench: {broken} round(s) failed or timed out (see above)", err=True)
+    if regressed or broken:
+        raise click.exceptions.Exit(1)
 
 
 def _bench_argv(ctx: click.Context, seed: int) -> list[str]:

@@ -26,6 +26,7 @@ import anyio
 from .. import limits as limits_module
 from ..context import tags
 from ..flows import Flow, flow
+from ..states import StateType
 from ..store import StateRecord, Store, flush, is_enabled
 from ..task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from ..tasks import task
@@ -214,7 +215,7 @@ def phases(
     waiting = running = 0.0
     latencies: list[float] = []
     for run_id, history in states.items():
-        if run_id == flow_run_id or not history or history[-1].type not in _FINAL:
+        if run_id == flow_run_id or not history or not StateType(history[-1].type).is_final:
             continue
         created, end = history[0].timestamp, history[-1].timestamp
         started = next((s.timestamp for s in history if s.type == "RUNNING"), end)
@@ -229,9 +230,6 @@ def phases(
         "phases_s": {"waiting": waiting, "running": running, "recording": recording},
         "task_runs": len(latencies),
     }
-
-
-_FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from logging import getLevelName
 from pathlib import Path
@@ -78,6 +78,12 @@ def _locked(path: Path, why: str) -> str:
         f"the run store at {path} is locked by another process, and it needs the lock "
         f"{why}; try again when that process is done"
     )
+
+
+def _state(row: Sequence[Any]) -> StateRecord:
+    """A state from a row of ``history``: type, name, message, timestamp, thread_wait,
+    worker (and anything after, unread)."""
+    return StateRecord(row[0], row[1], row[2], _time(row[3]), row[4], row[5])  # type: ignore[arg-type]
 
 
 def _time(value: float | None) -> datetime | None:
@@ -388,7 +394,7 @@ class Store:
             "WHERE root_id = ? AND run_id = ? ORDER BY timestamp, seq",
             ((record := self.get(run)).root_id, record.id),
         )
-        return [StateRecord(r[0], r[1], r[2], _time(r[3]), r[4], r[5]) for r in rows]  # type: ignore[arg-type]
+        return [_state(r) for r in rows]
 
     def tree_states(self, run: str) -> dict[str, list[StateRecord]]:
         """The states of every run in the tree of ``run`` (found as with ``get``), by run
@@ -398,7 +404,7 @@ class Store:
             KeyError: No run matches, or several do.
         """
         rows = self._db.execute(
-            "SELECT s.run_id, s.type, s.name, s.message, s.timestamp, s.thread_wait, s.worker "
+            "SELECT s.type, s.name, s.message, s.timestamp, s.thread_wait, s.worker, s.run_id "
             "FROM runs r JOIN history s ON s.run_id = r.id "
             "WHERE s.root_id = ?1 AND r.root_id = ?1 "
             "ORDER BY r.created, s.timestamp, s.seq",
@@ -406,9 +412,7 @@ class Store:
         )
         found: dict[str, list[StateRecord]] = {}
         for r in rows:
-            found.setdefault(r[0], []).append(
-                StateRecord(r[1], r[2], r[3], _time(r[4]), r[5], r[6])  # type: ignore[arg-type]
-            )
+            found.setdefault(r[6], []).append(_state(r))
         return found
 
     def logs(self, run: str) -> Iterator[LogLine]:

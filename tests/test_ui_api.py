@@ -517,3 +517,27 @@ def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: 
     assert reader is not None
     assert reader.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 0
     reader.close()
+
+
+def test_a_tree_change_mark_moves_when_a_task_run_starts(flowkit_home: Path) -> None:
+    """A task run's start is its row's start_time, not a state row: the page must still
+    see it, or a long task would show as pending until it ends."""
+    from flowkit import flow, task
+
+    @task
+    def step() -> int:
+        return 1
+
+    @flow
+    def main() -> int:
+        return step()
+
+    main()
+    flush()
+    db = connect(flowkit_home / "runs.db", create=False)
+    (root,) = db.execute("SELECT id FROM runs WHERE kind = 'flow'").fetchone()
+    db.execute("UPDATE runs SET start_time = NULL WHERE kind = 'task'")  # not started yet
+    before = q.change_mark(db, root)
+    db.execute("UPDATE runs SET start_time = created WHERE kind = 'task'")  # now it is
+    assert q.change_mark(db, root) != before
+    db.close()

@@ -18,6 +18,7 @@ from typing import (
 import anyio.from_thread
 import attrs
 
+from . import _defaults as _defaults  # console, store, limits: wired in as imported
 from ._engine.bridge import (
     Backend,
     CallerThread,

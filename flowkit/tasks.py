@@ -22,6 +22,7 @@ from typing import (
 import anyio.from_thread
 import attrs
 
+from . import _defaults as _defaults  # console, store, limits: wired in as imported
 from ._engine import children, policy
 from ._engine.bridge import flow_loop
 from ._engine.cache_policies import CacheExplanation, CachePolicy, explain, task_input_hash

@@ -27,9 +27,10 @@ PUBLIC_MODULES = sorted(
 
 
 def reexports() -> set[str]:
-    """The names ``flowkit/__init__.py`` re-exports explicitly: ``from .x import y as y``."""
+    """The names ``flowkit/__init__.py`` re-exports explicitly: ``from .x import y as y``
+    (for type checkers: at run time, each is imported when first used)."""
     names: set[str] = set()
-    for node in ast.parse(INIT.read_text()).body:
+    for node in ast.walk(ast.parse(INIT.read_text())):
         if isinstance(node, ast.ImportFrom):
             names.update(a.asname for a in node.names if a.asname == a.name)
     return names
@@ -120,6 +121,30 @@ def test_star_import_gives_the_dunder_all_names() -> None:
 )
 def test_top_level_names_are_those_of_their_public_module(name: str, module: str) -> None:
     assert getattr(flowkit, name) is getattr(importlib.import_module(module), name)
+
+
+def test_an_unknown_top_level_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="module 'flowkit' has no attribute 'flwo'"):
+        flowkit.flwo  # type: ignore[attr-defined]  # noqa: B018
+
+
+def _modules_after(code: str) -> set[str]:
+    listed = run_python(
+        f"{code}\nimport sys\nprint(*sorted(m for m in sys.modules if m.startswith('flowkit')))"
+    )
+    assert listed.returncode == 0, listed.stderr
+    return set(listed.stdout.split())
+
+
+def test_importing_flowkit_imports_what_is_used_when_it_is_used() -> None:
+    assert _modules_after("import flowkit") == {"flowkit"}
+    # A process-pool worker: the engine's core, without the console, store or limits.
+    worker = _modules_after("import flowkit._engine.processes")
+    assert not {"flowkit.logging", "flowkit.store", "flowkit.concurrency"} & worker
+    # Whoever makes runs gets the console, the run store and the store's limits.
+    for code in ("from flowkit import flow", "from flowkit import task"):
+        made = _modules_after(code)
+        assert {"flowkit.logging", "flowkit.store", "flowkit.concurrency._store"} <= made
 
 
 def test_prefect_future_is_task_future() -> None:

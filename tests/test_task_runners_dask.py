@@ -14,9 +14,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from flowkit.exceptions import WorkerCrashedError
+
 if not os.environ.get("CI"):
     pytest.importorskip("distributed")
 
+import dask
 from distributed import LocalCluster
 
 from flowkit import flow, task
@@ -208,6 +211,81 @@ async def test_cancelling_the_flow_cancels_its_dask_work(runner: DaskTaskRunner)
     with anyio.move_on_after(1):
         await waiting()
     assert time.monotonic() - started < 4
+
+
+def test_a_thousand_runs_each_get_their_own_reply(backend: str, runner: DaskTaskRunner) -> None:
+    # Replies come back in batches, by key: none lost, none given to another run.
+    @flow(task_runner=runner)
+    def many() -> list[int]:
+        return [f.result() for f in square.map(range(1000))]
+
+    assert many() == [x * x for x in range(1000)]
+
+
+@task
+def outlive_a_kill(marker: Path) -> int:
+    """Tells the test its pid and waits to be killed, the first time; returns the next."""
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        time.sleep(30)
+    return os.getpid()
+
+
+def _kill_when_started(marker: Path) -> int:
+    deadline = time.monotonic() + 20
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.02)
+    pid = int(marker.read_text())
+    os.kill(pid, 9)
+    return pid
+
+
+def _own_cluster(**config: object) -> LocalCluster:
+    with dask.config.set(config):
+        return LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=":0",
+        )  # fmt: skip
+
+
+def test_a_dask_worker_killed_mid_task_has_dask_run_it_again(backend: str, tmp_path: Path) -> None:
+    # Dask's own resilience: the scheduler gives a lost task to another worker, and the
+    # run, one attempt as far as flowkit can tell, completes.
+    marker = tmp_path / "pid"
+    with _own_cluster() as cluster:
+
+        @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+        def surviving() -> tuple[int, int]:
+            future = outlive_a_kill.submit(marker)
+            return _kill_when_started(marker), future.result()
+
+        killed, finished_in = surviving()
+    assert finished_in != killed
+
+
+def test_a_run_the_cluster_gives_up_on_is_crashed_then_retried(
+    backend: str, tmp_path: Path
+) -> None:
+    # With no failures allowed, the scheduler gives up on the task (KilledWorker): the
+    # run is Crashed, named in the error, and its retry runs it again.
+    marker = tmp_path / "pid"
+    with _own_cluster(**{"distributed.scheduler.allowed-failures": 0}) as cluster:
+
+        @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+        def losing() -> tuple[str, str]:
+            once = outlive_a_kill.submit(marker)
+            _kill_when_started(marker)
+            once.wait()
+            with pytest.raises(WorkerCrashedError, match=r"task run 'outlive_a_kill-0'.*Dask"):
+                once.result()
+            marker.unlink()
+            again = outlive_a_kill.with_options(retries=1).submit(marker)
+            _kill_when_started(marker)
+            again.wait()
+            return once.state.name, again.state.name
+
+        assert losing() == ("Crashed", "Completed")
 
 
 def test_the_runner_benchmark_runs_every_system(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 from ..exceptions import CancelledRun
 from . import clock
 from .futures import lending_slot
-from .runners import OnLoop, consumed
+from .runners import OnLoop, call_soon_threadsafe, consumed
 from .runs import FlowRun, Run, current_run
 from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
 
@@ -231,12 +231,7 @@ class _Hosted:
     def cancel(self) -> None:
         self._cancelled = True
         if self._scope is not None and self._token is not None:
-            # Not anyio.from_thread: trio refuses it in a thread that runs a trio task.
-            native: Any = self._token.native_token
-            if hasattr(native, "call_soon_threadsafe"):  # asyncio's loop
-                native.call_soon_threadsafe(self._scope.cancel)
-            else:  # trio's TrioToken
-                native.run_sync_soon(self._scope.cancel)
+            call_soon_threadsafe(self._token)(self._scope.cancel)
 
 
 def run_in_caller_thread(

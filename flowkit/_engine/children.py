@@ -29,7 +29,7 @@ from .bridge import loop_args, resolve_backend, running_backend
 from .engine import execute, set_state
 from .futures import Slot, TaskFuture, held_slot
 from .nursery import Nursery
-from .runners import ON_LOOP, OnLoop, consumed, drive
+from .runners import ON_LOOP, OnLoop, call_soon_threadsafe, consumed, drive
 from .runs import FlowRun, Run, TaskRun, current_run
 from .streams import (
     ASYNC_STEPS,
@@ -205,11 +205,7 @@ def _spawn_soon(flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Cont
         if nursery.drain_scheduled:
             return
         nursery.drain_scheduled = True
-    native: Any = nursery.token.native_token
-    if hasattr(native, "call_soon_threadsafe"):  # asyncio's loop
-        native.call_soon_threadsafe(_drain, flow_run, nursery)
-    else:  # trio's TrioToken
-        native.run_sync_soon(_drain, flow_run, nursery)
+    call_soon_threadsafe(nursery.token)(_drain, flow_run, nursery)
 
 
 def _drain(flow_run: FlowRun, nursery: Nursery) -> None:

@@ -21,7 +21,6 @@ import collections
 import contextlib
 import logging
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,13 +28,14 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import attrs
 import sniffio
 
 from .. import states
 from ..exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
-from .runners import INLINE, Runner, drive
+from .runners import INLINE, Runner, call_soon_threadsafe, drive
 from .runs import FlowRun, Run
 
 if TYPE_CHECKING:
@@ -197,14 +197,7 @@ class LoopWaiter(Waiter):
         self._event = anyio.Event()
         # A release may come from another thread (or loop): the wake crosses over.
         self._call_soon: Callable[[Callable[[], object]], object]
-        # The library that runs this loop is imported; importing it up front would cost
-        # every program that uses flowkit (~100 ms for trio, ~30 for asyncio).
-        if sniffio.current_async_library() == "trio":
-            trio: Any = sys.modules["trio"]
-            self._call_soon = trio.lowlevel.current_trio_token().run_sync_soon
-        else:
-            asyncio: Any = sys.modules["asyncio"]
-            self._call_soon = asyncio.get_running_loop().call_soon_threadsafe
+        self._call_soon = call_soon_threadsafe(anyio.lowlevel.current_token())
 
     def arm(self) -> None:
         if self._event.is_set():

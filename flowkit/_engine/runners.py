@@ -27,10 +27,11 @@ from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import anyio
 import anyio.to_thread
+from anyio.lowlevel import EventLoopToken
 
 from . import clock
 from .futures import Slot, TaskFuture, holding_slot, lending_slot
@@ -44,6 +45,7 @@ __all__ = [
     "Inline",
     "OnLoop",
     "Runner",
+    "call_soon_threadsafe",
     "drive",
     "interrupted_by",
 ]
@@ -115,6 +117,18 @@ class _NoDeadline:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
+
+
+def call_soon_threadsafe(token: EventLoopToken) -> Callable[..., object]:
+    """How any thread has the loop of ``token`` call a function soon, without waiting.
+
+    (Not ``anyio.from_thread``: it waits, and trio refuses it in a thread that runs a
+    trio task.)
+    """
+    native: Any = token.native_token
+    if hasattr(native, "call_soon_threadsafe"):  # asyncio's loop
+        return cast("Callable[..., object]", native.call_soon_threadsafe)
+    return cast("Callable[..., object]", native.run_sync_soon)  # trio's TrioToken
 
 
 def consumed(value: Any, owner: str) -> Any:

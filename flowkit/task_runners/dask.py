@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import threading
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, cast
 
@@ -22,7 +23,9 @@ import distributed
 from distributed import Client
 
 from .._engine.remote import Executor, TaskRunner, serve
+from .._engine.runners import call_soon_threadsafe
 from .._engine.runs import Run
+from ..exceptions import WorkerCrashedError
 
 __all__ = ["DaskTaskRunner", "get_dask_client"]
 
@@ -99,9 +102,10 @@ class DaskTaskRunner(TaskRunner):
         Raises:
             OSError: The scheduler cannot be reached.
         """
-        return await anyio.to_thread.run_sync(self._connect, owner)
+        call_soon = call_soon_threadsafe(anyio.lowlevel.current_token())
+        return await anyio.to_thread.run_sync(self._connect, owner, call_soon)
 
-    def _connect(self, owner: str) -> _Dask:
+    def _connect(self, owner: str, call_soon: Callable[..., object]) -> _Dask:
         client_kwargs = dict(self.client_kwargs or {})
         client_kwargs.setdefault("set_as_default", False)
         cluster: Any = None
@@ -122,7 +126,7 @@ class DaskTaskRunner(TaskRunner):
                 f"{owner}: DaskTaskRunner cannot reach a Dask scheduler at {where}: {exc}; "
                 "check the address and that the scheduler is running (dask scheduler)"
             ) from None
-        return _Dask(client, cluster)
+        return _Dask(client, cluster, call_soon)
 
     def _cluster_factory(self) -> Callable[..., Any]:
         found = self.cluster_class
@@ -136,36 +140,53 @@ class DaskTaskRunner(TaskRunner):
 
 @attrs.define(eq=False)
 class _Pending:
+    """A body on its way to the cluster and back."""
+
+    name: str  # the run's
     payload: bytes
     key: str
     sent: anyio.Event = attrs.field(factory=anyio.Event)
+    done: anyio.Event = attrs.field(factory=anyio.Event)
     future: Any = None
+    reply: bytes | BaseException = b""
 
 
 class _Dask:
-    """One flow run's connection to a Dask cluster (and the cluster, if it started it)."""
+    """One flow run's connection to a Dask cluster (and the cluster, if it started it).
+
+    Bodies go out in batches (``_send_batch``); their replies come back in batches too:
+    one thread, while there are bodies out, takes the futures as they finish, fetches
+    the values of those that finished together with one ``client.gather``, and hands
+    them to the flow's loop with one callback.
+    """
 
     kind = "Dask"
 
-    def __init__(self, client: Any, cluster: Any) -> None:
+    def __init__(self, client: Any, cluster: Any, call_soon: Callable[..., object]) -> None:
         self.client = client
         self.cluster = cluster
+        self._call_soon = call_soon  # the flow's loop, from any thread
         self._batch: list[_Pending] | None = None
+        self._finished = _dask.as_completed(loop=client.loop)
+        self._pending: dict[str, _Pending] = {}  # by key: sent, and not yet back
+        self._lock = threading.Lock()  # guards _collector
+        self._collector: threading.Thread | None = None
 
     async def run(self, run: Run, payload: bytes) -> bytes:
-        pending = _Pending(payload, f"{run.name}-{run.id}-{run.run_count}")
+        pending = _Pending(run.name, payload, f"{run.name}-{run.id}-{run.run_count}")
         if self._batch is not None:
             self._batch.append(pending)
         else:
             await self._send_batch(pending)
         await pending.sent.wait()
-        future = pending.future
         try:
-            reply = await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
-            return cast("bytes", reply)
+            await pending.done.wait()
         except BaseException:
-            future.cancel()  # cancelled, or past its deadline: the cluster drops it
+            pending.future.cancel()  # cancelled, or past its deadline: the cluster drops it
             raise
+        if isinstance(pending.reply, BaseException):
+            raise pending.reply
+        return pending.reply
 
     async def _send_batch(self, first: _Pending) -> None:
         # Each submit costs the scheduler a graph update: the runs that reach this point
@@ -179,15 +200,74 @@ class _Dask:
         )
         for pending, future in zip(batch, futures, strict=True):
             pending.future = future
+            self._pending[future.key] = pending
             pending.sent.set()
+        self._finished.update(futures)
+        with self._lock:
+            if self._collector is None:
+                self._collector = threading.Thread(
+                    target=self._collect, name="flowkit-dask-replies", daemon=True
+                )
+                self._collector.start()
+
+    def _collect(self) -> None:
+        """In a thread: hand the replies to the loop as they come, until none are out."""
+        while True:
+            for futures in self._finished.batches():
+                self._call_soon(self._deliver, self._fetch(futures))
+            with self._lock:
+                if self._finished.is_empty():  # nothing sent since the last batch
+                    self._collector = None
+                    return
+
+    def _fetch(self, futures: list[Any]) -> list[tuple[str, bytes | BaseException]]:
+        """The replies of ``futures`` (finished, failed or cancelled), by key."""
+        finished = [future for future in futures if future.status == "finished"]
+        values: list[bytes | BaseException]
+        try:
+            values = self.client.gather(finished) if finished else []
+        except Exception:  # a value was lost meanwhile: each on its own
+            values = [_outcome(future) for future in finished]
+        replies = list(zip((future.key for future in finished), values, strict=True))
+        return replies + [(f.key, _outcome(f)) for f in futures if f.status != "finished"]
+
+    def _deliver(self, replies: list[tuple[str, bytes | BaseException]]) -> None:
+        """On the loop: wake the runs whose replies came."""
+        for key, reply in replies:
+            pending = self._pending.pop(key, None)
+            if pending is None:
+                continue
+            if isinstance(reply, BaseException):  # the body never raises: the cluster does
+                pending.reply = WorkerCrashedError(
+                    f"task run {pending.name!r}: the Dask cluster lost its work: "
+                    f"{type(reply).__name__}: {reply}; give the task retries to try again, "
+                    "and look at the workers' logs"
+                )
+            else:
+                pending.reply = reply
+            pending.done.set()
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._close)
 
     def _close(self) -> None:
+        self._finished.clear()  # the collector, if any, stops
+        collector = self._collector
+        if collector is not None:
+            collector.join()
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _outcome(future: Any) -> bytes | BaseException:
+    """The reply of ``future``, or what the cluster says went wrong."""
+    if future.status == "cancelled":  # by the flow (nobody waits then), or the cluster
+        return RuntimeError("the future was cancelled")
+    try:
+        return cast("bytes", future.result())
+    except Exception as exc:
+        return exc
 
 
 def _serve(payload: bytes) -> bytes:

@@ -291,7 +291,8 @@ def test_a_run_the_cluster_gives_up_on_is_crashed_then_retried(
 def test_the_runner_benchmark_runs_every_system(tmp_path: Path) -> None:
     out = tmp_path / "runners.json"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.runners", "--tasks", "8", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks.runners", "--tasks", "8", "--rounds", "1",
+         "--json", str(out)],
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
         timeout=120, check=False,
     )  # fmt: skip

@@ -406,13 +406,15 @@ async def main() -> int:
     return await anyio.to_thread.run_sync(one)
 anyio.run(main)
 """
+# What a program that uses flowkit imports: ``import flowkit`` alone loads only the
+# package, its names being imported when first used.
 IMPORT_FLOWKIT = """
 import time
 start = time.perf_counter()
-import flowkit
+from flowkit import flow, task
 print(time.perf_counter() - start)
 """
-IMPORT_FLOOR = IMPORT_FLOWKIT.replace("flowkit", "anyio")
+IMPORT_FLOOR = IMPORT_FLOWKIT.replace("from flowkit import flow, task", "import anyio")
 # The peak resident set of this process image. On Linux, ru_maxrss of a child counts the
 # parent's size at the fork that made it; VmHWM starts anew at exec.
 PEAK_KB = """
@@ -674,7 +676,7 @@ def goals(records: list[dict[str, Any]]) -> list[tuple[str, str, str, bool]]:
         )
     if (r := _by(records, "import", "flowkit")) is not None:
         ms = r["wall_s"] * 1e3
-        out.append(("import", "import flowkit <= 60 ms", f"{ms:.0f} ms", ms <= 60))
+        out.append(("import", "from flowkit import flow, task <= 60 ms", f"{ms:.0f} ms", ms <= 60))
     if (r := _by(records, "memory", "flowkit")) is not None:
         mb = r["peak_mb"]
         out.append(("memory", "<= 60 MB peak, 10,000 submits", f"{mb:.1f} MB", mb <= 60))

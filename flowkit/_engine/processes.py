@@ -1,7 +1,8 @@
 """The worker processes of ``ProcessPoolTaskRunner``: one pool per flow run.
 
-Each worker is a new interpreter (not a fork: the parent runs an event loop and threads)
-on one end of a socket pair; bodies and replies cross it as frames, an 8-byte length
+Each worker is a fork of the program's fork server (``forkserver``: a fresh interpreter
+that imported the engine once; not a fork of the parent, which runs an event loop and
+threads), on one end of a socket pair; bodies and replies cross it as frames, an 8-byte length
 and the bytes. The flow's event loop does this I/O itself, without blocking, so a call
 costs no thread. A busy worker is sent its next body before it finishes the one it runs
 (``QUEUED`` bodies ahead), so it never waits for the flow between bodies.
@@ -33,8 +34,7 @@ from ..exceptions import WorkerCrashedError
 from .remote import serve
 
 if TYPE_CHECKING:
-    import subprocess
-
+    from .forkserver import Forked
     from .runs import Run
 
 __all__ = ["QUEUED", "ProcessPool", "worker_main"]
@@ -42,7 +42,6 @@ __all__ = ["QUEUED", "ProcessPool", "worker_main"]
 QUEUED = 1
 """How many bodies a busy worker is sent ahead of the one it runs."""
 
-_ENTRY = "from flowkit._engine.processes import worker_main; worker_main"
 _LENGTH = struct.Struct("!Q")
 # A header with this bit set is a whole frame: skip the body numbered by the other bits.
 _CANCEL = 1 << 63
@@ -127,13 +126,12 @@ def _frame(data: bytes) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
-def _spawn(ours: socket.socket, theirs: socket.socket) -> subprocess.Popen[bytes]:
+def _spawn(ours: socket.socket, theirs: socket.socket) -> Forked:
     """In a thread: start a worker on ``theirs`` and send it ``sys.path`` on ``ours``."""
     # Here, not at the top: importing flowkit must not pay for what only pools use.
-    import subprocess
+    from .forkserver import spawn
 
-    fd = theirs.fileno()
-    process = subprocess.Popen([sys.executable, "-c", f"{_ENTRY}({fd})"], pass_fds=[fd])
+    process = spawn(theirs.fileno())
     ours.sendall(_frame(pickle.dumps(sys.path)))
     ours.setblocking(False)  # the loop reads and writes it from now on
     return process
@@ -171,7 +169,7 @@ class _Worker:
     pool: ProcessPool
     sock: socket.socket  # the pool's end, non-blocking once the process started
     theirs: socket.socket  # the worker's end, closed here once the process has it
-    process: subprocess.Popen[bytes] | None = None  # None: still starting
+    process: Forked | None = None  # None: still starting
     # Calls sent (or being sent) and not replied to, in order: the first one runs.
     sent: deque[_Call] = attrs.field(factory=deque)
     # Calls whose frames are still to be written, in order: the first one writes.
@@ -356,12 +354,26 @@ class ProcessPool:
 
     kind = "process"
 
+    @classmethod
+    async def open(cls, size: int, owner: str) -> ProcessPool:
+        """A pool for one run of the flow ``owner``: no worker starts yet, but the
+        program's fork server does, if it has none, and imports the engine while the
+        flow goes on to its first submit.
+
+        Raises:
+            OSError: The fork server cannot be started.
+        """
+        from .forkserver import start
+
+        await anyio.to_thread.run_sync(start)
+        return cls(size, owner)
+
     def __init__(self, size: int, owner: str) -> None:
         self.size = size
         self.owner = owner
         self._slots = anyio.Semaphore(size * (1 + QUEUED), fast_acquire=True)
         self._workers: list[_Worker] = []  # alive, or starting
-        self._processes: list[subprocess.Popen[bytes]] = []  # every one started
+        self._processes: list[Forked] = []  # every one started
 
     async def run(self, run: Run, payload: bytes) -> bytes:
         call = _Call(_frame(payload))
@@ -474,7 +486,7 @@ async def _crashed(run: Run, worker: _Worker) -> WorkerCrashedError:
     )
 
 
-def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+def _stop_all(processes: list[Forked]) -> None:
     import subprocess
 
     for process in processes:

@@ -83,5 +83,9 @@ class ProcessPoolTaskRunner(TaskRunner):
     max_workers: int | None = attrs.field(default=None, validator=_max_workers)
 
     async def executor(self, owner: str) -> Executor:
-        """The worker processes of one run of the flow ``owner`` (none start yet)."""
-        return ProcessPool(self.max_workers or os.cpu_count() or 1, owner)
+        """The worker processes of one run of the flow ``owner`` (none start yet).
+
+        Raises:
+            OSError: The program's fork server, which starts them, cannot be started.
+        """
+        return await ProcessPool.open(self.max_workers or os.cpu_count() or 1, owner)

@@ -26,6 +26,7 @@ from flowkit import flow, task
 from flowkit.exceptions import TaskTimeoutError
 from flowkit.logging import get_run_logger
 from flowkit.store import Store
+from flowkit.task_runners import dask as flowkit_dask
 from flowkit.task_runners.dask import DaskTaskRunner, get_dask_client
 
 
@@ -220,6 +221,42 @@ def test_a_thousand_runs_each_get_their_own_reply(backend: str, runner: DaskTask
         return [f.result() for f in square.map(range(1000))]
 
     assert many() == [x * x for x in range(1000)]
+
+
+@task
+def pause(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_replies_that_come_fast_go_to_their_runs_together(
+    backend: str, runner: DaskTaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reply that comes alone goes to its run at once, even within LINGER of the last
+    # hand-over; replies that come while more bodies are out wait for it and go together.
+    monkeypatch.setattr(flowkit_dask, "LINGER", 1.0)
+    handed: list[int] = []
+    deliver = flowkit_dask._Dask._deliver
+
+    def counting(self: flowkit_dask._Dask, replies: list[tuple[str, object]]) -> None:
+        handed.append(len(replies))
+        deliver(self, replies)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(flowkit_dask._Dask, "_deliver", counting)
+
+    @flow(task_runner=runner)
+    def alone_then_many() -> tuple[list[float], float, list[float]]:
+        started = time.monotonic()
+        # The second reply comes 0.1 s after the first, the last one out.
+        pair = [f.result() for f in pause.map([0.0, 0.1])]
+        alone = time.monotonic() - started
+        return pair, alone, [f.result() for f in pause.map([0.05] * 20)]
+
+    pair, alone, paused = alone_then_many()
+    assert (pair, paused) == ([0.0, 0.1], [0.05] * 20)
+    assert alone < 0.9  # the second did not wait out LINGER: nothing else was out
+    assert sum(handed) == 22
+    assert len(handed) <= 4  # 20 replies within a second: one or two hand-overs
 
 
 @task

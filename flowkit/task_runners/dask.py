@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import threading
+import time
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, cast
 
@@ -151,6 +153,10 @@ class _Pending:
     reply: bytes | BaseException = b""
 
 
+LINGER = 0.02
+"""Seconds a Dask reply may wait to go to its run with others, when replies come fast."""
+
+
 class _Dask:
     """One flow run's connection to a Dask cluster (and the cluster, if it started it).
 
@@ -211,10 +217,24 @@ class _Dask:
                 self._collector.start()
 
     def _collect(self) -> None:
-        """In a thread: hand the replies to the loop as they come, until none are out."""
+        """In a thread: hand the replies to the loop as they come, until none are out.
+
+        Each hand-over costs a fetch from the cluster and a wake of the flow's threads,
+        whatever its size. When replies come fast (the last hand-over is less than
+        ``LINGER`` seconds old) and more bodies are still out, the thread waits out the
+        rest of that time and takes what finished meanwhile too: at most one hand-over
+        per ``LINGER`` under load. The last reply out, or one that comes after a quiet
+        spell, goes at once.
+        """
+        last = -math.inf
         while True:
             for futures in self._finished.batches():
+                wait = last + LINGER - time.monotonic()
+                if wait > 0 and not self._finished.is_empty():
+                    time.sleep(wait)
+                    futures += self._finished.next_batch(block=False)
                 self._call_soon(self._deliver, self._fetch(futures))
+                last = time.monotonic()
             with self._lock:
                 if self._finished.is_empty():  # nothing sent since the last batch
                     self._collector = None

@@ -467,7 +467,7 @@ SETTINGS = {
 }
 
 
-def _environment(**settings: str) -> dict[str, str]:
+def user_environment(**settings: str) -> dict[str, str]:
     """This environment without flowkit's settings (but its home), with ``settings``."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("FLOWKIT_") or k == "FLOWKIT_HOME"
@@ -483,7 +483,7 @@ def _python(code: str, *args: str, system: str = "flowkit") -> tuple[float, str]
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True,
-        env=_environment(**SETTINGS[system]), check=True,
+        env=user_environment(**SETTINGS[system]), check=True,
     )  # fmt: skip
     return time.perf_counter() - start, done.stdout.strip()
 
@@ -584,7 +584,7 @@ def measure(
         for turn in order
         for workload, system in [turn.cell]
     ]
-    outcomes = run_jobs(jobs, timeout=600, env=_environment(FLOWKIT_HOME=home))
+    outcomes = run_jobs(jobs, timeout=600, env=user_environment(FLOWKIT_HOME=home))
     _check(outcomes)
     console = {
         "lines": sum(o.console_lines for o in outcomes),

@@ -7,7 +7,8 @@ default) on 2 workers, in one run: sequentially in this process, with flowkit's
 ``client.map`` on that same kind of cluster. Each runs in a fresh process of
 ``flowkit bench``'s harness (``flowkit.bench._harness``), its cluster started and warmed
 before the timed part, with the work calibrated once, here, so that every system does
-the same. It prints each time (the median over ``--rounds``, 3 by default, with the
+the same; flowkit as a user gets it (console lines at INFO, the run store on, in a
+fresh ``FLOWKIT_HOME``). It prints each time (the median over ``--rounds``, 3 by default, with the
 range) and the goals, each the median of its ratio within each round: flowkit on Dask
 within 1.3 times Dask's own time, and flowkit on processes at least 1.7 times faster
 than the sequential loop (on 2 cores or more).
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import cloudpickle
 from distributed import Client, LocalCluster
 
+from benchmarks.run import user_environment
 from flowkit import flow, task
 from flowkit.bench._harness import Job, run_jobs, schedule
 from flowkit.bench._stats import summary
@@ -74,7 +76,6 @@ SYSTEMS = ("sequential", "flowkit processes", "dask client.map", "flowkit dask")
 def measure_system(spec: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: time ``spec["system"]`` on ``spec["work"]`` (loop rounds per
     task)."""
-    logging.getLogger("flowkit").setLevel(logging.WARNING)  # time the work, not the console
     # As when this file ran as ``__main__``: its functions travel to workers by value, so
     # a worker does not import this module (and distributed with it).
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -116,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         for turn in order
     ]  # fmt: skip
     samples: dict[str, list[float]] = {system: [] for system in SYSTEMS}
-    for turn, outcome in zip(order, run_jobs(jobs, timeout=1800), strict=True):
+    # As a user gets flowkit (defaults on: the console at INFO, the run store), in a
+    # fresh home, with bytecode cached as an installed package has it.
+    env = user_environment(FLOWKIT_HOME=tempfile.mkdtemp(prefix="flowkit-runners-"))
+    for turn, outcome in zip(order, run_jobs(jobs, timeout=1800, env=env), strict=True):
         if outcome.result is None:
             raise SystemExit(f"{outcome.job.label} {outcome.status}: {outcome.error}")
         samples[turn.cell].append(outcome.result["seconds"])

@@ -5,6 +5,7 @@ when it dies, and nothing leaks under load."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,3 +184,22 @@ def test_a_fork_of_the_program_starts_a_server_of_its_own() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "0"]
+
+
+def test_a_server_that_cannot_start_fails_the_run_clearly(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forkserver._stop()
+    monkeypatch.setattr(forkserver.sys, "executable", shutil.which("false"))  # exits at once
+
+    @flow(task_runner=PROCESSES)
+    def unstartable() -> None:
+        double.submit(1).result()
+
+    try:
+        with pytest.raises(OSError, match=r"fork server, which starts the worker processes"):
+            unstartable()
+    finally:
+        monkeypatch.undo()
+        forkserver._stop()
+    assert look_around()[0]  # a good server starts again afterwards

@@ -97,7 +97,11 @@ class _Server:
         with theirs:
             fd = theirs.fileno()
             entry = f"from flowkit._engine.forkserver import serve; serve({fd})"
-            self.process = subprocess.Popen([sys.executable, "-c", entry], pass_fds=[fd])
+            # It finds flowkit where this program did (workers get their sys.path later).
+            path = os.pathsep.join(found for found in sys.path if found)
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", entry], pass_fds=[fd], env={**os.environ, "PYTHONPATH": path}
+            )
         self.sock = ours
 
     def fork(self, fd: int) -> Forked:
@@ -141,7 +145,15 @@ def spawn(fd: int) -> Forked:
             return _running().fork(fd)
         except OSError:  # it died since it started (killed?): once more, with a new one
             _stop()
+        try:
             return _running().fork(fd)
+        except OSError as exc:
+            _stop()
+            raise OSError(
+                f"flowkit's fork server, which starts the worker processes, stopped as it "
+                f"started ({type(exc).__name__}: {exc}); its own error, if it had one, is "
+                f"on standard error (it runs {sys.executable} -c 'import flowkit')"
+            ) from None
 
 
 def start() -> None:

@@ -107,6 +107,7 @@ def test_forked_workers_exit_with_their_code_and_are_reaped() -> None:
         assert worker.wait(10) == 0
         assert worker.wait(0) == 0  # asked again, the same answer
         worker.kill()  # over: nothing to kill, and no error
+        worker.close()
 
 
 @task
@@ -203,3 +204,17 @@ def test_a_server_that_cannot_start_fails_the_run_clearly(
         monkeypatch.undo()
         forkserver._stop()
     assert look_around()[0]  # a good server starts again afterwards
+
+
+def test_a_worker_waited_for_in_one_thread_can_be_killed_from_another() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        worker = forkserver.spawn(right.fileno())
+        codes: list[int | None] = []
+        waiter = threading.Thread(target=lambda: codes.append(worker.wait(30)))
+        waiter.start()
+        worker.kill()
+        waiter.join(30)
+        assert codes == [-signal.SIGKILL]
+        assert worker.wait(0) == -signal.SIGKILL
+        worker.close()

@@ -47,6 +47,7 @@ class Forked:
         self.returncode: int | None = None
         self._status = status  # the pipe the server writes the exit code on
         self._over = False
+        self._reading = threading.Lock()  # a wait in one thread, a kill in another
         self._pidfd: int | None = None
         # A pid can be reused once its process is reaped: where it can, hold the
         # process itself, so that ``kill`` never reaches another one.
@@ -54,7 +55,7 @@ class Forked:
             self._pidfd = os.pidfd_open(pid)
 
     def kill(self) -> None:
-        """Kill it with SIGKILL, unless it is over already."""
+        """Kill it with SIGKILL, unless it is over already (before ``close``)."""
         if self._exited(0):
             return
         with contextlib.suppress(ProcessLookupError):
@@ -77,16 +78,28 @@ class Forked:
     def _exited(self, timeout: float | None) -> bool:
         if self._over:
             return True
+        # Once the code is written (or the server gone), the pipe stays readable: a
+        # thread that waits here while another reads the code returns at once.
         ready, _, _ = select.select([self._status], [], [], timeout)
         if not ready:
             return False
-        data = os.read(self._status, _CODE.size)
-        self.returncode = _CODE.unpack(data)[0] if len(data) == _CODE.size else None
-        self._over = True
-        os.close(self._status)
-        if self._pidfd is not None:
-            os.close(self._pidfd)
+        with self._reading:
+            if not self._over:
+                data = os.read(self._status, _CODE.size)
+                self.returncode = _CODE.unpack(data)[0] if len(data) == _CODE.size else None
+                self._over = True
         return True
+
+    def close(self) -> None:
+        """Let go of its pipe and pidfd, once nobody waits for it or kills it."""
+        fds, self._status, self._pidfd = (self._status, self._pidfd), -1, None
+        for fd in fds:
+            if fd is not None and fd >= 0:
+                os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # even at shutdown, when os may be gone
+            self.close()
 
 
 class _Server:

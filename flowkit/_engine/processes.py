@@ -495,3 +495,4 @@ def _stop_all(processes: list[Forked]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        process.close()

@@ -8,10 +8,10 @@ default) on 2 workers, in one run: sequentially in this process, with flowkit's
 ``flowkit bench``'s harness (``flowkit.bench._harness``), its cluster started and warmed
 before the timed part, with the work calibrated once, here, so that every system does
 the same; flowkit as a user gets it (console lines at INFO, the run store on, in a
-fresh ``FLOWKIT_HOME``). It prints each time (the median over ``--rounds``, 3 by default, with the
-range) and the goals, each the median of its ratio within each round: flowkit on Dask
-within 1.3 times Dask's own time, and flowkit on processes at least 1.7 times faster
-than the sequential loop (on 2 cores or more).
+fresh ``FLOWKIT_HOME``). It prints each time (the median over ``--rounds``, 3 by
+default, with the range) and the goals, each the median of its ratio within each round:
+flowkit on Dask within 1.3 times Dask's own time, and flowkit on processes at least 1.7
+times faster than the sequential loop (on 2 cores or more).
 
     python -m benchmarks.runners [--tasks N] [--rounds N] [--json PATH]
 """

@@ -86,6 +86,7 @@ def test_dunder_all_lists_exactly_the_explicit_reexports() -> None:
 
 def test_every_name_in_dunder_all_exists() -> None:
     assert [name for name in flowkit.__all__ if not hasattr(flowkit, name)] == []
+    assert sorted(flowkit._WHERE) == flowkit.__all__  # each imported on use: no more
 
 
 def test_public_names_outside_dunder_all_are_only_submodules() -> None:

@@ -165,7 +165,7 @@ def spawn(fd: int) -> Forked:
             raise OSError(
                 f"flowkit's fork server, which starts the worker processes, stopped as it "
                 f"started ({type(exc).__name__}: {exc}); its own error, if it had one, is "
-                f"on standard error (it runs {sys.executable} -c 'import flowkit')"
+                f"on standard error; check that {sys.executable} -c 'import flowkit' works"
             ) from None
 
 

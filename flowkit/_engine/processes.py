@@ -2,8 +2,8 @@
 
 Each worker is a fork of the program's fork server (``forkserver``: a fresh interpreter
 that imported the engine once; not a fork of the parent, which runs an event loop and
-threads), on one end of a socket pair; bodies and replies cross it as frames, an 8-byte length
-and the bytes. The flow's event loop does this I/O itself, without blocking, so a call
+threads), on one end of a socket pair; bodies and replies cross it as frames, an 8-byte
+length and the bytes. The flow's event loop does this I/O itself, without blocking, so a call
 costs no thread. A busy worker is sent its next body before it finishes the one it runs
 (``QUEUED`` bodies ahead), so it never waits for the flow between bodies.
 

@@ -183,23 +183,23 @@ def _on_event(event: events.Event) -> None:
         return
     run, state = event.run, event.state
     if run.parent is None:
-        if run.kind == "flow" and state.is_pending():
-            _begin(run)
-        elif state.is_final():
+        if event.ended:
             _end(run)
+        elif run.kind == "flow" and state.is_pending():
+            _begin(run)
         return
     tally = _roots.get(run.root_id)
     if tally is None or run.kind != "task":
         return
-    if state.is_pending():
+    if event.ended:
+        tally.running.discard(run.id)
+        tally.finished += 1
+        if state.is_failed() or state.is_crashed() or state.is_pending():  # NotReady
+            tally.failed += 1
+    elif state.is_pending():
         tally.total += 1
     elif state.is_running():
         tally.running.add(run.id)
-    elif state.is_final():
-        tally.running.discard(run.id)
-        tally.finished += 1
-        if state.is_failed() or state.is_crashed():
-            tally.failed += 1
     else:  # AwaitingRetry, Paused: not running for now
         tally.running.discard(run.id)
 

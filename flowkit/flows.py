@@ -186,12 +186,13 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
         async def lifecycle(runner: CallerThread) -> State[Any]:
             return await execute(run, runner)
 
-        return finished(run_in_caller_thread(lifecycle, backend), return_state)
+        return finished(run, run_in_caller_thread(lifecycle, backend), return_state)
 
     async def _call_async(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
     ) -> Any:
-        return finished(await execute(self._new_run(args, kwargs), ON_LOOP), return_state)
+        run = self._new_run(args, kwargs)
+        return finished(run, await execute(run, ON_LOOP), return_state)
 
     def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run:
         wait_for = kwargs.pop("wait_for", None)

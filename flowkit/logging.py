@@ -428,7 +428,7 @@ def _log_state_change(event: events.Event) -> None:
     if not isinstance(event, StateChanged):
         return
     run, state = event.run, event.state
-    if state.is_pending():
+    if state.is_pending() and not event.ended:
         if run.kind == "flow" and run.parent is None:
             _news(None, INFO, "Created flow run %r for flow %r", run.name, run.definition,
                   about=run)  # fmt: skip
@@ -447,9 +447,9 @@ def _log_state_change(event: events.Event) -> None:
         _news(run, WARNING, "%s", state.message)
     elif state.is_completed():
         _news(run, INFO, "Finished in state %s%s", state, _children(event))
-    elif state.is_final():
+    elif event.ended:
         _log_end(event)
-    if run.parent is None and state.is_final() and _console is not None:
+    if run.parent is None and event.ended and _console is not None:
         _console.flush()  # a run's lines are out before its call returns or raises
 
 

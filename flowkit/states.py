@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar, overload
+from uuid import UUID
 
 import attrs
 
@@ -40,6 +41,7 @@ __all__ = [
     "Scheduled",
     "State",
     "StateConstructor",
+    "StateDetails",
     "StateType",
     "Suspended",
     "TimedOut",
@@ -78,26 +80,52 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@attrs.frozen
+class StateDetails:
+    """Which run a state belongs to: set by the engine on the state that ends a run.
+
+    A state made by hand (``Completed(...)`` in a body or a test) belongs to no run, and
+    that is how a returned state is told apart from another run's state: the first
+    becomes the run's own final state, the second is aggregated (see ``flow``).
+
+    Attributes:
+        flow_run_id: The flow run: the run itself, or the flow run a task ran in.
+        task_run_id: The task run, for a task run's state.
+    """
+
+    flow_run_id: UUID | None = None
+    task_run_id: UUID | None = None
+
+
+_BY_HAND = StateDetails()
+
+
 @attrs.frozen(repr=False)
 class State(Generic[R]):
     """One state of a flow or task run.
 
     Attributes:
         type: The kind of state.
-        name: The state's readable name, e.g. ``"Completed"`` or ``"TimedOut"``.
+        name: The state's readable name, e.g. ``"Completed"`` or ``"TimedOut"``;
+            by default its type's, e.g. ``"Failed"`` for ``State(StateType.FAILED)``.
         message: Why the run is in this state, if anything needs saying.
         timestamp: When the run entered this state (UTC).
         data: The run's return value, for a completed state.
         exception: The exception that ended the run, for a failed, crashed or
-            cancelled state.
+            cancelled state (and for ``NotReady``: why the run could not start).
+        state_details: The run the state ended; empty for a state made by hand.
     """
 
     type: StateType
-    name: str
+    # Prefect's default: ``State(type=StateType.FAILED)`` is named "Failed".
+    name: str = attrs.field(
+        default=attrs.Factory(lambda self: self.type.value.title(), takes_self=True)
+    )
     message: str | None = None
     timestamp: datetime = attrs.field(factory=_now, eq=False)
     data: R | None = None
     exception: BaseException | None = None
+    state_details: StateDetails = attrs.field(default=_BY_HAND, eq=False)
 
     @overload
     def result(self, raise_on_failure: Literal[True] = ...) -> R: ...
@@ -110,14 +138,17 @@ class State(Generic[R]):
         """Return the run's value, or raise the exception that ended it.
 
         Args:
-            raise_on_failure: With ``False``, the exception of a failed, crashed or
-                cancelled run is returned instead of raised.
+            raise_on_failure: With ``False``, a failed, crashed or cancelled state gives
+                its data if it has any (e.g. the states a flow returned, which decided
+                its own), else its exception, instead of raising.
 
         Raises:
             BaseException: The run's own exception, when it did not complete.
             FailedRun: A failed state holds no exception (``CrashedRun`` and
                 ``CancelledRun`` likewise for crashed and cancelled states).
             PausedRun: The state is paused, so there is no result yet.
+            UpstreamFailedError: The state is ``NotReady``: the run never started,
+                because a run it waited for did not complete.
             ValueError: The result was persisted and not kept in memory
                 (``cache_result_in_memory=False``), and it was altered since.
             UnfinishedRunError: The state is not final, so there is no result yet.
@@ -127,12 +158,14 @@ class State(Generic[R]):
             if isinstance(data, ResultReference):  # cache_result_in_memory=False: read it
                 return data.load()  # type: ignore[no-any-return]
             return data  # type: ignore[return-value]  # a completed state holds an R
-        if not self.type.is_final:
+        exc = self.exception
+        if not self.type.is_final and (exc is None or self.type is not StateType.PENDING):
             unfinished = PausedRun if self.type is StateType.PAUSED else UnfinishedRunError
             raise unfinished(
                 f"state {self} is not final and has no result yet; wait for the run to finish"
             )
-        exc = self.exception
+        if not raise_on_failure and self.data is not None:
+            return self.data
         if exc is None:
             exc = _NO_EXCEPTION[self.type](
                 f"the run ended in state {self} and holds no exception to raise; "
@@ -263,7 +296,8 @@ Completed = StateConstructor(StateType.COMPLETED, "Completed")
 Cached = StateConstructor(StateType.COMPLETED, "Cached")
 Failed = StateConstructor(StateType.FAILED, "Failed")
 TimedOut = StateConstructor(StateType.FAILED, "TimedOut")
-NotReady = StateConstructor(StateType.FAILED, "NotReady")
+# Pending, as in Prefect: the run never started (a run it waited for did not complete).
+NotReady = StateConstructor(StateType.PENDING, "NotReady")
 Crashed = StateConstructor(StateType.CRASHED, "Crashed")
 Cancelling = StateConstructor(StateType.CANCELLING, "Cancelling")
 Cancelled = StateConstructor(StateType.CANCELLED, "Cancelled")

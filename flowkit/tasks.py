@@ -200,11 +200,11 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
                 return anyio.from_thread.run(self._call_async, run, return_state, token=loop)
             return self._call_async(run, return_state)
         if self.policy.plain:
-            return finished(drive(execute(run, INLINE)), return_state)
-        return finished(children.call_on_loop(run), return_state)
+            return finished(run, drive(execute(run, INLINE)), return_state)
+        return finished(run, children.call_on_loop(run), return_state)
 
     async def _call_async(self, run: Run, return_state: bool) -> Any:
-        return finished(await execute(run, ON_LOOP), return_state)
+        return finished(run, await execute(run, ON_LOOP), return_state)
 
     # The return_state overloads overlap these only for a function with its own
     # ``return_state`` parameter, which definitions refuse.

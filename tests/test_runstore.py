@@ -22,7 +22,7 @@ import flowkit
 from flowkit import flow, get_run_logger, store, task
 from flowkit.cli import main as flowkit_main
 from flowkit.store import SCHEMA_VERSION, Store, StoreError
-from flowkit.store._writer import RESULT_REPR_CHARS, short_repr
+from flowkit.store._writer import RESULT_REPR_CHARS, recover, short_repr
 
 
 @task
@@ -154,6 +154,27 @@ def test_the_states_of_a_whole_tree_in_one_read(backend: str) -> None:
         by_run = s.tree_states(tree[1].id)
         assert by_run == {r.id: s.states(r.id) for r in tree}
     assert [st.name for st in by_run[tree[1].id]] == ["Pending", "Running", "Completed"]
+
+
+def test_a_not_ready_run_is_recorded_ended_and_never_marked_crashed(backend: str) -> None:
+    @flow
+    def chain() -> None:
+        double.submit(boom.submit())
+
+    assert chain(return_state=True).is_failed()
+    with Store.open() as s:
+        run = s.get("double-0")
+        assert [st.name for st in s.states(run.id)] == ["Pending", "NotReady"]
+    assert (run.state_type, run.state_name, run.run_count) == ("PENDING", "NotReady", 0)
+    assert run.end_time is not None
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    db = sqlite3.connect(store.default_path(), isolation_level=None)
+    try:
+        db.execute("UPDATE runs SET pid = ?", (gone.pid,))
+        assert recover(db) == 0  # every run of that process had ended
+    finally:
+        db.close()
 
 
 def test_tasks_outside_flows_are_recorded() -> None:

@@ -36,6 +36,7 @@ from flowkit.states import (
     Retrying,
     Running,
     Scheduled,
+    State,
     StateConstructor,
     StateType,
     Suspended,
@@ -70,7 +71,7 @@ NAMED = [
     (Cached, "Cached", StateType.COMPLETED, "is_completed"),
     (Failed, "Failed", StateType.FAILED, "is_failed"),
     (TimedOut, "TimedOut", StateType.FAILED, "is_failed"),
-    (NotReady, "NotReady", StateType.FAILED, "is_failed"),
+    (NotReady, "NotReady", StateType.PENDING, "is_pending"),
     (Crashed, "Crashed", StateType.CRASHED, "is_crashed"),
     (Cancelled, "Cancelled", StateType.CANCELLED, "is_cancelled"),
 ]
@@ -142,6 +143,13 @@ def test_result_of_a_completed_state_is_its_data() -> None:
     assert Completed(data={"rows": 3}).result() == {"rows": 3}
 
 
+def test_a_state_built_by_type_is_named_after_it() -> None:
+    state = State(type=StateType.FAILED, message="Test returned state", data="hello!")
+    assert state.name == "Failed"
+    assert state.result(raise_on_failure=False) == "hello!"
+    assert State(StateType.CANCELLING).name == "Cancelling"
+
+
 def test_result_of_a_cached_state_is_its_data() -> None:
     assert Cached(data=7).result() == 7
 
@@ -168,6 +176,16 @@ def test_result_raises_a_stored_base_exception() -> None:
 def test_result_without_raising_returns_the_stored_exception() -> None:
     error = ValueError("bad")
     assert Failed(exception=error).result(raise_on_failure=False) is error
+
+
+def test_result_without_raising_returns_the_data_of_a_failed_state_that_has_some() -> None:
+    returned = [Failed("inner")]
+    assert Failed("1/1 states failed.", data=returned).result(raise_on_failure=False) is returned
+
+
+def test_a_pending_state_without_an_exception_has_no_result() -> None:
+    with pytest.raises(UnfinishedRunError):
+        NotReady().result(raise_on_failure=False)
 
 
 def test_result_without_raising_returns_the_data_of_a_completed_state() -> None:

@@ -30,7 +30,7 @@ from .engine import execute, set_state
 from .futures import Slot, TaskFuture, held_slot
 from .nursery import Nursery
 from .runners import ON_LOOP, OnLoop, call_soon_threadsafe, consumed, drive
-from .runs import FlowRun, Run, TaskRun, current_run
+from .runs import FlowRun, Run, TaskRun, current_run, ended
 from .streams import (
     ASYNC_STEPS,
     SYNC_STEPS,
@@ -313,7 +313,7 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
     finally:
         if holds_slot and slots is not None:
             slots.release()
-        if not run.state.is_final():  # cancelled before it started
+        if not ended(run.state):  # cancelled before it started
             set_state(run, states.Cancelled("The run was cancelled before it started."))
         future.finish()
         run.threaded()  # if it ended before it got a thread: the next run may start

@@ -35,7 +35,16 @@ from .prints import printing_to_log
 from .results import Results, persist, render_storage_key, results_of, storage_scope
 from .returned import pending_futures
 from .runners import Runner, interrupted_by
-from .runs import Definition, FlowRun, Run, TaskRun, current_run, current_tags
+from .runs import (
+    NOT_HANDED,
+    Definition,
+    FlowRun,
+    Run,
+    TaskRun,
+    current_run,
+    current_tags,
+    ended,
+)
 from .streams import StreamDeadline, last_delivered, open_readers
 from .validation import validate
 
@@ -149,20 +158,23 @@ def _inputs(run: Run) -> dict[str, list[str]] | None:
     return {k: [str(i) for i in v] for k, v in run.task_inputs.items()}
 
 
-def set_state(run: Run, state: State[Any]) -> None:
-    """Move ``run`` to ``state`` and tell the event sinks."""
+def set_state(run: Run, state: State[Any]) -> State[Any]:
+    """Move ``run`` to ``state`` and tell the event sinks; return the state as the run
+    holds it (a state that ends the run says whose it is: ``state_details``)."""
+    if over := ended(state):
+        state = _stamped(run, state)
     run.state = state
     wait = worker = None
     if not state.is_running():
         # The wait for a worker thread, and the worker, belong to the attempt this ends.
         wait, run.thread_wait = run.thread_wait, None
         worker, run.worker = run.worker, None
-    if not state.type.is_final:
+    if not over:
         if run.start_time is None and state.is_running():
             run.start_time = state.timestamp
         events.emit(StateChanged(run.info, state, run.run_count, run.start_time,
                                  thread_wait=wait, worker=worker))  # fmt: skip
-        return
+        return state
     run.end_time = state.timestamp
     children: dict[StateType, int] | None = None
     if isinstance(run, FlowRun):
@@ -181,9 +193,21 @@ def set_state(run: Run, state: State[Any]) -> None:
             cache_note=run.cache_note,
             error=None if exc is None else error_info(exc, with_traceback=_telling(state, exc)),
             children=children, result_location=run.result_location, thread_wait=wait,
-            worker=worker,
+            worker=worker, ended=True,
         )
     )  # fmt: skip
+    return state
+
+
+def _stamped(run: Run, state: State[Any]) -> State[Any]:
+    """``state`` as the state that ended ``run``: its ``state_details`` name the run."""
+    flow_run = run.flow_run
+    details = states.StateDetails(
+        flow_run_id=flow_run.id if flow_run is not None else None,
+        task_run_id=None if isinstance(run, FlowRun) else run.id,
+    )
+    return State(state.type, state.name, state.message, state.timestamp, state.data,
+                 state.exception, details)  # fmt: skip
 
 
 def _telling(state: State[Any], exc: BaseException) -> bool:
@@ -233,8 +257,7 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
             final = _persist(run, final, results, caching, flight)
     except BaseException as exc:
         with runner.shield():
-            state = _interrupted(run, exc, runner)
-            set_state(run, state)
+            state = set_state(run, _interrupted(run, exc, runner))
             await _call_hooks(run, state, policy.final_hook(state), runner)
         raise
     finally:
@@ -244,7 +267,7 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     if final.is_cancelling():  # returned by the body: the run stops here, cancelled
         set_state(run, final)
         final = states.Cancelled(final.message, exception=CancelledRun(_stopped(run)))
-    set_state(run, final)  # no await: nothing can cancel it
+    final = set_state(run, final)  # no await: nothing can cancel it
     if hooks := policy.final_hook(final):
         with runner.shield():
             await _call_hooks(run, final, hooks, runner)
@@ -339,6 +362,7 @@ def _persist(
             "persist_result=False"
         )
         if results.asked:
+            run.handed_back = NOT_HANDED  # the call raises what failed the run
             error = SerializationError(message)
             error.__cause__ = exc
             return states.Failed(message, exception=error)
@@ -356,6 +380,7 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
     value: Any = None
     run.run_count += 1
     run.children = []
+    run.handed_back = NOT_HANDED
     slots = await tag_slots(run, runner, set_state)  # tag limits: held for the attempt
     with slots, runner.attempt_scope(run, policy.timeout) as scope:
         async with run.scope():
@@ -375,7 +400,7 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
                 await stream.finish_early()
             if run.children:
                 await runner.join(run.children)
-            if final is None and (returned := pending_futures(value, isinstance(run, FlowRun))):
+            if final is None and isinstance(run, FlowRun) and (returned := pending_futures(value)):
                 await runner.join(returned)  # a returned future never outlives its run
     if scope.cancelled_caught:
         return _timed_out(run, policy)
@@ -385,7 +410,7 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
 async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
     """Seconds to wait before trying ``run`` again, or ``None`` if it is over."""
     retryable = state.is_failed() or state.is_crashed()  # crashed: its worker died
-    if not retryable or state.name == "NotReady" or run.run_count > policy.retries:
+    if not retryable or run.run_count > policy.retries:
         return None
     if run.streamed:
         _log.warning(
@@ -476,8 +501,11 @@ def _validated(run: Run) -> State[Any] | None:
     return None
 
 
-def finished(state: State[T], return_state: bool) -> T | State[T]:
-    """What a call hands back: the final state itself, or its value (raising its error)."""
+def finished(run: Run, state: State[T], return_state: bool) -> T | State[T]:
+    """What a call hands back: the final state itself; what the body returned, when it
+    returned states (``Run.handed_back``); else the state's value (raising its error)."""
     if return_state:
         return state
+    if (returned := run.handed_back) is not NOT_HANDED:
+        return returned  # type: ignore[no-any-return]
     return state.result()

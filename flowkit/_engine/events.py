@@ -145,6 +145,9 @@ class StateChanged:
         worker: For the state that ends an attempt: who ran its body, ``"thread"``,
             ``"process <pid>"`` or ``"dask <worker address>"``; ``None`` when the body
             ran on the event loop or was never called.
+        ended: Whether the run is over: its state is final, or it is ``NotReady`` (a
+            Pending state, as in Prefect: the run ended without starting). Sinks read
+            this, never ``state.is_final()``, to know a run has ended.
     """
 
     run: RunInfo
@@ -159,6 +162,7 @@ class StateChanged:
     result_location: str | None = None
     thread_wait: float | None = None
     worker: str | None = None
+    ended: bool = False
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ data. These are the only edges: flowkit never guesses a dependency from object i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Self, TypeVar, cast
 
@@ -27,6 +28,7 @@ __all__ = [
     "quote",
     "resolve",
     "unmapped",
+    "walk",
 ]
 
 T = TypeVar("T")
@@ -110,33 +112,55 @@ def _is_future(value: object) -> bool:
 
 
 def may_hold_upstream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """A quick look: whether any argument is a future, state, annotation or container."""
-    return any(isinstance(v, _INSPECTED) for v in (*args, *kwargs.values()))
+    """A quick look: whether any argument is a future, state, annotation, container or
+    dataclass instance."""
+    return any(isinstance(v, _INSPECTED) or _is_dataclass(v) for v in (*args, *kwargs.values()))
 
 
-def _walk(value: object, visit: Callable[[Any, bool], Any], allowed: bool = False) -> Any:
-    """``value`` with ``visit(leaf, allowed)`` applied to its futures and states.
+def _is_dataclass(value: object) -> bool:
+    """Whether ``value`` is a dataclass instance (not a dataclass itself)."""
+    return hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type)
+
+
+def walk(
+    value: object,
+    visit: Callable[[Any, bool], Any],
+    allowed: bool = False,
+    *,
+    keep_annotations: bool = False,
+) -> Any:
+    """``value`` with ``visit(leaf, allowed)`` applied to its futures and states, found in
+    lists, tuples, sets, dicts (values) and dataclass instances, as Prefect looks.
 
     A container in which nothing changed is returned as it is, the same object: a task
     that mutates a list it was given mutates the caller's list, as a plain call would.
+    ``quote(...)`` is not looked into. Other annotations are unwrapped (the run gets the
+    value), or, with ``keep_annotations``, kept around what their value became.
     """
     if _is_future(value) or isinstance(value, State):
         return visit(value, allowed)
-    if isinstance(value, BaseAnnotation):
-        inner = cast("Any", value).value
-        if isinstance(value, quote):
+    if issubclass(type(value), BaseAnnotation):
+        annotation = cast("BaseAnnotation[Any]", value)
+        if isinstance(annotation, quote):
+            return annotation if keep_annotations else annotation.value
+        allowed = allowed or isinstance(annotation, allow_failure)
+        inner = walk(annotation.value, visit, allowed, keep_annotations=keep_annotations)
+        if not keep_annotations:
             return inner
-        return _walk(inner, visit, allowed or isinstance(value, allow_failure))
-    kind = type(value)  # not isinstance: see returned._results
+        return annotation if inner is annotation.value else annotation.rewrap(inner)
+    # ``issubclass(type(...))``, not ``isinstance``: that would narrow ``value`` to generics
+    # of unknown parameters, which strict pyright refuses.
+    kind = type(value)
     if issubclass(kind, dict):
         pairs = cast("dict[Any, Any]", value)
-        walked = {k: _walk(v, visit, allowed) for k, v in pairs.items()}
+        walked = {k: walk(v, visit, allowed, keep_annotations=keep_annotations)
+                  for k, v in pairs.items()}  # fmt: skip
         if all(walked[k] is v for k, v in pairs.items()):
             return value
         return walked  # a dict subclass becomes a plain dict
     if issubclass(kind, list | tuple | set | frozenset):
         items = list(cast("Iterable[Any]", value))
-        new = [_walk(v, visit, allowed) for v in items]
+        new = [walk(v, visit, allowed, keep_annotations=keep_annotations) for v in items]
         if all(a is b for a, b in zip(new, items, strict=True)):
             return value
         if issubclass(kind, list):
@@ -147,6 +171,16 @@ def _walk(value: object, visit: Callable[[Any, bool], Any], allowed: bool = Fals
         if kind not in _CONTAINERS:  # another subclass: its builtin
             return cast("Any", next(b for b in (tuple, frozenset, set) if issubclass(kind, b)))(new)
         return build(new)
+    if _is_dataclass(value):
+        fields = [f.name for f in dataclasses.fields(cast("Any", value)) if f.init]
+        old = {name: getattr(value, name) for name in fields}
+        changed = {
+            name: new
+            for name, item in old.items()
+            if (new := walk(item, visit, allowed, keep_annotations=keep_annotations)) is not item
+        }
+        # A copy with the changed fields, as Prefect builds one; the caller's is untouched.
+        return dataclasses.replace(cast("Any", value), **changed) if changed else value
     return value
 
 
@@ -180,7 +214,7 @@ def find_upstream(parameters: dict[str, Any], wait_for: Iterable[Any] | None) ->
                 found.append(Upstream(leaf, name, allowed))
             return leaf
 
-        _walk(value, visit)
+        walk(value, visit)
     if wait_for is not None:
 
         def waited(leaf: Any, allowed: bool) -> Any:
@@ -188,7 +222,7 @@ def find_upstream(parameters: dict[str, Any], wait_for: Iterable[Any] | None) ->
                 found.append(Upstream(leaf, "wait_for", allowed))
             return leaf
 
-        _walk(list(wait_for), waited)
+        walk(list(wait_for), waited)
     for upstream in found:
         upstream.future.observed = True
     return found
@@ -214,4 +248,4 @@ def resolve(value: Any, *, owner: str) -> Any:
             "in flowkit.allow_failure(...) to run anyway"
         ) from state.exception
 
-    return _walk(value, visit)
+    return walk(value, visit)

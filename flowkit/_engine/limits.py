@@ -549,7 +549,7 @@ _NOTHING_HELD = _Held([])
 
 
 async def tag_slots(
-    run: Run, runner: Runner, set_state: Callable[[Run, State[Any]], None]
+    run: Run, runner: Runner, set_state: Callable[[Run, State[Any]], object]
 ) -> AbstractContextManager[None]:
     """Take a slot of each tag limit of a task run's tags, waiting in state
     ``AwaitingConcurrencySlot`` if one is busy; return what gives them back.

@@ -285,8 +285,10 @@ class Policy:
         return min(varied, MAX_DELAY_SECONDS)
 
     def final_hook(self, state: State[Any]) -> tuple[Callable[..., Any], ...]:
-        """The hooks a run in final ``state`` calls."""
-        return self.hooks.get(_FINAL_HOOK[state.type], ())
+        """The hooks a run that ended in ``state`` calls (none for ``NotReady``, as in
+        Prefect: the run never started)."""
+        hook = _FINAL_HOOK.get(state.type)
+        return self.hooks.get(hook, ()) if hook is not None else ()
 
 
 def _thread_limit(thread_limit: int | None, runner: TaskRunner | None) -> int | None:

@@ -1,12 +1,20 @@
 """What a body returned decides its run's final state, when it returned states or futures.
 
-A body that returns a ``State`` ends its run in that state. One that returns futures or
-states (alone, or inside lists, tuples, sets and dicts) ends its run in their aggregate,
-as Prefect does: completed if all completed, else cancelled if any was cancelled, else
-failed; its value is the returned structure with each future and state replaced by its
-result. A flow's return value is searched all through. A task's counts only when it is a
-state, or a list, tuple or set of nothing but states (as in Prefect): a task may hand a
-future on as its value, and a task returning a large list pays nothing for the search.
+Prefect's rule, which ported code depends on:
+
+- A flow's returned futures, anywhere in lists, tuples, sets, dicts and dataclasses, are
+  waited for and replaced by their final states (``resolve``). A task's are not: a task
+  may hand a future on as its value.
+- A state made by hand (``Completed(...)``, ``Failed(...)``: no run's) becomes the run's
+  own final state, its data kept.
+- Another run's state, or a list, tuple or set of nothing but states, decides the run's
+  state by their aggregate: completed if all completed; else cancelled if any was
+  cancelled; else failed. The returned states are its data.
+- Anything else, states nested deeper or beside other values included, is plain data.
+
+What the *call* hands back is another matter (``handed_back``): a flow call returns the
+resolved value (its states, not their values) unless it is a single state; a task call
+returns whatever the body returned.
 """
 
 from __future__ import annotations
@@ -21,56 +29,104 @@ from .. import states
 from ..exceptions import CancelledRun, CrashedRun, FailedRun
 from ..states import State, StateType
 from .futures import TaskFuture
+from .inputs import walk
 
-__all__ = ["aggregate", "as_final", "pending_futures"]
+__all__ = ["as_final", "decide", "pending_futures", "resolve"]
 
-_SEQUENCES = (list, tuple, set, frozenset)
-_CONTAINERS = (*_SEQUENCES, dict)
 _NO_EXCEPTION: dict[StateType, type[Exception]] = {
     StateType.FAILED: FailedRun,
     StateType.CRASHED: CrashedRun,
     StateType.CANCELLED: CancelledRun,
 }
+_FAILURES = (StateType.FAILED, StateType.CRASHED)
+_ENDED_BADLY = (*_FAILURES, StateType.CANCELLED)
 
 
-def _is_leaf(value: object) -> bool:
-    return issubclass(type(value), TaskFuture | State)  # not narrowing: see _results
+def _futures(value: object) -> list[TaskFuture[Any]]:
+    found: list[TaskFuture[Any]] = []
 
+    def visit(leaf: Any, allowed: bool) -> Any:
+        if issubclass(type(leaf), TaskFuture):  # not isinstance: see inputs.walk
+            found.append(leaf)
+        return leaf
 
-def _leaves(value: object, deep: bool) -> list[TaskFuture[Any] | State[Any]]:
-    """The futures and states in ``value`` (see the module docstring for where)."""
-    kind = type(value)
-    if not deep:  # a task: states only (a task may hand a future on as its value)
-        if issubclass(kind, State):
-            return [cast("State[Any]", value)]
-        if issubclass(kind, _SEQUENCES):
-            items = list(cast("Iterable[Any]", value))
-            if items and all(issubclass(type(v), State) for v in items):
-                return items
-        return []
-    found: list[TaskFuture[Any] | State[Any]] = []
-    seen: set[int] = set()  # a structure may hold itself
-    stack: list[object] = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if _is_leaf(item):
-            found.append(cast("TaskFuture[Any] | State[Any]", item))
-        elif issubclass(kind, _CONTAINERS) and id(item) not in seen:
-            seen.add(id(item))
-            if issubclass(kind, dict):
-                item = cast("dict[Any, Any]", item).values()
-            stack.extend(reversed(list(cast("Iterable[Any]", item))))
+    walk(value, visit, keep_annotations=True)
     return found
 
 
-def pending_futures(value: object, deep: bool) -> list[TaskFuture[Any]]:
-    """The returned futures whose runs are not over: the run waits for them first."""
-    return [f for f in _leaves(value, deep) if isinstance(f, TaskFuture) and not f.done()]
+def pending_futures(value: object) -> list[TaskFuture[Any]]:
+    """The futures a flow returned whose runs are not over: the run waits for them."""
+    return [f for f in _futures(value) if not f.done()]
+
+
+def resolve(value: object) -> Any:
+    """``value``, a flow's return value, with each future replaced by its final state.
+
+    Each returned future counts as observed: its failure is the caller's to see.
+    """
+
+    def visit(leaf: Any, allowed: bool) -> Any:
+        if issubclass(type(leaf), TaskFuture):
+            leaf.observed = True
+            return leaf.task_run.state
+        return leaf
+
+    return walk(value, visit, keep_annotations=True)
+
+
+def is_state_iterable(value: object) -> bool:
+    """Whether ``value`` is a non-empty list, tuple or set of nothing but states."""
+    kind = type(value)  # not isinstance: see inputs.walk
+    if not issubclass(kind, list | tuple | set | frozenset) or not value:
+        return False
+    return all(issubclass(type(v), State) for v in cast("Iterable[Any]", value))
+
+
+def decide(value: object, owner: str) -> State[Any] | None:
+    """The final state a (resolved) return value decides, or ``None`` for plain data."""
+    if issubclass(type(value), State):
+        state = cast("State[Any]", value)
+        if state.state_details.flow_run_id is None and state.state_details.task_run_id is None:
+            return as_final(state, owner)  # made by hand: the run's own state
+        return aggregate([state], value)
+    if is_state_iterable(value):
+        return aggregate(list(cast("Iterable[State[Any]]", value)), value)
+    return None
+
+
+def aggregate(found: list[State[Any]], value: object) -> State[Any]:
+    """Prefect's aggregate of returned run states, ``value`` (what held them) its data."""
+    total = len(found)
+    if all(s.type is StateType.COMPLETED for s in found):
+        return states.Completed("All states completed.", data=value)
+    if cancelled := [s for s in found if s.type is StateType.CANCELLED]:
+        message = f"{len(cancelled)}/{total} states cancelled."
+        return states.Cancelled(message, data=value, exception=_first_exception(found, message))
+    if paused := [s for s in found if s.type is StateType.PAUSED]:
+        # Prefect pauses the run; flowkit cannot pause one (see docs/porting.md).
+        message = f"{len(paused)}/{total} states paused."
+    elif failed := [s for s in found if s.type in _FAILURES]:
+        message = f"{len(failed)}/{total} states failed."
+    else:
+        unfinished = [s for s in found if not s.is_final()]
+        message = f"{len(unfinished)}/{total} states are not final."
+    return states.Failed(message, data=value, exception=_first_exception(found, message))
+
+
+def _first_exception(found: list[State[Any]], message: str) -> BaseException:
+    """What reading the aggregate's result raises: the first failure's own exception,
+    as Prefect raises it; else the first ``NotReady`` state's (why it did not start)."""
+    for state in found:
+        if state.type in _ENDED_BADLY and state.exception is not None:
+            return state.exception
+    for state in found:
+        if not state.is_final() and state.exception is not None:
+            return state.exception
+    return FailedRun(message)
 
 
 def as_final(state: State[Any], owner: str) -> State[Any]:
-    """A state a body returned, as its run's final state, stamped now.
+    """A state a body made and returned, as its run's final state, stamped now.
 
     A final state without an exception gets one that says what was returned, so that
     reading its result raises something telling; ``Cancelling`` is kept (the engine ends
@@ -88,65 +144,3 @@ def as_final(state: State[Any], owner: str) -> State[Any]:
     if exception is None and not state.is_completed():
         exception = _NO_EXCEPTION[state.type](f"{owner} returned {state}")
     return attrs.evolve(state, timestamp=datetime.now(UTC), exception=exception)
-
-
-def aggregate(value: object, deep: bool, owner: str) -> State[Any] | None:
-    """The final state of a body that returned ``value``, if futures or states decide it.
-
-    Returns:
-        ``None`` when ``value`` holds no future or state: it is a plain result.
-    """
-    if issubclass(type(value), State):
-        return as_final(cast("State[Any]", value), owner)
-    leaves = _leaves(value, deep)
-    if not leaves:
-        return None
-    found: list[State[Any]] = []
-    for leaf in leaves:
-        if isinstance(leaf, TaskFuture):
-            leaf.observed = True  # its failure is accounted for here
-            found.append(leaf.task_run.state)
-        else:
-            found.append(leaf)
-    total = len(found)
-    failed = [s for s in found if s.type in (StateType.FAILED, StateType.CRASHED)]
-    cancelled = [s for s in found if s.type is StateType.CANCELLED]
-    if cancelled:
-        first = cancelled[0]
-        return states.Cancelled(
-            f"{len(cancelled)}/{total} states cancelled.",
-            exception=first.exception or CancelledRun(f"{owner} returned {first}"),
-        )
-    if failed:
-        first = failed[0]
-        return states.Failed(
-            f"{len(failed)}/{total} states failed.",
-            exception=first.exception or FailedRun(f"{owner} returned {first}"),
-        )
-    if unfinished := [s for s in found if not s.is_final()]:
-        message = (
-            f"{owner} returned {len(unfinished)}/{total} states that are not final, e.g. "
-            f"{unfinished[0]}; return final states, or futures (the run waits for them)"
-        )
-        return states.Failed(message, exception=FailedRun(message))
-    return states.Completed("All states completed.", data=_results(value, deep))
-
-
-def _results(value: object, deep: bool) -> Any:
-    """``value`` with each future and state replaced by its result."""
-    # Types are told by ``issubclass(type(value), ...)``: ``isinstance`` would narrow
-    # ``value`` to generics of unknown parameters, which strict pyright refuses.
-    kind = type(value)
-    if issubclass(kind, TaskFuture):
-        return cast("TaskFuture[Any]", value).task_run.state.result()
-    if issubclass(kind, State):
-        return cast("State[Any]", value).result()
-    if issubclass(kind, list):  # a TaskFutureList becomes a plain list
-        return [_results(v, deep) for v in cast("list[Any]", value)]
-    if issubclass(kind, tuple | set | frozenset):
-        items = [_results(v, deep) for v in cast("Iterable[Any]", value)]
-        build = cast("Any", kind)
-        return build(*items) if hasattr(build, "_fields") else build(items)  # a namedtuple
-    if deep and issubclass(kind, dict):
-        return {k: _results(v, deep) for k, v in cast("dict[Any, Any]", value).items()}
-    return value

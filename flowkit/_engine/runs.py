@@ -8,6 +8,7 @@ kept in a contextvar, so it follows the run into worker threads and child tasks.
 from __future__ import annotations
 
 import contextlib
+import enum
 import inspect
 import itertools
 import math
@@ -29,7 +30,7 @@ from .. import states
 from ..exceptions import WorkerCrashedError
 from ..states import State, StateType
 from .nursery import Nursery
-from .returned import aggregate
+from .returned import decide, resolve
 
 if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
@@ -40,7 +41,18 @@ if TYPE_CHECKING:
     from .policy import Policy
     from .remote import TaskRunner
 
-__all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run", "current_tags"]
+__all__ = [
+    "NOT_HANDED",
+    "Definition",
+    "FlowRun",
+    "Run",
+    "TaskRun",
+    "current_run",
+    "current_tags",
+    "ended",
+    "failed",
+    "not_ready",
+]
 
 
 # Run ids are random (version 4) UUIDs like ``uuid4()``'s, with their bytes drawn from the
@@ -133,6 +145,31 @@ _NO_SCOPE = _NoScope()
 _FAILURES = frozenset({StateType.FAILED, StateType.CRASHED})
 
 
+def ended(state: State[Any]) -> bool:
+    """Whether a run in ``state`` is over: the state is final, or ``NotReady``."""
+    return state.type.is_final or not_ready(state)
+
+
+def failed(state: State[Any]) -> bool:
+    """Whether a run in ``state`` ended without its value: it failed or crashed, or never
+    started because a run it waited for did (``NotReady``)."""
+    return state.type in _FAILURES or not_ready(state)
+
+
+def not_ready(state: State[Any]) -> bool:
+    """Whether ``state`` is ``NotReady``: the run ended without starting (a Pending state,
+    as in Prefect), because a run it waited for did not complete."""
+    return state.type is StateType.PENDING and state.name == "NotReady"
+
+
+class _NotHanded(enum.Enum):
+    NOT_HANDED = enum.auto()
+
+
+NOT_HANDED = _NotHanded.NOT_HANDED
+"""``Run.handed_back`` when the call hands back its final state's result."""
+
+
 class Definition(Protocol):
     """What the engine reads from a ``Task`` or ``Flow`` to start a run of it."""
 
@@ -187,6 +224,9 @@ class Run:
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
         children: The futures of the runs this run submitted.
+        handed_back: What a plain call of the run returns in place of its final state's
+            result, when its body returned states (see ``returned``): a flow's return
+            value with its futures resolved to states, a task's as it was.
     """
 
     definition: Definition
@@ -218,6 +258,7 @@ class Run:
     # Whether arguments hold futures, states or wrappers to resolve before the run starts.
     takes_inputs: bool = False
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
+    handed_back: Any = attrs.field(default=NOT_HANDED, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
     # Whether async code called this sync run plainly: its flow's loop waits for it in
@@ -304,24 +345,31 @@ class Run:
     def final_state(self, value: Any) -> State[Any]:
         """The state of a body that returned ``value``, its submitted runs all over.
 
-        A returned state, or returned futures and states, decide it (see ``returned``);
-        otherwise a submitted run that failed unobserved fails the run.
+        A returned state, or returned futures and states, decide it (see ``returned``),
+        and the call will hand back what was returned (``handed_back``); otherwise a
+        submitted run that failed unobserved fails the run.
         """
-        kind = "Flow" if isinstance(self, FlowRun) else "Task"
-        returned = aggregate(value, isinstance(self, FlowRun), f"{kind} run {self.name!r}")
+        flow = isinstance(self, FlowRun)
+        if flow:
+            value = resolve(value)
+        returned = decide(value, f"{'Flow' if flow else 'Task'} run {self.name!r}")
+        if returned is not None and (not flow or not issubclass(type(value), State)):
+            self.handed_back = value
         if returned is not None and not returned.is_completed():
             return returned
         unseen = [
             f.task_run.state.exception
             for f in self.children
-            if not f.observed and f.task_run.state.type in _FAILURES
+            if not f.observed and failed(f.task_run.state)
         ]
         if not unseen:
             return returned if returned is not None else self.completed_state(value)
+        self.handed_back = NOT_HANDED
+        kind = "flow" if flow else "task"
         exc = unseen[0] if len(unseen) == 1 else None
         if exc is None:
             exc = ExceptionGroup(
-                f"{kind.lower()} {self.definition.name!r}: {len(unseen)} task runs failed",
+                f"{kind} {self.definition.name!r}: {len(unseen)} task runs failed",
                 [e if isinstance(e, Exception) else RuntimeError(e) for e in unseen],
             )
         return states.Failed(

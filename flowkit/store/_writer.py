@@ -75,6 +75,8 @@ FLUSH_SECONDS = 5.0
 """The longest a root flow run's call waits, as it returns, for its rows to be committed."""
 CLOSE_SECONDS = 5.0
 """The longest the process waits at exit for rows the store refuses."""
+# States of runs that are not over, unless their end_time says so: a NotReady run is
+# Pending, as in Prefect, and ended.
 _UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
 _log = logging.getLogger("flowkit.store")
 
@@ -476,7 +478,7 @@ class _Batch:
                               item.logger, item.label, item.message))  # fmt: skip
             return
         run, state = item.run, item.state
-        created = state.is_pending() and run.id not in self.new
+        created = state.is_pending() and not item.ended and run.id not in self.new
         if created:
             self.new[run.id] = [item, item]
         elif (seen := self.new.get(run.id)) is not None:
@@ -548,7 +550,7 @@ def _run_row(pending: StateChanged, latest: StateChanged) -> tuple[Any, ...]:
         state.type.value, state.name, state.message,
         str(latest.error) if latest.error is not None else None,
         latest.run_count if started else 0, _timestamp(pending), start,
-        _timestamp(latest) if state.is_final() else None, _pid, _HOST,
+        _timestamp(latest) if latest.ended else None, _pid, _HOST,
         latest.cache_note if started else None, latest.result_location, _result_repr(latest),
     )  # fmt: skip
 
@@ -559,7 +561,7 @@ def _update_row(event: StateChanged) -> tuple[Any, ...]:
         state.type.value, state.name, state.message,
         str(event.error) if event.error is not None else None, event.run_count,
         event.start_time.timestamp() if event.start_time is not None else None,
-        _timestamp(event) if state.is_final() else None,
+        _timestamp(event) if event.ended else None,
         to_json(event.parameters) if event.parameters is not None else None,
         json.dumps(event.task_inputs) if event.task_inputs is not None else None,
         event.cache_note, event.result_location, _result_repr(event), event.run.id,
@@ -579,7 +581,8 @@ def recover(db: sqlite3.Connection) -> int:
     pids = [
         pid
         for (pid,) in db.execute(
-            "SELECT DISTINCT pid FROM runs WHERE host = ? AND state_type IN (?, ?, ?)",
+            "SELECT DISTINCT pid FROM runs WHERE host = ? AND state_type IN (?, ?, ?) "
+            "AND end_time IS NULL",
             (_HOST, *_UNFINISHED),
         )
         if pid != os.getpid() and not _alive(pid)
@@ -592,7 +595,7 @@ def recover(db: sqlite3.Connection) -> int:
         try:
             ids = db.execute(
                 "SELECT id, root_id FROM runs WHERE host = ? AND pid = ? "
-                "AND state_type IN (?, ?, ?)",
+                "AND state_type IN (?, ?, ?) AND end_time IS NULL",
                 (_HOST, pid, *_UNFINISHED),
             ).fetchall()
             db.executemany(
@@ -748,7 +751,7 @@ def _on_event(event: events.Event) -> None:
             writer.put(event)
         return
     run = event.run
-    if run.parent is None and event.state.is_pending():
+    if run.parent is None and event.state.is_pending() and not event.ended:
         if not is_enabled() or (writer := _writer(default_path())) is None:
             return
         with _lock:
@@ -764,7 +767,7 @@ def _after_event(event: events.Event) -> None:
     if not isinstance(event, StateChanged):
         return
     run = event.run
-    if run.parent is not None or not event.state.is_final():
+    if run.parent is not None or not event.ended:
         return
     with _lock:
         writer = _trees.pop(run.id, None)

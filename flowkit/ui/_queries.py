@@ -278,9 +278,9 @@ def attempts(
             waiting = None
         if state["type"] == "RUNNING":
             started = state
-        elif state["type"] in ("PENDING", "SCHEDULED"):
+        elif state["type"] in ("PENDING", "SCHEDULED") and state["name"] != "NotReady":
             waiting = state
-        elif not spans and state["type"] in _FINISHED:
+        elif not spans and (state["type"] in _FINISHED or state["name"] == "NotReady"):
             spans.append({"start": at, "end": at, "state_type": state["type"],
                           "state_name": state["name"], "message": state["message"],
                           "thread_wait": None, "worker": None})  # fmt: skip

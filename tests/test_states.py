@@ -36,7 +36,6 @@ from flowkit.states import (
     Retrying,
     Running,
     Scheduled,
-    State,
     StateConstructor,
     StateType,
     Suspended,

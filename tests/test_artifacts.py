@@ -328,7 +328,7 @@ def test_updating_an_unknown_artifact_names_the_id() -> None:
 
 
 def test_updating_with_something_not_an_id_is_refused() -> None:
-    with pytest.raises(TypeError, match="takes an artifact id .* got 'load'"):
+    with pytest.raises(TypeError, match=r"takes an artifact id .* got 'load'"):
         update_progress_artifact("load", 50)  # type: ignore[arg-type]
 
 

@@ -183,7 +183,7 @@ def runs_show(run: str) -> None:
 
     show(tree[0], "", True, True)
     if found:
-        names = {r.id: r.name for r in tree}
+        names: dict[str | None, str] = {r.id: r.name for r in tree}
         click.echo("Artifacts:")
         for artifact in found:
             key = f" {artifact.key!r}" if artifact.key else ""

@@ -758,10 +758,11 @@ def _on_event(event: events.Event) -> None:
     An artifact made (or updated) outside any run has no tree: it goes to the store that a
     root run started now would record into."""
     if isinstance(event, LogLine | Artifact | ArtifactUpdate):
-        if event.root_id is None and not isinstance(event, LogLine):
-            if is_enabled() and (writer := _writer(default_path())) is not None:
+        root_id = event.root_id
+        if root_id is not None:
+            if (writer := _trees.get(root_id)) is not None:
                 writer.put(event)
-        elif (writer := _trees.get(event.root_id)) is not None:
+        elif is_enabled() and (writer := _writer(default_path())) is not None:
             writer.put(event)
         return
     run = event.run

@@ -183,7 +183,7 @@ def runs_show(run: str) -> None:
 
     show(tree[0], "", True, True)
     if found:
-        names = {r.id: r.name for r in tree}
+        names: dict[str | None, str] = {r.id: r.name for r in tree}
         click.echo("Artifacts:")
         for artifact in found:
             key = f" {artifact.key!r}" if artifact.key else ""
@@ -203,6 +203,8 @@ def _artifact_summary(artifact: ArtifactRecord) -> str:
         return f"{len(data['rows'])} rows{columns}"
     if artifact.type == "link":
         return data["link"] if not data["link_text"] else f"{data['link_text']} <{data['link']}>"
+    if artifact.type == "progress":
+        return f"{data:g}%"
     first = next((line.strip() for line in str(data).splitlines() if line.strip()), "")
     return first if len(first) <= 60 else first[:59] + "…"
 
@@ -214,6 +216,82 @@ def runs_logs(run: str) -> None:
     with _open() as store:
         for line in store.logs(_find(store, run).id):
             click.echo(line.format())
+
+
+@cli.group()
+def artifacts() -> None:
+    """Look at recorded artifacts, those made outside any run included."""
+
+
+@artifacts.command("ls")
+@click.option("--key", help="only artifacts with this key")
+@click.option("--no-run", "without_run", is_flag=True, help="only those made outside any run")
+@click.option("--limit", default=20, show_default=True, help="how many artifacts at most")
+def artifacts_ls(key: str | None, without_run: bool, limit: int) -> None:
+    """List the latest artifacts, newest first."""
+    with _open() as store:
+        found = store.latest_artifacts(limit=limit, key=key, without_run=without_run)
+        runs = {a.run_id: _run_name(store, a.run_id) for a in found if a.run_id is not None}
+    if not found:
+        click.echo("No artifacts recorded yet." if key is None else "No match.")
+        return
+    click.echo(f"{'ID':<10} {'TYPE':<9} {'KEY':<20} {'RUN':<24} {'CREATED':<19} SUMMARY")
+    for a in found:
+        created = a.created.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        run = "-" if a.run_id is None else runs[a.run_id]
+        click.echo(
+            f"{a.id[:8]:<10} {a.type:<9} {(a.key or '-')[:20]:<20} {run[:24]:<24} "
+            f"{created:<19} {_artifact_summary(a)}"
+        )
+
+
+def _run_name(store: Store, run_id: str) -> str:
+    try:
+        return store.get(run_id).name
+    except KeyError:  # pruned since
+        return run_id[:8]
+
+
+@artifacts.command("show")
+@click.argument("artifact")
+def artifacts_show(artifact: str) -> None:
+    """Print an artifact in full. ARTIFACT: an id, id prefix, or key (its latest)."""
+    with _open() as store:
+        try:
+            found = store.artifact(artifact)
+        except KeyError as exc:
+            raise click.ClickException(exc.args[0]) from None
+        run = "none (made outside any run)" if found.run_id is None else (
+            f"{_run_name(store, found.run_id)} ({found.run_id})"
+        )  # fmt: skip
+    click.echo(f"{found.type} artifact {found.id}" + (f" {found.key!r}" if found.key else ""))
+    click.echo(f"run: {run}")
+    click.echo(f"created: {found.created.astimezone():%Y-%m-%d %H:%M:%S}")
+    if found.updated != found.created:
+        click.echo(f"updated: {found.updated.astimezone():%Y-%m-%d %H:%M:%S}")
+    if found.description:
+        click.echo(f"description: {found.description}")
+    click.echo("")
+    click.echo(_artifact_body(found))
+
+
+def _artifact_body(artifact: ArtifactRecord) -> str:
+    """The whole artifact as text: markdown as written, a table as aligned columns."""
+    data = artifact.data
+    if artifact.type == "table":
+        rows = [["" if v is None else str(v) for v in row] for row in data["rows"]]
+        if data["columns"]:
+            rows.insert(0, list(data["columns"]))
+        widths = [
+            max(len(r[i]) for r in rows if i < len(r))
+            for i in range(max(map(len, rows), default=0))
+        ]
+        return "\n".join(
+            "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+        )
+    if artifact.type == "markdown":
+        return str(data)
+    return _artifact_summary(artifact)
 
 
 @runs.command("export")

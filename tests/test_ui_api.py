@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import anyio
 import httpx
@@ -18,6 +19,12 @@ import pytest
 from starlette.applications import Starlette
 from ui_scenario import crowded, in_a_process, run_scenario, small
 
+from flowkit import flow
+from flowkit.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from flowkit.store import flush
 from flowkit.store._schema import connect
 from flowkit.ui import _app, create_app
@@ -34,6 +41,8 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         patch.setenv("FLOWKIT_BACKEND", str(request.param))
         small(1)
         run_scenario()
+        with pytest.warns(FutureWarning):  # made outside any run
+            create_markdown_artifact("# Notes", key="loose-notes")
         flush()
     return home / "runs.db"
 
@@ -272,13 +281,50 @@ def test_a_run_has_its_log_lines_in_order(client: Client) -> None:
 
 
 def test_a_run_has_its_artifacts_rendered_safely(client: Client) -> None:
-    markdown, table, link = _detail(client)["artifacts"]
+    markdown, table, link, _ = _detail(client)["artifacts"]
     assert markdown["key"] == "report"
     assert "<script>" not in markdown["html"]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown["html"]
     assert '<a href="https://example.org" rel="noopener noreferrer">docs</a>' in markdown["html"]
     assert table["table"] == {"columns": ["file", "rows"], "rows": [["a.csv", 3], ["b.csv", 5]]}
     assert link["link"] == {"link": "https://example.org/run", "link_text": "the dashboard"}
+
+
+def test_a_markdown_artifact_has_its_pipe_table_rendered(client: Client) -> None:
+    html = _detail(client)["artifacts"][0]["html"]
+    assert '<th class="align-left">file</th><th class="align-right">rows</th>' in html
+    assert '<td class="align-left">&lt;b&gt;b.csv&lt;/b&gt;</td>' in html
+
+
+def test_a_progress_artifact_gives_its_last_update(client: Client) -> None:
+    progress = _detail(client)["artifacts"][3]
+    assert (progress["type"], progress["key"], progress["progress"]) == ("progress", "load", 62.5)
+    assert progress["updated"] > progress["created"]
+    assert progress["description_html"] == "<p>files loaded</p>"
+
+
+def test_artifacts_made_outside_runs_are_listed(client: Client) -> None:
+    (loose,) = client.get("/api/artifacts").json()["artifacts"]
+    assert (loose["run_id"], loose["key"]) == (None, "loose-notes")
+    assert loose["html"] == "<h1>Notes</h1>"
+
+
+def test_updating_a_progress_artifact_moves_the_runs_change_mark(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWKIT_HOME", str(tmp_path))
+
+        @flow
+        def counting() -> UUID:
+            return create_progress_artifact(1)
+
+        progress_id = counting()
+        flush()
+        db = connect(tmp_path / "runs.db", create=False)
+        root = db.execute("SELECT root_id FROM artifacts").fetchone()[0]
+        before = q.change_mark(db, root)
+        update_progress_artifact(progress_id, 2)  # outside the run: written at once
+        assert q.change_mark(db, root) != before
+        db.close()
 
 
 def test_any_run_of_a_tree_gives_the_whole_tree(client: Client) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from ui_scenario import crowded, in_a_process, run_scenario
 
+from flowkit.artifacts import create_markdown_artifact
 from flowkit.store import flush
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -218,6 +219,35 @@ def test_artifacts_show_markdown_as_markup_and_user_html_as_text(page: Page, url
     link = page.locator('.artifact[data-type="link"] a')
     expect(link).to_have_text("the dashboard")
     expect(link).to_have_attribute("href", "https://example.org/run")
+
+
+def test_a_progress_artifact_is_a_bar_and_a_markdown_table_a_table(page: Page, url: str) -> None:
+    _open_run(page, url, _run_id(url, "scenario"))
+    bar = page.locator('.artifact[data-type="progress"] [role="progressbar"]')
+    expect(bar).to_have_attribute("aria-valuenow", "62.5")
+    expect(page.locator('.artifact[data-type="progress"]')).to_contain_text("62.5%")
+    width = bar.evaluate(
+        "b => b.firstElementChild.getBoundingClientRect().width / b.getBoundingClientRect().width"
+    )
+    assert 0.6 < width < 0.65
+    table = page.locator('.artifact[data-type="markdown"] .md table')
+    expect(table.locator("th")).to_have_text(["file", "rows"])
+    expect(table.locator("tbody td").nth(2)).to_have_text("<b>b.csv</b>")
+    align = table.locator("td.align-right").first.evaluate("c => getComputedStyle(c).textAlign")
+    assert align == "right"
+
+
+def test_artifacts_made_outside_runs_have_a_page(page: Page, url: str, home: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWKIT_HOME", str(home))
+        with pytest.warns(FutureWarning):
+            create_markdown_artifact("# Loose\n\n| k | v |\n|---|---|\n| a | 1 |", key="loose")
+    page.goto(url)
+    page.click("header a.nav")
+    card = page.locator('.artifact[data-type="markdown"]')
+    expect(card.locator(".note").first).to_contain_text("loose · no run")
+    expect(card.locator(".md h1")).to_have_text("Loose")
+    expect(card.locator(".md td")).to_have_text(["a", "1"])
 
 
 def test_a_running_flow_in_another_process_updates_live(

@@ -10,7 +10,13 @@ import time
 from typing import Any
 
 from flowkit import flow, tags, task
-from flowkit.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from flowkit.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from flowkit.states import State
 from flowkit.task_runners import ProcessPoolTaskRunner
 
@@ -59,11 +65,14 @@ def explode() -> None:
 @flow(thread_limit=4)
 def scenario() -> int:
     create_markdown_artifact(
-        "# Report <script>alert(1)</script>\n\n**bold** and [docs](https://example.org)",
+        "# Report <script>alert(1)</script>\n\n**bold** and [docs](https://example.org)\n\n"
+        "| file | rows |\n|:-----|-----:|\n| a.csv | 3 |\n| <b>b.csv</b> | 5 |",
         key="report",
     )
     create_table_artifact([{"file": "a.csv", "rows": 3}, {"file": "b.csv", "rows": 5}])
     create_link_artifact("https://example.org/run", link_text="the dashboard")
+    loaded = create_progress_artifact(0, key="load", description="files loaded")
+    update_progress_artifact(loaded, 62.5)
     flaky("ok")
     futures = slow.map(range(3))
     total = add(*futures)

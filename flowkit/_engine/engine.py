@@ -32,6 +32,7 @@ from .limits import tag_slots
 from .naming import generate_name, render_run_name
 from .policy import Caching, Policy
 from .prints import printing_to_log
+from .records import run_record
 from .results import Results, persist, render_storage_key, results_of, storage_scope
 from .returned import pending_futures
 from .runners import Runner, interrupted_by
@@ -115,6 +116,8 @@ def new_run(
             for name, value in parameters.items()
             if (producer := last_delivered(parent, value)) is not None
         }
+    if isinstance(run, TaskRun):  # its occurrence under its root: Prefect's dynamic_key
+        run.dynamic_key = str(parent.next_index(definition.name) if parent is not None else 0)
     if run_name is not None:
         token = current_run.set(run)  # a naming function may read flowkit.runtime
         try:
@@ -124,8 +127,7 @@ def new_run(
     elif flow:
         run.name = generate_name()
     else:
-        index = parent.next_index(definition.name) if parent is not None else 0
-        run.name = f"{definition.name}-{index}"
+        run.name = f"{definition.name}-{cast('TaskRun', run).dynamic_key}"
     run.info = _info(run, flow)
     events.emit(StateChanged(run.info, run.state, parameters=parameters, task_inputs=_inputs(run)))
     return run
@@ -163,6 +165,8 @@ def set_state(run: Run, state: State[Any]) -> State[Any]:
     holds it (a state that ends the run says whose it is: ``state_details``)."""
     if over := ended(state):
         state = _stamped(run, state)
+    if run.state.is_running():  # an attempt's time counts in total_run_time
+        run.run_time += state.timestamp - run.state.timestamp
     run.state = state
     wait = worker = None
     if not state.is_running():
@@ -421,7 +425,7 @@ async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | N
     condition = policy.retry_condition
     if condition is not None:
         try:
-            verdict = condition(run.definition, run, state)
+            verdict = condition(run.definition, run_record(run), state)
             if inspect.isawaitable(verdict):  # an async retry_condition_fn
                 verdict = await verdict
             if not verdict:
@@ -446,9 +450,10 @@ def _timed_out(run: Run, policy: Policy) -> State[Any]:
 async def _call_hooks(
     run: Run, state: State[Any], hooks: tuple[Callable[..., Any], ...], runner: Runner
 ) -> None:
+    record = run_record(run) if hooks else None  # made once, and only for hooks
     for hook in hooks:
         try:
-            await runner.call_hook(hook, run.definition, run, state)
+            await runner.call_hook(hook, run.definition, record, state)
         except Exception:
             _log.exception(
                 "Hook %r of run %r failed on state %s",

@@ -1,8 +1,8 @@
 """The engine's events, and the one bus that carries them to sinks.
 
 An event is a frozen record of plain data, made once: ``StateChanged`` when a run enters
-a state, ``LogLine`` when a log record of a run is made, ``Artifact`` when a run records
-an artifact. Sinks (the console story, the
+a state, ``LogLine`` when a log record of a run is made, ``Artifact`` when an artifact is
+recorded and ``ArtifactUpdate`` when a progress artifact moves on. Sinks (the console story, the
 run store, and later the web page's live feed or OpenTelemetry) subscribe to the bus;
 the engine knows none of them by name, and no sink ever sees a live run.
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Artifact",
+    "ArtifactUpdate",
     "ErrorInfo",
     "Event",
     "LogLine",
@@ -190,32 +191,53 @@ class LogLine:
 
 @attrs.frozen
 class Artifact:
-    """An artifact a run recorded: a markdown text, a table or a link to look at later.
+    """An artifact recorded: a markdown text, a table, a link or a progress to look at.
 
     Attributes:
         id: The artifact's id.
-        run_id: The run that made it.
-        root_id: The outermost run of that run's tree.
+        run_id: The run that made it; ``None`` for one made outside any run.
+        root_id: The outermost run of that run's tree; ``None`` outside any run.
         created: When it was made (Unix time).
-        type: ``"markdown"``, ``"table"`` or ``"link"``.
+        type: ``"markdown"``, ``"table"``, ``"link"`` or ``"progress"``.
         key: The user's key, naming the artifact across runs, if any.
         description: A markdown description, if any.
         data: Its content as JSON text, encoded when it was made (so later changes to the
             caller's table do not reach it): a string for markdown, a list of rows (each
-            a list or an object) for a table, ``{"link", "link_text"}`` for a link.
+            a list or an object) for a table, ``{"link", "link_text"}`` for a link, a
+            number from 0 to 100 for a progress.
     """
 
     id: str
-    run_id: str
-    root_id: str
+    run_id: str | None
+    root_id: str | None
     created: float
-    type: Literal["markdown", "table", "link"]
+    type: Literal["markdown", "table", "link", "progress"]
     key: str | None
     description: str | None
     data: str
 
 
-Event = StateChanged | LogLine | Artifact
+@attrs.frozen
+class ArtifactUpdate:
+    """A progress artifact moved on: ``update_progress_artifact``.
+
+    Attributes:
+        id: The artifact's id.
+        root_id: The outermost run of the run that updated it (which routes the update
+            to that tree's store); ``None`` when updated outside any run.
+        updated: When (Unix time).
+        data: Its new content as JSON text.
+        description: Its new description; ``None`` keeps the one it has.
+    """
+
+    id: str
+    root_id: str | None
+    updated: float
+    data: str
+    description: str | None
+
+
+Event = StateChanged | LogLine | Artifact | ArtifactUpdate
 Sink = Callable[[Event], None]
 
 _tiers: dict[str, tuple[Sink, ...]] = {"first": (), "normal": (), "last": ()}

@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 from uuid import UUID
@@ -213,6 +213,8 @@ class Run:
         deadline: When the current attempt must end, on the event loop's clock: the
             earlier of its own timeout and its parent's deadline; ``None`` for never.
         streamed: How many values a generator task's run has handed to its consumer.
+        run_time: The time spent in Running states, all attempts together (the
+            attempt under way not included).
         cache_note: Why the run did or did not use a cached result, if it caches.
         result_location: Where its persisted result lives, once written (or found).
         thread_wait: Seconds the current attempt's sync body waited for a slot of its
@@ -250,6 +252,8 @@ class Run:
     thread_wait: float | None = None
     worker: str | None = None
     streamed: int = 0
+    # Time spent in Running states, all attempts together: Prefect's total_run_time.
+    run_time: timedelta = timedelta(0)
     # Parameters that got a value streamed by a generator run: that run's id.
     streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)
     upstream: Sequence[Upstream] = attrs.field(default=(), repr=False)
@@ -394,7 +398,14 @@ class Run:
 
 @attrs.define(eq=False)
 class TaskRun(Run):
-    """A run of a task."""
+    """A run of a task.
+
+    Attributes:
+        dynamic_key: Its occurrence among the runs of its task under its root run
+            (``"0"``, ``"1"``, ...): Prefect's ``dynamic_key``, and its default name's number.
+    """
+
+    dynamic_key: str = ""
 
     @property
     def task_name(self) -> str:

@@ -137,26 +137,38 @@ class LogLine:
 
 @attrs.frozen
 class ArtifactRecord:
-    """An artifact a run recorded (see ``flowkit.artifacts``).
+    """An artifact recorded (see ``flowkit.artifacts``).
 
     Attributes:
         id: The artifact's id.
-        run_id: The run that made it.
+        run_id: The run that made it; ``None`` for one made outside any run.
         created: When it was made.
-        type: ``"markdown"``, ``"table"`` or ``"link"``.
+        type: ``"markdown"``, ``"table"``, ``"link"`` or ``"progress"``.
         key: Its key, if it was given one.
         description: Its description, if any.
         data: Its content: the markdown text; ``{"columns", "rows"}`` for a table
-            (``columns`` is ``None`` for rows given as lists); ``{"link", "link_text"}``.
+            (``columns`` is ``None`` for rows given as lists); ``{"link", "link_text"}``;
+            the percentage (a float from 0 to 100) for a progress.
+        updated: When its content last changed (a progress's last update).
     """
 
     id: str
-    run_id: str
+    run_id: str | None
     created: datetime
     type: str
     key: str | None
     description: str | None
     data: Any
+    updated: datetime
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ArtifactRecord:
+        """The record of a row of ``_ARTIFACT_COLUMNS``."""
+        created, updated = datetime.fromtimestamp(row[2], UTC), datetime.fromtimestamp(row[7], UTC)
+        return cls(row[0], row[1], created, row[3], row[4], row[5], json.loads(row[6]), updated)
+
+
+_ARTIFACT_COLUMNS = "id, run_id, created, type, key, description, data, updated"
 
 
 @attrs.frozen
@@ -429,14 +441,60 @@ class Store:
     def artifacts(self, run: str) -> list[ArtifactRecord]:
         """The artifacts of the whole tree of ``run``, in the order they were made."""
         rows = self._db.execute(
-            "SELECT id, run_id, created, type, key, description, data FROM artifacts "
-            "WHERE root_id = ? ORDER BY created, rowid",
+            f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE root_id = ? ORDER BY created, rowid",
             (self.get(run).root_id,),
         )
-        return [
-            ArtifactRecord(r[0], r[1], _time(r[2]), r[3], r[4], r[5], json.loads(r[6]))  # type: ignore[arg-type]
-            for r in rows
-        ]
+        return [ArtifactRecord.from_row(r) for r in rows]
+
+    def latest_artifacts(
+        self, *, limit: int = 20, key: str | None = None, without_run: bool = False
+    ) -> list[ArtifactRecord]:
+        """The artifacts made last, newest first, whichever run made them (or none did).
+
+        Args:
+            limit: How many at most.
+            key: Only those with this key.
+            without_run: Only those made outside any flow or task run.
+        """
+        where = ["1"]
+        args: list[Any] = []
+        if key is not None:
+            where.append("key = ?")
+            args.append(key)
+        if without_run:
+            where.append("run_id IS NULL")
+        rows = self._db.execute(
+            f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE {' AND '.join(where)} "
+            "ORDER BY created DESC, rowid DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [ArtifactRecord.from_row(r) for r in rows]
+
+    def artifact(self, artifact: str) -> ArtifactRecord:
+        """The artifact whose id is ``artifact`` or starts with it; else the latest with
+        the key ``artifact``.
+
+        Raises:
+            KeyError: None matches, or the id prefix fits several artifacts.
+        """
+        rows = self._db.execute(
+            f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE id LIKE ? || '%' LIMIT 2",
+            (artifact.replace("%", ""),),
+        ).fetchall()
+        if len(rows) > 1:
+            raise KeyError(
+                f"{artifact!r} starts the ids of several artifacts ({rows[0][0]}, "
+                f"{rows[1][0]}, ...); give more of the id"
+            )
+        if not rows:
+            rows = self._db.execute(
+                f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE key = ? "
+                "ORDER BY created DESC, rowid DESC LIMIT 1",
+                (artifact,),
+            ).fetchall()
+        if not rows:
+            raise KeyError(f"no artifact has the id or key {artifact!r} in {self.path}")
+        return ArtifactRecord.from_row(rows[0])
 
     def export(self, run: str) -> dict[str, Any]:
         """The tree of ``run`` as JSON-ready data: runs with their states, and the logs."""

@@ -58,7 +58,8 @@ _ROOTS = f"""
 
 def prune(db: sqlite3.Connection, before: datetime) -> int:
     """Delete the finished root runs created before ``before``, with their task runs,
-    states and logs, in one transaction. Unfinished runs are kept whatever their age.
+    states, logs and artifacts, and the artifacts made outside any run before then, in
+    one transaction. Unfinished runs are kept whatever their age.
 
     Returns:
         How many root runs (flow runs, and tasks run outside flows) were deleted.
@@ -74,6 +75,7 @@ def prune(db: sqlite3.Connection, before: datetime) -> int:
         db.execute(f"DELETE FROM states WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute(f"DELETE FROM logs WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute(f"DELETE FROM artifacts WHERE root_id IN ({_ROOTS})", cutoff)
+        db.execute("DELETE FROM artifacts WHERE root_id IS NULL AND created < ?", cutoff)
         db.execute(f"DELETE FROM runs WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute("COMMIT")
     except BaseException:

@@ -170,6 +170,28 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT run_id, root_id, type, name, message, timestamp, thread_wait, worker, rowid
         FROM states;
     """,
+    # 11: artifacts made outside any run (no run_id, no root_id), and progress artifacts,
+    # which are updated: when last (an update rewrites the row, which takes a new rowid,
+    # so the page's change marks move).
+    """
+    CREATE TABLE artifacts_11 (
+        id TEXT PRIMARY KEY,
+        run_id TEXT,                     -- NULL: made outside any run
+        root_id TEXT,                    -- NULL: made outside any run
+        created REAL NOT NULL,           -- Unix time
+        type TEXT NOT NULL,              -- 'markdown', 'table', 'link' or 'progress'
+        key TEXT,
+        description TEXT,
+        data TEXT NOT NULL,              -- JSON
+        updated REAL NOT NULL            -- Unix time
+    );
+    INSERT INTO artifacts_11 SELECT id, run_id, root_id, created, type, key, description,
+        data, created FROM artifacts;
+    DROP TABLE artifacts;
+    ALTER TABLE artifacts_11 RENAME TO artifacts;
+    CREATE INDEX artifacts_by_root ON artifacts (root_id, created);
+    CREATE INDEX artifacts_by_time ON artifacts (created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,7 +35,7 @@ import attrs
 
 from .._engine import events, naming
 from .._engine.convert import unstructure
-from .._engine.events import Artifact, LogLine, StateChanged
+from .._engine.events import Artifact, ArtifactUpdate, LogLine, StateChanged
 from ..states import ResultReference
 from ._prune import prune, retention
 from ._schema import StoreError, connect, default_path, is_busy
@@ -468,10 +468,14 @@ class _Batch:
         self.states: list[tuple[Any, ...]] = []
         self.logs: list[tuple[Any, ...]] = []
         self.artifacts: list[tuple[Any, ...]] = []
+        self.artifact_updates: list[tuple[Any, ...]] = []
 
-    def add(self, item: StateChanged | LogLine | Artifact) -> None:
+    def add(self, item: StateChanged | LogLine | Artifact | ArtifactUpdate) -> None:
         if isinstance(item, Artifact):
-            self.artifacts.append(attrs.astuple(item))
+            self.artifacts.append((*attrs.astuple(item), item.created))
+            return
+        if isinstance(item, ArtifactUpdate):
+            self.artifact_updates.append((item.description, item.data, item.updated, item.id))
             return
         if isinstance(item, LogLine):
             self.logs.append((item.run_id, item.root_id, item.created, item.level,
@@ -498,7 +502,8 @@ class _Batch:
             (_UPDATE_RUN, self.updates),
             ("INSERT INTO states VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.states),
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
-            ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
+            ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
+            (_UPDATE_ARTIFACT, self.artifact_updates),
         ]
 
 
@@ -508,6 +513,12 @@ def _first_running(event: StateChanged) -> bool:
     return state.is_running() and event.run_count == 1 and state.name == "Running"
 
 
+# A rewrite, not an UPDATE: the row takes a new rowid, which moves the page's change marks.
+_UPDATE_ARTIFACT = """
+    INSERT OR REPLACE INTO artifacts
+    SELECT id, run_id, root_id, created, type, key, coalesce(?1, description), ?2, ?3
+    FROM artifacts WHERE id = ?4
+"""
 _INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (" + ", ".join("?" * 23) + ")"
 _UPDATE_RUN = """
     UPDATE runs SET state_type = ?, state_name = ?, state_message = ?, error = ?,
@@ -745,9 +756,16 @@ def reserve_name(name: str) -> bool:
 
 
 def _on_event(event: events.Event) -> None:
-    """First of the sinks: a root run's Pending opens its tree; every event is queued."""
-    if isinstance(event, LogLine | Artifact):
-        if (writer := _trees.get(event.root_id)) is not None:
+    """First of the sinks: a root run's Pending opens its tree; every event is queued.
+
+    An artifact made (or updated) outside any run has no tree: it goes to the store that a
+    root run started now would record into."""
+    if isinstance(event, LogLine | Artifact | ArtifactUpdate):
+        root_id = event.root_id
+        if root_id is not None:
+            if (writer := _trees.get(root_id)) is not None:
+                writer.put(event)
+        elif is_enabled() and (writer := _writer(default_path())) is not None:
             writer.put(event)
         return
     run = event.run
@@ -763,7 +781,12 @@ def _on_event(event: events.Event) -> None:
 
 def _after_event(event: events.Event) -> None:
     """Last of the sinks: once a root run's final log lines are queued, close its tree;
-    a flow's call returns only when its records are committed."""
+    a flow's call returns only when its records are committed, and so does the call that
+    made or updated an artifact outside any run."""
+    if isinstance(event, Artifact | ArtifactUpdate) and event.root_id is None:
+        if is_enabled() and (writer := _writers.get(default_path())) is not None:
+            writer.flush(FLUSH_SECONDS, patient=False)
+        return
     if not isinstance(event, StateChanged):
         return
     run = event.run

@@ -88,6 +88,14 @@ def create_app(store: Path) -> Starlette:
     async def flows(request: Request) -> Response:
         return _json({"flows": await in_thread(q.flow_names, list[str]())})
 
+    async def artifacts(request: Request) -> Response:
+        try:
+            limit = _count(request.query_params.get("limit"))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        found = await in_thread(lambda db: q.loose_artifacts(db, limit), list[Any]())
+        return _json({"artifacts": found})
+
     async def run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         try:
@@ -115,6 +123,7 @@ def create_app(store: Path) -> Starlette:
             Route("/api/runs", runs),
             Route("/api/flows", flows),
             Route("/api/runs/{run_id}", run),
+            Route("/api/artifacts", artifacts),
             Route("/api/events", watch),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ],

@@ -6,8 +6,11 @@ source first and only then adds the tags of the subset it knows, whose attribute
 writes itself (a link's address only when it is ``http``, ``https`` or ``mailto``).
 
 The subset: ATX headings, paragraphs, ``-``/``*``/``1.`` lists (one level), ``>`` quotes,
-fenced code blocks, rules, inline ``code``, ``**strong**``, ``*emphasis*``/``_emphasis_``
-and ``[links](https://...)``. A dependency would have bought little more than this.
+fenced code blocks, rules, GitHub-style pipe tables (a header row, a delimiter row such as
+``|---|:--:|``, then rows; ``\\|`` is a pipe in a cell; a row's extra cells are kept),
+inline ``code``, ``**strong**``,
+``*emphasis*``/``_emphasis_`` and ``[links](https://...)``. A dependency would have bought
+little more than this.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _EMPHASIS = re.compile(r"(?<![\w*])[*_](?=\S)(.+?)(?<=\S)[*_](?![\w*])")
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
+_DELIMITER_CELL = re.compile(r"\s*(:?)-+(:?)\s*")
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+_ESCAPED_PIPE = "\\|"
+_ALIGN = {(True, False): "left", (True, True): "center", (False, True): "right"}
 
 
 def render_markdown(text: str) -> str:
@@ -58,6 +65,8 @@ def render_markdown(text: str) -> str:
                 quoted.append(lines[i].lstrip()[1:].removeprefix(" "))
                 i += 1
             blocks.append(f"<blockquote>{render_markdown(chr(10).join(quoted))}</blockquote>")
+        elif (aligns := _table_start(lines, i)) is not None:
+            i = _table(lines, i, aligns, blocks)
         elif (kind := _list_kind(line)) is not None:
             tag, pattern = kind
             items: list[str] = []
@@ -68,10 +77,59 @@ def render_markdown(text: str) -> str:
         else:
             paragraph: list[str] = []
             while i < len(lines) and lines[i].strip() and not _starts_block(lines[i]):
+                if paragraph and _table_start(lines, i) is not None:
+                    break  # a table interrupts a paragraph, as on GitHub
                 paragraph.append(lines[i].strip())
                 i += 1
             blocks.append(f"<p>{_inline(' '.join(paragraph))}</p>")
     return "\n".join(blocks)
+
+
+def _cells(line: str) -> list[str]:
+    """A table row's cells, stripped: split on ``|`` but not ``\\|``, less the outer ones."""
+    row = line.strip()
+    row = row.removeprefix("|")
+    if row.endswith("|") and not row.endswith("\\|"):
+        row = row[:-1]
+    return [cell.strip() for cell in _CELL_SPLIT.split(row)]
+
+
+def _table_start(lines: list[str], i: int) -> list[str | None] | None:
+    """The alignments of the table whose header is ``lines[i]``; ``None`` if no table
+    starts there (the next line must be a delimiter row with as many cells)."""
+    if i + 1 >= len(lines) or "|" not in lines[i] + lines[i + 1]:
+        return None
+    delimiter = _cells(lines[i + 1])
+    matches = [_DELIMITER_CELL.fullmatch(cell) for cell in delimiter]
+    if not all(matches) or len(delimiter) != len(_cells(lines[i])):
+        return None
+    return [_ALIGN.get((bool(m.group(1)), bool(m.group(2)))) for m in matches if m]
+
+
+def _table(lines: list[str], i: int, aligns: list[str | None], blocks: list[str]) -> int:
+    """Render the table starting at ``lines[i]`` into ``blocks``; return the line after."""
+
+    def row(line: str, tag: str) -> str:
+        cells = _cells(line)
+        cells += [""] * (len(aligns) - len(cells))
+        # A row longer than the header keeps its extra cells (GitHub drops them): the page
+        # never loses a word of an artifact.
+        out: list[str] = []
+        for cell, align in zip(cells, aligns + [None] * (len(cells) - len(aligns)), strict=True):
+            # A class, not a style attribute: the page's policy allows no inline style.
+            style = f' class="align-{align}"' if align else ""
+            out.append(f"<{tag}{style}>{_inline(cell.replace(_ESCAPED_PIPE, '|'))}</{tag}>")
+        return f"<tr>{''.join(out)}</tr>"
+
+    head = row(lines[i], "th")
+    body: list[str] = []
+    i += 2
+    while i < len(lines) and lines[i].strip() and not _starts_block(lines[i]):
+        body.append(row(lines[i], "td"))
+        i += 1
+    tbody = f"<tbody>{''.join(body)}</tbody>" if body else ""
+    blocks.append(f"<table><thead>{head}</thead>{tbody}</table>")
+    return i
 
 
 def _list_kind(line: str) -> tuple[str, re.Pattern[str]] | None:

@@ -186,7 +186,8 @@ def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int,
         row = db.execute(
             "SELECT (SELECT max(rowid) FROM states WHERE root_id = ?1), "
             "(SELECT count(*) FROM logs WHERE root_id = ?1), "
-            "(SELECT count(*) FROM artifacts WHERE root_id = ?1), "
+            # max, not count: an updated progress artifact's row takes a new rowid.
+            "(SELECT max(rowid) FROM artifacts WHERE root_id = ?1), "
             "(SELECT count(start_time) + count(*) FROM runs WHERE root_id = ?1)",
             (run_id,),
         ).fetchone()
@@ -303,22 +304,40 @@ def _traceback(run: dict[str, Any], logs: list[dict[str, Any]]) -> str | None:
     return None
 
 
+_ARTIFACT_COLUMNS = "id, run_id, created, updated, type, key, description, data"
+
+
 def _artifacts(db: sqlite3.Connection, root_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for r in db.execute(
-        "SELECT id, run_id, created, type, key, description, data FROM artifacts "
-        "WHERE root_id = ? ORDER BY created, rowid",
+    rows = db.execute(
+        f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE root_id = ? ORDER BY created, rowid",
         (root_id,),
-    ):
-        item = dict(r)
-        data = json.loads(item.pop("data"))
-        if item["type"] == "markdown":
-            item["html"] = render_markdown(data)
-        elif item["type"] == "table":
-            item["table"] = data
-        else:
-            item["link"] = data
-        description = item.pop("description")
-        item["description_html"] = render_markdown(description) if description else None
-        found.append(item)
-    return found
+    )
+    return [_artifact(r) for r in rows]
+
+
+def loose_artifacts(db: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
+    """The artifacts made outside any flow or task run, newest first."""
+    rows = db.execute(
+        f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE run_id IS NULL "
+        "ORDER BY created DESC, rowid DESC LIMIT ?",
+        (limit,),
+    )
+    return [_artifact(r) for r in rows]
+
+
+def _artifact(row: sqlite3.Row) -> dict[str, Any]:
+    """An artifact as the page shows it: markdown rendered (safely) on the server."""
+    item = dict(row)
+    data = json.loads(item.pop("data"))
+    kind = item["type"]
+    if kind == "markdown":
+        item["html"] = render_markdown(data)
+    elif kind == "table":
+        item["table"] = data
+    elif kind == "progress":
+        item["progress"] = data
+    else:
+        item["link"] = data
+    description = item.pop("description")
+    item["description_html"] = render_markdown(description) if description else None
+    return item

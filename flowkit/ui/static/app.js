@@ -339,11 +339,33 @@ function graph(runs, pick) {
   return svg;
 }
 
+// The artifacts made outside any flow or task run: they have no run page of their own.
+async function showArtifacts() {
+  const main = document.getElementById("main");
+  const list = h("div", { class: "artifacts" });
+  main.replaceChildren(h("p", {}, h("a", { href: "#/" }, "← All runs")),
+    h("h1", {}, "Artifacts made outside runs"), list);
+  const draw = async () => {
+    const found = (await api("/api/artifacts")).artifacts;
+    list.replaceChildren(...found.map((a) => artifact(a, new Map())));
+    if (!found.length) list.append(h("p", { class: "quiet" }, "None yet: artifacts made outside any flow or task run show here."));
+  };
+  refresh = draw;
+  watch("/api/events");
+  await draw();
+}
+
 function artifact(a, byId) {
   const run = byId.get(a.run_id);
-  const head = h("div", { class: "note" }, `${a.type}${a.key ? " " + a.key : ""} · ${run ? run.name : ""} · ${clock(a.created)}`);
+  const owner = a.run_id === null ? "no run" : run ? run.name : "";
+  const head = h("div", { class: "note" }, `${a.type}${a.key ? " " + a.key : ""} · ${owner} · ${clock(a.created)}`);
   let body;
-  if (a.type === "markdown") {
+  if (a.type === "progress") {
+    body = h("div", { class: "artifact-progress" },
+      h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": a.progress },
+        bar(a.progress / 100)),
+      h("span", { class: "note" }, `${a.progress}%`));
+  } else if (a.type === "markdown") {
     body = h("div", { class: "md" });
     body.innerHTML = a.html;  // rendered by the server from escaped text: see ui/_markdown.py
   } else if (a.type === "table") {
@@ -367,6 +389,7 @@ async function route() {
   const match = hash.match(/^#\/run\/([^?]+)/);
   try {
     if (match) await showRun(decodeURIComponent(match[1]));
+    else if (hash.startsWith("#/artifacts")) await showArtifacts();
     else await showList();
   } catch (err) {
     document.getElementById("main").replaceChildren(h("p", { class: "error" }, String(err.message || err)));

@@ -14,7 +14,9 @@ run in ``flowkit.runtime`` and the caller does not):
 - the run is Running while it yields and Completed when exhausted; closing the iterator
   early (``break``, ``aclose()``, the iterator being dropped) closes the generator
   (``GeneratorExit`` in the body, ``finally`` blocks run) and completes the run; an
-  error in the body fails it and reaches the caller;
+  error in the body fails it and reaches the caller; a stream closed before its first
+  value never runs its body (as a generator closed before it started) and its run ends
+  Cancelled;
 - ``timeout_seconds`` bounds the run from its first step; it is enforced inside each
   step (a cancel scope around an async step, a stopped thread for a sync step), never
   around the caller's own code between steps.
@@ -360,7 +362,8 @@ class SyncStream(_Stream, SyncReader, Generator[Any, None, None]):
         self.close()
 
     def close(self) -> None:
-        """Stop reading: the generator is closed and the run completes."""
+        """Stop reading: the generator is closed and the run completes (or, never read,
+        ends Cancelled without running its body)."""
         if self._done:
             return
         if not self._started:
@@ -400,13 +403,15 @@ class AsyncStream(_Stream, AsyncReader, AsyncGenerator[Any, None]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop reading: the generator is closed and the run completes."""
+        """Stop reading: the generator is closed and the run completes (or, never read,
+        ends Cancelled without running its body)."""
+        if self._done:
+            return
         if not self._started:
-            if not self._done:
-                self.close_unread()
-        elif not self._done:
-            with contextlib.suppress(StopAsyncIteration):
-                await self._step(_ReaderClosed())
+            self.close_unread()
+            return
+        with contextlib.suppress(StopAsyncIteration):
+            await self._step(_ReaderClosed())
 
     async def _step(self, throw: BaseException | None) -> Any:
         if self._done:

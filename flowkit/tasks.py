@@ -262,23 +262,58 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         future.wait()
         return future.state
 
-    def map(self, *args: Any, **kwargs: Any) -> TaskFutureList[Any]:
+    # As for submit: return_state and wait_for cannot follow *args: P.args, so map takes
+    # any arguments (their elements, not the parameters' types, are what the runs get).
+    @overload
+    def map(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        **kwargs: Any,
+    ) -> list[State[T]]: ...
+    @overload
+    def map(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> list[State[R]]: ...
+    @overload
+    def map(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[False] = False,
+        **kwargs: Any,
+    ) -> TaskFutureList[T]: ...
+    @overload
+    def map(
+        self, *args: Any, return_state: Literal[False] = False, **kwargs: Any
+    ) -> TaskFutureList[R]: ...
+
+    def map(
+        self, *args: Any, return_state: bool = False, **kwargs: Any
+    ) -> TaskFutureList[Any] | list[State[Any]]:
         """Submit one run per element of the iterable arguments; return their futures.
 
         Iterable arguments (except strings, bytes and mappings) are mapped over together
         and must have the same length; other arguments, and those wrapped in
         ``flowkit.unmapped(...)``, go whole to every run. A future or a state is mapped
         over its result (the call waits for it); ``quote(...)`` and ``allow_failure(...)``
-        of an iterable are mapped over, each element wrapped alike. The values of
-        ``*args`` and ``**kwargs`` parameters count one by one. ``wait_for`` applies to
-        every run.
+        of an iterable are mapped over, each element wrapped alike. ``allow_failure`` of a
+        future that failed goes whole to every run, which receives its exception. The
+        values of ``*args`` and ``**kwargs`` parameters count one by one. ``wait_for``
+        applies to every run. With ``return_state=True`` the call waits for the runs and
+        returns their final states, in order, as Prefect's does; that wait blocks, so on
+        the event loop's thread use ``[await f.wait_async() for f in task.map(...)]``.
 
         Raises:
             MissingContextError: There is no running flow.
             ValueError: No argument is iterable, or the iterables differ in length.
             FutureDeadlockError: A future to map over is not finished, and this thread
-                runs the event loop (await the future first).
+                runs the event loop (await the future first); or ``return_state=True``
+                on the event loop's thread.
         """
+        if return_state and children.on_flow_loop():
+            raise FutureDeadlockError(
+                f"{self.owner}: map(..., return_state=True) waits for the runs, which would "
+                "block the event loop that has to run them; in async code write "
+                "`states = [await f.wait_async() for f in task.map(...)]`"
+            )
         wait_for = kwargs.pop("wait_for", None)
         signature = self.signature
         bound = signature.bind_partial(*self.bound, *args, **kwargs).arguments
@@ -329,7 +364,11 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
                 call.args[len(self.bound) :], {**call.kwargs, "wait_for": wait_for}, submitted=True
             )
             runs.append(run)
-        return TaskFutureList(children.start_all(runs))
+        futures = TaskFutureList[Any](children.start_all(runs))
+        if not return_state:
+            return futures
+        futures.wait()
+        return [future.state for future in futures]
 
     def explain_cache(self, *args: Any, **kwargs: Any) -> CacheExplanation:
         """Say whether calling the task with these arguments now would use a cached result:
@@ -367,7 +406,10 @@ def _map_items(value: object) -> list[Any] | None:
         wrapper = cast("BaseAnnotation[Any]", value)
         value = wrapper.value
     if issubclass(type(value), TaskFuture | State):  # mapped over its result
-        value = cast("TaskFuture[Any] | State[Any]", value).result()
+        upstream = cast("TaskFuture[Any] | State[Any]", value)
+        # A failure that is allowed gives its exception, which is not iterable: every run
+        # gets the whole allow_failure(future), and records the future as its upstream.
+        value = upstream.result(raise_on_failure=not isinstance(wrapper, allow_failure))
     if isinstance(value, unmapped | str | bytes | Mapping) or not hasattr(value, "__iter__"):
         return None
     items: list[Any] = [*cast("Iterable[Any]", value)]

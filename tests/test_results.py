@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import flowkit
 from flowkit import flow, task
+from flowkit._engine import events
 from flowkit._engine.cache import RESULTS
 from flowkit._engine.results import check_name
 from flowkit.cli import main as flowkit_main
@@ -468,6 +470,134 @@ def test_without_persistence_a_retried_flow_runs_its_tasks_again(backend: str) -
 
     assert etl() == 10
     assert calls == ["extract", "extract"]
+
+
+def test_a_retried_flow_reuses_the_persisted_results_of_its_completed_subflows(
+    backend: str,
+) -> None:
+    calls: list[int] = []
+
+    @flow
+    def child(x: int) -> int:
+        calls.append(x)
+        return 10 * x
+
+    @flow(retries=1, persist_result=True)
+    def parent() -> tuple[int, int]:
+        first, second = child(1), child(2)  # matched by name and order in each attempt
+        if flowkit.runtime.flow_run.run_count == 1:
+            raise ConnectionError("flaky")
+        return first, second
+
+    assert parent() == (10, 20)
+    assert calls == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_retried_async_flow_reuses_its_completed_subflows_too() -> None:
+    calls: list[str] = []
+
+    @flow(persist_result=True)
+    async def child() -> str:
+        calls.append("child")
+        return "hello"
+
+    @flow(retries=1, persist_result=True)
+    async def parent() -> str:
+        value = await child()
+        if flowkit.runtime.flow_run.run_count == 1:
+            raise ConnectionError("flaky")
+        return value
+
+    assert await parent() == "hello"
+    assert calls == ["child"]
+
+
+def test_a_reused_subflow_says_so_in_its_state_and_its_record(backend: str) -> None:
+    seen: list[Any] = []
+
+    @flow
+    def child() -> str:
+        return "hello"
+
+    @flow(retries=1, persist_result=True)
+    def parent() -> Any:
+        state = child(return_state=True)
+        if flowkit.runtime.flow_run.run_count == 1:
+            raise ConnectionError("flaky")
+        return flowkit.quote(state)
+
+    stop = events.subscribe(seen.append)
+    try:
+        state = parent().unquote()
+    finally:
+        stop()
+    done = [e for e in seen if isinstance(e, events.StateChanged) and e.state.is_final()]
+    first, again = [e for e in done if e.run.definition == "child"]
+    assert (state.name, state.result()) == ("Completed", "hello")
+    assert state.message == (
+        f"Reused the result of subflow run {first.run.name!r} in attempt 1 of flow run "
+        f"{first.run.parent.name!r}; not run again."
+    )
+    assert again.cache_note == state.message.removesuffix("; not run again.").replace(
+        "Reused", "reused:"
+    )
+    assert again.result_location == first.result_location is not None
+
+
+def test_a_reused_subflow_does_not_run_its_hooks_again(backend: str) -> None:
+    completed: list[str] = []
+
+    @flow(on_completion=[lambda _flow, run, _state: completed.append(run.name)])
+    def child() -> str:
+        return "hello"
+
+    @flow(retries=1, persist_result=True)
+    def parent() -> str:
+        value = child()
+        if flowkit.runtime.flow_run.run_count == 1:
+            raise ConnectionError("flaky")
+        return value
+
+    assert parent() == "hello"
+    assert len(completed) == 1
+
+
+def test_a_retried_flow_runs_a_subflow_that_failed_again(backend: str) -> None:
+    calls: list[str] = []
+
+    @flow
+    def child() -> str:
+        calls.append("child")
+        if len(calls) == 1:
+            raise ConnectionError("flaky")
+        return "hello"
+
+    @flow(retries=1, persist_result=True)
+    def parent() -> str:
+        return child()
+
+    assert parent() == "hello"
+    assert calls == ["child", "child"]
+
+
+def test_without_persistence_a_retried_flow_runs_its_subflows_again(backend: str) -> None:
+    calls: list[str] = []
+
+    @flow
+    def child() -> str:
+        calls.append("child")
+        return "hello"
+
+    @flow(retries=1)
+    def parent() -> str:
+        value = child()
+        if flowkit.runtime.flow_run.run_count == 1:
+            raise ConnectionError("flaky")
+        return value
+
+    assert parent() == "hello"
+    assert calls == ["child", "child"]
 
 
 @pytest.mark.anyio

@@ -309,6 +309,90 @@ def test_map_a_function_with_var_kwargs_and_var_args(backend: str) -> None:
     assert main() == [((1, "u"), {"a": 10, "b": 0}), ((2, "u"), {"a": 20, "b": 0})]
 
 
+def test_map_with_return_state_waits_and_returns_the_states(backend: str) -> None:
+    @task
+    def check(x: int) -> int:
+        if x == 2:
+            raise ValueError("two")
+        return x
+
+    @flow
+    def main() -> list[tuple[str, Any]]:
+        states = check.map([1, 2, 3], return_state=True)
+        assert type(states) is list
+        return [(s.name, s.result(raise_on_failure=False)) for s in states]
+
+    # The failed run's state was looked at: it does not fail the flow.
+    assert [(name, str(value)) for name, value in main()] == [
+        ("Completed", "1"), ("Failed", "two"), ("Completed", "3"),
+    ]  # fmt: skip
+
+
+def test_map_of_an_async_task_with_return_state_gives_its_states(backend: str) -> None:
+    @task
+    async def adouble(x: int) -> int:
+        return 2 * x
+
+    @flow
+    def main() -> list[int]:
+        return [s.result() for s in adouble.map([1, 2], return_state=True)]
+
+    assert main() == [2, 4]
+
+
+@pytest.mark.anyio
+async def test_map_with_return_state_on_the_loop_says_what_to_do() -> None:
+    @flow
+    async def main() -> None:
+        ident.map([1, 2], return_state=True)
+
+    with pytest.raises(FutureDeadlockError, match=r"task 'ident'.*wait_async"):
+        await main()
+
+
+def test_map_gives_every_run_the_exception_of_a_failed_allow_failure_argument(
+    backend: str,
+) -> None:
+    @task
+    def pair(y: int, z: Any) -> tuple[int, str]:
+        return y, repr(z)
+
+    @flow
+    def main() -> list[tuple[int, str]]:
+        failing = boom.submit("upstream")
+        return pair.map([1, 2, 3], allow_failure(failing)).result()
+
+    assert main() == [(i, "ValueError('upstream')") for i in (1, 2, 3)]
+
+
+def test_map_records_a_failed_allow_failure_argument_as_every_runs_upstream(
+    backend: str,
+) -> None:
+    @task
+    def pair(y: int, z: Any) -> int:
+        return y
+
+    seen: list[Any] = []
+
+    @flow
+    def main() -> str:
+        failing = boom.submit()
+        pair.map([1, 2], allow_failure(failing)).wait()
+        return str(failing.task_run_id)
+
+    stop = events.subscribe(seen.append)
+    try:
+        upstream = main()
+    finally:
+        stop()
+    inputs = [
+        e.task_inputs
+        for e in seen
+        if isinstance(e, events.StateChanged) and e.run.definition == "pair" and e.state.is_final()
+    ]
+    assert inputs == [{"z": [upstream]}] * 2
+
+
 def test_a_subflow_waits_for_wait_for(backend: str) -> None:
     order: list[str] = []
 

@@ -233,6 +233,144 @@ def test_returned_generators_are_consumed_into_lists(
     assert capsys.readouterr().out.count("Generator consumed!") == 3
 
 
+def test_a_task_returning_an_unread_stream_returns_its_values(backend: str) -> None:
+    seen, stop = final_states()
+
+    @task
+    def two() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    @task
+    def hands_on() -> Iterator[int]:
+        return two()
+
+    @flow
+    def main() -> Any:
+        return hands_on()
+
+    try:
+        assert main() == [1, 2]
+    finally:
+        stop()
+    assert (seen["two-0"], seen["hands_on-0"]) == ("Completed", "Completed")
+
+
+@pytest.mark.anyio
+async def test_an_async_task_returning_an_unread_stream_returns_its_values() -> None:
+    @task
+    async def two() -> AsyncIterator[int]:
+        yield 1
+        await anyio.lowlevel.checkpoint()
+        yield 2
+
+    @task
+    async def hands_on() -> AsyncIterator[int]:
+        return two()
+
+    @flow
+    async def main() -> Any:
+        return await hands_on()
+
+    assert await main() == [1, 2]
+
+
+def test_a_flow_returning_an_unread_stream_returns_its_values(backend: str) -> None:
+    @task
+    def two() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    @flow
+    def main() -> Iterator[int]:
+        return two()
+
+    assert main() == [1, 2]  # type: ignore[comparison-overlap]
+
+
+@pytest.mark.anyio
+async def test_an_async_flow_returning_an_unread_stream_returns_its_values() -> None:
+    @task(buffer=1)
+    async def two() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+
+    @flow
+    async def main() -> AsyncIterator[int]:
+        return two()
+
+    assert await main() == [1, 2]  # type: ignore[comparison-overlap]
+
+
+def test_a_sync_flow_returning_an_async_stream_says_to_make_it_async(backend: str) -> None:
+    seen, stop = final_states()
+
+    @task
+    async def one() -> AsyncIterator[int]:
+        yield 1
+
+    @flow
+    def main() -> AsyncIterator[int]:
+        return one()
+
+    try:
+        with pytest.raises(TypeError, match=r"flow run .* returned an async generator.*async"):
+            main()
+    finally:
+        stop()
+    assert seen["one-0"] == "Cancelled"
+
+
+def test_a_stream_closed_before_it_was_read_never_runs_its_body(backend: str) -> None:
+    log: list[str] = []
+    seen, stop = final_states()
+
+    @task
+    def two() -> Iterator[int]:
+        log.append("body ran")
+        yield 1
+
+    kept: list[Iterator[int]] = []
+
+    @flow
+    def main() -> str:
+        two().close()
+        two()  # dropped: closed at once
+        kept.append(two())  # still open when the flow ends, which closes it
+        return "done"
+
+    try:
+        assert main() == "done"
+    finally:
+        stop()
+    assert log == []
+    assert [seen[f"two-{i}"] for i in range(3)] == ["Cancelled"] * 3
+
+
+@pytest.mark.anyio
+async def test_an_async_stream_closed_before_it_was_read_never_runs_its_body() -> None:
+    log: list[str] = []
+    seen, stop = final_states()
+
+    @task
+    async def two() -> AsyncIterator[int]:
+        log.append("body ran")
+        yield 1
+
+    @flow
+    async def main() -> str:
+        await two().aclose()  # type: ignore[attr-defined]
+        two()  # left open: the flow's end closes it
+        return "done"
+
+    try:
+        assert await main() == "done"
+    finally:
+        stop()
+    assert log == []
+    assert [seen["two-0"], seen["two-1"]] == ["Cancelled"] * 2
+
+
 def test_yielded_generators_are_handed_out_unconsumed(capsys: pytest.CaptureFixture[str]) -> None:
     def gen() -> Iterator[int]:
         yield from [1, 2, 3]

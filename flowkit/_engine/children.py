@@ -329,11 +329,15 @@ def stream(run: TaskRun, buffer: int | None) -> Any:
     if run.definition.streams == "sync":
         if buffer:
             return BufferedSyncStream(run, buffer, lambda r, steps: drive(execute(r, steps)))
-        return SyncStream(run, lambda: execute(run, SYNC_STEPS))
+        return SyncStream(run, lambda: execute(run, SYNC_STEPS), _unread)
     flow_run = run.flow_run
     nursery = flow_run.nursery if flow_run is not None else None
     if buffer and nursery is not None and threading.get_ident() == nursery.loop_thread:
         reader = BufferedAsyncStream(run, buffer)
         copy_context().run(nursery.task_group.start_soon, reader.produce, execute)
         return reader
-    return AsyncStream(run, lambda: execute(run, ASYNC_STEPS))
+    return AsyncStream(run, lambda: execute(run, ASYNC_STEPS), _unread)
+
+
+def _unread(run: Run) -> None:
+    set_state(run, states.Cancelled("Closed before its first value was read; the body never ran."))

@@ -94,6 +94,8 @@ def new_run(
         run: Run = FlowRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
         run.thread_limit = policy.thread_limit  # type: ignore[attr-defined]
         run.task_runner = policy.task_runner  # type: ignore[attr-defined]
+        if isinstance(parent, FlowRun):  # a subflow call: its key within the attempt
+            run.call_key = parent.next_call_key(definition.name)  # type: ignore[attr-defined]
     else:
         run = TaskRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
     run.max_concurrency = policy.max_concurrency
@@ -237,10 +239,13 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     results = results_of(run)
     token = current_run.set(run)
     flight: tuple[str, str] | None = None  # the cache key whose computation is ours
+    reused: State[Any] | None = None  # a subflow's result from an earlier parent attempt
     try:
         final = await _take_inputs(run, runner) if run.takes_inputs else None
         if final is None and policy.validate_parameters:
             final = _validated(run)
+        if final is None and isinstance(run, FlowRun):
+            final = reused = run.reused_state()
         caching = policy.caching if results.persist else None
         if final is None and caching is not None:
             final, flight = await _from_cache(run, runner, caching, results)
@@ -259,6 +264,8 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
                 final = None
         if fresh and results.persist and final.is_completed():
             final = _persist(run, final, results, caching, flight)
+            if isinstance(run, FlowRun):
+                run.keep_for_retries(final)
     except BaseException as exc:
         with runner.shield():
             state = set_state(run, _interrupted(run, exc, runner))
@@ -272,7 +279,8 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
         set_state(run, final)
         final = states.Cancelled(final.message, exception=CancelledRun(_stopped(run)))
     final = set_state(run, final)  # no await: nothing can cancel it
-    if hooks := policy.final_hook(final):
+    # A reused subflow did not run: its hooks ran when it completed, in the earlier attempt.
+    if reused is None and (hooks := policy.final_hook(final)):
         with runner.shield():
             await _call_hooks(run, final, hooks, runner)
     return final

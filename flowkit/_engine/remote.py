@@ -24,7 +24,7 @@ import attrs
 from .events import RunInfo, format_exception
 from .prints import printing_to_log
 from .results import cloudpickle
-from .runners import OnLoop, consumed
+from .runners import OnLoop, consumed, is_async_generator
 from .runs import Run, current_run
 
 __all__ = ["Executor", "Remote", "TaskRunner", "pack", "serve"]
@@ -225,7 +225,7 @@ def _call(job: _Job) -> Any:
     async def main() -> Any:
         value = fn(*args, **kwargs)
         value = await value if inspect.isawaitable(value) else value
-        if inspect.isasyncgen(value):
+        if is_async_generator(value):
             return [item async for item in value]
         return consumed(value, owner)
 

@@ -41,13 +41,16 @@ from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStoppe
 __all__ = [
     "INLINE",
     "ON_LOOP",
+    "AsyncReader",
     "AttemptScope",
     "Inline",
     "OnLoop",
     "Runner",
+    "SyncReader",
     "call_soon_threadsafe",
     "drive",
     "interrupted_by",
+    "is_async_generator",
 ]
 
 T = TypeVar("T")
@@ -131,18 +134,35 @@ def call_soon_threadsafe(token: EventLoopToken) -> Callable[..., object]:
     return cast("Callable[..., object]", native.run_sync_soon)  # trio's TrioToken
 
 
+class SyncReader:
+    """Base of the iterators over sync generator task runs (see ``streams``): returned by a
+    body, one is read to its end like a returned generator."""
+
+
+class AsyncReader:
+    """Base of the async iterators over async generator task runs (see ``streams``)."""
+
+
+def is_async_generator(value: object) -> bool:
+    """Whether a body returned an async generator, or an async generator task's iterator."""
+    return inspect.isasyncgen(value) or isinstance(value, AsyncReader)
+
+
 def consumed(value: Any, owner: str) -> Any:
     """A returned generator is run to its end: the run's result is the list of its values.
+
+    So is the iterator of a generator task's run that the body called and returned unread:
+    it could not outlive the run that reads it, which closes its open streams as it ends.
 
     Raises:
         TypeError: ``value`` is an async generator, which needs an event loop.
     """
-    if inspect.isgenerator(value):
-        return list(value)
-    if inspect.isasyncgen(value):
+    if inspect.isgenerator(value) or isinstance(value, SyncReader):
+        return list(cast("Iterable[Any]", value))
+    if is_async_generator(value):
         raise TypeError(
             f"{owner} returned an async generator, which only an event loop can run; make "
-            "the task async (or yield its values instead of returning a generator)"
+            "its function async (or yield its values instead of returning a generator)"
         )
     return value
 
@@ -193,7 +213,7 @@ class OnLoop:
         if run.definition.is_async or run.definition.streams == "async":
             value = fn(*run.args, **run.kwargs)
             value = await value if inspect.isawaitable(value) else value
-            if inspect.isasyncgen(value):
+            if is_async_generator(value):
                 return [item async for item in value]
             return consumed(value, f"task run {run.name!r}")
         body = partial(_call_consumed, run)

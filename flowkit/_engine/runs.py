@@ -423,12 +423,60 @@ class FlowRun(Run):
         thread_limit: How many sync task bodies may run in worker threads at once; ``None``
             shares the parent flow's limiter, or reads ``FLOWKIT_THREAD_LIMIT``.
         task_runner: Where its submitted task runs execute; ``None``: worker threads.
+        call_key: Which subflow call of its parent flow run's attempt this run is: the
+            flow's name and how many calls of it came before in that attempt (``None``
+            for a run that no flow run's body called).
+        completed_subflows: The subflow runs of this run's attempts that completed with a
+            persisted result, with their final states and attempts, by ``call_key``: a
+            retry reuses them.
     """
 
     nursery: Nursery | None = attrs.field(default=None, repr=False)
     child_states: list[StateType] = attrs.field(factory=list, repr=False)
     thread_limit: int | None = None
     task_runner: TaskRunner | None = None
+    call_key: tuple[str, int] | None = None
+    completed_subflows: dict[tuple[str, int], tuple[Run, State[Any], int]] = attrs.field(
+        factory=dict, repr=False
+    )
+    # Subflow calls counted per (attempt, flow name), to make their ``call_key``.
+    _subflow_calls: dict[tuple[int, str], Iterator[int]] = attrs.field(factory=dict, repr=False)
+
+    def next_call_key(self, flow_name: str) -> tuple[str, int]:
+        """Count a call of flow ``flow_name`` in this run's current attempt; its key.
+
+        A retry's body calls its subflows in the order the failed attempt did, so the
+        same call gets the same key in every attempt, as with Prefect's dynamic key.
+        """
+        counter = self._subflow_calls.setdefault((self.run_count, flow_name), itertools.count())
+        return flow_name, next(counter)
+
+    def reused_state(self) -> State[Any] | None:
+        """For a subflow call that completed in an earlier attempt of its parent flow run,
+        with a persisted result: a final state holding that result (it is not run again)."""
+        parent = self.parent
+        if self.call_key is None or not isinstance(parent, FlowRun):
+            return None
+        earlier = parent.completed_subflows.get(self.call_key)
+        if earlier is None:
+            return None
+        run, state, attempt = earlier
+        where = f"subflow run {run.name!r} in attempt {attempt} of flow run {parent.name!r}"
+        self.cache_note = f"reused: the result of {where}"
+        self.result_location = run.result_location
+        return states.Completed(f"Reused the result of {where}; not run again.", data=state.data)
+
+    def keep_for_retries(self, state: State[Any]) -> None:
+        """Keep this subflow run's final ``state`` on its parent flow run, for a retry of
+        the parent to reuse, if it completed with a persisted result."""
+        parent = self.parent
+        if (
+            self.call_key is not None
+            and isinstance(parent, FlowRun)
+            and state.is_completed()
+            and self.result_location is not None
+        ):
+            parent.completed_subflows[self.call_key] = (self, state, parent.run_count)
 
     @property
     def flow_name(self) -> str:

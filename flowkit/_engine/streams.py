@@ -14,7 +14,9 @@ run in ``flowkit.runtime`` and the caller does not):
 - the run is Running while it yields and Completed when exhausted; closing the iterator
   early (``break``, ``aclose()``, the iterator being dropped) closes the generator
   (``GeneratorExit`` in the body, ``finally`` blocks run) and completes the run; an
-  error in the body fails it and reaches the caller;
+  error in the body fails it and reaches the caller; a stream closed before its first
+  value never runs its body (as a generator closed before it started) and its run ends
+  Cancelled;
 - ``timeout_seconds`` bounds the run from its first step; it is enforced inside each
   step (a cancel scope around an async step, a stopped thread for a sync step), never
   around the caller's own code between steps.
@@ -49,7 +51,7 @@ from typing import Any, TypeVar, cast
 
 import anyio
 
-from .runners import INLINE, Inline, OnLoop, Runner
+from .runners import INLINE, AsyncReader, Inline, OnLoop, Runner, SyncReader
 from .runs import Run
 from .threadstop import DeadlinePassed, Stoppable
 
@@ -273,16 +275,33 @@ def open_readers(run: Run) -> list[Any]:
 class _Stream:
     """What sync and async readers share: the run, its coroutine and its context."""
 
-    def __init__(self, run: Run, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        # ``make`` starts the run's lifecycle; it is called in the run's own context.
+    def __init__(
+        self,
+        run: Run,
+        make: Callable[[], Coroutine[Any, Any, Any]],
+        unread: Callable[[Run], None],
+    ) -> None:
+        # ``make`` makes the run's lifecycle, in the run's own context; ``unread`` ends a
+        # run whose reader closed before its first value: its lifecycle never started.
         self.run = run
         self.last: Any = None
         # What the generator returned, once the run is over (``yield from`` gives it).
         self.returned: Any = None
         self._context: Context = copy_context()
         self.coroutine = self._context.run(make)
+        self._unread = unread
+        self._started = False
         self._done = False
         _register(run, self)
+
+    def close_unread(self) -> None:
+        """Close a stream whose first value was never asked for: as with a generator
+        closed before it started, the body never runs. (Thrown into a coroutine that has
+        not started, an exception would leave it at once, past every handler.)"""
+        self._done = True
+        _unregister(self.run, self)
+        self.coroutine.close()
+        self._unread(self.run)
 
     def _finished(self, state: Any) -> None:
         self.returned = state.data if state.is_completed() else None
@@ -297,6 +316,7 @@ class _Stream:
         Raises:
             _Exhausted: The run is over (its errors are raised instead).
         """
+        self._started = True
         try:
             return self._context.run(method, arg)
         except StopIteration as stop:
@@ -314,7 +334,7 @@ class _Stream:
         return yielded.value
 
 
-class SyncStream(_Stream, Generator[Any, None, None]):
+class SyncStream(_Stream, SyncReader, Generator[Any, None, None]):
     """The iterator a sync generator task's call returns."""
 
     def __next__(self) -> Any:
@@ -342,8 +362,12 @@ class SyncStream(_Stream, Generator[Any, None, None]):
         self.close()
 
     def close(self) -> None:
-        """Stop reading: the generator is closed and the run completes."""
+        """Stop reading: the generator is closed and the run completes (or, never read,
+        ends Cancelled without running its body)."""
         if self._done:
+            return
+        if not self._started:
+            self.close_unread()
             return
         try:
             self.step(self.coroutine.throw, _ReaderClosed())
@@ -357,7 +381,7 @@ class SyncStream(_Stream, Generator[Any, None, None]):
             self.close()
 
 
-class AsyncStream(_Stream, AsyncGenerator[Any, None]):
+class AsyncStream(_Stream, AsyncReader, AsyncGenerator[Any, None]):
     """The async iterator an async generator task's call returns."""
 
     def __anext__(self) -> Coroutine[Any, Any, Any]:
@@ -379,10 +403,15 @@ class AsyncStream(_Stream, AsyncGenerator[Any, None]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop reading: the generator is closed and the run completes."""
-        if not self._done:
-            with contextlib.suppress(StopAsyncIteration):
-                await self._step(_ReaderClosed())
+        """Stop reading: the generator is closed and the run completes (or, never read,
+        ends Cancelled without running its body)."""
+        if self._done:
+            return
+        if not self._started:
+            self.close_unread()
+            return
+        with contextlib.suppress(StopAsyncIteration):
+            await self._step(_ReaderClosed())
 
     async def _step(self, throw: BaseException | None) -> Any:
         if self._done:
@@ -424,7 +453,7 @@ class _Trampoline:
 _END: Any = object()
 
 
-class BufferedSyncStream(Iterator[Any]):
+class BufferedSyncStream(SyncReader, Iterator[Any]):
     """Reads a sync generator run that a thread of its own produces up to ``buffer`` ahead."""
 
     def __init__(self, run: Run, buffer: int, drive_run: Callable[[Run, Runner], Any]) -> None:
@@ -494,7 +523,7 @@ class BufferedSyncStream(Iterator[Any]):
         self.close()
 
 
-class BufferedAsyncStream(AsyncIterator[Any]):
+class BufferedAsyncStream(AsyncReader, AsyncIterator[Any]):
     """Reads an async generator run produced up to ``buffer`` ahead by a task of the
     flow's task group."""
 

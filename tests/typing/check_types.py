@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, assert_type
 
 from flowkit import Flow, State, Task, TaskFuture, flow, task
+from flowkit.futures import TaskFutureList
 
 
 @task
@@ -45,6 +46,9 @@ def sync_uses() -> None:
     assert_type(add.submit(1), TaskFuture[int])
     assert_type(add.submit(1).result(), int)
     assert_type(add.submit(1, return_state=True), State[int])
+    assert_type(add.map([1, 2]), TaskFutureList[int])
+    assert_type(add.map([1, 2]).result(), list[int])
+    assert_type(add.map([1, 2], return_state=True), list[State[int]])
     assert_type(pipeline(3, wait_for=[add.submit(1)]), str)
     renamed: Task[[int, int], int] = add.with_options(name="other")
     assert_type(add.with_options(retries=3)(4), int)
@@ -65,6 +69,8 @@ async def async_uses() -> None:
     assert_type(state.result(), bytes)
     assert_type(fetch.submit("u"), TaskFuture[bytes])
     assert_type(fetch.submit("u", return_state=True), State[bytes])
+    assert_type(fetch.map(["u"]), TaskFutureList[bytes])
+    assert_type(fetch.map(["u"], return_state=True), list[State[bytes]])
     assert_type(await fetch.with_options(retries=0)("u"), bytes)
 
     async_flow_keeps_signature: Flow[[list[str]], Coroutine[Any, Any, int]] = apipeline

@@ -65,7 +65,7 @@ def test_default_is_inputs_task_source_and_run_id() -> None:
 def test_subtracting_a_name_excludes_it_from_the_inputs() -> None:
     assert Inputs(exclude=["debug"]) == INPUTS - "debug"
     assert Inputs(exclude=["a", "b"]) == INPUTS - "b" - "a"
-    assert (INPUTS - "a").exclude == ("a",)
+    assert (INPUTS - "a").exclude == ["a"]
     assert TASK_SOURCE + RUN_ID + Inputs(exclude=["debug"]) == DEFAULT - "debug"
 
 

@@ -139,7 +139,7 @@ def test_a_file_system_without_a_base_path_is_saved_too(flowkit_home: Path) -> N
 
 def test_saving_over_a_saved_name_needs_overwrite(tmp_path: Path) -> None:
     LocalFileSystem(basepath=tmp_path / "a").save("shared")
-    with pytest.raises(ValueError, match="saved under that name already.*overwrite=True"):
+    with pytest.raises(ValueError, match=r"saved under that name already.*overwrite=True"):
         LocalFileSystem(basepath=tmp_path / "b").save("shared")
     assert LocalFileSystem.load("shared").basepath == (tmp_path / "a").resolve()
 
@@ -187,5 +187,5 @@ def test_a_failed_save_keeps_the_saved_block_and_leaves_no_temporary_file(
 def test_a_saved_file_that_is_not_a_block_is_named_with_the_fix(flowkit_home: Path) -> None:
     LocalFileSystem().save("broken")
     (flowkit_home / "blocks" / "local-file-system" / "broken.json").write_text("{}")
-    with pytest.raises(ValueError, match="'broken'.*not a saved LocalFileSystem.*overwrite=True"):
+    with pytest.raises(ValueError, match=r"'broken'.*not a saved LocalFileSystem.*overwrite=True"):
         LocalFileSystem.load("broken")

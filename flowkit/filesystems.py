@@ -83,8 +83,14 @@ class LocalFileSystem:
         Raises:
             ValueError: ``name`` is not a block name, or a block is saved under it
                 already and ``overwrite`` is false.
+            TypeError: ``overwrite`` is not a bool.
         """
         path = self._saved_path(name, "save")
+        if not isinstance(overwrite, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"LocalFileSystem.save({name!r}): overwrite must be True or False, "
+                f"got {overwrite!r}"
+            )
         block_id = uuid.uuid4()
         if overwrite and path.exists():
             block_id = uuid.UUID(str(self._read_saved(path, name)["id"]))

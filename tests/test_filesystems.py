@@ -152,6 +152,11 @@ def test_overwrite_replaces_the_saved_block_and_keeps_its_id(tmp_path: Path) -> 
     assert LocalFileSystem(basepath=tmp_path).save("fresh", overwrite=True) != first
 
 
+def test_overwrite_must_be_true_or_false() -> None:
+    with pytest.raises(TypeError, match=r"save\('a'\): overwrite must be True or False, got 'yes'"):
+        LocalFileSystem().save("a", overwrite="yes")  # type: ignore[arg-type]
+
+
 def test_loading_a_name_never_saved_says_to_save_it_first() -> None:
     with pytest.raises(ValueError, match=r"load\('nothing'\): no block is saved under that name"):
         LocalFileSystem.load("nothing")

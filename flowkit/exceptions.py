@@ -17,6 +17,7 @@ __all__ = [
     "FlowTimeoutError",
     "FlowkitError",
     "FutureDeadlockError",
+    "InvalidNameError",
     "MatplotlibMissingError",
     "MissingContextError",
     "MissingResult",
@@ -99,6 +100,10 @@ class FlowTimeoutError(FlowkitError, TimeoutError):
 class ReservedArgumentError(FlowkitError, TypeError):
     """A function given to ``@task`` or ``@flow`` has a parameter that every call takes
     for itself (``return_state``, ``wait_for``)."""
+
+
+class InvalidNameError(FlowkitError, ValueError):
+    """A flow's name holds a character Prefect refuses in names (``/ % & < >``)."""
 
 
 class ParameterBindError(FlowkitError, TypeError):

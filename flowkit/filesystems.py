@@ -5,20 +5,33 @@ It is a ``ResultStorage``, the protocol a ``result_storage`` object follows:
 
 Writes are atomic: a temporary file in the same directory, flushed to disk, then renamed
 over the target, so a reader sees the old content or the new, never half of it.
+
+As Prefect's blocks are, a ``LocalFileSystem`` is saved under a name (``save``) and
+loaded by it (``load``): here a JSON file under ``$FLOWKIT_HOME/blocks``, not a server.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
+import re
 import shutil
+import uuid
 from pathlib import Path
+from typing import Any, Self
 
 import attrs
 
-from ._engine.results import ResultStorage, contained, write_atomic
+from ._engine.home import home
+from ._engine.results import ResultStorage, contained, create_atomic, write_atomic
 
 __all__ = ["LocalFileSystem", "ResultStorage"]
+
+# Prefect's rule for block document names; it also keeps a name one plain file name.
+_BLOCK_NAME = re.compile(r"[a-z0-9-]+")
+# Prefect's slug for this kind of block: the directory its saved blocks are in.
+_BLOCK_TYPE = "local-file-system"
 
 
 def _basepath(value: str | os.PathLike[str] | None) -> Path | None:
@@ -37,6 +50,102 @@ class LocalFileSystem:
     """
 
     basepath: Path | None = attrs.field(default=None, converter=_basepath)
+
+    @classmethod
+    def _saved_path(cls, name: object, method: str) -> Path:
+        """The file block ``name`` is saved in.
+
+        Raises:
+            ValueError: ``name`` is not a block name (lowercase letters, digits, dashes).
+        """
+        if not isinstance(name, str) or not _BLOCK_NAME.fullmatch(name):
+            raise ValueError(
+                f"LocalFileSystem.{method}({name!r}): a block name must be lowercase "
+                "letters, numbers and dashes, as in Prefect; e.g. 'my-results'"
+            )
+        return home() / "blocks" / _BLOCK_TYPE / f"{name}.json"
+
+    def save(self, name: str, overwrite: bool = False) -> uuid.UUID:
+        """Save this file system under ``name``, to be loaded with
+        ``LocalFileSystem.load(name)`` by this or another program with the same
+        ``FLOWKIT_HOME`` (Prefect's ``Block.save``, without a server).
+
+        The file is written atomically; saving over a name again with
+        ``overwrite=True`` keeps the block's id.
+
+        Args:
+            name: The block's name: lowercase letters, numbers and dashes.
+            overwrite: Replace a block already saved under ``name``.
+
+        Returns:
+            The saved block's id.
+
+        Raises:
+            ValueError: ``name`` is not a block name, or a block is saved under it
+                already and ``overwrite`` is false.
+            TypeError: ``overwrite`` is not a bool.
+        """
+        path = self._saved_path(name, "save")
+        if not isinstance(overwrite, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"LocalFileSystem.save({name!r}): overwrite must be True or False, "
+                f"got {overwrite!r}"
+            )
+        block_id = uuid.uuid4()
+        if overwrite and path.exists():
+            block_id = uuid.UUID(str(self._read_saved(path, name)["id"]))
+        document = {
+            "id": str(block_id),
+            "block_type_slug": _BLOCK_TYPE,
+            "data": {"basepath": None if self.basepath is None else str(self.basepath)},
+        }
+        content = json.dumps(document, indent=2).encode()
+        if overwrite:
+            write_atomic(path, content)
+        elif not create_atomic(path, content):  # no check-then-write race with another saver
+            raise ValueError(
+                f"LocalFileSystem.save({name!r}): a block is saved under that name already "
+                f"({path}); to replace it, save with overwrite=True"
+            )
+        return block_id
+
+    @classmethod
+    def load(cls, name: str) -> Self:
+        """The file system saved under ``name`` with ``save`` (Prefect's ``Block.load``).
+
+        Raises:
+            ValueError: ``name`` is not a block name, or no block is saved under it.
+        """
+        path = cls._saved_path(name, "load")
+        if not path.is_file():
+            raise ValueError(
+                f"LocalFileSystem.load({name!r}): no block is saved under that name in "
+                f"{path.parent}; save one first with LocalFileSystem(basepath=...).save({name!r})"
+            )
+        data = cls._read_saved(path, name)["data"]
+        return cls(basepath=data["basepath"])
+
+    @staticmethod
+    def _read_saved(path: Path, name: str) -> dict[str, Any]:
+        """The saved document at ``path``.
+
+        Raises:
+            ValueError: The file is not a saved ``LocalFileSystem``.
+        """
+        try:
+            document = json.loads(path.read_bytes())
+            uuid.UUID(document["id"])
+            basepath = document["data"]["basepath"]
+            if document["block_type_slug"] != _BLOCK_TYPE or not (
+                basepath is None or isinstance(basepath, str)
+            ):
+                raise TypeError(document)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(
+                f"LocalFileSystem block {name!r}: {path} is not a saved LocalFileSystem "
+                f"({type(exc).__name__}); save it again with overwrite=True"
+            ) from None
+        return document  # type: ignore[no-any-return]
 
     def _resolve_path(self, path: str | os.PathLike[str] | None) -> Path:
         """``path`` made absolute under ``basepath``.

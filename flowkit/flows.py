@@ -26,16 +26,20 @@ from ._engine.bridge import (
     resolve_backend,
     run_in_caller_thread,
 )
-from ._engine.definitions import Runnable, refuse_assignment
+from ._engine.definitions import Runnable, refuse_assignment, source_file_hash
 from ._engine.engine import execute, finished, new_run
 from ._engine.options import FlowOptions, Hook, RetryDelays, RunName
 from ._engine.remote import TaskRunner
 from ._engine.results import SerializerOption, StorageOption
 from ._engine.runners import ON_LOOP
 from ._engine.runs import Definition, Run
+from .exceptions import InvalidNameError
 from .states import State
 
 __all__ = ["Flow", "FlowOptions", "FlowOptionsDict", "flow"]
+
+_BANNED_CHARACTERS = ("/", "%", "&", ">", "<")
+"""The characters a flow's name may not hold, as in Prefect (they break URLs and paths)."""
 
 P = ParamSpec("P")
 # Covariant: pyright types an async function as returning CoroutineType, and the async
@@ -110,7 +114,24 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
 
     @classmethod
     def default_name(cls, fn: Callable[..., Any]) -> str:
-        return super().default_name(fn).replace("_", "-")
+        # As in Prefect: a lambda's name would hold characters flow names may not.
+        return super().default_name(fn).replace("_", "-").replace("<lambda>", "unknown-lambda")
+
+    def _settle(self) -> None:
+        super()._settle()
+        if any(c in self.name for c in _BANNED_CHARACTERS):
+            raise InvalidNameError(
+                f"Name {self.name!r} contains an invalid character. Must not contain any "
+                f"of: {list(_BANNED_CHARACTERS)}. Pass a name without them."
+            )
+        if not self.version:  # as in Prefect: a hash of the file that defines the flow
+            object.__setattr__(self, "version", source_file_hash(self.fn))
+
+    @property
+    def should_validate_parameters(self) -> bool:
+        """Prefect's name for ``validate_parameters``: whether calls check and coerce
+        their arguments against the function's type hints."""
+        return self.validate_parameters
 
     def with_options(self, **changes: Unpack[FlowOptionsDict]) -> Flow[P, R]:
         """Return a copy of the flow with some options changed.

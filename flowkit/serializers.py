@@ -85,8 +85,8 @@ class PickleSerializer:
 @attrs.frozen
 class CloudPickleSerializer:
     """Values as cloudpickle pickles: also functions, lambdas and classes defined in
-    ``__main__``, by value. Needs the ``cloudpickle`` package (not a dependency of
-    flowkit). ``result_serializer="cloudpickle"`` is this serializer.
+    ``__main__`` or inside functions, by value. ``result_serializer="cloudpickle"`` is
+    this serializer, and it reads what the default writes for a value JSON cannot hold.
 
     Unpickling runs code named in the data: ``loads`` only bytes your own program wrote.
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
 from typing import (
@@ -25,12 +26,19 @@ import attrs
 from . import _defaults as _defaults  # console, store, limits: wired in as imported
 from ._engine import children, policy
 from ._engine.bridge import flow_loop
-from ._engine.cache_policies import CacheExplanation, CachePolicy, explain, task_input_hash
-from ._engine.definitions import Runnable, refuse_assignment
+from ._engine.cache_policies import (
+    NO_CACHE,
+    CacheExplanation,
+    CachePolicy,
+    explain,
+    task_input_hash,
+)
+from ._engine.definitions import Runnable, introspected, refuse_assignment
 from ._engine.engine import execute, finished, new_run
 from ._engine.futures import TaskFuture, TaskFutureList
 from ._engine.inputs import BaseAnnotation, allow_failure, quote, unmapped
 from ._engine.options import (
+    NOT_SET,
     CacheKeyFunction,
     Hook,
     RetryCondition,
@@ -60,6 +68,8 @@ R = TypeVar("R", covariant=True)
 T = TypeVar("T")
 
 exponential_backoff = policy.exponential_backoff
+
+_log = logging.getLogger("flowkit.tasks")
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -132,6 +142,13 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
             stores=self.result_storage is not None or self.result_serializer is not None,
             storage_key=self.result_storage_key is not None,
         )  # fmt: skip
+        asked = self.cache_key_fn is not None or self.cache_policy not in (NOT_SET, None, NO_CACHE)
+        if persist is False and asked:  # as Prefect: said, at definition, not silently
+            _log.warning(
+                "task %r: Ignoring `cache_policy` because `persist_result` is False (results "
+                "that are not persisted are not cached; drop one of the two options)",
+                self.name,
+            )
         object.__setattr__(self, "cache_policy", cache_policy)
         object.__setattr__(self, "persist_result", persist)
 
@@ -139,7 +156,7 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
     def task_key(self) -> str:
         """A key that identifies the task: a hash of its name, the fully qualified name of
         its function and its tags. Tasks that differ in any of them have different keys."""
-        fn = self.fn
+        fn: Any = introspected(self.fn)  # a task made of a flow: the flow's function
         qualified = getattr(fn, "__qualname__", type(fn).__qualname__)
         return _task_key(self.name, f"{fn.__module__}.{qualified}", self.tags)
 

@@ -65,7 +65,7 @@ def test_default_is_inputs_task_source_and_run_id() -> None:
 def test_subtracting_a_name_excludes_it_from_the_inputs() -> None:
     assert Inputs(exclude=["debug"]) == INPUTS - "debug"
     assert Inputs(exclude=["a", "b"]) == INPUTS - "b" - "a"
-    assert (INPUTS - "a").exclude == ("a",)
+    assert (INPUTS - "a").exclude == ["a"]
     assert TASK_SOURCE + RUN_ID + Inputs(exclude=["debug"]) == DEFAULT - "debug"
 
 
@@ -115,6 +115,78 @@ def test_policies_are_values() -> None:
     assert hash(INPUTS - "a" + RUN_ID) == hash(RUN_ID + (INPUTS - "a"))
     assert cp.TaskSource() == TASK_SOURCE
     assert cp.RunId() != cp.FlowParameters()
+
+
+def test_the_base_policy_and_an_empty_compound_are_made_bare() -> None:
+    assert repr(CachePolicy()) == "CachePolicy()"
+    assert CompoundCachePolicy().policies == ()
+    assert key_of(CompoundCachePolicy(), {"x": 1}) is None
+
+
+def test_the_base_policy_has_no_key_to_compute() -> None:
+    with pytest.raises(NotImplementedError, match="overrides compute_key"):
+        key_of(CachePolicy(), {"x": 1})
+
+
+@pytest.mark.parametrize("policy", [RUN_ID, TASK_SOURCE])
+def test_run_id_and_task_source_give_no_key_without_a_task_context(policy: CachePolicy) -> None:
+    assert policy.compute_key(None, {"x": 1}, {}) is None
+
+
+@pytest.mark.parametrize("given", [("b", "a"), iter(["b", "a", "b"]), {"a", "b"}, ["b", "a"]])
+def test_inputs_exclude_is_a_list_whatever_iterable_is_given(given: Any) -> None:
+    policy = Inputs(exclude=given)
+    assert type(policy.exclude) is list
+    assert policy.exclude == ["a", "b"]
+    assert type((INPUTS - "a").exclude) is list
+
+
+def test_task_source_reads_the_function_of_a_flow_made_into_a_task() -> None:
+    def body() -> int:
+        return 1
+
+    assert key_of(TASK_SOURCE, {}) is not None
+    assert TASK_SOURCE.compute_key(CacheContext(task(flow(body))), {}, {}) == (
+        TASK_SOURCE.compute_key(CacheContext(task(body)), {}, {})
+    )
+
+
+def test_persist_result_false_over_a_cache_policy_logs_prefects_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @task(cache_policy=INPUTS, persist_result=False)
+    def dropped(x: int) -> int:
+        return x
+
+    (record,) = [r for r in caplog.records if "Ignoring" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith(
+        "task 'dropped': Ignoring `cache_policy` because `persist_result` is False"
+    )
+    assert dropped.cache_policy == NO_CACHE
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"persist_result": False},
+        {"persist_result": False, "cache_policy": NO_CACHE},
+        {"persist_result": False, "cache_policy": None},
+        {"cache_policy": INPUTS},
+    ],
+)
+def test_no_warning_when_no_cache_policy_is_dropped(
+    options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    task(plain.fn, **options)
+    assert [r for r in caplog.records if "Ignoring" in r.getMessage()] == []
+
+
+def test_persist_result_false_over_a_cache_key_fn_logs_the_warning_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task(plain.fn, cache_key_fn=fn_key, persist_result=False)
+    assert any("Ignoring `cache_policy`" in r.getMessage() for r in caplog.records)
 
 
 def fn_key(ctx: CacheContext, inputs: dict[str, Any]) -> str:

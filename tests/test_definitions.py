@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import typing
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from flowkit import Flow, Task, flow, runtime, task
 from flowkit._engine.options import NOT_SET, FlowOptions, NotSet, TaskOptions
 from flowkit._engine.policy import resolve_caching
 from flowkit.cache_policies import DEFAULT, INPUTS, NO_CACHE, CacheKeyFn
-from flowkit.exceptions import ReservedArgumentError
+from flowkit.exceptions import InvalidNameError, ReservedArgumentError
 from flowkit.flows import FlowOptionsDict
 from flowkit.states import State
 from flowkit.tasks import TaskOptionsDict, task_input_hash
@@ -133,6 +134,100 @@ def test_a_flow_cannot_wrap_a_generator() -> None:
 
 
 # Attributes
+
+
+# Names, versions and Prefect's attribute names
+
+
+@pytest.mark.parametrize("character", ["/", "%", "&", "<", ">"])
+def test_a_flow_name_with_a_character_prefect_refuses_is_an_invalid_name(character: str) -> None:
+    name = f"my{character}flow"
+    with pytest.raises(InvalidNameError, match="contains an invalid character") as raised:
+        Flow(add, name=name)
+    assert str(raised.value).startswith(f"flow {name!r}: Name {name!r}")
+    assert "Must not contain any of: ['/', '%', '&', '>', '<']" in str(raised.value)
+    with pytest.raises(InvalidNameError, match="contains an invalid character"):
+        Flow(add, name="fine").with_options(name=name)
+
+
+def test_task_names_may_hold_the_characters_flow_names_may_not() -> None:
+    assert Task(add, name="a/b%c&d<e>").name == "a/b%c&d<e>"  # as in Prefect
+
+
+def test_a_lambda_flow_is_named_unknown_lambda_and_a_lambda_task_keeps_its_name() -> None:
+    assert Flow(lambda: 1).name == "unknown-lambda"
+    assert flow(functools.partial(lambda x: x, 1)).name == "unknown-lambda"
+    assert Task(lambda: 1).name == "<lambda>"  # Prefect checks no task name
+
+
+def test_a_flow_version_defaults_to_the_hash_of_its_source_file() -> None:
+    expected = hashlib.md5(Path(__file__).read_bytes(), usedforsecurity=False).hexdigest()
+    made = Flow(add)
+    assert made.version == expected
+    assert made.with_options(retries=1).version == expected
+    assert made.with_options(version=None).version == expected
+
+
+def test_an_explicit_flow_version_wins() -> None:
+    made = Flow(add, version="2.1")
+    assert (made.version, made.with_options(version="3").version) == ("2.1", "3")
+
+
+def test_a_flow_without_a_source_file_has_no_version() -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile("def typed_in():\n    return 1\n", "<stdin>", "exec"), namespace)
+    assert Flow(namespace["typed_in"]).version is None
+    assert Flow(functools.partial(add, 1)).version is None
+
+
+def test_a_task_version_has_no_default() -> None:
+    assert Task(add).version is None  # as in Prefect: only flows hash their file
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_should_validate_parameters_is_prefects_name_for_validate_parameters(
+    validate: bool,
+) -> None:
+    assert Flow(add, validate_parameters=validate).should_validate_parameters is validate
+
+
+def _doubled(x: int) -> int:
+    """Double a number."""
+    return x * 2
+
+
+def test_a_task_made_of_a_flow_takes_the_flows_function_name_and_parameters() -> None:
+    wrapped = task(flow(_doubled))
+    assert (wrapped.name, wrapped.description) == ("_doubled", "Double a number.")
+    assert list(wrapped.signature.parameters) == ["x"]
+    assert wrapped.task_key != task(flow(add)).task_key
+
+
+def test_a_task_made_of_a_flow_runs_the_flow_as_its_body(backend: str) -> None:
+    wrapped = task(flow(_doubled))
+
+    @flow
+    def outer() -> tuple[int, int]:
+        return wrapped(4), wrapped.submit(x=5).result()
+
+    assert outer() == (8, 10)
+    assert wrapped(6) == 12  # outside any flow, too
+
+
+@pytest.mark.anyio
+async def test_a_task_made_of_an_async_flow_is_awaited() -> None:
+    @flow
+    async def tripled(x: int) -> int:
+        return x * 3
+
+    wrapped = task(tripled)
+
+    @flow
+    async def outer() -> int:
+        return await wrapped(2) + await wrapped.submit(3)
+
+    assert wrapped.is_async
+    assert await outer() == 15
 
 
 def test_every_option_is_an_attribute_with_its_default() -> None:
@@ -420,7 +515,9 @@ def test_any_option_value_is_accepted_or_refused_clearly(
         if option not in known:
             assert option in message
             return
-        owner = "'add'" if option == "name" else "'subject'"
+        owner = "'subject'"
+        if option == "name":  # a bad name: the function's, unless a flow name's characters
+            owner = repr(value) if isinstance(value, str) and value else "'add'"
         assert message.startswith(f"{'flow' if on_flow else 'task'} {owner}: ")
         assert option in message or option.removeprefix("on_") in message or "hooks" in message
         return

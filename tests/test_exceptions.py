@@ -40,6 +40,7 @@ BUILTIN = [
     (exceptions.ReservedArgumentError, TypeError),
     (exceptions.MissingResult, LookupError),
     (exceptions.ParameterBindError, TypeError),
+    (exceptions.InvalidNameError, ValueError),
     (SerializationError, TypeError),
     (exceptions.ConcurrencySlotAcquisitionError, LookupError),
     (exceptions.AcquireConcurrencySlotTimeoutError, TimeoutError),

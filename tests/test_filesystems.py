@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -116,3 +119,78 @@ def test_get_directory_of_a_file_is_refused(tmp_path: Path) -> None:
     fs.write_path("f", b"x")
     with pytest.raises(NotADirectoryError):
         fs.get_directory("f", str(tmp_path / "local"))
+
+
+# Saved under a name, as Prefect's blocks are
+
+
+def test_a_saved_file_system_loads_back_by_name(flowkit_home: Path, tmp_path: Path) -> None:
+    block_id = LocalFileSystem(basepath=tmp_path / "data").save("my-data")
+    assert isinstance(block_id, uuid.UUID)
+    assert LocalFileSystem.load("my-data") == LocalFileSystem(basepath=tmp_path / "data")
+    saved = flowkit_home / "blocks" / "local-file-system" / "my-data.json"
+    assert json.loads(saved.read_text())["data"] == {"basepath": str((tmp_path / "data").resolve())}
+
+
+def test_a_file_system_without_a_base_path_is_saved_too(flowkit_home: Path) -> None:
+    LocalFileSystem().save("cwd")
+    assert LocalFileSystem.load("cwd") == LocalFileSystem()
+
+
+def test_saving_over_a_saved_name_needs_overwrite(tmp_path: Path) -> None:
+    LocalFileSystem(basepath=tmp_path / "a").save("shared")
+    with pytest.raises(ValueError, match=r"saved under that name already.*overwrite=True"):
+        LocalFileSystem(basepath=tmp_path / "b").save("shared")
+    assert LocalFileSystem.load("shared").basepath == (tmp_path / "a").resolve()
+
+
+def test_overwrite_replaces_the_saved_block_and_keeps_its_id(tmp_path: Path) -> None:
+    first = LocalFileSystem(basepath=tmp_path / "a").save("shared")
+    again = LocalFileSystem(basepath=tmp_path / "b").save("shared", overwrite=True)
+    assert again == first
+    assert LocalFileSystem.load("shared").basepath == (tmp_path / "b").resolve()
+    assert LocalFileSystem(basepath=tmp_path).save("fresh", overwrite=True) != first
+
+
+def test_overwrite_must_be_true_or_false() -> None:
+    with pytest.raises(TypeError, match=r"save\('a'\): overwrite must be True or False, got 'yes'"):
+        LocalFileSystem().save("a", overwrite="yes")  # type: ignore[arg-type]
+
+
+def test_loading_a_name_never_saved_says_to_save_it_first() -> None:
+    with pytest.raises(ValueError, match=r"load\('nothing'\): no block is saved under that name"):
+        LocalFileSystem.load("nothing")
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "a/b", "../up", "a b", "a.json", 7])
+def test_a_block_name_is_lowercase_letters_numbers_and_dashes(name: Any) -> None:
+    with pytest.raises(ValueError, match="lowercase letters, numbers and dashes"):
+        LocalFileSystem().save(name)
+    with pytest.raises(ValueError, match="lowercase letters, numbers and dashes"):
+        LocalFileSystem.load(name)
+
+
+def test_a_failed_save_keeps_the_saved_block_and_leaves_no_temporary_file(
+    flowkit_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    LocalFileSystem(basepath=tmp_path / "old").save("kept")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        LocalFileSystem(basepath=tmp_path / "new").save("kept", overwrite=True)
+    with pytest.raises(OSError, match="disk full"):
+        LocalFileSystem(basepath=tmp_path / "new").save("other")
+    monkeypatch.undo()
+    assert LocalFileSystem.load("kept").basepath == (tmp_path / "old").resolve()
+    directory = flowkit_home / "blocks" / "local-file-system"
+    assert sorted(p.name for p in directory.iterdir()) == ["kept.json"]
+
+
+def test_a_saved_file_that_is_not_a_block_is_named_with_the_fix(flowkit_home: Path) -> None:
+    LocalFileSystem().save("broken")
+    (flowkit_home / "blocks" / "local-file-system" / "broken.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"'broken'.*not a saved LocalFileSystem.*overwrite=True"):
+        LocalFileSystem.load("broken")

@@ -710,6 +710,56 @@ def test_a_record_pointing_outside_the_storage_is_a_miss(
     assert any("without '..'" in r.getMessage() for r in caplog.records)
 
 
+def _local_point_class() -> type[Any]:
+    class Point:  # defined inside a function: stdlib pickle refuses its instances
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    return Point
+
+
+def test_an_instance_of_a_locally_defined_class_persists_and_loads_back(
+    flowkit_home: Path, backend: str
+) -> None:
+    point = _local_point_class()
+    calls: list[int] = []
+
+    @task(cache_key_fn=task_input_hash)
+    def make(x: int) -> Any:
+        calls.append(x)
+        return point(x)
+
+    @flow
+    def main() -> Any:
+        return make(3)
+
+    first = main()
+    RESULTS.forget_memo()
+    second = main()  # read back from its file
+    assert (first.x, second.x, type(second).__name__, calls) == (3, 3, "Point", [3])
+    assert [Path(n).suffix for n in files(flowkit_home / "results")] == [".cloudpickle"]
+
+
+def test_a_default_cloudpickle_result_altered_is_a_miss_and_never_unpickled(
+    flowkit_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    point = _local_point_class()
+    calls: list[int] = []
+
+    @task(cache_key_fn=task_input_hash)
+    def make(x: int) -> Any:
+        calls.append(x)
+        return point(x)
+
+    make(1)
+    _only(flowkit_home / "results").write_bytes(pickle.dumps(Exploit()))
+    RESULTS.forget_memo()
+    assert make(1).x == 1
+    assert calls == [1, 1]
+    assert _EXECUTED == []
+    assert any("HMAC does not match" in r.getMessage() for r in caplog.records)
+
+
 def test_a_local_file_system_refuses_traversal(tmp_path: Path) -> None:
     storage = LocalFileSystem(tmp_path / "root")
     with pytest.raises(ValueError, match="outside the base path"):

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkit import task
-from flowkit.serializers import JSONSerializer, PickleSerializer
+from flowkit.serializers import CloudPickleSerializer, JSONSerializer, PickleSerializer
 from flowkit.tasks import task_input_hash
 
 json_values = st.recursive(
@@ -67,3 +67,22 @@ def test_a_result_file_of_the_engine_is_read_by_the_serializer(
     (result,) = [p for p in tmp_path.iterdir() if p.suffix == f".{name}"]
     assert serializer.loads(result.read_bytes()) == value
     assert serializer.dumps(value) == result.read_bytes()
+
+
+def test_cloudpickle_serializer_reads_what_the_default_pickles(tmp_path: Path) -> None:
+    def point_class() -> type[Any]:
+        class Point:  # defined in a function: the default falls back to cloudpickle
+            def __init__(self, x: int) -> None:
+                self.x = x
+
+        return Point
+
+    point = point_class()
+
+    @task(cache_key_fn=task_input_hash, result_storage=tmp_path)
+    def make(x: int) -> Any:
+        return point(x)
+
+    make(4)
+    (result,) = [p for p in tmp_path.iterdir() if p.suffix == ".cloudpickle"]
+    assert CloudPickleSerializer().loads(result.read_bytes()).x == 4

@@ -13,7 +13,6 @@ engine logs it as a WARNING and runs the call uncached, as Prefect does.
 
 from __future__ import annotations
 
-import abc
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -91,13 +90,13 @@ class CacheContext:
     parameters: dict[str, Any] = attrs.field(factory=dict)
 
 
-class CachePolicy(abc.ABC):
+class CachePolicy:
     """Base of the cache policies. Add them with ``+``; leave a parameter out with ``-``.
 
-    A policy of your own subclasses this and implements ``compute_key``.
+    A policy of your own subclasses this and implements ``compute_key``. As in Prefect,
+    the base class can be made (``CachePolicy()``), but has no key to give.
     """
 
-    @abc.abstractmethod
     def compute_key(
         self,
         task_ctx: CacheContext,
@@ -114,8 +113,18 @@ class CachePolicy(abc.ABC):
             **kwargs: Reserved for later arguments; pass them on to the policies you call.
 
         Raises:
+            NotImplementedError: Always, in the base class: a policy of your own
+                overrides this method.
             ValueError: A value the key depends on has no canonical encoding.
         """
+        raise NotImplementedError(
+            f"{type(self).__name__}.compute_key is not implemented: a cache policy of your "
+            "own subclasses CachePolicy and overrides compute_key(task_ctx, inputs, "
+            "flow_parameters, **kwargs)"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
     @classmethod
     def from_cache_key_fn(
@@ -149,14 +158,20 @@ def _parameter_name(policy: CachePolicy, name: object) -> str:
     return name
 
 
-def _names(value: Iterable[str]) -> tuple[str, ...]:
-    """An ``exclude=`` list as a sorted tuple of distinct names, so equal sets are equal."""
-    if isinstance(value, str) or not all(isinstance(n, str) for n in value):
+def _names(value: Iterable[str]) -> list[str]:
+    """An ``exclude=`` iterable as a sorted list of distinct names (a list, as Prefect's
+    attribute is), so that equal sets make equal policies.
+
+    Raises:
+        TypeError: ``value`` is a str, or holds something other than str.
+    """
+    names = None if isinstance(value, str) else list(value)
+    if names is None or not all(isinstance(n, str) for n in names):
         raise TypeError(
             f"Inputs(exclude=...) takes a list of parameter names, got {value!r}; "
             "write e.g. exclude=['client']"
         )
-    return tuple(sorted(set(value)))
+    return sorted(set(names))
 
 
 def _encoded(task_ctx: CacheContext, values: dict[str, Any], what: str, fix: str) -> Any:
@@ -188,10 +203,11 @@ class Inputs(CachePolicy):
     ``Inputs(exclude=["client"])``.
 
     Attributes:
-        exclude: The parameters left out of the key, sorted.
+        exclude: The parameters left out of the key: a sorted list of distinct names.
     """
 
-    exclude: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    # Compared and hashed as a tuple: a list field would make the policy unhashable.
+    exclude: list[str] = attrs.field(factory=list, converter=_names, eq=tuple)
 
     def compute_key(
         self,
@@ -215,7 +231,7 @@ class Inputs(CachePolicy):
         )
 
     def __sub__(self, other: str) -> CachePolicy:
-        return Inputs((*self.exclude, _parameter_name(self, other)))
+        return Inputs([*self.exclude, _parameter_name(self, other)])
 
     def __repr__(self) -> str:
         return " - ".join(["INPUTS", *map(repr, self.exclude)])
@@ -227,13 +243,18 @@ class TaskSource(CachePolicy):
 
     def compute_key(
         self,
-        task_ctx: CacheContext,
+        task_ctx: CacheContext | None,
         inputs: dict[str, Any],
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """The digest of the function's source (of its bytecode, if it has no source)."""
+        """The digest of the function's source (of its bytecode, if it has no source);
+        ``None`` without a task context, as in Prefect."""
+        if task_ctx is None:
+            return None
         fn = task_ctx.task.fn
+        while getattr(fn, "kind", None) in ("task", "flow"):  # task(my_flow): its function
+            fn = fn.fn
         try:
             source = inspect.getsource(fn)
         except (OSError, TypeError):  # no source file: the code itself still tells edits
@@ -276,12 +297,15 @@ class RunId(CachePolicy):
 
     def compute_key(
         self,
-        task_ctx: CacheContext,
+        task_ctx: CacheContext | None,
         inputs: dict[str, Any],
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """The flow run's id, else the task run's; ``None`` without a run."""
+        """The flow run's id, else the task run's; ``None`` without a task context or
+        run, as in Prefect."""
+        if task_ctx is None:
+            return None
         run = task_ctx.task_run
         if run is None:
             return None
@@ -389,7 +413,7 @@ class CompoundCachePolicy(CachePolicy):
         policies: The parts, in order.
     """
 
-    policies: tuple[CachePolicy, ...] = attrs.field(converter=_flattened)
+    policies: tuple[CachePolicy, ...] = attrs.field(factory=tuple, converter=_flattened)
 
     def compute_key(
         self,

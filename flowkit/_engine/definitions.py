@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, NoReturn, ParamSpec, Self, TypeVar, cast
 
 import attrs
@@ -22,7 +24,9 @@ __all__ = [
     "Binding",
     "Runnable",
     "default_name",
+    "introspected",
     "refuse_assignment",
+    "source_file_hash",
     "unwrap_callable",
 ]
 
@@ -66,19 +70,26 @@ def _checked(fn: object, decorator: str) -> Callable[..., Any]:
 _NO_NAME = object()
 
 
-def _unpartial(fn: object) -> object:
-    while isinstance(fn, functools.partial):
-        fn = fn.func  # pyright: ignore[reportUnknownMemberType]
-    return fn
+def introspected(fn: object) -> object:
+    """What to read a callable's name, docstring and source from: a partial's function,
+    and for a task or flow wrapped again (``task(my_flow)``), the function it wraps."""
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func  # pyright: ignore[reportUnknownMemberType]
+        elif isinstance(fn, Runnable):
+            fn = fn.fn  # pyright: ignore[reportUnknownMemberType]
+        else:
+            return fn
 
 
 def default_name(fn: Callable[..., Any], decorator: str) -> str:
-    """The name of a callable: its ``__name__``, a partial's function's, or its type's.
+    """The name of a callable: its ``__name__``, a partial's function's, a task's or
+    flow's function's, or its type's.
 
     Raises:
         TypeError: The callable has no name to take (give ``name=``).
     """
-    target = _unpartial(fn)
+    target = introspected(fn)
     name = getattr(target, "__name__", _NO_NAME)
     if name is _NO_NAME and not inspect.isroutine(target):
         name = type(target).__name__  # a callable object: named after its class
@@ -87,12 +98,30 @@ def default_name(fn: Callable[..., Any], decorator: str) -> str:
     return name
 
 
+def source_file_hash(fn: Callable[..., Any]) -> str | None:
+    """A flow's default ``version``, as Prefect computes it: the MD5 hex digest of the
+    file that defines ``fn``; ``None`` when there is no such file to read (a REPL, a
+    notebook cell, ``exec``, a partial or a callable object)."""
+    try:
+        path = inspect.getsourcefile(fn)
+        if path is None:
+            return None
+        # The same digest as Prefect's, so a ported flow keeps its version strings.
+        return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
+    except (TypeError, OSError):  # no source file, or one that cannot be read now
+        return None
+
+
 def func_name(fn: object) -> str:
     """A name for ``fn`` in messages, whatever it is."""
-    return str(getattr(_unpartial(fn), "__name__", None) or type(fn).__name__)
+    return str(getattr(introspected(fn), "__name__", None) or type(fn).__name__)
 
 
 def _signature(fn: Callable[..., Any], owner: str) -> inspect.Signature:
+    if isinstance(fn, Runnable):  # task(my_flow): the flow's parameters, not (*args, **kwargs)
+        wrapped = cast("Runnable[..., Any]", fn)
+        parameters = list(wrapped.signature.parameters.values())[len(wrapped.bound) :]
+        return wrapped.signature.replace(parameters=parameters)
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -115,6 +144,8 @@ def _streams(fn: Callable[..., Any]) -> Literal["sync", "async"] | None:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
+    if isinstance(fn, Runnable):  # task(my_async_flow): calling it gives an awaitable
+        return cast("Runnable[..., Any]", fn).is_async
     if inspect.iscoroutinefunction(fn):
         return True
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - a callable object's method
@@ -167,7 +198,7 @@ class Runnable(Generic[P, R]):
             # Made by attrs for a class with its own __init__ (unknown to pyright).
             self.__attrs_init__(  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
                 fn=func, binding=binding, given=dict(options),
-                **{"description": inspect.getdoc(_unpartial(func)), **options, "name": name},
+                **{"description": inspect.getdoc(introspected(func)), **options, "name": name},
             )  # fmt: skip
         except (TypeError, ValueError) as exc:
             label = name if isinstance(name, str) and name else func_name(func)

@@ -363,7 +363,7 @@ class Options:
         result_serializer: How results are written: ``"json"`` (through cattrs),
             ``"pickle"``, ``"cloudpickle"`` (if installed), or an object with
             ``dumps(value) -> bytes`` and ``loads(bytes)``. ``None``: the calling run's,
-            else JSON when it holds the value exactly, and pickle otherwise.
+            else JSON when it holds the value exactly, and cloudpickle otherwise.
         cache_result_in_memory: ``False``: once a result is persisted, the run's state
             keeps only where it is, and ``state.result()`` reads it back. Default ``True``.
     """

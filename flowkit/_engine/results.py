@@ -202,7 +202,7 @@ def serializer_name(serializer: SerializerOption) -> str:
 
 def dump(value: Any, serializer: SerializerOption | None) -> tuple[str, bytes]:
     """Serialize ``value``: with ``serializer``, or (``None``) as JSON when it holds the
-    value exactly, else as a pickle. Returns the serializer's name and the bytes.
+    value exactly, else with cloudpickle. Returns the serializer's name and the bytes.
 
     Raises:
         TypeError: ``serializer`` is ``"json"`` and JSON cannot hold the value exactly.
@@ -218,7 +218,10 @@ def dump(value: Any, serializer: SerializerOption | None) -> tuple[str, bytes]:
             pass
         if serializer == "json":
             raise TypeError(f"JSON cannot hold a {type(value).__name__} value exactly")
-        serializer = "pickle"
+        # Prefect's default pickles with cloudpickle, which also holds instances of
+        # classes defined inside functions (stdlib pickle refuses them); the cost is a
+        # couple of microseconds a value.
+        serializer = "cloudpickle"
     if serializer == "pickle":
         import pickle  # here, not at the top: start-up time, and most results are JSON
 
@@ -245,11 +248,14 @@ def load(data: bytes, name: str, serializer: SerializerOption | None) -> Any:
         import pickle
 
         return pickle.loads(data)  # our own bytes: the HMAC says so
-    if serializer is not None and name == serializer_name(serializer):
-        if serializer == "cloudpickle":
-            return cloudpickle().loads(data)
-        if not isinstance(serializer, str):
-            return serializer.loads(data)
+    if name == "cloudpickle" and (serializer is None or serializer == "cloudpickle"):
+        return cloudpickle().loads(data)  # the default's fallback, or asked for by name
+    if (
+        serializer is not None
+        and not isinstance(serializer, str)
+        and name == serializer_name(serializer)
+    ):
+        return serializer.loads(data)
     configured = "the default" if serializer is None else repr(serializer_name(serializer))
     raise ValueError(f"it was written by serializer {name!r}, and {configured} reads it now")
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .inputs import Upstream
     from .policy import Policy
     from .remote import TaskRunner
+    from .transactions import Transaction
 
 __all__ = ["Definition", "FlowRun", "Run", "TaskRun", "current_run", "current_tags"]
 
@@ -187,6 +188,8 @@ class Run:
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
         children: The futures of the runs this run submitted.
+        transaction: For a task run: the transaction active where it was created (its
+            own transaction's parent), if any.
     """
 
     definition: Definition
@@ -218,6 +221,7 @@ class Run:
     # Whether arguments hold futures, states or wrappers to resolve before the run starts.
     takes_inputs: bool = False
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
+    transaction: Transaction | None = attrs.field(default=None, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
     # Whether async code called this sync run plainly: its flow's loop waits for it in

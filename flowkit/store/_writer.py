@@ -35,7 +35,7 @@ import attrs
 
 from .._engine import events, naming
 from .._engine.convert import unstructure
-from .._engine.events import Artifact, LogLine, StateChanged
+from .._engine.events import Artifact, LogLine, StateChanged, TransactionEnded
 from ..states import ResultReference
 from ._prune import prune, retention
 from ._schema import StoreError, connect, default_path, is_busy
@@ -466,10 +466,14 @@ class _Batch:
         self.states: list[tuple[Any, ...]] = []
         self.logs: list[tuple[Any, ...]] = []
         self.artifacts: list[tuple[Any, ...]] = []
+        self.transactions: list[tuple[Any, ...]] = []
 
-    def add(self, item: StateChanged | LogLine | Artifact) -> None:
+    def add(self, item: StateChanged | LogLine | Artifact | TransactionEnded) -> None:
         if isinstance(item, Artifact):
             self.artifacts.append(attrs.astuple(item))
+            return
+        if isinstance(item, TransactionEnded):
+            self.transactions.append(attrs.astuple(item))
             return
         if isinstance(item, LogLine):
             self.logs.append((item.run_id, item.root_id, item.created, item.level,
@@ -497,6 +501,7 @@ class _Batch:
             ("INSERT INTO states VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.states),
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
             ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
+            ("INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.transactions),
         ]
 
 
@@ -743,7 +748,7 @@ def reserve_name(name: str) -> bool:
 
 def _on_event(event: events.Event) -> None:
     """First of the sinks: a root run's Pending opens its tree; every event is queued."""
-    if isinstance(event, LogLine | Artifact):
+    if isinstance(event, LogLine | Artifact | TransactionEnded):
         if (writer := _trees.get(event.root_id)) is not None:
             writer.put(event)
         return

@@ -201,8 +201,8 @@ def runs_show(run: str) -> None:
     if ended:
         names = {r.id: r.name for r in tree}
         click.echo("Transactions:")
-        for record in ended:
-            click.echo(f"  {_transaction_summary(record, names.get(record.run_id, '?'))}")
+        for ending in ended:
+            click.echo(f"  {_transaction_summary(ending, names.get(ending.run_id, '?'))}")
 
 
 def _last_worker(store: Store, run_id: str) -> str | None:

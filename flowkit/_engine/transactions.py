@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from enum import Enum
@@ -343,7 +343,7 @@ class Transaction:
                 if self.key is not None and self.write_on_commit:
                     _write_record(self.key)
             except Exception:
-                self._say_error(f"committing transaction {self.key!r} failed; rolling it back")
+                self._say_error(f"Committing {self._name} failed; rolling it back", True)
                 self._rollback(outcomes)
                 return False
             self.state = TransactionState.COMMITTED
@@ -357,7 +357,8 @@ class Transaction:
                 for hook in reversed(self.on_rollback_hooks):
                     self._run_hook(hook, "rollback", outcomes)
             except Exception:
-                self._say_error(f"rolling back transaction {self.key!r} failed")
+                self._say_error(f"Rolling back {self._name} failed; its other rollback "
+                                "hooks were not called", True)  # fmt: skip
                 return False
             self.state = TransactionState.ROLLED_BACK
             for child in reversed(self.children):
@@ -373,8 +374,8 @@ class Transaction:
         try:
             hook(self)
         except Exception as exc:
-            outcome.error = events.error_info(exc, with_traceback=False).__str__()
-            self._say_error(f"{kind.capitalize()} hook {name!r} raised", exc)
+            outcome.error = str(events.error_info(exc, with_traceback=False))
+            self._say_error(f"{kind.capitalize()} hook {name!r} raised {outcome.error}")
             raise
         self._say(f"{kind.capitalize()} hook {name!r} finished running successfully")
 
@@ -386,8 +387,13 @@ class Transaction:
         else:
             _log.info(message, extra=_run_fields())
 
-    def _say_error(self, message: str, exc: BaseException | None = None) -> None:
-        exc_info: Any = exc if exc is not None else True
+    @property
+    def _name(self) -> str:
+        if self._task_run is not None:
+            return f"the transaction of task run {self._task_run!r}"
+        return f"transaction {self.key!r}" if self.key is not None else "the transaction"
+
+    def _say_error(self, message: str, exc_info: bool = False) -> None:
         if self.logger is not None:
             self.logger.error(message, exc_info=exc_info)
         else:
@@ -509,7 +515,7 @@ def transaction(
     overwrite: bool = False,
     write_on_commit: bool = True,
     logger: _Logger | logging.Logger | logging.LoggerAdapter[Any] | None = None,
-) -> Iterator[Transaction]:
+) -> Generator[Transaction, None, None]:
     """Open a transaction: the task runs created in the block commit or roll back with it.
 
     Args:
@@ -543,23 +549,49 @@ def transaction(
         yield txn
 
 
-def begin(run: Run) -> Transaction:
+class _RunTransaction(Transaction):
+    """A task run's own transaction: begun and ended by the engine, not a block."""
+
+    def __attrs_post_init__(self) -> None:
+        pass  # made by the engine, with nothing to check
+
+    def start(self, run: Run) -> None:
+        self._task_run = run.name
+        self._entered = True
+        self._begin(run.transaction)
+        self._token = _active.set(self)
+
+    def stop(self) -> None:
+        if self._token is not None:
+            _active.reset(self._token)
+            self._token = None
+
+    def settle(self, run: Run, state: State[Any]) -> None:
+        if state.is_completed():
+            if state.name != "Cached":  # a cached run did its work before: nothing to undo
+                task = cast("_WithTransactionHooks", run.definition)
+                self._stage(task.on_commit_hooks, task.on_rollback_hooks)
+            self._end(failed=False)
+        else:
+            self._end(failed=True)
+
+
+def begin(run: Run) -> Transaction | None:
     """Begin the transaction of a task run, a child of the one active where the run was
     created, and make it the active one (its body's ``get_transaction()``) until
-    ``leave``."""
-    txn = Transaction(commit_mode=None, isolation_level=None)
-    txn._task_run = run.name
-    txn._entered = True
-    txn._begin(run.transaction)
-    txn._token = _active.set(txn)
+    ``leave``. A run outside any transaction whose task has no commit or rollback hooks
+    gets none: it would commit nothing, and every task run would pay for it."""
+    task = cast("_WithTransactionHooks", run.definition)
+    if run.transaction is None and not (task.on_commit_hooks or task.on_rollback_hooks):
+        return None
+    txn = _RunTransaction(commit_mode=None, isolation_level=None)
+    txn.start(run)
     return txn
 
 
 def leave(txn: Transaction) -> None:
     """Make the transaction active before ``begin(run)`` active again."""
-    if txn._token is not None:
-        _active.reset(txn._token)
-        txn._token = None
+    cast("_RunTransaction", txn).stop()
 
 
 class _WithTransactionHooks(Protocol):
@@ -574,12 +606,6 @@ def settle(txn: Transaction, run: Run, state: State[Any]) -> None:
     raise are logged, never raised."""
     token = current_run.set(run)  # records and hook lines belong to the run
     try:
-        if state.is_completed():
-            if state.name != "Cached":  # a cached run did its work before: nothing to undo
-                task = cast("_WithTransactionHooks", run.definition)
-                txn._stage(task.on_commit_hooks, task.on_rollback_hooks)
-            txn._end(failed=False)
-        else:
-            txn._end(failed=True)
+        cast("_RunTransaction", txn).settle(run, state)
     finally:
         current_run.reset(token)

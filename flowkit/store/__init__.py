@@ -474,7 +474,7 @@ class Store:
             (self.get(run).root_id,),
         )
         return [
-            TransactionRecord(r[0], r[1], _time(r[2]), r[3], r[4], r[5], json.loads(r[6]))
+            TransactionRecord(r[0], r[1], _time(r[2]), r[3], r[4], r[5], json.loads(r[6]))  # type: ignore[arg-type]
             for r in rows
         ]
 

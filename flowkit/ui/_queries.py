@@ -180,14 +180,16 @@ def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int,
     if run_id is None:
         row = db.execute(
             "SELECT (SELECT max(rowid) FROM states), (SELECT max(rowid) FROM logs), "
-            "(SELECT max(rowid) FROM artifacts), (SELECT max(rowid) FROM runs)"
+            "(SELECT max(rowid) FROM artifacts), (SELECT max(rowid) FROM runs), "
+            "(SELECT max(rowid) FROM transactions)"
         ).fetchone()
     else:
         row = db.execute(
             "SELECT (SELECT max(rowid) FROM states WHERE root_id = ?1), "
             "(SELECT count(*) FROM logs WHERE root_id = ?1), "
             "(SELECT count(*) FROM artifacts WHERE root_id = ?1), "
-            "(SELECT count(start_time) + count(*) FROM runs WHERE root_id = ?1)",
+            "(SELECT count(start_time) + count(*) FROM runs WHERE root_id = ?1), "
+            "(SELECT count(*) FROM transactions WHERE root_id = ?1)",
             (run_id,),
         ).fetchone()
     return tuple(v or 0 for v in row)
@@ -195,7 +197,8 @@ def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int,
 
 def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
     """Everything the page of one run shows: its tree (each run with its state history,
-    attempts, parameters, inputs and cache decision), log lines and artifacts.
+    attempts, parameters, inputs and cache decision), log lines, artifacts, and the
+    commits and rollbacks of transactions.
 
     Raises:
         RunNotFound: No run has the id ``run_id``.
@@ -246,6 +249,7 @@ def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         "runs": list(tree.values()),
         "logs": logs,
         "artifacts": _artifacts(db, root_id),
+        "transactions": _transactions(db, root_id),
     }
 
 
@@ -301,6 +305,20 @@ def _traceback(run: dict[str, Any], logs: list[dict[str, Any]]) -> str | None:
         if line["run_id"] == run["id"] and line["level"] >= 40 and "\n" in line["message"]:
             return str(line["message"]).split("\n", 1)[1]
     return None
+
+
+def _transactions(db: sqlite3.Connection, root_id: str) -> list[dict[str, Any]]:
+    """The commits and rollbacks in the tree, each with the hooks it ran, in order."""
+    found: list[dict[str, Any]] = []
+    for r in db.execute(
+        "SELECT id, run_id, created, action, key, task_run, hooks FROM transactions "
+        "WHERE root_id = ? ORDER BY created, rowid",
+        (root_id,),
+    ):
+        item = dict(r)
+        item["hooks"] = json.loads(item["hooks"])
+        found.append(item)
+    return found
 
 
 def _artifacts(db: sqlite3.Connection, root_id: str) -> list[dict[str, Any]]:

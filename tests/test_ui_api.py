@@ -3,6 +3,8 @@ the app), and the ``flowkit ui`` command around it."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
 import subprocess
@@ -541,3 +543,36 @@ def test_a_tree_change_mark_moves_when_a_task_run_starts(flowkit_home: Path) -> 
     db.execute("UPDATE runs SET start_time = created WHERE kind = 'task'")  # now it is
     assert q.change_mark(db, root) != before
     db.close()
+
+
+def test_a_run_has_its_transactions_with_the_hooks_they_ran(flowkit_home: Path) -> None:
+    from flowkit import flow, task
+    from flowkit.transactions import transaction
+
+    def undo(txn: object) -> None:
+        raise OSError("disk gone")
+
+    @task(on_rollback=[undo])
+    def write() -> None: ...
+
+    @flow(name="transactional")
+    def main() -> None:
+        with transaction(key="load-1"):
+            write()
+        with contextlib.suppress(KeyError), transaction():
+            write()
+            raise KeyError("x")
+
+    logging.getLogger("flowkit").setLevel(logging.CRITICAL)
+    main()
+    flush()
+    client = Client(create_app(flowkit_home / "runs.db"))
+    root = _runs(client, flow="transactional")[0]
+    detail = client.get(f"/api/runs/{root['id']}").json()
+    committed, rolled_back = detail["transactions"]
+    assert (committed["action"], committed["key"], committed["hooks"]) == ("commit", "load-1", [])
+    assert committed["run_id"] == root["id"]
+    assert rolled_back["action"] == "rollback"
+    assert rolled_back["hooks"] == [
+        {"hook": "undo", "kind": "rollback", "task_run": "write-1", "error": "OSError: disk gone"}
+    ]

@@ -1,20 +1,29 @@
 """Transactions: task runs that commit or roll back as one, with Prefect's API.
 
 ```python
+from pathlib import Path
+
 from flowkit import flow, task
 from flowkit.transactions import transaction
 
 @task
-def write(path: str) -> None: ...
+def write(path: str) -> None:
+    Path(path).write_text("rows")
 
 @write.on_rollback
-def remove(txn) -> None: ...
+def remove(txn) -> None:
+    Path("out.txt").unlink()
+
+@task
+def check(path: str) -> None:
+    if not Path(path).read_text().strip():
+        raise ValueError("empty")
 
 @flow
 def pipeline() -> None:
     with transaction():
         write("out.txt")
-        check("out.txt")   # if it fails, remove() undoes write()
+        check("out.txt")  # if it fails, remove() undoes write()
 ```
 
 See docs/transactions.md.

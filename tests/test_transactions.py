@@ -322,6 +322,7 @@ def test_a_committed_transaction_neither_commits_nor_rolls_back_again() -> None:
 def test_a_rollback_hook_that_raises_is_logged_and_stops_that_runs_other_hooks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit.transactions")
     log: Log = []
     step = _recording_task(log)
 
@@ -347,6 +348,7 @@ def test_a_rollback_hook_that_raises_is_logged_and_stops_that_runs_other_hooks(
 def test_a_commit_hook_that_raises_rolls_back_its_own_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit.transactions")
     log: Log = []
     step = _recording_task(log)
 
@@ -510,7 +512,6 @@ def test_runs_show_mentions_the_transactions(capsys: pytest.CaptureFixture[str])
             write()
             raise KeyError("x")
 
-    logging.getLogger("flowkit").setLevel(logging.CRITICAL)
     pipeline()
     flush()
     capsys.readouterr()

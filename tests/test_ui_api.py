@@ -4,7 +4,6 @@ the app), and the ``flowkit ui`` command around it."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sqlite3
 import subprocess
@@ -503,7 +502,7 @@ def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: 
     db.execute("DROP INDEX states_by_root")
     db.execute("ALTER TABLE states DROP COLUMN root_id")
     db.execute("CREATE INDEX states_by_run ON states (run_id)")
-    for table in ("artifacts", "limits", "limit_leases"):  # migrations 5 and 6
+    for table in ("artifacts", "limits", "limit_leases", "transactions"):  # 5, 6 and 11
         db.execute(f"DROP TABLE {table}")
     db.execute("ALTER TABLE runs DROP COLUMN result_repr")  # and 7
     db.execute("ALTER TABLE states DROP COLUMN thread_wait")
@@ -518,6 +517,7 @@ def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: 
     reader = q.open_readonly(path)
     assert reader is not None
     assert reader.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 0
+    assert reader.execute("SELECT count(*) FROM transactions").fetchone()[0] == 0
     reader.close()
 
 
@@ -563,7 +563,6 @@ def test_a_run_has_its_transactions_with_the_hooks_they_ran(flowkit_home: Path) 
             write()
             raise KeyError("x")
 
-    logging.getLogger("flowkit").setLevel(logging.CRITICAL)
     main()
     flush()
     client = Client(create_app(flowkit_home / "runs.db"))

@@ -1,11 +1,12 @@
 """Transactions: task runs that commit or roll back together, as Prefect's do.
 
 A transaction is opened with ``with transaction():`` and becomes the active one (a
-context variable) inside the block. Each task run has a transaction of its own, a child
-of the one active where the run was created (for a submitted run: where it was
-submitted). A run that completes stages its task's ``on_commit`` and ``on_rollback``
-hooks on its transaction and hands it to the parent; a run that ends any other way
-rolls its transaction back, and with it the parent. When the outermost transaction
+context variable) inside the block. A task run inside one, or of a task with commit or
+rollback hooks, has a transaction of its own, a child of the one active where the run
+was created (for a submitted run: where it was submitted); other task runs have none,
+which costs them nothing. A run that completes stages its task's ``on_commit`` and
+``on_rollback`` hooks on its transaction and hands it to the parent; a run that ends any
+other way (after its retries) rolls its transaction back, and with it the parent. When the outermost transaction
 leaves its block it commits its children (their commit hooks run, in the order the runs
 finished), or, when an exception leaves the block, rolls them back (their rollback hooks
 run, last finished first).

@@ -329,13 +329,13 @@ def test_a_rollback_hook_that_raises_is_logged_and_stops_that_runs_other_hooks(
     def broken(txn: Transaction) -> None:
         raise OSError("disk gone")
 
-    breaking = step.with_options(name="breaking", on_rollback=[broken])
+    breaking = step.with_options(name="breaking", on_rollback=[*step.on_rollback_hooks, broken])
 
     @flow
     def pipeline() -> None:
         with transaction():
             step("a")
-            breaking("b")  # its hooks run last first: broken, then rolled_back (skipped)
+            breaking("b")  # its hooks run last first: broken, then rolled_back (not called)
             raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError, match="stop"):

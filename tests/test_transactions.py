@@ -519,3 +519,21 @@ def test_runs_show_mentions_the_transactions(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "Transactions:\n  rolled back 'load' in " in out
     assert "hooks: broken (write-0) failed: OSError: disk gone" in out
+
+
+@pytest.mark.usefixtures("backend")
+def test_hook_lines_go_to_the_logger_given(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.audit")
+    step = _recording_task([])
+
+    @flow
+    def pipeline() -> None:
+        with transaction(logger=logging.getLogger("pipeline.audit")):
+            step("a")
+
+    pipeline()
+    audit = [r.getMessage() for r in caplog.records if r.name == "pipeline.audit"]
+    assert audit == [
+        "Running commit hook 'committed'",
+        "Commit hook 'committed' finished running successfully",
+    ]

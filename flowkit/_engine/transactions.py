@@ -6,10 +6,10 @@ rollback hooks, has a transaction of its own, a child of the one active where th
 was created (for a submitted run: where it was submitted); other task runs have none,
 which costs them nothing. A run that completes stages its task's ``on_commit`` and
 ``on_rollback`` hooks on its transaction and hands it to the parent; a run that ends any
-other way (after its retries) rolls its transaction back, and with it the parent. When the outermost transaction
-leaves its block it commits its children (their commit hooks run, in the order the runs
-finished), or, when an exception leaves the block, rolls them back (their rollback hooks
-run, last finished first).
+other way (after its retries) rolls its transaction back, and with it the parent. When
+the outermost transaction leaves its block it commits its children (their commit hooks
+run, in the order the runs finished), or, when an exception leaves the block, rolls them
+back (their rollback hooks run, last finished first).
 
 A transaction with a ``key`` writes a record of its commit to
 ``$FLOWKIT_HOME/transactions`` (a small JSON file, written atomically); a later
@@ -146,8 +146,9 @@ class Transaction:
             the order they ended.
         on_commit_hooks: ``fn(transaction)`` called when it commits.
         on_rollback_hooks: ``fn(transaction)`` called when it rolls back, last first.
-        logger: Where it says which hooks run: by default flowkit's ``transactions``
-            logger, its lines bound to the current run.
+        logger: Where it says which hooks run and what failed, for itself and the
+            transactions in it (task runs' too): by default its parent's, else flowkit's
+            ``transactions`` logger, its lines bound to the current run.
     """
 
     key: str | None = None
@@ -296,6 +297,8 @@ class Transaction:
 
     def _begin(self, parent: Transaction | None) -> None:
         self._parent = parent
+        if self.logger is None and parent is not None:
+            self.logger = parent.logger  # the lines of the runs in it go where its go
         if self.commit_mode is None:
             self.commit_mode = parent.commit_mode if parent is not None else CommitMode.LAZY
         if self.isolation_level is None:
@@ -528,7 +531,8 @@ def transaction(
         isolation_level: ``READ_COMMITTED``; ``None``: the parent's.
         overwrite: Begin uncommitted even if the key has a record, and rewrite it.
         write_on_commit: Whether a commit writes the key's record.
-        logger: Where hook lines go; default: flowkit's, bound to the current run.
+        logger: Where the lines about its hooks, and those of the task runs in it, go;
+            default: the parent transaction's, else flowkit's, bound to the current run.
 
     Yields:
         The transaction.

@@ -29,6 +29,7 @@ if _typing.TYPE_CHECKING:
     from .states import State as State
     from .tasks import Task as Task
     from .tasks import task as task
+    from .transactions import Transaction as Transaction
 
 # Each public name, and the module it comes from ("": it is that submodule).
 _WHERE = {
@@ -37,6 +38,7 @@ _WHERE = {
     "State": "states",
     "Task": "tasks",
     "TaskFuture": "futures",
+    "Transaction": "transactions",
     "allow_failure": "annotations",
     "as_completed": "futures",
     "concurrency": "",
@@ -59,6 +61,7 @@ __all__ = [
     "State",
     "Task",
     "TaskFuture",
+    "Transaction",
     "allow_failure",
     "as_completed",
     "concurrency",

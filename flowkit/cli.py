@@ -18,7 +18,15 @@ import click
 from . import demo as demo_module
 from .concurrency._cli import limits as limits_group
 from .exceptions import FlowkitError
-from .store import ArtifactRecord, RunRecord, Store, StoreError, default_path, parse_age
+from .store import (
+    ArtifactRecord,
+    RunRecord,
+    Store,
+    StoreError,
+    TransactionRecord,
+    default_path,
+    parse_age,
+)
 
 __all__ = ["main"]
 
@@ -152,6 +160,7 @@ def runs_show(run: str) -> None:
     with _open() as store:
         tree = store.tree(_find(store, run).id)
         found = store.artifacts(tree[0].id)
+        ended = store.transactions(tree[0].id)
         workers = {r.id: _last_worker(store, r.id) for r in tree if r.kind == "task"}
     children: dict[str | None, list[RunRecord]] = {}
     for record in tree:
@@ -189,11 +198,29 @@ def runs_show(run: str) -> None:
             key = f" {artifact.key!r}" if artifact.key else ""
             click.echo(f"  {artifact.type}{key} by {names.get(artifact.run_id, '?')}: "
                        f"{_artifact_summary(artifact)}")  # fmt: skip
+    if ended:
+        names = {r.id: r.name for r in tree}
+        click.echo("Transactions:")
+        for ending in ended:
+            click.echo(f"  {_transaction_summary(ending, names.get(ending.run_id, '?'))}")
 
 
 def _last_worker(store: Store, run_id: str) -> str | None:
     """Who ran the last attempt of the run that had a worker, if any did."""
     return next((s.worker for s in reversed(store.states(run_id)) if s.worker), None)
+
+
+def _transaction_summary(record: TransactionRecord, run: str) -> str:
+    """``commit 'key' in flow-run: hooks done (write-0), undo (write-1) failed``."""
+    what = "rolled back" if record.action == "rollback" else "committed"
+    key = f" {record.key!r}" if record.key else ""
+    whose = f" of {record.task_run}" if record.task_run else ""
+    hooks = [
+        f"{h['hook']} ({h['task_run']})" + (f" failed: {h['error']}" if h["error"] else "")
+        for h in record.hooks
+    ]
+    ran = f"; hooks: {', '.join(hooks)}" if hooks else ""
+    return f"{what}{key}{whose} in {run}{ran}"
 
 
 def _artifact_summary(artifact: ArtifactRecord) -> str:

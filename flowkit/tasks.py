@@ -45,6 +45,8 @@ from ._engine.options import (
     RetryDelays,
     RunName,
     TaskOptions,
+    TransactionHook,
+    check_transaction_hook,
 )
 from ._engine.results import SerializerOption, StorageOption
 from ._engine.runners import INLINE, ON_LOOP, drive
@@ -66,6 +68,7 @@ P = ParamSpec("P")
 # overloads (submit, return_state) ask for a Runnable returning some Coroutine.
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
+TH = TypeVar("TH", bound=TransactionHook)
 
 exponential_backoff = policy.exponential_backoff
 
@@ -106,6 +109,8 @@ class TaskOptionsDict(TypedDict, total=False):
     cache_result_in_memory: bool | None
     buffer: int | None
     viz_return_value: object
+    on_commit: Iterable[TransactionHook] | None
+    on_rollback: Iterable[TransactionHook] | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)
@@ -122,7 +127,8 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
     """
 
     kind: ClassVar[str] = "task"
-    hook_names: ClassVar[tuple[str, ...]] = ("completion", "failure", "running")
+    hook_names: ClassVar[tuple[str, ...]] = ("completion", "failure", "running", "commit",
+                                             "rollback")  # fmt: skip
 
     def __init__(self, fn: Callable[P, R], **options: Unpack[TaskOptionsDict]) -> None:
         """Make a task of ``fn``: a function, method, callable object or partial.
@@ -159,6 +165,36 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         fn: Any = introspected(self.fn)  # a task made of a flow: the flow's function
         qualified = getattr(fn, "__qualname__", type(fn).__qualname__)
         return _task_key(self.name, f"{fn.__module__}.{qualified}", self.tags)
+
+    def on_commit(self, fn: TH) -> TH:
+        """Decorator: call ``fn(transaction)`` when the transaction a completed run of
+        this task took part in commits (see ``flowkit.transactions``). As with
+        ``on_completion``, the hook is added to this task itself.
+
+        Raises:
+            TypeError: ``fn`` is not a plain (not async) function.
+        """
+        try:
+            check_transaction_hook(fn)
+        except TypeError as exc:
+            raise TypeError(f"{self.owner}: @.on_commit: {exc}") from None
+        self._add_hook("commit", fn)  # type: ignore[arg-type]  # a hook of another shape
+        return fn
+
+    def on_rollback(self, fn: TH) -> TH:
+        """Decorator: call ``fn(transaction)`` when the transaction a completed run of
+        this task took part in rolls back: the run's work is to be undone. See
+        ``on_commit``.
+
+        Raises:
+            TypeError: ``fn`` is not a plain (not async) function.
+        """
+        try:
+            check_transaction_hook(fn)
+        except TypeError as exc:
+            raise TypeError(f"{self.owner}: @.on_rollback: {exc}") from None
+        self._add_hook("rollback", fn)  # type: ignore[arg-type]  # a hook of another shape
+        return fn
 
     def with_options(self, **changes: Unpack[TaskOptionsDict]) -> Task[P, R]:
         """Return a copy of the task with some options changed.

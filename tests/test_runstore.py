@@ -661,6 +661,7 @@ def test_migration_9_drops_the_rows_the_history_view_makes(flowkit_home: Path) -
     db.execute("DROP INDEX states_by_root")  # and migration 10
     db.execute("ALTER TABLE states DROP COLUMN root_id")
     db.execute("CREATE INDEX states_by_run ON states (run_id)")
+    db.execute("DROP TABLE transactions")  # and migration 11
     db.executemany(
         "INSERT INTO states VALUES (?, ?, ?, NULL, ?, NULL, NULL)",
         [(task_id, "PENDING", "Pending", created), (task_id, "RUNNING", "Running", start)],

@@ -3,6 +3,7 @@ the app), and the ``flowkit ui`` command around it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -547,7 +548,7 @@ def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: 
     db.execute("DROP INDEX states_by_root")
     db.execute("ALTER TABLE states DROP COLUMN root_id")
     db.execute("CREATE INDEX states_by_run ON states (run_id)")
-    for table in ("artifacts", "limits", "limit_leases"):  # migrations 5 and 6
+    for table in ("artifacts", "limits", "limit_leases", "transactions"):  # 5, 6 and 11
         db.execute(f"DROP TABLE {table}")
     db.execute("ALTER TABLE runs DROP COLUMN result_repr")  # and 7
     db.execute("ALTER TABLE states DROP COLUMN thread_wait")
@@ -562,6 +563,7 @@ def test_an_older_store_is_brought_up_to_date_before_it_is_served(flowkit_home: 
     reader = q.open_readonly(path)
     assert reader is not None
     assert reader.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 0
+    assert reader.execute("SELECT count(*) FROM transactions").fetchone()[0] == 0
     reader.close()
 
 
@@ -587,3 +589,35 @@ def test_a_tree_change_mark_moves_when_a_task_run_starts(flowkit_home: Path) -> 
     db.execute("UPDATE runs SET start_time = created WHERE kind = 'task'")  # now it is
     assert q.change_mark(db, root) != before
     db.close()
+
+
+def test_a_run_has_its_transactions_with_the_hooks_they_ran(flowkit_home: Path) -> None:
+    from flowkit import flow, task
+    from flowkit.transactions import transaction
+
+    def undo(txn: object) -> None:
+        raise OSError("disk gone")
+
+    @task(on_rollback=[undo])
+    def write() -> None: ...
+
+    @flow(name="transactional")
+    def main() -> None:
+        with transaction(key="load-1"):
+            write()
+        with contextlib.suppress(KeyError), transaction():
+            write()
+            raise KeyError("x")
+
+    main()
+    flush()
+    client = Client(create_app(flowkit_home / "runs.db"))
+    root = _runs(client, flow="transactional")[0]
+    detail = client.get(f"/api/runs/{root['id']}").json()
+    committed, rolled_back = detail["transactions"]
+    assert (committed["action"], committed["key"], committed["hooks"]) == ("commit", "load-1", [])
+    assert committed["run_id"] == root["id"]
+    assert rolled_back["action"] == "rollback"
+    assert rolled_back["hooks"] == [
+        {"hook": "undo", "kind": "rollback", "task_run": "write-1", "error": "OSError: disk gone"}
+    ]

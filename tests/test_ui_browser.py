@@ -3,6 +3,7 @@ looking at runs a real flow made, as a person would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -342,3 +343,35 @@ def test_a_task_run_in_a_worker_process_shows_the_process(
         detail.locator("tr", has=page.locator("th", has_text="Ran in")).locator("td")
     ).to_have_text(f"process {pid}")
     expect(detail.locator("table.states tr").last).to_contain_text(ran_in)
+
+
+def test_the_run_page_shows_commits_and_rollbacks_with_their_hooks(
+    page: Page, url: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowkit import flow, task
+    from flowkit.transactions import transaction
+
+    @task
+    def write() -> None: ...
+
+    @write.on_rollback
+    def undo_write(txn: object) -> None: ...
+
+    @flow(name="transactional")
+    def main() -> None:
+        with transaction(key="nightly"):
+            write()
+        with contextlib.suppress(KeyError), transaction():
+            write()
+            raise KeyError("x")
+
+    monkeypatch.setenv("FLOWKIT_HOME", str(home))
+    main()
+    flush()
+    _open_run(page, url, _run_id(url, "transactional"))
+    rows = page.locator("table.transactions tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-action", "commit")
+    expect(rows.nth(0)).to_contain_text("committed key nightly")
+    expect(rows.nth(1)).to_have_attribute("data-action", "rollback")
+    expect(rows.nth(1).locator(".hooks li")).to_have_text("rollback hook undo_write (write-1)")

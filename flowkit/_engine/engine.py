@@ -24,7 +24,7 @@ from ..exceptions import (
     UpstreamFailedError,
 )
 from ..states import State, StateType
-from . import cache, events
+from . import cache, events, transactions
 from .cache_policies import cache_key
 from .events import RunInfo, StateChanged, error_info
 from .inputs import as_wait_list, find_upstream, may_hold_upstream, resolve
@@ -98,6 +98,7 @@ def new_run(
             run.call_key = parent.next_call_key(definition.name)  # type: ignore[attr-defined]
     else:
         run = TaskRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
+        run.transaction = transactions.get_transaction()  # its own transaction's parent
     run.max_concurrency = policy.max_concurrency
     run.submitted = submitted
     owner = f"{'flow' if flow else 'task'} {definition.name!r}"
@@ -238,6 +239,7 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     policy: Policy = run.definition.policy
     results = results_of(run)
     token = current_run.set(run)
+    txn = transactions.begin(run) if isinstance(run, TaskRun) else None
     flight: tuple[str, str] | None = None  # the cache key whose computation is ours
     reused: State[Any] | None = None  # a subflow's result from an earlier parent attempt
     try:
@@ -269,16 +271,22 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     except BaseException as exc:
         with runner.shield():
             state = set_state(run, _interrupted(run, exc, runner))
+            if txn is not None:
+                transactions.settle(txn, run, state)
             await _call_hooks(run, state, policy.final_hook(state), runner)
         raise
     finally:
         current_run.reset(token)
+        if txn is not None:
+            transactions.leave(txn)
         if flight is not None:
             cache.RESULTS.release(*flight)
     if final.is_cancelling():  # returned by the body: the run stops here, cancelled
         set_state(run, final)
         final = states.Cancelled(final.message, exception=CancelledRun(_stopped(run)))
     final = set_state(run, final)  # no await: nothing can cancel it
+    if txn is not None:  # commit or roll back the run's transaction, with its hooks
+        transactions.settle(txn, run, final)
     # A reused subflow did not run: its hooks ran when it completed, in the earlier attempt.
     if reused is None and (hooks := policy.final_hook(final)):
         with runner.shield():

@@ -2,9 +2,10 @@
 
 An event is a frozen record of plain data, made once: ``StateChanged`` when a run enters
 a state, ``LogLine`` when a log record of a run is made, ``Artifact`` when an artifact is
-recorded and ``ArtifactUpdate`` when a progress artifact moves on. Sinks (the console story, the
-run store, and later the web page's live feed or OpenTelemetry) subscribe to the bus;
-the engine knows none of them by name, and no sink ever sees a live run.
+recorded, ``ArtifactUpdate`` when a progress artifact moves on, ``TransactionEnded`` when a
+transaction commits or rolls back. Sinks (the console story, the run store, and later the
+web page's live feed or OpenTelemetry) subscribe to the bus; the engine knows none of them
+by name, and no sink ever sees a live run.
 
 A sink is called on the thread that made the event, so it must be cheap: anything slow
 is queued by the sink and done off the hot path. A sink that raises is reported once
@@ -35,6 +36,7 @@ __all__ = [
     "RunInfo",
     "Sink",
     "StateChanged",
+    "TransactionEnded",
     "activate",
     "emit",
     "error_info",
@@ -237,7 +239,35 @@ class ArtifactUpdate:
     description: str | None
 
 
-Event = StateChanged | LogLine | Artifact | ArtifactUpdate
+@attrs.frozen
+class TransactionEnded:
+    """A transaction committed or rolled back (see ``flowkit.transactions``).
+
+    Attributes:
+        id: The record's id.
+        run_id: The run it happened in.
+        root_id: The outermost run of that run's tree.
+        created: When (Unix time).
+        action: ``"commit"`` or ``"rollback"``.
+        key: The transaction's key, if it has one.
+        task_run: For a task run's own transaction, that run's name; ``None`` for one
+            opened with ``transaction()``.
+        hooks: The hooks that ran, as JSON text: a list of objects with ``hook`` (its
+            name), ``kind`` (``"commit"`` or ``"rollback"``), ``task_run`` (the run that
+            staged it) and ``error`` (what it raised, or ``null``).
+    """
+
+    id: str
+    run_id: str
+    root_id: str
+    created: float
+    action: Literal["commit", "rollback"]
+    key: str | None
+    task_run: str | None
+    hooks: str
+
+
+Event = StateChanged | LogLine | Artifact | ArtifactUpdate | TransactionEnded
 Sink = Callable[[Event], None]
 
 _tiers: dict[str, tuple[Sink, ...]] = {"first": (), "normal": (), "last": ()}

@@ -12,6 +12,7 @@ is accepted; ``definitions`` prefixes the task or flow.
 from __future__ import annotations
 
 import enum
+import inspect
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,8 +50,10 @@ __all__ = [
     "RetryDelays",
     "RunName",
     "TaskOptions",
+    "TransactionHook",
     "as_delay_list",
     "check_delays",
+    "check_transaction_hook",
 ]
 
 MAX_DELAYS = 50
@@ -74,6 +77,8 @@ class NotSet(enum.Enum):
 NOT_SET: Final = NotSet.NOT_SET
 
 Hook = Callable[[Any, Any, State[Any]], object]
+# ``fn(transaction)``: a task's on_commit or on_rollback hook.
+TransactionHook = Callable[[Any], object]
 RetryDelays = float | Sequence[float] | Callable[[int], Sequence[float]]
 # A function returning a bool, or an awaitable of one (an async function).
 RetryCondition = Callable[[Any, Any, State[Any]], object]
@@ -310,6 +315,30 @@ def _hooks(value: Iterable[Hook] | None) -> tuple[Hook, ...]:
     return cast("tuple[Hook, ...]", found)
 
 
+def check_transaction_hook(hook: object) -> None:
+    """Refuse an ``on_commit``/``on_rollback`` hook a transaction cannot call.
+
+    Raises:
+        TypeError: ``hook`` is not callable, or is an async function: a transaction
+            calls its hooks synchronously, with itself, as Prefect's does.
+    """
+    if not callable(hook):
+        raise TypeError(f"hooks must be functions, got {hook!r}")
+    if inspect.iscoroutinefunction(hook):
+        raise TypeError(
+            "on_commit and on_rollback hooks are called synchronously, with the "
+            f"transaction; {hook!r} is an async function: make it a plain function"
+        )
+
+
+def _transaction_hooks(value: Iterable[TransactionHook] | None) -> tuple[TransactionHook, ...]:
+    """``_hooks``, of plain functions only."""
+    found = cast("tuple[TransactionHook, ...]", _hooks(cast("Iterable[Hook] | None", value)))
+    for hook in found:
+        check_transaction_hook(hook)
+    return found
+
+
 def _default_true(value: bool | None) -> bool:
     return True if value is None else value
 
@@ -418,6 +447,10 @@ class TaskOptions(Options):
         buffer: For a generator task: how many values its body may produce ahead of the
             reader. ``None`` (the default): none, the body runs one step per value read.
         viz_return_value: Accepted for Prefect's UI; it has no effect in flowkit.
+        on_commit_hooks: ``fn(transaction)`` called when the transaction a completed run
+            took part in commits (option ``on_commit``); see ``flowkit.transactions``.
+        on_rollback_hooks: ``fn(transaction)`` called when it rolls back, after the run
+            completed (option ``on_rollback``).
     """
 
     tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tags)
@@ -433,6 +466,13 @@ class TaskOptions(Options):
     result_storage_key: str | None = attrs.field(default=None, validator=_storage_key)
     buffer: int | None = attrs.field(default=None, validator=_positive_int)
     viz_return_value: object = None
+    # The attribute is ``on_commit_hooks``: ``on_commit`` is the decorator that adds one.
+    on_commit_hooks: tuple[TransactionHook, ...] = attrs.field(
+        default=(), converter=_transaction_hooks, alias="on_commit"
+    )
+    on_rollback_hooks: tuple[TransactionHook, ...] = attrs.field(
+        default=(), converter=_transaction_hooks, alias="on_rollback"
+    )
 
 
 @attrs.frozen(kw_only=True, slots=False)

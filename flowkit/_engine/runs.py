@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .inputs import Upstream
     from .policy import Policy
     from .remote import TaskRunner
+    from .transactions import Transaction
 
 __all__ = [
     "NOT_HANDED",
@@ -229,6 +230,8 @@ class Run:
         handed_back: What a plain call of the run returns in place of its final state's
             result, when its body returned states (see ``returned``): a flow's return
             value with its futures resolved to states, a task's as it was.
+        transaction: For a task run: the transaction active where it was created (its
+            own transaction's parent), if any.
     """
 
     definition: Definition
@@ -263,6 +266,7 @@ class Run:
     takes_inputs: bool = False
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     handed_back: Any = attrs.field(default=NOT_HANDED, repr=False)
+    transaction: Transaction | None = attrs.field(default=None, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)
     # Whether async code called this sync run plainly: its flow's loop waits for it in

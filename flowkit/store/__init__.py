@@ -38,6 +38,7 @@ __all__ = [
     "StateRecord",
     "Store",
     "StoreError",
+    "TransactionRecord",
     "default_path",
     "disable",
     "enable",
@@ -169,6 +170,32 @@ class ArtifactRecord:
 
 
 _ARTIFACT_COLUMNS = "id, run_id, created, type, key, description, data, updated"
+
+
+@attrs.frozen
+class TransactionRecord:
+    """A commit or rollback of a transaction (see ``flowkit.transactions``).
+
+    Attributes:
+        id: The record's id.
+        run_id: The run it happened in.
+        created: When.
+        action: ``"commit"`` or ``"rollback"``.
+        key: The transaction's key, if any.
+        task_run: For a task run's own transaction: that run's name; ``None`` for one
+            opened with ``transaction()``.
+        hooks: The hooks that ran, in order: each a dict with ``hook`` (its name),
+            ``kind`` (``"commit"`` or ``"rollback"``), ``task_run`` (the run that staged
+            it) and ``error`` (what it raised, or ``None``).
+    """
+
+    id: str
+    run_id: str
+    created: datetime
+    action: str
+    key: str | None
+    task_run: str | None
+    hooks: list[dict[str, Any]]
 
 
 @attrs.frozen
@@ -495,6 +522,19 @@ class Store:
         if not rows:
             raise KeyError(f"no artifact has the id or key {artifact!r} in {self.path}")
         return ArtifactRecord.from_row(rows[0])
+
+    def transactions(self, run: str) -> list[TransactionRecord]:
+        """The commits and rollbacks in the whole tree of ``run``, in the order they
+        happened."""
+        rows = self._db.execute(
+            "SELECT id, run_id, created, action, key, task_run, hooks FROM transactions "
+            "WHERE root_id = ? ORDER BY created, rowid",
+            (self.get(run).root_id,),
+        )
+        return [
+            TransactionRecord(r[0], r[1], _time(r[2]), r[3], r[4], r[5], json.loads(r[6]))  # type: ignore[arg-type]
+            for r in rows
+        ]
 
     def export(self, run: str) -> dict[str, Any]:
         """The tree of ``run`` as JSON-ready data: runs with their states, and the logs."""

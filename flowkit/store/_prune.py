@@ -76,6 +76,7 @@ def prune(db: sqlite3.Connection, before: datetime) -> int:
         db.execute(f"DELETE FROM logs WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute(f"DELETE FROM artifacts WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute("DELETE FROM artifacts WHERE root_id IS NULL AND created < ?", cutoff)
+        db.execute(f"DELETE FROM transactions WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute(f"DELETE FROM runs WHERE root_id IN ({_ROOTS})", cutoff)
         db.execute("COMMIT")
     except BaseException:

@@ -192,6 +192,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX artifacts_by_root ON artifacts (root_id, created);
     CREATE INDEX artifacts_by_time ON artifacts (created);
     """,
+    # 12: each commit and rollback of a transaction, with the hooks it ran.
+    """
+    CREATE TABLE transactions (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,            -- the run it happened in
+        root_id TEXT NOT NULL,
+        created REAL NOT NULL,           -- Unix time
+        action TEXT NOT NULL,            -- 'commit' or 'rollback'
+        key TEXT,
+        task_run TEXT,                   -- a task run's own transaction: the run's name
+        hooks TEXT NOT NULL              -- JSON list of {hook, kind, task_run, error}
+    );
+    CREATE INDEX transactions_by_root ON transactions (root_id, created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,7 +35,7 @@ import attrs
 
 from .._engine import events, naming
 from .._engine.convert import unstructure
-from .._engine.events import Artifact, ArtifactUpdate, LogLine, StateChanged
+from .._engine.events import Artifact, ArtifactUpdate, LogLine, StateChanged, TransactionEnded
 from ..states import ResultReference
 from ._prune import prune, retention
 from ._schema import StoreError, connect, default_path, is_busy
@@ -469,13 +469,19 @@ class _Batch:
         self.logs: list[tuple[Any, ...]] = []
         self.artifacts: list[tuple[Any, ...]] = []
         self.artifact_updates: list[tuple[Any, ...]] = []
+        self.transactions: list[tuple[Any, ...]] = []
 
-    def add(self, item: StateChanged | LogLine | Artifact | ArtifactUpdate) -> None:
+    def add(
+        self, item: StateChanged | LogLine | Artifact | ArtifactUpdate | TransactionEnded
+    ) -> None:
         if isinstance(item, Artifact):
             self.artifacts.append((*attrs.astuple(item), item.created))
             return
         if isinstance(item, ArtifactUpdate):
             self.artifact_updates.append((item.description, item.data, item.updated, item.id))
+            return
+        if isinstance(item, TransactionEnded):
+            self.transactions.append(attrs.astuple(item))
             return
         if isinstance(item, LogLine):
             self.logs.append((item.run_id, item.root_id, item.created, item.level,
@@ -504,6 +510,7 @@ class _Batch:
             ("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", self.logs),
             ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.artifacts),
             (_UPDATE_ARTIFACT, self.artifact_updates),
+            ("INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.transactions),
         ]
 
 
@@ -760,7 +767,7 @@ def _on_event(event: events.Event) -> None:
 
     An artifact made (or updated) outside any run has no tree: it goes to the store that a
     root run started now would record into."""
-    if isinstance(event, LogLine | Artifact | ArtifactUpdate):
+    if isinstance(event, LogLine | Artifact | ArtifactUpdate | TransactionEnded):
         root_id = event.root_id
         if root_id is not None:
             if (writer := _trees.get(root_id)) is not None:

@@ -180,7 +180,8 @@ def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int,
     if run_id is None:
         row = db.execute(
             "SELECT (SELECT max(rowid) FROM states), (SELECT max(rowid) FROM logs), "
-            "(SELECT max(rowid) FROM artifacts), (SELECT max(rowid) FROM runs)"
+            "(SELECT max(rowid) FROM artifacts), (SELECT max(rowid) FROM runs), "
+            "(SELECT max(rowid) FROM transactions)"
         ).fetchone()
     else:
         row = db.execute(
@@ -188,7 +189,8 @@ def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int,
             "(SELECT count(*) FROM logs WHERE root_id = ?1), "
             # max, not count: an updated progress artifact's row takes a new rowid.
             "(SELECT max(rowid) FROM artifacts WHERE root_id = ?1), "
-            "(SELECT count(start_time) + count(*) FROM runs WHERE root_id = ?1)",
+            "(SELECT count(start_time) + count(*) FROM runs WHERE root_id = ?1), "
+            "(SELECT count(*) FROM transactions WHERE root_id = ?1)",
             (run_id,),
         ).fetchone()
     return tuple(v or 0 for v in row)
@@ -196,7 +198,8 @@ def change_mark(db: sqlite3.Connection, run_id: str | None = None) -> tuple[int,
 
 def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
     """Everything the page of one run shows: its tree (each run with its state history,
-    attempts, parameters, inputs and cache decision), log lines and artifacts.
+    attempts, parameters, inputs and cache decision), log lines, artifacts, and the
+    commits and rollbacks of transactions.
 
     Raises:
         RunNotFound: No run has the id ``run_id``.
@@ -247,6 +250,7 @@ def run_detail(db: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         "runs": list(tree.values()),
         "logs": logs,
         "artifacts": _artifacts(db, root_id),
+        "transactions": _transactions(db, root_id),
     }
 
 
@@ -305,6 +309,20 @@ def _traceback(run: dict[str, Any], logs: list[dict[str, Any]]) -> str | None:
 
 
 _ARTIFACT_COLUMNS = "id, run_id, created, updated, type, key, description, data"
+
+
+def _transactions(db: sqlite3.Connection, root_id: str) -> list[dict[str, Any]]:
+    """The commits and rollbacks in the tree, each with the hooks it ran, in order."""
+    found: list[dict[str, Any]] = []
+    for r in db.execute(
+        "SELECT id, run_id, created, action, key, task_run, hooks FROM transactions "
+        "WHERE root_id = ? ORDER BY created, rowid",
+        (root_id,),
+    ):
+        item = dict(r)
+        item["hooks"] = json.loads(item["hooks"])
+        found.append(item)
+    return found
 
 
 def _artifacts(db: sqlite3.Connection, root_id: str) -> list[dict[str, Any]]:

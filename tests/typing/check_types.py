@@ -126,3 +126,19 @@ def state_uses(state: State[int]) -> None:
     assert_type(state.result(raise_on_failure=False), int | BaseException)
     assert_type(state.is_completed(), bool)
     assert_type(state.message, str | None)
+
+
+# Transactions: the hooks keep their type through the decorators; the block yields the
+# transaction; get_transaction may find none.
+from flowkit.transactions import Transaction, get_transaction, transaction  # noqa: E402
+
+
+@add.on_rollback
+def undo_add(txn: Transaction) -> None: ...
+
+
+kept_hook: Callable[[Transaction], None] = undo_add  # the decorator returns the function
+assert_type(get_transaction(), Transaction | None)
+with transaction(key="k") as txn:
+    assert_type(txn, Transaction)
+    assert_type(txn.is_committed(), bool)

@@ -186,6 +186,9 @@ async function showRun(id) {
         h("h2", {}, "Upstream links"), h("div", { class: "card" }, graph(data.runs, pick)),
         data.artifacts.length ? h("section", {}, h("h2", {}, "Artifacts"),
           h("div", { class: "artifacts" }, data.artifacts.map((a) => artifact(a, byId)))) : "",
+        data.transactions.length ? h("section", {}, h("h2", {}, "Transactions"),
+          h("div", { class: "card" }, h("table", { class: "transactions" },
+            h("tbody", {}, data.transactions.map((t) => transaction(t, byId)))))) : "",
         h("h2", {}, "Logs"),
         h("div", { class: "card" },
           h("label", {}, "Level at least ", h("select", { class: "level", onchange: (e) => { level = Number(e.target.value); drawLogs(); } },
@@ -381,6 +384,18 @@ function artifact(a, byId) {
   let description = null;
   if (a.description_html) { description = h("div", { class: "md note" }); description.innerHTML = a.description_html; }
   return h("div", { class: "card artifact", "data-type": a.type }, head, description, body);
+}
+
+function transaction(t, byId) {
+  const run = byId.get(t.run_id);
+  const what = t.action === "commit" ? "committed" : "rolled back";
+  const hooks = t.hooks.map((k) => h("li", { class: k.error ? "error" : "" },
+    `${k.kind} hook ${k.hook}`, k.task_run ? ` (${k.task_run})` : "", k.error ? ` raised ${k.error}` : ""));
+  return h("tr", { class: `txn-${t.action}`, "data-action": t.action },
+    h("td", {}, clock(t.created)),
+    h("td", {}, h("b", {}, what), t.key ? ` key ${t.key}` : "", t.task_run ? ` (transaction of ${t.task_run})` : ""),
+    h("td", {}, run ? run.name : ""),
+    h("td", {}, hooks.length ? h("ul", { class: "hooks" }, hooks) : "no hooks"));
 }
 
 async function route() {

@@ -158,10 +158,13 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         object.__setattr__(self, "cache_policy", cache_policy)
         object.__setattr__(self, "persist_result", persist)
 
-    @property
+    @functools.cached_property
     def task_key(self) -> str:
         """A key that identifies the task: a hash of its name, the fully qualified name of
-        its function and its tags. Tasks that differ in any of them have different keys."""
+        its function and its tags. Tasks that differ in any of them have different keys.
+
+        Worked out once per task (every run reads it): a task is immutable, and
+        ``with_options`` makes a new one."""
         fn: Any = introspected(self.fn)  # a task made of a flow: the flow's function
         qualified = getattr(fn, "__qualname__", type(fn).__qualname__)
         return _task_key(self.name, f"{fn.__module__}.{qualified}", self.tags)

@@ -5,8 +5,8 @@
 - ``quote(value)``: pass ``value`` as it is, without looking inside it for futures.
 """
 
-from ._engine.inputs import allow_failure as allow_failure
-from ._engine.inputs import quote as quote
-from ._engine.inputs import unmapped as unmapped
+from ._engine.lifecycle.inputs import allow_failure as allow_failure
+from ._engine.lifecycle.inputs import quote as quote
+from ._engine.lifecycle.inputs import unmapped as unmapped
 
 __all__ = ["allow_failure", "quote", "unmapped"]

@@ -28,7 +28,7 @@ from typing import Any, Literal, cast
 from uuid import UUID, uuid4
 
 from ._engine import events
-from ._engine.runs import current_run
+from ._engine.lifecycle.runs import current_run
 
 __all__ = [
     "create_link_artifact",

@@ -10,8 +10,8 @@ from uuid import UUID
 
 import attrs
 
-from ._engine.runs import Run, TaskRun, current_run
-from ._engine.runs import current_tags as _tags
+from ._engine.lifecycle.runs import Run, TaskRun, current_run
+from ._engine.lifecycle.runs import current_tags as _tags
 from .exceptions import MissingContextError
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Any, Self
 import attrs
 
 from ._engine.home import home
-from ._engine.results import ResultStorage, contained, create_atomic, write_atomic
+from ._engine.results.storage import ResultStorage, contained, create_atomic, write_atomic
 
 __all__ = ["LocalFileSystem", "ResultStorage"]
 

@@ -19,20 +19,20 @@ import anyio.from_thread
 import attrs
 
 from . import _defaults as _defaults  # console, store, limits: wired in as imported
-from ._engine.bridge import (
+from ._engine.definition.options import FlowOptions, Hook, RetryDelays, RunName
+from ._engine.definition.runnable import Runnable, refuse_assignment, source_file_hash
+from ._engine.execution.bridge import (
     Backend,
     CallerThread,
     flow_loop,
     resolve_backend,
     run_in_caller_thread,
 )
-from ._engine.definitions import Runnable, refuse_assignment, source_file_hash
-from ._engine.engine import execute, finished, new_run
-from ._engine.options import FlowOptions, Hook, RetryDelays, RunName
-from ._engine.remote import TaskRunner
-from ._engine.results import SerializerOption, StorageOption
-from ._engine.runners import ON_LOOP
-from ._engine.runs import Definition, Run
+from ._engine.execution.local import ON_LOOP
+from ._engine.execution.remote import TaskRunner
+from ._engine.lifecycle.engine import execute, finished, new_run
+from ._engine.lifecycle.runs import Definition, Run
+from ._engine.results.storage import SerializerOption, StorageOption
 from .exceptions import InvalidNameError
 from .states import State
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import anyio
 
-from ._engine.futures import TaskFuture, TaskFutureList, deadline, lending_slot
+from ._engine.lifecycle.futures import TaskFuture, TaskFutureList, deadline, lending_slot
 
 __all__ = [
     "DoneAndNotDoneFutures",

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from . import _progress
 from ._engine import events
 from ._engine.events import LogLine, RunInfo, StateChanged, format_exception
-from ._engine.runs import current_run
+from ._engine.lifecycle.runs import current_run
 from .exceptions import MissingContextError
 from .states import StateType
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from ._engine.results import ResultSerializer, cloudpickle, dump
+from ._engine.results.storage import ResultSerializer, cloudpickle, dump
 
 __all__ = ["CloudPickleSerializer", "JSONSerializer", "PickleSerializer", "ResultSerializer"]
 

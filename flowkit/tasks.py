@@ -24,20 +24,8 @@ import anyio.from_thread
 import attrs
 
 from . import _defaults as _defaults  # console, store, limits: wired in as imported
-from ._engine import children, policy
-from ._engine.bridge import flow_loop
-from ._engine.cache_policies import (
-    NO_CACHE,
-    CacheExplanation,
-    CachePolicy,
-    explain,
-    task_input_hash,
-)
-from ._engine.definitions import Runnable, introspected, refuse_assignment
-from ._engine.engine import execute, finished, new_run
-from ._engine.futures import TaskFuture, TaskFutureList
-from ._engine.inputs import BaseAnnotation, allow_failure, quote, unmapped
-from ._engine.options import (
+from ._engine.definition import policy
+from ._engine.definition.options import (
     NOT_SET,
     CacheKeyFunction,
     Hook,
@@ -48,9 +36,22 @@ from ._engine.options import (
     TransactionHook,
     check_transaction_hook,
 )
-from ._engine.results import SerializerOption, StorageOption
-from ._engine.runners import INLINE, ON_LOOP, drive
-from ._engine.runs import Definition, Run, TaskRun
+from ._engine.definition.runnable import Runnable, introspected, refuse_assignment
+from ._engine.execution import children
+from ._engine.execution.bridge import flow_loop
+from ._engine.execution.local import INLINE, ON_LOOP, drive
+from ._engine.lifecycle.engine import execute, finished, new_run
+from ._engine.lifecycle.futures import TaskFuture, TaskFutureList
+from ._engine.lifecycle.inputs import BaseAnnotation, allow_failure, quote, unmapped
+from ._engine.lifecycle.runs import Definition, Run, TaskRun
+from ._engine.results.policies import (
+    NO_CACHE,
+    CacheExplanation,
+    CachePolicy,
+    explain,
+    task_input_hash,
+)
+from ._engine.results.storage import SerializerOption, StorageOption
 from .exceptions import FutureDeadlockError
 from .states import State
 

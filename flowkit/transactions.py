@@ -31,7 +31,7 @@ See docs/transactions.md.
 
 from __future__ import annotations
 
-from ._engine.transactions import (
+from ._engine.lifecycle.transactions import (
     CommitMode,
     IsolationLevel,
     Transaction,

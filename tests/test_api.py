@@ -140,7 +140,7 @@ def _modules_after(code: str) -> set[str]:
 def test_importing_flowkit_imports_what_is_used_when_it_is_used() -> None:
     assert _modules_after("import flowkit") == {"flowkit"}
     # A process-pool worker: the engine's core, without the console, store or limits.
-    worker = _modules_after("import flowkit._engine.processes")
+    worker = _modules_after("import flowkit._engine.execution.processes")
     assert not {"flowkit.logging", "flowkit.store", "flowkit.concurrency"} & worker
     # Whoever makes runs gets the console, the run store and the store's limits.
     for code in ("from flowkit import flow", "from flowkit import task"):

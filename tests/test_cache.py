@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkit import flow, task
-from flowkit._engine.cache import RESULTS, Unencodable, canonical, digest
+from flowkit._engine.results.cache import RESULTS, Unencodable, canonical, digest
 from flowkit.cache_policies import INPUTS, RUN_ID, TASK_SOURCE
 from flowkit.store import Store
 from flowkit.tasks import task_input_hash

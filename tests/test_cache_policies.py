@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import flowkit.cache_policies as cp
 from flowkit import flow, task
-from flowkit._engine.cache import RESULTS
+from flowkit._engine.results.cache import RESULTS
 from flowkit.cache_policies import (
     DEFAULT,
     FLOW_PARAMETERS,

@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 from flowkit import flow, task
-from flowkit._engine import engine
+from flowkit._engine.lifecycle import engine
 from flowkit.client.schemas.objects import FlowRun, State, StateType, TaskRun, TaskRunResult
 from flowkit.runtime import flow_run as current_flow_run
 from flowkit.runtime import task_run as current_task_run

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import flowkit
 from flowkit import flow, runtime, tags, task
 from flowkit._engine import events
-from flowkit._engine.runs import _bind, plain_parameters
+from flowkit._engine.lifecycle.runs import _bind, plain_parameters
 from flowkit.exceptions import MissingContextError
 from flowkit.states import Completed, Failed, State
 
@@ -469,7 +469,7 @@ def test_engine_error_marks_the_run_crashed(monkeypatch: pytest.MonkeyPatch) -> 
     def broken_logging(enabled: bool) -> Any:
         raise RuntimeError("engine fault")
 
-    monkeypatch.setattr("flowkit._engine.engine.printing_to_log", broken_logging)
+    monkeypatch.setattr("flowkit._engine.lifecycle.engine.printing_to_log", broken_logging)
     try:
         with pytest.raises(RuntimeError, match="engine fault"):
             double(1)
@@ -814,7 +814,7 @@ def test_run_ids_are_random_uuids_never_shared_with_a_forked_child() -> None:
     import multiprocessing
     import uuid
 
-    from flowkit._engine.runs import new_id
+    from flowkit._engine.lifecycle.runs import new_id
 
     ids = [new_id() for _ in range(1000)]
     assert len(set(ids)) == 1000

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from flowkit import flow, runtime, task
 from flowkit._engine import events, threadstop
-from flowkit._engine.policy import Policy
+from flowkit._engine.definition.policy import Policy
 from flowkit.exceptions import FlowTimeoutError, TaskTimeoutError
 from flowkit.runtime import abandoned_threads
 from flowkit.tasks import exponential_backoff

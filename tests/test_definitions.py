@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkit import Flow, Task, flow, runtime, task
-from flowkit._engine.options import NOT_SET, FlowOptions, NotSet, TaskOptions
-from flowkit._engine.policy import resolve_caching
+from flowkit._engine.definition.options import NOT_SET, FlowOptions, NotSet, TaskOptions
+from flowkit._engine.definition.policy import resolve_caching
 from flowkit.cache_policies import DEFAULT, INPUTS, NO_CACHE, CacheKeyFn
 from flowkit.exceptions import InvalidNameError, ReservedArgumentError
 from flowkit.flows import FlowOptionsDict

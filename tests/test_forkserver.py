@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from flowkit import flow, task
-from flowkit._engine import forkserver
+from flowkit._engine.execution import forkserver
 from flowkit.exceptions import WorkerCrashedError
 from flowkit.task_runners import ProcessPoolTaskRunner
 
@@ -158,7 +158,7 @@ FORKING = textwrap.dedent(
     """
     import os, sys
     from flowkit import flow, task
-    from flowkit._engine import forkserver
+    from flowkit._engine.execution import forkserver
     from flowkit.task_runners import ProcessPoolTaskRunner
 
     @task

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 import flowkit
 from flowkit import flow, task
 from flowkit._engine import events
-from flowkit._engine.cache import RESULTS
-from flowkit._engine.results import check_name
+from flowkit._engine.results.cache import RESULTS
+from flowkit._engine.results.storage import check_name
 from flowkit.cli import main as flowkit_main
 from flowkit.exceptions import MissingResult, SerializationError
 from flowkit.filesystems import LocalFileSystem, ResultStorage

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from flowkit import flow, task
 from flowkit._engine import events
-from flowkit._engine.returned import aggregate, decide
+from flowkit._engine.lifecycle.returned import aggregate, decide
 from flowkit.exceptions import CancelledRun, FailedRun, UpstreamFailedError
 from flowkit.states import (
     Cancelled,

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from flowkit import allow_failure, flow, quote, task, unmapped
 from flowkit._engine import events
-from flowkit._engine.validation import _structure  # pyright: ignore[reportPrivateUsage]
+from flowkit._engine.definition.validation import _structure  # pyright: ignore[reportPrivateUsage]
 from flowkit.exceptions import (
     CancelledRun,
     FutureDeadlockError,

@@ -35,8 +35,8 @@ import sniffio
 
 from .. import states
 from ..exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
-from .runners import INLINE, Runner, call_soon_threadsafe, drive
-from .runs import FlowRun, Run
+from .execution.local import INLINE, Runner, call_soon_threadsafe, drive
+from .lifecycle.runs import FlowRun, Run
 
 if TYPE_CHECKING:
     from ..states import State

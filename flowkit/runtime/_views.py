@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from .._engine.runs import FlowRun, Run, TaskRun, current_run
+from .._engine.lifecycle.runs import FlowRun, Run, TaskRun, current_run
 
 
 def current_task_run() -> TaskRun | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .._engine.runs import TaskRun
+from .._engine.lifecycle.runs import TaskRun
 from ._views import current_task_run, view
 
 __all__ = [

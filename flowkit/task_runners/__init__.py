@@ -14,8 +14,8 @@ import os
 
 import attrs
 
-from .._engine.processes import ProcessPool
-from .._engine.remote import Executor, TaskRunner
+from .._engine.execution.processes import ProcessPool
+from .._engine.execution.remote import Executor, TaskRunner
 
 __all__ = [
     "ConcurrentTaskRunner",

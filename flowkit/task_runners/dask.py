@@ -24,9 +24,9 @@ import attrs
 import distributed
 from distributed import Client
 
-from .._engine.remote import Executor, TaskRunner, serve
-from .._engine.runners import call_soon_threadsafe
-from .._engine.runs import Run
+from .._engine.execution.local import call_soon_threadsafe
+from .._engine.execution.remote import Executor, TaskRunner, serve
+from .._engine.lifecycle.runs import Run
 from ..exceptions import WorkerCrashedError
 
 __all__ = ["DaskTaskRunner", "get_dask_client"]

@@ -10,7 +10,7 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._engine.cache import RESULTS
+from .._engine.results.cache import RESULTS
 from ..store._writer import override, release, set_override
 
 __all__ = ["flowkit_test_harness", "prefect_test_harness"]

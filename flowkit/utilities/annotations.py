@@ -4,7 +4,7 @@ The same classes as ``flowkit.allow_failure`` and friends (see ``flowkit.annotat
 and ``BaseAnnotation``, the class they share.
 """
 
-from .._engine.inputs import BaseAnnotation as BaseAnnotation
+from .._engine.lifecycle.inputs import BaseAnnotation as BaseAnnotation
 from ..annotations import allow_failure as allow_failure
 from ..annotations import quote as quote
 from ..annotations import unmapped as unmapped

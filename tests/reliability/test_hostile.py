@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowkit import flow, store, task
-from flowkit._engine.options import MAX_DELAY_SECONDS
+from flowkit._engine.definition.options import MAX_DELAY_SECONDS
 from flowkit.tasks import exponential_backoff
 
 odd_numbers = (

@@ -6,9 +6,9 @@ records state hooks and ``retry_condition_fn`` receive (``TaskRun``, ``FlowRun``
 ``run_count``, ``start_time``, ``total_run_time``...), made when the hook is called.
 """
 
-from ..._engine.records import FlowRun as FlowRun
-from ..._engine.records import TaskRun as TaskRun
-from ..._engine.records import TaskRunResult as TaskRunResult
+from ..._engine.lifecycle.records import FlowRun as FlowRun
+from ..._engine.lifecycle.records import TaskRun as TaskRun
+from ..._engine.lifecycle.records import TaskRunResult as TaskRunResult
 from ...states import State as State
 from ...states import StateType as StateType
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.lowlevel import EventLoopToken
 
-    from .remote import Remote
+    from ..execution.remote import Remote
 
 __all__ = ["Nursery"]
 

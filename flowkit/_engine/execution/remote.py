@@ -21,11 +21,11 @@ from typing import Any, Protocol, cast
 import anyio
 import attrs
 
-from .events import RunInfo, format_exception
-from .prints import printing_to_log
-from .results import cloudpickle
-from .runners import OnLoop, consumed, is_async_generator
-from .runs import Run, current_run
+from ..events import RunInfo, format_exception
+from ..lifecycle.prints import printing_to_log
+from ..lifecycle.runs import Run, current_run
+from ..results.storage import cloudpickle
+from .local import OnLoop, consumed, is_async_generator
 
 __all__ = ["Executor", "Remote", "TaskRunner", "pack", "serve"]
 

@@ -13,8 +13,8 @@ from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 
-from .. import states
-from ..exceptions import (
+from ... import states
+from ...exceptions import (
     CancelledRun,
     FlowTimeoutError,
     ParameterBindError,
@@ -23,19 +23,23 @@ from ..exceptions import (
     TaskTimeoutError,
     UpstreamFailedError,
 )
-from ..states import State, StateType
-from . import cache, events, transactions
-from .cache_policies import cache_key
-from .events import RunInfo, StateChanged, error_info
+from ...states import State, StateType
+from .. import events
+from ..definition.policy import Caching, Policy
+from ..definition.validation import validate
+from ..events import RunInfo, StateChanged, error_info
+from ..execution.local import Runner, interrupted_by
+from ..execution.streams import StreamDeadline, last_delivered, open_readers
+from ..limits import tag_slots
+from ..naming import generate_name, render_run_name
+from ..results import cache
+from ..results.policies import cache_key
+from ..results.storage import Results, persist, render_storage_key, results_of, storage_scope
+from . import transactions
 from .inputs import as_wait_list, find_upstream, may_hold_upstream, resolve
-from .limits import tag_slots
-from .naming import generate_name, render_run_name
-from .policy import Caching, Policy
 from .prints import printing_to_log
 from .records import run_record
-from .results import Results, persist, render_storage_key, results_of, storage_scope
 from .returned import pending_futures
-from .runners import Runner, interrupted_by
 from .runs import (
     NOT_HANDED,
     Definition,
@@ -46,8 +50,6 @@ from .runs import (
     current_tags,
     ended,
 )
-from .streams import StreamDeadline, last_delivered, open_readers
-from .validation import validate
 
 __all__ = ["execute", "finished", "new_run", "set_state"]
 

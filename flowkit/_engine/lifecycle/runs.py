@@ -26,20 +26,20 @@ import anyio
 import attrs
 import sniffio
 
-from .. import states
-from ..exceptions import WorkerCrashedError
-from ..states import State, StateType
+from ... import states
+from ...exceptions import WorkerCrashedError
+from ...states import State, StateType
 from .nursery import Nursery
 from .returned import decide, resolve
 
 if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
 
-    from .events import RunInfo
+    from ..definition.policy import Policy
+    from ..events import RunInfo
+    from ..execution.remote import TaskRunner
     from .futures import TaskFuture
     from .inputs import Upstream
-    from .policy import Policy
-    from .remote import TaskRunner
     from .transactions import Transaction
 
 __all__ = [

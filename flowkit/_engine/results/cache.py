@@ -27,9 +27,9 @@ from uuid import UUID
 
 import attrs
 
-from . import clock
-from .convert import converter
-from .results import (
+from .. import clock
+from ..convert import converter
+from .storage import (
     Results,
     SerializerOption,
     StorageOption,

@@ -51,9 +51,9 @@ from typing import Any, TypeVar, cast
 
 import anyio
 
-from .runners import INLINE, AsyncReader, Inline, OnLoop, Runner, SyncReader
-from .runs import Run
-from .threadstop import DeadlinePassed, Stoppable
+from ..lifecycle.runs import Run
+from ..threadstop import DeadlinePassed, Stoppable
+from .local import INLINE, AsyncReader, Inline, OnLoop, Runner, SyncReader
 
 __all__ = [
     "ASYNC_STEPS",

@@ -25,9 +25,9 @@ from typing import Any, cast
 
 import attrs
 
-from .. import states
-from ..exceptions import CancelledRun, CrashedRun, FailedRun
-from ..states import State, StateType
+from ... import states
+from ...exceptions import CancelledRun, CrashedRun, FailedRun
+from ...states import State, StateType
 from .futures import TaskFuture
 from .inputs import walk
 

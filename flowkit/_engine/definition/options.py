@@ -23,11 +23,11 @@ from typing import Any, Final, cast
 
 import attrs
 
-from ..states import State
-from .bridge import BACKENDS, Backend
-from .cache_policies import CacheContext, CachePolicy
-from .remote import TaskRunner
-from .results import (
+from ...states import State
+from ..execution.bridge import BACKENDS, Backend
+from ..execution.remote import TaskRunner
+from ..results.policies import CacheContext, CachePolicy
+from ..results.storage import (
     ResultSerializer,
     ResultStorage,
     SerializerOption,

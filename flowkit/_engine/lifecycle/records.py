@@ -20,7 +20,7 @@ from uuid import UUID, uuid5
 
 import attrs
 
-from ..states import State, StateType
+from ...states import State, StateType
 from .runs import FlowRun as LiveFlowRun
 from .runs import Run
 from .runs import TaskRun as LiveTaskRun

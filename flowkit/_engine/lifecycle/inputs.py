@@ -14,8 +14,8 @@ from typing import Any, Generic, Self, TypeVar, cast
 
 import attrs
 
-from ..exceptions import UpstreamFailedError
-from ..states import State
+from ...exceptions import UpstreamFailedError
+from ...states import State
 from .futures import TaskFuture
 
 __all__ = [

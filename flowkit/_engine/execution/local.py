@@ -33,10 +33,10 @@ import anyio
 import anyio.to_thread
 from anyio.lowlevel import EventLoopToken
 
-from . import clock
-from .futures import Slot, TaskFuture, holding_slot, lending_slot
-from .runs import Run
-from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
+from .. import clock
+from ..lifecycle.futures import Slot, TaskFuture, holding_slot, lending_slot
+from ..lifecycle.runs import Run
+from ..threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
 
 __all__ = [
     "INLINE",

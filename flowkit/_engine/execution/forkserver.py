@@ -109,7 +109,7 @@ class _Server:
         ours, theirs = socket.socketpair()
         with theirs:
             fd = theirs.fileno()
-            entry = f"from flowkit._engine.forkserver import serve; serve({fd})"
+            entry = f"from flowkit._engine.execution.forkserver import serve; serve({fd})"
             # It finds flowkit where this program did (workers get their sys.path later).
             path = os.pathsep.join(found for found in sys.path if found)
             self.process = subprocess.Popen(
@@ -231,8 +231,8 @@ def _read(sock: socket.socket, size: int) -> bytes:
 
 def serve(fd: int) -> None:
     """The server: fork a worker for each request on the socket ``fd``, until it closes."""
+    from ..results.storage import cloudpickle
     from .processes import worker_main  # what every worker runs, imported once, here
-    from .results import cloudpickle
 
     cloudpickle()  # every worker unpickles its bodies with it
 

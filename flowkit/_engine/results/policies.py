@@ -21,6 +21,7 @@ from uuid import UUID
 
 import attrs
 
+from ..lifecycle.runs import Run, current_run, new_id
 from . import cache
 from .cache import (
     RESULTS,
@@ -31,7 +32,6 @@ from .cache import (
     digest,
     digest_canonical,
 )
-from .runs import Run, current_run, new_id
 
 __all__ = [
     "DEFAULT",

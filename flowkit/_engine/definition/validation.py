@@ -25,13 +25,13 @@ from uuid import UUID
 
 import attrs
 
-from ..exceptions import ParameterTypeError
-from .convert import converter
+from ...exceptions import ParameterTypeError
+from ..convert import converter
 
 if TYPE_CHECKING:
     import cattrs
 
-    from .runs import Definition, Run
+    from ..lifecycle.runs import Definition, Run
 
 __all__ = ["validate"]
 

@@ -22,15 +22,15 @@ import anyio.lowlevel
 import outcome
 import sniffio
 
-from .. import states
-from ..exceptions import MissingContextError
-from ..states import State
+from ... import states
+from ...exceptions import MissingContextError
+from ...states import State
+from ..lifecycle.engine import execute, set_state
+from ..lifecycle.futures import Slot, TaskFuture, held_slot
+from ..lifecycle.nursery import Nursery
+from ..lifecycle.runs import FlowRun, Run, TaskRun, current_run, ended
 from .bridge import loop_args, resolve_backend, running_backend
-from .engine import execute, set_state
-from .futures import Slot, TaskFuture, held_slot
-from .nursery import Nursery
-from .runners import ON_LOOP, OnLoop, call_soon_threadsafe, consumed, drive
-from .runs import FlowRun, Run, TaskRun, current_run, ended
+from .local import ON_LOOP, OnLoop, call_soon_threadsafe, consumed, drive
 from .streams import (
     ASYNC_STEPS,
     SYNC_STEPS,

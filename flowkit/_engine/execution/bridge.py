@@ -28,12 +28,12 @@ import outcome
 import sniffio
 from anyio.lowlevel import EventLoopToken, current_token
 
-from ..exceptions import CancelledRun
-from . import clock
-from .futures import lending_slot
-from .runners import OnLoop, call_soon_threadsafe, consumed
-from .runs import FlowRun, Run, current_run
-from .threadstop import DeadlinePassed, Stoppable, ThreadCancelled
+from ...exceptions import CancelledRun
+from .. import clock
+from ..lifecycle.futures import lending_slot
+from ..lifecycle.runs import FlowRun, Run, current_run
+from ..threadstop import DeadlinePassed, Stoppable, ThreadCancelled
+from .local import OnLoop, call_soon_threadsafe, consumed
 
 __all__ = [
     "BACKENDS",

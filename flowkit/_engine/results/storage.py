@@ -21,10 +21,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from ..exceptions import MissingResult
-from ..states import ResultReference
-from .convert import unstructure
-from .home import (
+from ...exceptions import MissingResult
+from ...states import ResultReference
+from ..convert import unstructure
+from ..home import (
     TEMPORARY_PREFIX,
     TEMPORARY_SUFFIX,
     home,

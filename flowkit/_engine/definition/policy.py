@@ -16,8 +16,10 @@ from typing import Any, cast
 
 import attrs
 
-from ..states import State, StateType
-from .cache_policies import DEFAULT, NO_CACHE, CacheKeyFn, CachePolicy
+from ...states import State, StateType
+from ..execution.remote import TaskRunner
+from ..results.policies import DEFAULT, NO_CACHE, CacheKeyFn, CachePolicy
+from ..results.storage import NO_RESULTS, Results
 from .options import (
     MAX_DELAY_SECONDS,
     MAX_DELAYS,
@@ -31,8 +33,6 @@ from .options import (
     as_delay_list,
     check_delays,
 )
-from .remote import TaskRunner
-from .results import NO_RESULTS, Results
 
 __all__ = [
     "Caching",

@@ -19,8 +19,8 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from ..exceptions import FutureDeadlockError
-from ..states import State
+from ...exceptions import FutureDeadlockError
+from ...states import State
 
 if TYPE_CHECKING:
     from anyio import TaskHandle

@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import attrs
 
-from . import events
-from .events import TransactionEnded
-from .home import home, make_private_directory
-from .results import write_atomic
+from .. import events
+from ..events import TransactionEnded
+from ..home import home, make_private_directory
+from ..results.storage import write_atomic
 from .runs import current_run, new_id
 
 if TYPE_CHECKING:
-    from ..states import State
+    from ...states import State
     from .runs import Run
 
 __all__ = [

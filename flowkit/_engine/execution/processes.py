@@ -30,12 +30,12 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from ..exceptions import WorkerCrashedError
+from ...exceptions import WorkerCrashedError
 from .remote import serve
 
 if TYPE_CHECKING:
+    from ..lifecycle.runs import Run
     from .forkserver import Forked
-    from .runs import Run
 
 __all__ = ["QUEUED", "ProcessPool", "worker_main"]
 

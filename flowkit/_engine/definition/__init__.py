@@ -1,0 +1,1 @@
+"""A definition: options, the policy derived from them, the runnable, its signature."""

@@ -8,6 +8,8 @@ other names of flowkit's own classes.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AcquireConcurrencySlotTimeoutError",
     "CancelledRun",
@@ -133,4 +135,19 @@ class MatplotlibMissingError(FlowkitError, RuntimeError):
 
 class WorkerCrashedError(FlowkitError, RuntimeError):
     """The worker process running a task run's body died before it replied; the run
-    ends ``Crashed`` (after its retries, which run in a new worker)."""
+    ends ``Crashed`` (after its retries, which run in a new worker).
+
+    Attributes:
+        worker: Who died, e.g. ``"process 4242"``, when the task runner knows.
+    """
+
+    def __init__(self, *args: object, worker: str | None = None) -> None:
+        super().__init__(*args)
+        self.worker = worker
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the worker survives pickling (Dask)
+        return (_worker_crashed, (self.args, self.worker))
+
+
+def _worker_crashed(args: tuple[object, ...], worker: str | None) -> WorkerCrashedError:
+    return WorkerCrashedError(*args, worker=worker)

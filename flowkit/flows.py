@@ -21,17 +21,13 @@ import attrs
 from . import _defaults as _defaults  # console, store, limits: wired in as imported
 from ._engine.definition.options import FlowOptions, Hook, RetryDelays, RunName
 from ._engine.definition.runnable import Runnable, refuse_assignment, source_file_hash
-from ._engine.execution.bridge import (
-    Backend,
-    CallerThread,
-    flow_loop,
-    resolve_backend,
-    run_in_caller_thread,
-)
+from ._engine.definition.signature import Definition
+from ._engine.definition.task_runner import TaskRunner
+from ._engine.execution.bridge import CallerThread, flow_loop, run_in_caller_thread
 from ._engine.execution.local import ON_LOOP
-from ._engine.execution.remote import TaskRunner
 from ._engine.lifecycle.engine import execute, finished, new_run
-from ._engine.lifecycle.runs import Definition, Run
+from ._engine.lifecycle.runs import Run
+from ._engine.loops import Backend, resolve_backend
 from ._engine.results.storage import SerializerOption, StorageOption
 from .exceptions import InvalidNameError
 from .states import State
@@ -204,8 +200,8 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
         backend = resolve_backend(self.backend, owner=self.owner)
         run = self._new_run(args, kwargs)
 
-        async def lifecycle(runner: CallerThread) -> State[Any]:
-            return await execute(run, runner)
+        async def lifecycle(venue: CallerThread) -> State[Any]:
+            return await execute(run, venue)
 
         return finished(run, run_in_caller_thread(lifecycle, backend), return_state)
 

@@ -37,13 +37,15 @@ from ._engine.definition.options import (
     check_transaction_hook,
 )
 from ._engine.definition.runnable import Runnable, introspected, refuse_assignment
+from ._engine.definition.signature import Definition
 from ._engine.execution import children
 from ._engine.execution.bridge import flow_loop
-from ._engine.execution.local import INLINE, ON_LOOP, drive
+from ._engine.execution.local import INLINE, ON_LOOP
 from ._engine.lifecycle.engine import execute, finished, new_run
 from ._engine.lifecycle.futures import TaskFuture, TaskFutureList
 from ._engine.lifecycle.inputs import BaseAnnotation, allow_failure, quote, unmapped
-from ._engine.lifecycle.runs import Definition, Run, TaskRun
+from ._engine.lifecycle.runs import Run, TaskRun
+from ._engine.loops import drive
 from ._engine.results.policies import (
     NO_CACHE,
     CacheExplanation,

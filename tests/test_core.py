@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import flowkit
 from flowkit import flow, runtime, tags, task
 from flowkit._engine import events
-from flowkit._engine.lifecycle.runs import _bind, plain_parameters
+from flowkit._engine.definition.signature import bind, plain_parameters
 from flowkit.exceptions import MissingContextError
 from flowkit.states import Completed, Failed, State
 
@@ -802,10 +802,10 @@ def test_binding_agrees_with_inspect(fn: Any, args: list[int], kwargs: dict[str,
         bound = signature.bind(*args, **kwargs)
     except TypeError:
         with pytest.raises(TypeError):
-            _bind(signature, plain_parameters(signature), tuple(args), kwargs)
+            bind(signature, plain_parameters(signature), tuple(args), kwargs)
         return
     bound.apply_defaults()
-    assert _bind(signature, plain_parameters(signature), tuple(args), kwargs) == dict(
+    assert bind(signature, plain_parameters(signature), tuple(args), kwargs) == dict(
         bound.arguments
     )
 
@@ -814,7 +814,7 @@ def test_run_ids_are_random_uuids_never_shared_with_a_forked_child() -> None:
     import multiprocessing
     import uuid
 
-    from flowkit._engine.lifecycle.runs import new_id
+    from flowkit._engine.ids import new_id
 
     ids = [new_id() for _ in range(1000)]
     assert len(set(ids)) == 1000

@@ -1,5 +1,6 @@
-"""Imports flow downward: the engine imports no public module above it, and the import
-graph drawn in docs/internals.md is the one in the code."""
+"""Imports flow downward: the engine imports no public module above it, its layers import
+none after their own, and the import graph drawn in docs/internals.md is the one in the
+code."""
 
 from __future__ import annotations
 
@@ -79,6 +80,59 @@ def test_the_engine_imports_no_public_module_above_it() -> None:
         if not target.startswith("flowkit._engine") and target not in BELOW_THE_ENGINE
     }
     assert above == set()
+
+
+ENGINE = "flowkit._engine"
+LAYERS = ("results", "definition", "lifecycle", "execution")
+"""The engine's layers, in order: each imports only the leaves (the modules at the top of
+``flowkit/_engine/``) and the layers before it (see ``flowkit/_engine/__init__.py``)."""
+
+
+def _layer(module: str) -> int:
+    """0 for a leaf module of the engine, else 1 + the index of its layer."""
+    parts = module.split(".")
+    if len(parts) > 3 and parts[2] in LAYERS:
+        return 1 + LAYERS.index(parts[2])
+    return 0
+
+
+def _engine_imports() -> dict[str, set[str]]:
+    """Each engine module's imports of other engine modules, annotations' too: a type
+    imported only for a hint still ties the layers together."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((PACKAGE / "_engine").rglob("*.py")):
+        module = _module(path)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if node.module is None:
+                    found |= {f"{target}.{alias.name}" for alias in node.names}
+                else:
+                    found.add(target)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(ENGINE):
+                found.add(node.module or "")
+        graph[module] = {m for m in found if m.startswith(ENGINE + ".") and m != module}
+    return graph
+
+
+def test_no_engine_layer_imports_a_later_one() -> None:
+    later = sorted(
+        f"{module} imports {target}"
+        for module, targets in _engine_imports().items()
+        for target in targets
+        if _layer(target) > _layer(module)
+    )
+    assert later == []
+
+
+def test_the_engine_layers_are_packages() -> None:
+    for layer in LAYERS:
+        assert (PACKAGE / "_engine" / layer / "__init__.py").is_file()
+    assert _layer("flowkit._engine.lifecycle.runs") == 3
+    assert _layer("flowkit._engine.clock") == 0
 
 
 def test_the_import_graph_in_the_docs_is_the_codes() -> None:

@@ -9,7 +9,7 @@ the engine knows no store by name.
 
 Waiting is written once, as async code, against a ``Waiter``: ``LoopWaiter`` suspends on
 the event loop (asyncio or trio); ``ThreadWaiter`` blocks its thread without ever
-suspending, so sync callers drive the same coroutine with ``runners.drive``. Waiters of
+suspending, so sync callers drive the same coroutine with ``loops.drive``. Waiters of
 one in-process limit are served first come, first served: a free slot is taken at once
 only when nobody waits for it, and each waiter that takes its slots wakes the next.
 """
@@ -35,8 +35,9 @@ import sniffio
 
 from .. import states
 from ..exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
-from .execution.local import INLINE, Runner, call_soon_threadsafe, drive
 from .lifecycle.runs import FlowRun, Run
+from .lifecycle.venue import Venue
+from .loops import call_soon_threadsafe, drive
 
 if TYPE_CHECKING:
     from ..states import State
@@ -549,7 +550,7 @@ _NOTHING_HELD = _Held([])
 
 
 async def tag_slots(
-    run: Run, runner: Runner, set_state: Callable[[Run, State[Any]], object]
+    run: Run, venue: Venue, set_state: Callable[[Run, State[Any]], object]
 ) -> AbstractContextManager[None]:
     """Take a slot of each tag limit of a task run's tags, waiting in state
     ``AwaitingConcurrencySlot`` if one is busy; return what gives them back.
@@ -571,5 +572,5 @@ async def tag_slots(
         set_state(run, states.AwaitingConcurrencySlot(f"Waiting for a slot of tag {tag!r}"))
 
     # A run driven in its calling thread must not suspend: it waits by blocking.
-    waiter_type = ThreadWaiter if runner is INLINE else LoopWaiter
+    waiter_type = ThreadWaiter if venue.waits_in_thread else LoopWaiter
     return _Held(await acquire(limits, 1, "concurrency", None, waiter_type, on_wait=waiting))

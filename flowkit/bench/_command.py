@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import attrs
 
-from .._engine.execution.bridge import resolve_backend
+from .._engine.loops import resolve_backend
 from ..flows import Flow
 from ._harness import Job, Outcome, run_jobs, schedule
 from ._machine import describe_machine

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import contextmanager
 
-from .._engine.execution.local import drive
 from .._engine.limits import ThreadWaiter, acquire, release, resolve
+from .._engine.loops import drive
 from ..exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
 from . import _store as _store  # the run store's limits are found from now on
 

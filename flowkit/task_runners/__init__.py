@@ -14,8 +14,8 @@ import os
 
 import attrs
 
+from .._engine.definition.task_runner import Executor, TaskRunner
 from .._engine.execution.processes import ProcessPool
-from .._engine.execution.remote import Executor, TaskRunner
 
 __all__ = [
     "ConcurrentTaskRunner",

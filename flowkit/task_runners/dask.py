@@ -24,9 +24,9 @@ import attrs
 import distributed
 from distributed import Client
 
-from .._engine.execution.local import call_soon_threadsafe
-from .._engine.execution.remote import Executor, TaskRunner, serve
-from .._engine.lifecycle.runs import Run
+from .._engine.definition.task_runner import BodyRun, Executor, TaskRunner
+from .._engine.execution.remote import serve
+from .._engine.loops import call_soon_threadsafe
 from ..exceptions import WorkerCrashedError
 
 __all__ = ["DaskTaskRunner", "get_dask_client"]
@@ -178,7 +178,7 @@ class _Dask:
         self._lock = threading.Lock()  # guards _collector
         self._collector: threading.Thread | None = None
 
-    async def run(self, run: Run, payload: bytes) -> bytes:
+    async def run(self, run: BodyRun, payload: bytes) -> bytes:
         pending = _Pending(run.name, payload, f"{run.name}-{run.id}-{run.run_count}")
         if self._batch is not None:
             self._batch.append(pending)

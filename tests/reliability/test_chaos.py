@@ -21,7 +21,7 @@ import anyio
 import attrs
 
 from flowkit import flow, runtime, task
-from flowkit._engine.execution.bridge import Backend, loop_args
+from flowkit._engine.loops import Backend, loop_args
 from flowkit.futures import TaskFuture
 from flowkit.store import Store, flush
 

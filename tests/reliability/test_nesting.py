@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from flowkit import flow, task
-from flowkit._engine.execution.bridge import loop_args
+from flowkit._engine.loops import loop_args
 
 Kind = Literal["sync task", "async task", "sync flow", "async flow"]
 How = Literal["call", "submit"]

@@ -24,8 +24,7 @@ from typing import Any, Final, cast
 import attrs
 
 from ...states import State
-from ..execution.bridge import BACKENDS, Backend
-from ..execution.remote import TaskRunner
+from ..loops import BACKENDS, Backend
 from ..results.policies import CacheContext, CachePolicy
 from ..results.storage import (
     ResultSerializer,
@@ -34,6 +33,7 @@ from ..results.storage import (
     StorageOption,
     cloudpickle,
 )
+from .task_runner import TaskRunner
 
 __all__ = [
     "MAX_DELAYS",

@@ -17,7 +17,6 @@ from typing import Any, cast
 import attrs
 
 from ...states import State, StateType
-from ..execution.remote import TaskRunner
 from ..results.policies import DEFAULT, NO_CACHE, CacheKeyFn, CachePolicy
 from ..results.storage import NO_RESULTS, Results
 from .options import (
@@ -33,6 +32,7 @@ from .options import (
     as_delay_list,
     check_delays,
 )
+from .task_runner import TaskRunner
 
 __all__ = [
     "Caching",

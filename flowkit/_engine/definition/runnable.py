@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Generic, Literal, NoReturn, ParamSpec, Self, T
 import attrs
 
 from ...exceptions import ReservedArgumentError
-from ..lifecycle.runs import PlainParameters, plain_parameters
 from ..naming import check_template
 from .options import FlowOptions, Hook, TaskOptions
 from .policy import Policy
+from .signature import PlainParameters, plain_parameters
 
 __all__ = [
     "RESERVED_PARAMETERS",

@@ -31,7 +31,8 @@ from ..convert import converter
 if TYPE_CHECKING:
     import cattrs
 
-    from ..lifecycle.runs import Definition, Run
+    from ..lifecycle.runs import Run
+    from .signature import Definition
 
 __all__ = ["validate"]
 

@@ -11,8 +11,6 @@ as they would without flowkit, and the body sees the caller's contextvars.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import os
 import queue
 import sys
 import threading
@@ -20,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from contextvars import Context, copy_context
 from functools import partial
-from typing import Any, Literal, cast
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -32,100 +30,22 @@ from ...exceptions import CancelledRun
 from .. import clock
 from ..lifecycle.futures import lending_slot
 from ..lifecycle.runs import FlowRun, Run, current_run
+from ..loops import Backend, call_soon_threadsafe, loop_args
 from ..threadstop import DeadlinePassed, Stoppable, ThreadCancelled
-from .local import OnLoop, call_soon_threadsafe, consumed
+from .local import OnLoop, consumed
 
 __all__ = [
-    "BACKENDS",
-    "Backend",
     "CallerThread",
     "flow_loop",
-    "loop_args",
-    "resolve_backend",
     "run_in_caller_thread",
-    "running_backend",
 ]
-
-Backend = Literal["asyncio", "trio", "asyncio+uvloop"]
-BACKENDS: tuple[Backend, ...] = ("asyncio", "trio", "asyncio+uvloop")
-_ALIASES: dict[str, Backend] = {"uvloop": "asyncio+uvloop"}
-
-
-def resolve_backend(choice: Backend | None, *, owner: str) -> Backend:
-    """The event loop for a sync flow: its own choice, else ``FLOWKIT_BACKEND``, else asyncio.
-
-    ``FLOWKIT_BACKEND=uvloop`` is short for ``asyncio+uvloop``.
-
-    Raises:
-        ValueError: ``FLOWKIT_BACKEND`` names no supported backend.
-        ModuleNotFoundError: The backend is uvloop, which is not installed (or this is
-            Windows, where it does not run).
-    """
-    if choice is not None:
-        source, backend = f"backend={choice!r}", choice
-    else:
-        env = os.environ.get("FLOWKIT_BACKEND", "asyncio")
-        backend = _ALIASES.get(env, cast("Backend", env))
-        if backend not in BACKENDS:
-            raise ValueError(
-                f"{owner}: FLOWKIT_BACKEND={env!r} is not a supported event loop; "
-                "set it to 'asyncio', 'trio' or 'uvloop' (asyncio on uvloop)"
-            )
-        source = f"FLOWKIT_BACKEND={env!r}"
-    if backend == "asyncio+uvloop":
-        _check_uvloop(f"{owner}: {source}")
-    return backend
-
-
-def _check_uvloop(asked: str) -> None:
-    """Import uvloop now, so that a missing one is said here rather than in a loop's thread."""
-    if sys.platform == "win32":
-        raise ModuleNotFoundError(
-            f"{asked} asks for uvloop, which does not run on Windows; use 'asyncio'",
-            name="uvloop",
-        )
-    try:
-        importlib.import_module("uvloop")
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            f"{asked} asks for uvloop, which is not installed: pip install 'flowkit[uvloop]', "
-            "or use 'asyncio'",
-            name="uvloop",
-        ) from None
-
-
-def loop_args(backend: Backend) -> tuple[Literal["asyncio", "trio"], dict[str, Any]]:
-    """anyio's ``backend`` and ``backend_options`` for a new event loop of ``backend``.
-
-    A virtual clock's options (``clock.loop_options``) come last: its asyncio loop, a
-    ``loop_factory``, is the one anyio starts, uvloop asked for or not (uvloop's time
-    cannot be made virtual).
-    """
-    if backend == "asyncio+uvloop":
-        return "asyncio", {"use_uvloop": True, **clock.loop_options("asyncio")}
-    return backend, clock.loop_options(backend)
-
-
-def running_backend() -> Backend:
-    """The backend of the event loop running in this thread.
-
-    Raises:
-        sniffio.AsyncLibraryNotFoundError: No event loop runs here.
-    """
-    library = sniffio.current_async_library()
-    if library == "trio":
-        return "trio"
-    uvloop: Any = sys.modules.get("uvloop")  # not imported: no uvloop loop runs anywhere
-    if uvloop is not None and isinstance(current_token().native_token, uvloop.Loop):
-        return "asyncio+uvloop"
-    return "asyncio"
 
 
 _Job = Callable[[], None]
 
 
 class CallerThread(OnLoop):
-    """A runner whose sync bodies run in the thread that made the sync call.
+    """A venue whose sync bodies run in the thread that made the sync call.
 
     Async bodies are awaited on the loop like ``ON_LOOP`` does; a sync body becomes a job
     the caller's thread picks up in ``serve``, run in the caller's context.
@@ -237,7 +157,7 @@ class _Hosted:
 def run_in_caller_thread(
     make: Callable[[CallerThread], Coroutine[Any, Any, Any]], backend: Backend
 ) -> Any:
-    """Run ``make(runner)`` on an event loop while this thread serves its sync bodies.
+    """Run ``make(venue)`` on an event loop while this thread serves its sync bodies.
 
     The loop is the current flow's, when this thread is one of its body threads; otherwise
     a new ``backend`` loop in a helper thread, for the duration of the call.
@@ -246,35 +166,35 @@ def run_in_caller_thread(
     # The body is sync code: the async library of the code that called it (trio, say)
     # must not be what the runs it starts on the flow's loop believe they run on.
     context.run(sniffio.current_async_library_cvar.set, None)
-    runner = CallerThread(context)
+    venue = CallerThread(context)
     hosted = _Hosted()
     parent = current_run.get()
     flow_run: FlowRun | None = parent.flow_run if parent is not None else None
     nursery = flow_run.nursery if flow_run is not None else None
     if nursery is not None and nursery.loop_thread != threading.get_ident():
         anyio.from_thread.run_sync(
-            nursery.task_group.start_soon, hosted.run, lambda: make(runner), token=nursery.token
+            nursery.task_group.start_soon, hosted.run, lambda: make(venue), token=nursery.token
         )
         # A sync task's thread that serves a subflow waits for the subflow's runs, which
         # may need the worker-thread slot it holds.
         with lending_slot():
-            return runner.serve(hosted)
+            return venue.serve(hosted)
     if backend == "trio" and _runs_trio_task():
         # trio refuses every blocking call into a trio loop from a thread that runs a
         # trio task (this call blocks that task's loop anyway): serve from a helper.
-        return _in_helper_thread(partial(_on_new_loop, runner, hosted, make, backend), hosted)
-    return _on_new_loop(runner, hosted, make, backend)
+        return _in_helper_thread(partial(_on_new_loop, venue, hosted, make, backend), hosted)
+    return _on_new_loop(venue, hosted, make, backend)
 
 
 def _on_new_loop(
-    runner: CallerThread,
+    venue: CallerThread,
     hosted: _Hosted,
     make: Callable[[CallerThread], Coroutine[Any, Any, Any]],
     backend: Backend,
 ) -> Any:
     with anyio.from_thread.start_blocking_portal(*loop_args(backend)) as portal:
-        portal.start_task_soon(hosted.run, lambda: make(runner))
-        return runner.serve(hosted)
+        portal.start_task_soon(hosted.run, lambda: make(venue))
+        return venue.serve(hosted)
 
 
 def _runs_trio_task() -> bool:

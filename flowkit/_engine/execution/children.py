@@ -14,7 +14,7 @@ import logging
 import threading
 from contextvars import Context, copy_context
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.from_thread
@@ -29,8 +29,9 @@ from ..lifecycle.engine import execute, set_state
 from ..lifecycle.futures import Slot, TaskFuture, held_slot
 from ..lifecycle.nursery import Nursery
 from ..lifecycle.runs import FlowRun, Run, TaskRun, current_run, ended
-from .bridge import loop_args, resolve_backend, running_backend
-from .local import ON_LOOP, OnLoop, call_soon_threadsafe, consumed, drive
+from ..loops import call_soon_threadsafe, drive, loop_args, resolve_backend, running_backend
+from .local import ON_LOOP, OnLoop, consumed
+from .remote import Remote
 from .streams import (
     ASYNC_STEPS,
     SYNC_STEPS,
@@ -74,9 +75,9 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             f"{owner}: .submit() and .map() need a running flow to hold the run; call them "
             "inside a @flow, or call the task directly"
         )
-    if nursery.executor is not None and runs[0].submitted:
+    if (remote := _remote(nursery)) is not None and runs[0].submitted:
         for run in runs:  # an argument that cannot reach a worker is refused here
-            nursery.executor.prepare(run)
+            remote.prepare(run)
     futures: list[TaskFuture[Any]] = [
         TaskFuture(run, nursery.loop_thread, nursery.token) for run in runs
     ]
@@ -175,7 +176,7 @@ def _on_loop_of_its_own(run: TaskRun) -> State[Any]:
 
 
 class _Detached(OnLoop):
-    """A runner on a loop that is not its flow's: sync bodies take no slot of the flow's
+    """A venue on a loop that is not its flow's: sync bodies take no slot of the flow's
     thread limiter, which belongs to the other loop."""
 
     async def call(self, run: Run) -> Any:
@@ -299,6 +300,18 @@ async def _start_from_thread(
         await thread_slot.take()
 
 
+def _remote(nursery: Nursery) -> Remote | None:
+    """The venue of the flow's submitted bodies on its task runner's workers, if it has
+    one: made once per flow run (it packs each task's function once)."""
+    if nursery.executor is None:
+        return None
+    if nursery.remote is None:
+        with nursery.spawn_lock:  # submits come from threads too
+            if nursery.remote is None:
+                nursery.remote = Remote(nursery.executor)
+    return cast("Remote", nursery.remote)
+
+
 async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
     run = future.task_run
     assert run.parent is not None
@@ -307,7 +320,8 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
         if slots is not None and not holds_slot:
             await slots.acquire()
             holds_slot = True
-        remote = run.flow_run.nursery.executor if run.flow_run and run.flow_run.nursery else None
+        nursery = run.flow_run.nursery if run.flow_run else None
+        remote = _remote(nursery) if nursery is not None else None
         # Only submitted runs go to the flow's task runner; plain calls run here.
         await execute(run, remote if remote is not None and run.submitted else ON_LOOP)
     finally:

@@ -1,6 +1,6 @@
 """Runners: where a run's body executes, and how its waits and deadline work there.
 
-``engine.execute`` is written once, as async code, against the ``Runner`` protocol:
+``engine.execute`` is written once, as async code, against the ``Venue`` protocol:
 
 - ``ON_LOOP``: async bodies are awaited on the current event loop (asyncio or trio);
   sync bodies go to a worker thread, holding a slot of the flow's limiter. Deadlines are
@@ -19,97 +19,33 @@ from __future__ import annotations
 
 import inspect
 import math
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
-from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
-from anyio.lowlevel import EventLoopToken
 
 from .. import clock
 from ..lifecycle.futures import Slot, TaskFuture, holding_slot, lending_slot
 from ..lifecycle.runs import Run
+from ..lifecycle.venue import AttemptScope, Venue
 from ..threadstop import DeadlinePassed, Stoppable, ThreadCancelled, ThreadStopped
 
 __all__ = [
     "INLINE",
     "ON_LOOP",
     "AsyncReader",
-    "AttemptScope",
     "Inline",
     "OnLoop",
-    "Runner",
     "SyncReader",
-    "call_soon_threadsafe",
-    "drive",
-    "interrupted_by",
     "is_async_generator",
 ]
 
 T = TypeVar("T")
-
-
-class AttemptScope(Protocol):
-    """The scope of one attempt: its deadline, and whether the deadline ended it."""
-
-    @property
-    def cancelled_caught(self) -> bool: ...
-
-    def __enter__(self) -> Any: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-        /,
-    ) -> bool | None: ...
-
-
-class Runner(Protocol):
-    """Where a run's body executes, and how the lifecycle waits, sleeps and shields."""
-
-    async def call(self, run: Run) -> Any:
-        """Run the body of ``run`` and return its value."""
-        ...
-
-    def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
-        """Set ``run.deadline`` for one attempt, and return the scope that enforces it."""
-        ...
-
-    def timed_out(self, run: Run, exc: BaseException) -> bool:
-        """Whether ``exc`` ended the run because a deadline passed."""
-        ...
-
-    def is_cancellation(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means the run was cancelled."""
-        ...
-
-    def shield(self) -> AbstractContextManager[Any]:
-        """Protect final state writes and hooks from cancellation."""
-        ...
-
-    async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
-        """Wait until every one of ``futures`` is over, without reading their results."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait between attempts."""
-        ...
-
-    async def wait_event(self, event: threading.Event) -> None:
-        """Wait until another run sets ``event`` (e.g. it computed a cached result)."""
-        ...
-
-    async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
-        """Call a state hook (sync or async)."""
-        ...
 
 
 class _NoDeadline:
@@ -120,18 +56,6 @@ class _NoDeadline:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
-
-
-def call_soon_threadsafe(token: EventLoopToken) -> Callable[..., object]:
-    """How any thread has the loop of ``token`` call a function soon, without waiting.
-
-    (Not ``anyio.from_thread``: it waits, and trio refuses it in a thread that runs a
-    trio task.)
-    """
-    native: Any = token.native_token
-    if hasattr(native, "call_soon_threadsafe"):  # asyncio's loop
-        return cast("Callable[..., object]", native.call_soon_threadsafe)
-    return cast("Callable[..., object]", native.run_sync_soon)  # trio's TrioToken
 
 
 class SyncReader:
@@ -175,6 +99,8 @@ _NO_DEADLINE = _NoDeadline()
 
 
 class Inline:
+    waits_in_thread = True
+
     async def call(self, run: Run) -> Any:
         return _call_consumed(run)
 
@@ -208,6 +134,8 @@ class Inline:
 
 
 class OnLoop:
+    waits_in_thread = False
+
     async def call(self, run: Run) -> Any:
         fn = run.definition.fn
         if run.definition.is_async or run.definition.streams == "async":
@@ -293,27 +221,6 @@ class OnLoop:
             await anyio.to_thread.run_sync(hook, *args)
 
 
-def interrupted_by(exc: BaseException) -> BaseException:
-    """What really ended a run that ``exc`` ended: a ``KeyboardInterrupt`` for asyncio's
-    cancellation of its main task on Ctrl-C, else ``exc`` itself.
-
-    ``asyncio.run`` turns SIGINT into a cancellation of its main task and raises
-    ``KeyboardInterrupt`` only once that task is over; its runner counts the interrupt.
-    """
-    # asyncio is imported if it runs the loop; importing it up front would cost ~20 ms.
-    asyncio: Any = sys.modules.get("asyncio")
-    if asyncio is None:
-        return exc
-    cancelled: bool = isinstance(exc, asyncio.CancelledError)
-    if not cancelled:
-        return exc
-    handler = signal.getsignal(signal.SIGINT)  # asyncio.Runner's while asyncio.run runs
-    runner = getattr(getattr(handler, "func", None), "__self__", None)
-    if isinstance(runner, asyncio.Runner) and getattr(runner, "_interrupt_count", 0) > 0:
-        return KeyboardInterrupt()
-    return exc
-
-
 def _same_loop(run: Run) -> bool:
     flow_run = run.flow_run
     nursery = flow_run.nursery if flow_run is not None else None
@@ -325,19 +232,5 @@ def _holding(slot: Slot, body: Callable[[], T]) -> T:
         return body()
 
 
-INLINE: Runner = Inline()
-ON_LOOP: Runner = OnLoop()
-
-
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends to its end, in this thread.
-
-    Raises:
-        RuntimeError: The coroutine tried to suspend, which only an engine bug can cause.
-    """
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]  # the coroutine's own T
-    coro.close()
-    raise RuntimeError("flowkit engine bug: a run driven in its calling thread suspended")
+INLINE: Venue = Inline()
+ON_LOOP: Venue = OnLoop()

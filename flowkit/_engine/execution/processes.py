@@ -34,7 +34,7 @@ from ...exceptions import WorkerCrashedError
 from .remote import serve
 
 if TYPE_CHECKING:
-    from ..lifecycle.runs import Run
+    from ..definition.task_runner import BodyRun
     from .forkserver import Forked
 
 __all__ = ["QUEUED", "ProcessPool", "worker_main"]
@@ -375,7 +375,7 @@ class ProcessPool:
         self._workers: list[_Worker] = []  # alive, or starting
         self._processes: list[Forked] = []  # every one started
 
-    async def run(self, run: Run, payload: bytes) -> bytes:
+    async def run(self, run: BodyRun, payload: bytes) -> bytes:
         call = _Call(_frame(payload))
         async with self._slots:
             while True:
@@ -469,7 +469,7 @@ class ProcessPool:
             await anyio.to_thread.run_sync(_stop_all, processes)
 
 
-async def _crashed(run: Run, worker: _Worker) -> WorkerCrashedError:
+async def _crashed(run: BodyRun, worker: _Worker) -> WorkerCrashedError:
     import subprocess
 
     process = worker.process
@@ -478,11 +478,11 @@ async def _crashed(run: Run, worker: _Worker) -> WorkerCrashedError:
         code = await anyio.to_thread.run_sync(process.wait, 5)
     except subprocess.TimeoutExpired:  # still dying: the message says so
         code = None
-    run.worker = worker.name  # it sent no reply to say so
     return WorkerCrashedError(
         f"task run {run.name!r}: its worker process (pid {process.pid}) died before it "
         f"replied (exit code {code}); give the task retries to try again in a new "
-        "worker, and look for what killed it (memory?)"
+        "worker, and look for what killed it (memory?)",
+        worker=worker.name,  # it sent no reply to say so
     )
 
 

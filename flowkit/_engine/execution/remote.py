@@ -16,69 +16,22 @@ import logging
 import pickle
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import anyio
 import attrs
 
+from ...exceptions import WorkerCrashedError
+from ..definition.task_runner import Executor
 from ..events import RunInfo, format_exception
 from ..lifecycle.prints import printing_to_log
 from ..lifecycle.runs import Run, current_run
 from ..results.storage import cloudpickle
 from .local import OnLoop, consumed, is_async_generator
 
-__all__ = ["Executor", "Remote", "TaskRunner", "pack", "serve"]
+__all__ = ["Remote", "pack", "serve"]
 
 _RUN_LOGGERS = ("flowkit.flow_runs", "flowkit.task_runs")
-
-
-class Executor(Protocol):
-    """What a task runner opens for one flow run: somewhere to run packed bodies."""
-
-    @property
-    def kind(self) -> str:
-        """How errors name it: ``"process"``, ``"Dask"``."""
-        ...
-
-    async def run(self, run: Run, payload: bytes) -> bytes:
-        """Run a packed body (see ``pack``) and return the packed reply (see ``serve``).
-
-        Raises:
-            WorkerCrashedError: The worker died before it replied.
-        """
-        ...
-
-    async def aclose(self) -> None:
-        """Release the workers; called once, when the flow's children are all over."""
-        ...
-
-
-@attrs.frozen
-class TaskRunner:
-    """Where a flow's submitted task runs execute. The base of ``flowkit.task_runners``."""
-
-    @property
-    def thread_limit(self) -> int | None:
-        """The flow's worker-thread limit this runner sets, if it sets one."""
-        return None
-
-    async def open(self, owner: str) -> Remote | None:
-        """The engine's runner for the submitted runs of one run of the flow ``owner``;
-        ``None``: they run in this process, as plain calls do.
-
-        Raises:
-            OSError: The workers cannot be reached or started.
-        """
-        executor = await self.executor(owner)
-        return None if executor is None else Remote(executor)
-
-    async def executor(self, owner: str) -> Executor | None:
-        """Start the workers one run of the flow ``owner`` uses; ``None``: none needed.
-
-        Raises:
-            OSError: The workers cannot be reached or started.
-        """
-        return None
 
 
 @attrs.frozen
@@ -242,7 +195,7 @@ def _replay(records: list[dict[str, Any]]) -> None:
 
 
 class Remote(OnLoop):
-    """The engine's runner for submitted runs of a flow with a process or Dask runner."""
+    """The venue of the submitted runs of a flow with a process or Dask task runner."""
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
@@ -270,7 +223,12 @@ class Remote(OnLoop):
         payload = self._packed.get(run)
         if payload is None:
             payload = self._pack(run)
-        reply = cast("_Reply", cloudpickle().loads(await self.executor.run(run, payload)))
+        try:
+            packed = await self.executor.run(run, payload)
+        except WorkerCrashedError as exc:
+            run.worker = exc.worker  # it sent no reply to say so
+            raise
+        reply = cast("_Reply", cloudpickle().loads(packed))
         run.worker = reply.worker
         _replay(reply.logs)
         if reply.error is not None:

@@ -1,6 +1,6 @@
 """Generator tasks: runs whose values stream to the caller as they are yielded.
 
-A generator task's run goes through ``engine.execute`` like any other; its runner's
+A generator task's run goes through ``engine.execute`` like any other; its venue's
 ``call`` iterates the user's generator and hands each value out through an awaitable
 that yields it to whoever drives the run's coroutine. The caller's iterator drives it
 one step per value it asks for, in a context of the run's own (so the body sees its
@@ -52,8 +52,9 @@ from typing import Any, TypeVar, cast
 import anyio
 
 from ..lifecycle.runs import Run
+from ..lifecycle.venue import Venue
 from ..threadstop import DeadlinePassed, Stoppable
-from .local import INLINE, AsyncReader, Inline, OnLoop, Runner, SyncReader
+from .local import INLINE, AsyncReader, Inline, OnLoop, SyncReader
 
 __all__ = [
     "ASYNC_STEPS",
@@ -105,6 +106,8 @@ class _SyncSteps(Inline):
     """Runs a sync generator body one step per value, in the reader's thread; or, with
     an outlet, in a producer thread that hands each value to the outlet."""
 
+    waits_in_thread = False  # its attempts are driven a step at a time, not in one send
+
     def __init__(self, outlet: Outlet | None = None) -> None:
         self._outlet = outlet
 
@@ -145,6 +148,8 @@ def _step_before(stoppable: Stoppable, generator: Iterator[T], deadline: float) 
 class _AsyncSteps(OnLoop):
     """Runs an async generator body one step per value, in the reader's task; or, with
     an outlet, in a producer task that hands each value to the outlet."""
+
+    waits_in_thread = False  # its attempts are driven a step at a time, not in one send
 
     def __init__(self, outlet: Outlet | None = None) -> None:
         self._outlet = outlet
@@ -212,8 +217,8 @@ class _ReaderClosed(Exception):
     """
 
 
-SYNC_STEPS: Runner = _SyncSteps()
-ASYNC_STEPS: Runner = _AsyncSteps()
+SYNC_STEPS: Venue = _SyncSteps()
+ASYNC_STEPS: Venue = _AsyncSteps()
 
 
 # The readers: iterators that drive a run's coroutine one value at a time.
@@ -456,7 +461,7 @@ _END: Any = object()
 class BufferedSyncStream(SyncReader, Iterator[Any]):
     """Reads a sync generator run that a thread of its own produces up to ``buffer`` ahead."""
 
-    def __init__(self, run: Run, buffer: int, drive_run: Callable[[Run, Runner], Any]) -> None:
+    def __init__(self, run: Run, buffer: int, drive_run: Callable[[Run, Venue], Any]) -> None:
         self.run = run
         self._queue: queue.Queue[Any] = queue.Queue(buffer)
         self._closed = threading.Event()
@@ -469,7 +474,7 @@ class BufferedSyncStream(SyncReader, Iterator[Any]):
         )  # fmt: skip
         self._thread.start()
 
-    def _produce(self, drive_run: Callable[[Run, Runner], Any]) -> None:
+    def _produce(self, drive_run: Callable[[Run, Venue], Any]) -> None:
         try:
             drive_run(self.run, _SyncSteps(self._put))
         finally:
@@ -532,7 +537,7 @@ class BufferedAsyncStream(AsyncReader, AsyncIterator[Any]):
         self._send, self._receive = anyio.create_memory_object_stream[Any](buffer)
         _register(run, self)
 
-    async def produce(self, execute: Callable[[Run, Runner], Coroutine[Any, Any, Any]]) -> None:
+    async def produce(self, execute: Callable[[Run, Venue], Coroutine[Any, Any, Any]]) -> None:
         """The producer task's body: run the generator run, then close the channel."""
         with self._send:
             await execute(self.run, _AsyncSteps(self._send.send))

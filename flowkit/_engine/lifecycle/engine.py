@@ -1,7 +1,7 @@
 """The one engine: every flow and task run goes through ``execute``.
 
 ``execute`` is written once, as async code; where the body runs, and how waiting,
-sleeping and deadlines work there, is the business of a runner (see ``runners``).
+sleeping and deadlines work there, is the business of a venue (see ``venues``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from ...exceptions import (
 from ...states import State, StateType
 from .. import events
 from ..definition.policy import Caching, Policy
+from ..definition.signature import Definition
 from ..definition.validation import validate
 from ..events import RunInfo, StateChanged, error_info
-from ..execution.local import Runner, interrupted_by
 from ..execution.streams import StreamDeadline, last_delivered, open_readers
 from ..limits import tag_slots
 from ..naming import generate_name, render_run_name
@@ -40,16 +40,8 @@ from .inputs import as_wait_list, find_upstream, may_hold_upstream, resolve
 from .prints import printing_to_log
 from .records import run_record
 from .returned import pending_futures
-from .runs import (
-    NOT_HANDED,
-    Definition,
-    FlowRun,
-    Run,
-    TaskRun,
-    current_run,
-    current_tags,
-    ended,
-)
+from .runs import NOT_HANDED, FlowRun, Run, TaskRun, current_run, current_tags, ended
+from .venue import Venue, interrupted_by
 
 __all__ = ["execute", "finished", "new_run", "set_state"]
 
@@ -227,7 +219,7 @@ def _telling(state: State[Any], exc: BaseException) -> bool:
     )
 
 
-async def execute(run: Run, runner: Runner) -> State[Any]:
+async def execute(run: Run, venue: Venue) -> State[Any]:
     """Take a Pending run through its attempts to its final state, and return that state.
 
     The run first waits for its upstream runs, and ends ``NotReady`` without starting if
@@ -245,17 +237,17 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
     flight: tuple[str, str] | None = None  # the cache key whose computation is ours
     reused: State[Any] | None = None  # a subflow's result from an earlier parent attempt
     try:
-        final = await _take_inputs(run, runner) if run.takes_inputs else None
+        final = await _take_inputs(run, venue) if run.takes_inputs else None
         if final is None and policy.validate_parameters:
             final = _validated(run)
         if final is None and isinstance(run, FlowRun):
             final = reused = run.reused_state()
         caching = policy.caching if results.persist else None
         if final is None and caching is not None:
-            final, flight = await _from_cache(run, runner, caching, results)
+            final, flight = await _from_cache(run, venue, caching, results)
         fresh = final is None
         while final is None:
-            final = await _attempt(run, runner, policy)
+            final = await _attempt(run, venue, policy)
             if (delay := await _retry_delay(run, policy, final)) is not None:
                 set_state(
                     run,
@@ -264,18 +256,18 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
                         f"{policy.retries} in {delay:.3g} s"
                     ),
                 )
-                await runner.sleep(delay)
+                await venue.sleep(delay)
                 final = None
         if fresh and results.persist and final.is_completed():
             final = _persist(run, final, results, caching, flight)
             if isinstance(run, FlowRun):
                 run.keep_for_retries(final)
     except BaseException as exc:
-        with runner.shield():
-            state = set_state(run, _interrupted(run, exc, runner))
+        with venue.shield():
+            state = set_state(run, _interrupted(run, exc, venue))
             if txn is not None:
                 transactions.settle(txn, run, state)
-            await _call_hooks(run, state, policy.final_hook(state), runner)
+            await _call_hooks(run, state, policy.final_hook(state), venue)
         raise
     finally:
         current_run.reset(token)
@@ -291,8 +283,8 @@ async def execute(run: Run, runner: Runner) -> State[Any]:
         transactions.settle(txn, run, final)
     # A reused subflow did not run: its hooks ran when it completed, in the earlier attempt.
     if reused is None and (hooks := policy.final_hook(final)):
-        with runner.shield():
-            await _call_hooks(run, final, hooks, runner)
+        with venue.shield():
+            await _call_hooks(run, final, hooks, venue)
     return final
 
 
@@ -308,7 +300,7 @@ def _task_key(run: Run) -> str:
 
 
 async def _from_cache(
-    run: Run, runner: Runner, caching: Caching, results: Results
+    run: Run, venue: Venue, caching: Caching, results: Results
 ) -> tuple[State[Any] | None, tuple[str, str] | None]:
     """Look for a cached result: its ``Cached`` state on a hit; on a miss, the claim on
     computing it (another run computing the same key is waited for, then looked up)."""
@@ -342,7 +334,7 @@ async def _from_cache(
         if busy is None:
             run.cache_note = f"miss: {reason} (key {key[:12]})"
             return None, (scope, key)
-        await runner.wait_event(busy)  # single flight: the other run may cache it for us
+        await venue.wait_event(busy)  # single flight: the other run may cache it for us
 
 
 def _persist(
@@ -396,22 +388,22 @@ def _persist(
     return attrs.evolve(final, data=stored)
 
 
-async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
+async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
     """Run the body once, with its children and deadline; return the attempt's state."""
     final: State[Any] | None = None
     value: Any = None
     run.run_count += 1
     run.children = []
     run.handed_back = NOT_HANDED
-    slots = await tag_slots(run, runner, set_state)  # tag limits: held for the attempt
-    with slots, runner.attempt_scope(run, policy.timeout) as scope:
+    slots = await tag_slots(run, venue, set_state)  # tag limits: held for the attempt
+    with slots, venue.attempt_scope(run, policy.timeout) as scope:
         async with run.scope():
             running = states.Running() if run.run_count == 1 else states.Retrying()
             set_state(run, running)
-            await _call_hooks(run, running, policy.hooks.get("on_running", ()), runner)
+            await _call_hooks(run, running, policy.hooks.get("on_running", ()), venue)
             with printing_to_log(run.log_prints):
                 try:
-                    value = await runner.call(run)
+                    value = await venue.call(run)
                 except StreamDeadline:
                     return _timed_out(run, policy)
                 except Exception as exc:
@@ -421,9 +413,9 @@ async def _attempt(run: Run, runner: Runner, policy: Policy) -> State[Any]:
             for stream in open_readers(run):  # streams left open end with their reader
                 await stream.finish_early()
             if run.children:
-                await runner.join(run.children)
+                await venue.join(run.children)
             if final is None and isinstance(run, FlowRun) and (returned := pending_futures(value)):
-                await runner.join(returned)  # a returned future never outlives its run
+                await venue.join(returned)  # a returned future never outlives its run
     if scope.cancelled_caught:
         return _timed_out(run, policy)
     return final if final is not None else run.final_state(value)
@@ -466,12 +458,12 @@ def _timed_out(run: Run, policy: Policy) -> State[Any]:
 
 
 async def _call_hooks(
-    run: Run, state: State[Any], hooks: tuple[Callable[..., Any], ...], runner: Runner
+    run: Run, state: State[Any], hooks: tuple[Callable[..., Any], ...], venue: Venue
 ) -> None:
     record = run_record(run) if hooks else None  # made once, and only for hooks
     for hook in hooks:
         try:
-            await runner.call_hook(hook, run.definition, record, state)
+            await venue.call_hook(hook, run.definition, record, state)
         except Exception:
             _log.exception(
                 "Hook %r of run %r failed on state %s",
@@ -479,13 +471,13 @@ async def _call_hooks(
             )  # fmt: skip
 
 
-async def _take_inputs(run: Run, runner: Runner) -> State[Any] | None:
+async def _take_inputs(run: Run, venue: Venue) -> State[Any] | None:
     """Wait for the upstream runs and put their values in the arguments.
 
     Returns:
         ``None`` when the run may start; its final ``NotReady`` state when it may not.
     """
-    await runner.join(u.future for u in run.upstream)
+    await venue.join(u.future for u in run.upstream)
     owner = f"{'flow' if isinstance(run, FlowRun) else 'task'} run {run.name!r}"
     try:
         if run.wait_for is not None:
@@ -496,11 +488,11 @@ async def _take_inputs(run: Run, runner: Runner) -> State[Any] | None:
     return None
 
 
-def _interrupted(run: Run, exc: BaseException, runner: Runner) -> State[Any]:
-    if runner.timed_out(run, exc):
+def _interrupted(run: Run, exc: BaseException, venue: Venue) -> State[Any]:
+    if venue.timed_out(run, exc):
         return _timed_out(run, run.definition.policy)
     exc = interrupted_by(exc)  # Ctrl-C reaches async code on asyncio as a cancellation
-    if runner.is_cancellation(exc):
+    if venue.is_cancellation(exc):
         # The state holds an Exception: whoever reads the result (``await future``) gets
         # CancelledRun, never the cancellation itself, which would cancel the reader.
         return states.Cancelled("The run was cancelled.", exception=CancelledRun(_stopped(run)))

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.lowlevel import EventLoopToken
 
-    from ..execution.remote import Remote
+    from ..definition.task_runner import Executor
+    from .venue import Venue
 
 __all__ = ["Nursery"]
 
@@ -36,7 +37,9 @@ class Nursery:
         library: The loop's library, ``"asyncio"`` or ``"trio"``.
         limiter: How many sync task bodies may hold a worker thread at once.
         executor: Where submitted task bodies run, for a flow with a process or Dask
-            task runner (``remote.Remote``); ``None``: worker threads.
+            task runner; ``None``: worker threads.
+        remote: The venue of the submitted runs on that executor, made by
+            ``children`` when it first needs it.
         threads: Bounds nothing: lets worker threads that lent their slot back wait
             without starving the thread pool.
         spawns: Runs submitted from threads, waiting for the loop to start them.
@@ -53,7 +56,8 @@ class Nursery:
     library: str
     limiter: anyio.CapacityLimiter
     threads: anyio.CapacityLimiter
-    executor: Remote | None = None
+    executor: Executor | None = None
+    remote: Venue | None = None
     spawns: list[Any] = attrs.field(factory=list, repr=False)
     spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     drain_scheduled: bool = False

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import inspect
 import itertools
 import math
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
 import anyio
@@ -29,22 +28,22 @@ import sniffio
 from ... import states
 from ...exceptions import WorkerCrashedError
 from ...states import State, StateType
+from ..definition.signature import Definition, bind
+from ..ids import new_id
 from .nursery import Nursery
 from .returned import decide, resolve
 
 if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
 
-    from ..definition.policy import Policy
+    from ..definition.task_runner import TaskRunner
     from ..events import RunInfo
-    from ..execution.remote import TaskRunner
     from .futures import TaskFuture
     from .inputs import Upstream
     from .transactions import Transaction
 
 __all__ = [
     "NOT_HANDED",
-    "Definition",
     "FlowRun",
     "Run",
     "TaskRun",
@@ -54,83 +53,6 @@ __all__ = [
     "failed",
     "not_ready",
 ]
-
-
-# Run ids are random (version 4) UUIDs like ``uuid4()``'s, with their bytes drawn from the
-# OS a few thousand at a time: ``os.urandom`` releases the GIL, and a thread that releases
-# it while another (the store's writer) is busy waits up to a switch interval to get it
-# back, which cost more than the rest of a task run's bookkeeping.
-_IDS_PER_DRAW = 256
-_drawn: tuple[bytes, Iterator[int]] = (b"", iter(()))
-
-
-def new_id() -> UUID:
-    """A new random run id, unique as ``uuid4()``'s."""
-    while True:
-        drawn, taken = _drawn
-        # ``next`` on a count is atomic: two threads never take the same id.
-        if (i := next(taken, _IDS_PER_DRAW)) < _IDS_PER_DRAW:
-            return UUID(bytes=drawn[i * 16 : i * 16 + 16], version=4)
-        _draw()
-
-
-def _draw() -> None:
-    global _drawn
-    _drawn = (os.urandom(16 * _IDS_PER_DRAW), itertools.count())
-
-
-# A forked process must not hand out the ids its parent has drawn.
-os.register_at_fork(after_in_child=_draw)
-
-
-PlainParameters = tuple[tuple[str, ...], int, dict[str, Any]] | None
-
-
-def plain_parameters(signature: inspect.Signature) -> PlainParameters:
-    """Names, how many may be given by position, and defaults, for a signature without
-    ``*args``, ``**kwargs`` or positional-only parameters (binding is then a zip);
-    ``None`` for any other signature."""
-    names: list[str] = []
-    positional = 0
-    defaults: dict[str, Any] = {}
-    for name, p in signature.parameters.items():
-        if p.kind is p.POSITIONAL_OR_KEYWORD:
-            positional += 1
-        elif p.kind is not p.KEYWORD_ONLY:
-            return None
-        names.append(name)
-        if p.default is not p.empty:
-            defaults[name] = p.default
-    return tuple(names), positional, defaults
-
-
-def _bind(
-    signature: inspect.Signature,
-    plain: PlainParameters,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> dict[str, Any]:
-    """``signature.bind(*args, **kwargs)`` with defaults applied, as a dict; fast for plain
-    signatures, whose binding this checks the same way.
-
-    Raises:
-        TypeError: The arguments do not fit the signature.
-    """
-    if plain is not None:
-        names, positional, defaults = plain
-        if len(args) <= positional:
-            params = dict(zip(names, args, strict=False))
-            if not params.keys() & kwargs.keys() and kwargs.keys() <= set(names):
-                params.update(kwargs)
-                if len(params) < len(names):
-                    for name in names:
-                        if name not in params and name in defaults:
-                            params[name] = defaults[name]
-                if len(params) == len(names):
-                    return {name: params[name] for name in names}
-    bound = signature.bind(*args, **kwargs)  # the general case, and the error messages
-    bound.apply_defaults()
-    return dict(bound.arguments)
 
 
 class _NoScope:
@@ -169,25 +91,6 @@ class _NotHanded(enum.Enum):
 
 NOT_HANDED = _NotHanded.NOT_HANDED
 """``Run.handed_back`` when the call hands back its final state's result."""
-
-
-class Definition(Protocol):
-    """What the engine reads from a ``Task`` or ``Flow`` to start a run of it."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def fn(self) -> Callable[..., Any]: ...
-    @property
-    def is_async(self) -> bool: ...
-    @property
-    def streams(self) -> Literal["sync", "async"] | None: ...
-    @property
-    def signature(self) -> inspect.Signature: ...
-    @property
-    def policy(self) -> Policy: ...
-    @property
-    def plain_parameters(self) -> PlainParameters: ...
 
 
 @attrs.define(eq=False)
@@ -297,7 +200,7 @@ class Run:
         """The call's arguments by parameter name, defaults filled in, with a bound
         method's ``self`` or ``cls`` (what run name templates and cache_key_fn see)."""
         definition = self.definition
-        return _bind(definition.signature, definition.plain_parameters, self.args, self.kwargs)
+        return bind(definition.signature, definition.plain_parameters, self.args, self.kwargs)
 
     @cached_property
     def parameters(self) -> dict[str, Any]:
@@ -491,8 +394,9 @@ class FlowRun(Run):
 
     @asynccontextmanager
     async def _task_group_scope(self) -> AsyncGenerator[None, None]:
-        runner = self.task_runner
-        executor = None if runner is None else await runner.open(f"flow {self.flow_name!r}")
+        task_runner = self.task_runner
+        owner = f"flow {self.flow_name!r}"
+        executor = None if task_runner is None else await task_runner.executor(owner)
         try:
             async with anyio.create_task_group() as tg:
                 loop_thread = threading.get_ident()

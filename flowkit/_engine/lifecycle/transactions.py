@@ -42,8 +42,9 @@ import attrs
 from .. import events
 from ..events import TransactionEnded
 from ..home import home, make_private_directory
+from ..ids import new_id
 from ..results.storage import write_atomic
-from .runs import current_run, new_id
+from .runs import current_run
 
 if TYPE_CHECKING:
     from ...states import State

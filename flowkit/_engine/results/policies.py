@@ -21,7 +21,8 @@ from uuid import UUID
 
 import attrs
 
-from ..lifecycle.runs import Run, current_run, new_id
+from ..ids import new_id
+from ..lifecycle.runs import Run, current_run
 from . import cache
 from .cache import (
     RESULTS,

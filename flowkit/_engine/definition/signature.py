@@ -1,0 +1,81 @@
+"""Signatures: what the engine reads of a definition, and binding a call's arguments to
+its parameters (fast for the plain signatures most functions have)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .policy import Policy
+
+__all__ = ["Definition", "PlainParameters", "bind", "plain_parameters"]
+
+PlainParameters = tuple[tuple[str, ...], int, dict[str, Any]] | None
+
+
+def plain_parameters(signature: inspect.Signature) -> PlainParameters:
+    """Names, how many may be given by position, and defaults, for a signature without
+    ``*args``, ``**kwargs`` or positional-only parameters (binding is then a zip);
+    ``None`` for any other signature."""
+    names: list[str] = []
+    positional = 0
+    defaults: dict[str, Any] = {}
+    for name, p in signature.parameters.items():
+        if p.kind is p.POSITIONAL_OR_KEYWORD:
+            positional += 1
+        elif p.kind is not p.KEYWORD_ONLY:
+            return None
+        names.append(name)
+        if p.default is not p.empty:
+            defaults[name] = p.default
+    return tuple(names), positional, defaults
+
+
+def bind(
+    signature: inspect.Signature,
+    plain: PlainParameters,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """``signature.bind(*args, **kwargs)`` with defaults applied, as a dict; fast for plain
+    signatures, whose binding this checks the same way.
+
+    Raises:
+        TypeError: The arguments do not fit the signature.
+    """
+    if plain is not None:
+        names, positional, defaults = plain
+        if len(args) <= positional:
+            params = dict(zip(names, args, strict=False))
+            if not params.keys() & kwargs.keys() and kwargs.keys() <= set(names):
+                params.update(kwargs)
+                if len(params) < len(names):
+                    for name in names:
+                        if name not in params and name in defaults:
+                            params[name] = defaults[name]
+                if len(params) == len(names):
+                    return {name: params[name] for name in names}
+    bound = signature.bind(*args, **kwargs)  # the general case, and the error messages
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+class Definition(Protocol):
+    """What the engine reads from a ``Task`` or ``Flow`` to start a run of it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+    @property
+    def is_async(self) -> bool: ...
+    @property
+    def streams(self) -> Literal["sync", "async"] | None: ...
+    @property
+    def signature(self) -> inspect.Signature: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def plain_parameters(self) -> PlainParameters: ...

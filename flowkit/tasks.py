@@ -41,18 +41,13 @@ from ._engine.definition.signature import Definition
 from ._engine.execution import children
 from ._engine.execution.bridge import flow_loop
 from ._engine.execution.local import INLINE, ON_LOOP
+from ._engine.lifecycle.caching import CacheExplanation, explain
 from ._engine.lifecycle.engine import execute, finished, new_run
 from ._engine.lifecycle.futures import TaskFuture, TaskFutureList
 from ._engine.lifecycle.inputs import BaseAnnotation, allow_failure, quote, unmapped
 from ._engine.lifecycle.runs import Run, TaskRun
 from ._engine.loops import drive
-from ._engine.results.policies import (
-    NO_CACHE,
-    CacheExplanation,
-    CachePolicy,
-    explain,
-    task_input_hash,
-)
+from ._engine.results.policies import NO_CACHE, CachePolicy, task_input_hash
 from ._engine.results.storage import SerializerOption, StorageOption
 from .exceptions import FutureDeadlockError
 from .states import State

@@ -33,14 +33,11 @@ import anyio.to_thread
 import attrs
 import sniffio
 
-from .. import states
 from ..exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
-from .lifecycle.runs import FlowRun, Run
-from .lifecycle.venue import Venue
 from .loops import call_soon_threadsafe, drive
 
 if TYPE_CHECKING:
-    from ..states import State
+    pass
 
 __all__ = [
     "LocalLimit",
@@ -550,17 +547,18 @@ _NOTHING_HELD = _Held([])
 
 
 async def tag_slots(
-    run: Run, venue: Venue, set_state: Callable[[Run, State[Any]], object]
+    tags: frozenset[str], waits_in_thread: bool, on_wait: Callable[[str], object]
 ) -> AbstractContextManager[None]:
-    """Take a slot of each tag limit of a task run's tags, waiting in state
-    ``AwaitingConcurrencySlot`` if one is busy; return what gives them back.
+    """Take a slot of each tag limit of a task run's ``tags``, calling ``on_wait(tag)``
+    before waiting for a busy one; return what gives them back. A run driven in its
+    calling thread (``waits_in_thread``) must not suspend: it waits by blocking.
 
     Raises:
         ValueError: A tag limit can never be had (see ``check_request``).
     """
-    if not run.tags or isinstance(run, FlowRun) or not (_local or _shared):
+    if not tags or not (_local or _shared):
         return _NOTHING_HELD
-    found = find(sorted(TAG_PREFIX + tag for tag in run.tags))
+    found = find(sorted(TAG_PREFIX + tag for tag in tags))
     if not found:
         return _NOTHING_HELD
     limits = [found[name] for name in sorted(found)]
@@ -568,9 +566,7 @@ async def tag_slots(
         limit.check(1, "concurrency")
 
     def waiting(limit: Limit) -> None:
-        tag = limit.name.removeprefix(TAG_PREFIX)
-        set_state(run, states.AwaitingConcurrencySlot(f"Waiting for a slot of tag {tag!r}"))
+        on_wait(limit.name.removeprefix(TAG_PREFIX))
 
-    # A run driven in its calling thread must not suspend: it waits by blocking.
-    waiter_type = ThreadWaiter if venue.waits_in_thread else LoopWaiter
+    waiter_type = ThreadWaiter if waits_in_thread else LoopWaiter
     return _Held(await acquire(limits, 1, "concurrency", None, waiter_type, on_wait=waiting))

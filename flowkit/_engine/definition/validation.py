@@ -31,10 +31,9 @@ from ..convert import converter
 if TYPE_CHECKING:
     import cattrs
 
-    from ..lifecycle.runs import Run
     from .signature import Definition
 
-__all__ = ["validate"]
+__all__ = ["validated"]
 
 _log = logging.getLogger("flowkit.engine")
 
@@ -45,18 +44,19 @@ _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
 
 
-def validate(run: Run) -> None:
-    """Check and coerce the arguments of a flow run, and put the coerced ones in its call.
+def validated(
+    definition: Definition, skip: int, arguments: dict[str, Any]
+) -> inspect.BoundArguments | None:
+    """Check and coerce the arguments of a call of a flow: the call with the coerced
+    arguments, or ``None`` when every argument fits as it is.
 
     Raises:
         ParameterTypeError: An argument does not fit its parameter's type hint; the
             message names the flow, the parameter, the value and the expected type.
     """
-    definition = run.definition
-    plan = _plan_of(definition, run.skip)
+    plan = _plan_of(definition, skip)
     if not plan:
-        return
-    arguments = run.arguments
+        return None
     changed: dict[str, Any] = {}
     for name, hint in plan:
         if name not in arguments:
@@ -73,9 +73,9 @@ def validate(run: Run) -> None:
             ) from None
         if not _unchanged(coerced, value):
             changed[name] = coerced
-    if changed:
-        bound = inspect.BoundArguments(definition.signature, {**arguments, **changed})
-        run.rebind(bound.args, bound.kwargs)
+    if not changed:
+        return None
+    return inspect.BoundArguments(definition.signature, {**arguments, **changed})
 
 
 def _plan_of(definition: Definition, skip: int) -> Plan:

@@ -36,7 +36,6 @@ import math
 import queue
 import threading
 import time
-import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -47,10 +46,11 @@ from collections.abc import (
     Iterator,
 )
 from contextvars import Context, copy_context
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import anyio
 
+from ..lifecycle.readers import StreamDeadline, register, unregister
 from ..lifecycle.runs import Run
 from ..lifecycle.venue import Venue
 from ..threadstop import DeadlinePassed, Stoppable
@@ -62,17 +62,10 @@ __all__ = [
     "AsyncStream",
     "BufferedAsyncStream",
     "BufferedSyncStream",
-    "StreamDeadline",
     "SyncStream",
-    "last_delivered",
-    "open_readers",
 ]
 
 T = TypeVar("T")
-
-
-class StreamDeadline(TimeoutError):
-    """Raised by the engine inside a generator run whose deadline passed during a step."""
 
 
 class _Item:
@@ -224,59 +217,6 @@ ASYNC_STEPS: Venue = _AsyncSteps()
 # The readers: iterators that drive a run's coroutine one value at a time.
 
 
-def last_delivered(parent: Run | None, value: object) -> Run | None:
-    """The generator run that last handed ``value`` (this very object) to ``parent``'s
-    body, if one did: a task called with a streamed value records its producer."""
-    if parent is None or not _readers:
-        return None
-    for stream in open_readers(parent):
-        if stream.last is value and stream.run.streamed:
-            producer: Run = stream.run
-            return producer
-    return None
-
-
-# Each run whose body reads generator runs keeps its open readers here, to close those
-# still open when its body ends. A sync reader is held weakly, so that dropping it
-# (after a ``break``) closes it at once; an async reader cannot be closed without its
-# loop, so it is held until then.
-_readers: weakref.WeakKeyDictionary[Run, list[Any]] = weakref.WeakKeyDictionary()
-_readers_lock = threading.Lock()
-
-
-def _register(run: Run, reader: Any) -> None:
-    if run.parent is not None:
-        entry = (
-            weakref.ref(reader) if isinstance(reader, SyncStream | BufferedSyncStream) else reader
-        )
-        with _readers_lock:
-            _readers.setdefault(run.parent, []).append(entry)
-
-
-def _unregister(run: Run, reader: Any) -> None:
-    if run.parent is None:
-        return
-    with _readers_lock:
-        left = [r for r in _readers.get(run.parent, ()) if _alive(r) is not reader]
-        if left:
-            _readers[run.parent] = left
-        else:
-            _readers.pop(run.parent, None)
-
-
-def _alive(entry: object) -> Any:
-    return cast("Callable[[], Any]", entry)() if isinstance(entry, weakref.ref) else entry
-
-
-def open_readers(run: Run) -> list[Any]:
-    """The readers of generator runs that ``run``'s body still has open."""
-    if not _readers:
-        return []
-    with _readers_lock:
-        entries = list(_readers.get(run, ()))
-    return [reader for entry in entries if (reader := _alive(entry)) is not None]
-
-
 class _Stream:
     """What sync and async readers share: the run, its coroutine and its context."""
 
@@ -297,21 +237,21 @@ class _Stream:
         self._unread = unread
         self._started = False
         self._done = False
-        _register(run, self)
+        register(run, self, weakly=isinstance(self, SyncReader))
 
     def close_unread(self) -> None:
         """Close a stream whose first value was never asked for: as with a generator
         closed before it started, the body never runs. (Thrown into a coroutine that has
         not started, an exception would leave it at once, past every handler.)"""
         self._done = True
-        _unregister(self.run, self)
+        unregister(self.run, self)
         self.coroutine.close()
         self._unread(self.run)
 
     def _finished(self, state: Any) -> None:
         self.returned = state.data if state.is_completed() else None
         self._done = True
-        _unregister(self.run, self)
+        unregister(self.run, self)
         if state.is_failed() or state.is_crashed():
             raise state.exception
 
@@ -329,7 +269,7 @@ class _Stream:
             raise _Exhausted from None
         except BaseException:
             self._done = True
-            _unregister(self.run, self)
+            unregister(self.run, self)
             raise
 
     def delivered(self, yielded: Any) -> Any:
@@ -466,7 +406,7 @@ class BufferedSyncStream(SyncReader, Iterator[Any]):
         self._queue: queue.Queue[Any] = queue.Queue(buffer)
         self._closed = threading.Event()
         self._done = False
-        _register(run, self)
+        register(run, self, weakly=isinstance(self, SyncReader))
         context = copy_context()
         self._thread = threading.Thread(
             target=context.run, args=(self._produce, drive_run), daemon=True,
@@ -504,7 +444,7 @@ class BufferedSyncStream(SyncReader, Iterator[Any]):
         value = self._queue.get()
         if value is _END:
             self._done = True
-            _unregister(self.run, self)
+            unregister(self.run, self)
             self._thread.join()
             state = self.run.state
             if state.is_failed() or state.is_crashed():
@@ -516,7 +456,7 @@ class BufferedSyncStream(SyncReader, Iterator[Any]):
         """Stop reading: the producer closes the generator at its next value."""
         if not self._done:
             self._done = True
-            _unregister(self.run, self)
+            unregister(self.run, self)
             self._closed.set()
             self._thread.join()
 
@@ -535,7 +475,7 @@ class BufferedAsyncStream(AsyncReader, AsyncIterator[Any]):
     def __init__(self, run: Run, buffer: int) -> None:
         self.run = run
         self._send, self._receive = anyio.create_memory_object_stream[Any](buffer)
-        _register(run, self)
+        register(run, self, weakly=isinstance(self, SyncReader))
 
     async def produce(self, execute: Callable[[Run, Venue], Coroutine[Any, Any, Any]]) -> None:
         """The producer task's body: run the generator run, then close the channel."""
@@ -549,7 +489,7 @@ class BufferedAsyncStream(AsyncReader, AsyncIterator[Any]):
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            _unregister(self.run, self)
+            unregister(self.run, self)
             self._receive.close()
             state = self.run.state
             if state.is_failed() or state.is_crashed():
@@ -558,7 +498,7 @@ class BufferedAsyncStream(AsyncReader, AsyncIterator[Any]):
 
     async def aclose(self) -> None:
         """Stop reading: the producer closes the generator at its next value."""
-        _unregister(self.run, self)
+        unregister(self.run, self)
         self._receive.close()
 
     async def finish_early(self) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar, cast
-
-import attrs
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar, cast
 
 from ... import states
 from ...exceptions import (
@@ -19,25 +18,24 @@ from ...exceptions import (
     FlowTimeoutError,
     ParameterBindError,
     ParameterTypeError,
-    SerializationError,
     TaskTimeoutError,
     UpstreamFailedError,
 )
 from ...states import State, StateType
 from .. import events
-from ..definition.policy import Caching, Policy
+from ..definition.policy import Policy
 from ..definition.signature import Definition
-from ..definition.validation import validate
+from ..definition.validation import validated
 from ..events import RunInfo, StateChanged, error_info
-from ..execution.streams import StreamDeadline, last_delivered, open_readers
 from ..limits import tag_slots
 from ..naming import generate_name, render_run_name
 from ..results import cache
-from ..results.policies import cache_key
-from ..results.storage import Results, persist, render_storage_key, results_of, storage_scope
+from ..results.storage import results_of
 from . import transactions
+from .caching import from_cache, persisted, task_key_of
 from .inputs import as_wait_list, find_upstream, may_hold_upstream, resolve
 from .prints import printing_to_log
+from .readers import StreamDeadline, last_delivered, open_readers
 from .records import run_record
 from .returned import pending_futures
 from .runs import NOT_HANDED, FlowRun, Run, TaskRun, current_run, current_tags, ended
@@ -140,7 +138,7 @@ def _call_shape(definition: Definition, skip: int) -> str:
 
 def _info(run: Run, flow: bool) -> RunInfo:
     parent = run.parent.info if run.parent is not None else None
-    task_key = None if flow else _task_key(run)
+    task_key = None if flow else task_key_of(run)
     return RunInfo(
         run.key, "flow" if flow else "task", run.name, run.definition.name, parent,
         in_flow=None if parent is None else (parent if parent.kind == "flow" else parent.in_flow),
@@ -244,7 +242,7 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
             final = reused = run.reused_state()
         caching = policy.caching if results.persist else None
         if final is None and caching is not None:
-            final, flight = await _from_cache(run, venue, caching, results)
+            final, flight = await from_cache(run, venue, caching, results)
         fresh = final is None
         while final is None:
             final = await _attempt(run, venue, policy)
@@ -259,7 +257,7 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
                 await venue.sleep(delay)
                 final = None
         if fresh and results.persist and final.is_completed():
-            final = _persist(run, final, results, caching, flight)
+            final = persisted(run, final, results, caching, flight)
             if isinstance(run, FlowRun):
                 run.keep_for_retries(final)
     except BaseException as exc:
@@ -288,106 +286,6 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
     return final
 
 
-class _Cacheable(Definition, Protocol):
-    """A definition whose runs may cache: a task."""
-
-    @property
-    def task_key(self) -> str: ...
-
-
-def _task_key(run: Run) -> str:
-    return cast("_Cacheable", run.definition).task_key
-
-
-async def _from_cache(
-    run: Run, venue: Venue, caching: Caching, results: Results
-) -> tuple[State[Any] | None, tuple[str, str] | None]:
-    """Look for a cached result: its ``Cached`` state on a hit; on a miss, the claim on
-    computing it (another run computing the same key is waited for, then looked up)."""
-    if caching.storage_key is not None:
-        try:
-            key: str | None = render_storage_key(caching.storage_key, run)
-        except ValueError as exc:
-            return run.failed_state(exc), None
-        # A result_storage_key names a file of the storage: any task writing that name
-        # to that storage shares it, as in Prefect.
-        scope = storage_scope(results.storage)
-    else:
-        assert caching.key is not None  # Caching.of: a policy, or a storage key
-        key, scope = cache_key(caching.key, run), _task_key(run)
-    if key is None:
-        run.cache_note = "not cached: the cache policy gave no key for this call"
-        return None, None
-    while True:
-        reason = "refresh_cache is set"
-        if not caching.refresh:
-            found = cache.RESULTS.lookup(
-                scope, key, cache.now(), storage=results.storage, serializer=results.serializer
-            )
-            if found.hit:
-                run.cache_note = f"hit: {found.reason} (key {key[:12]})"
-                assert found.record is not None
-                run.result_location = found.record.location
-                return states.Cached(f"Cache hit: {found.reason}", data=found.value), None
-            reason = found.reason
-        busy = cache.RESULTS.claim(scope, key)
-        if busy is None:
-            run.cache_note = f"miss: {reason} (key {key[:12]})"
-            return None, (scope, key)
-        await venue.wait_event(busy)  # single flight: the other run may cache it for us
-
-
-def _persist(
-    run: Run,
-    final: State[Any],
-    results: Results,
-    caching: Caching | None,
-    flight: tuple[str, str] | None,
-) -> State[Any]:
-    """Write the result of a completed run to its storage (and its cache record, when
-    the run holds a cache key); return the final state, the result's place in it if it
-    is not kept in memory. A result that cannot be written fails the run when its own
-    options asked for persistence; else it stays in memory, with a WARNING."""
-    value = final.data
-    try:
-        if flight is not None and caching is not None:
-            now = cache.now()
-            expires = now + caching.expiration if caching.expiration is not None else None
-            storage_key = caching.storage_key is not None
-            record = cache.RESULTS.save(
-                cache.CacheRecord(
-                    key=flight[1], task_key=_task_key(run), task_name=run.definition.name,
-                    run_id=run.key, created=now, expires=expires, serializer="",
-                    result=flight[1] if storage_key else "", mac="", location="",
-                ),
-                value, scope=flight[0], storage=results.storage,
-                serializer=results.serializer, in_memory=results.in_memory,
-            )  # fmt: skip
-            stored = cache.stored_result(record, results)
-        else:
-            stored = persist(value, f"{run.key}", results)
-    except Exception as exc:
-        kind = "flow" if isinstance(run, FlowRun) else "task"
-        serializer = "default" if results.serializer is None else results.serializer
-        message = (
-            f"{kind} {run.definition.name!r}: its result, a {type(value).__name__}, cannot be "
-            f"persisted with result_serializer={serializer!r}: {type(exc).__name__}: {exc}. "
-            "Choose a result_serializer that can write it (e.g. 'pickle'), or set "
-            "persist_result=False"
-        )
-        if results.asked:
-            run.handed_back = NOT_HANDED  # the call raises what failed the run
-            error = SerializationError(message)
-            error.__cause__ = exc
-            return states.Failed(message, exception=error)
-        _log.warning("%s (run %r keeps it in memory only)", message, run.name)
-        return final
-    run.result_location = stored.location
-    if results.in_memory:
-        return final
-    return attrs.evolve(final, data=stored)
-
-
 async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
     """Run the body once, with its children and deadline; return the attempt's state."""
     final: State[Any] | None = None
@@ -395,7 +293,7 @@ async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
     run.run_count += 1
     run.children = []
     run.handed_back = NOT_HANDED
-    slots = await tag_slots(run, venue, set_state)  # tag limits: held for the attempt
+    slots = await _tag_slots(run, venue)  # tag limits: held for the attempt
     with slots, venue.attempt_scope(run, policy.timeout) as scope:
         async with run.scope():
             running = states.Running() if run.run_count == 1 else states.Retrying()
@@ -506,11 +404,22 @@ def _stopped(run: Run) -> str:
     return f"{kind} run {run.name!r} was cancelled"
 
 
+async def _tag_slots(run: Run, venue: Venue) -> AbstractContextManager[None]:
+    """The slots of the tag limits of a task run, waiting ``AwaitingConcurrencySlot``."""
+
+    def waiting(tag: str) -> None:
+        set_state(run, states.AwaitingConcurrencySlot(f"Waiting for a slot of tag {tag!r}"))
+
+    tags = run.tags if isinstance(run, TaskRun) else frozenset[str]()
+    return await tag_slots(tags, venue.waits_in_thread, waiting)
+
+
 def _validated(run: Run) -> State[Any] | None:
     """``None`` when the run's arguments fit its type hints (coerced in place), else its
     final ``Failed`` state."""
     try:
-        validate(run)
+        if (bound := validated(run.definition, run.skip, run.arguments)) is not None:
+            run.rebind(bound.args, bound.kwargs)
     except ParameterTypeError as exc:
         return states.Failed(f"Validation of flow parameters failed: {exc}", exception=exc)
     return None

@@ -21,12 +21,7 @@ from uuid import UUID
 
 import attrs
 
-from ..ids import new_id
-from ..lifecycle.runs import Run, current_run
-from . import cache
 from .cache import (
-    RESULTS,
-    CacheRecord,
     Unencodable,
     canonical,
     canonical_dict,
@@ -43,7 +38,6 @@ __all__ = [
     "RUN_ID",
     "TASK_SOURCE",
     "CacheContext",
-    "CacheExplanation",
     "CacheKeyFn",
     "CacheKeyFnPolicy",
     "CachePolicy",
@@ -54,8 +48,6 @@ __all__ = [
     "RunId",
     "TaskRunInfo",
     "TaskSource",
-    "cache_key",
-    "explain",
     "task_input_hash",
 ]
 
@@ -393,7 +385,7 @@ def _flattened(policies: Iterable[CachePolicy]) -> tuple[CachePolicy, ...]:
                 f"a compound cache policy is made of cache policies such as "
                 f"flowkit.cache_policies.INPUTS, got {policy!r}"
             )
-        for part in _parts(policy):
+        for part in parts_of(policy):
             if isinstance(part, Inputs):
                 inputs = True
                 excluded.extend(part.exclude)
@@ -445,7 +437,7 @@ class CompoundCachePolicy(CachePolicy):
         return " + ".join(map(repr, self.policies)) if self.policies else "NO_CACHE"
 
 
-def _parts(policy: CachePolicy) -> tuple[CachePolicy, ...]:
+def parts_of(policy: CachePolicy) -> tuple[CachePolicy, ...]:
     return policy.policies if isinstance(policy, CompoundCachePolicy) else (policy,)
 
 
@@ -482,69 +474,3 @@ def task_input_hash(context: CacheContext, arguments: dict[str, Any]) -> str | N
         _log.warning("%s; the call runs uncached", exc)
         return None
     return digest_canonical([task.task_key, code.hex(), encoded])
-
-
-def cache_key(policy: CachePolicy, run: Run) -> str | None:
-    """The cache key of task run ``run``; ``None`` for none, with a WARNING if the policy
-    failed (as Prefect, the run then goes on uncached)."""
-    flow_run = run.flow_run
-    # A cache_key_fn sees a method's self or cls, as in Prefect; the policies that encode
-    # inputs do not (an instance rarely has a canonical encoding).
-    inputs = run.arguments if isinstance(policy, CacheKeyFnPolicy) else run.parameters
-    info = TaskRunInfo(run.id, flow_run.id if flow_run is not None else None)
-    context = CacheContext(run.definition, info, inputs)
-    try:
-        return policy.compute_key(
-            context, inputs, flow_run.parameters if flow_run is not None else {}
-        )
-    except Exception as exc:
-        _log.warning("%s: %s (run %r is not cached)", type(exc).__name__, exc, run.name)
-        return None
-
-
-@attrs.frozen
-class CacheExplanation:
-    """Why a call would (or would not) use a cached result.
-
-    Attributes:
-        key: The cache key, or ``None`` if the call is not cached.
-        parts: Each policy's part of the key, by the policy's ``repr``.
-        hit: Whether a usable cached result exists now.
-        reason: How it hits, or why it misses.
-        record: The cache record found, if any.
-    """
-
-    key: str | None
-    parts: dict[str, str | None]
-    hit: bool
-    reason: str
-    record: CacheRecord | None = None
-
-
-def explain(task: Any, policy: CachePolicy | None, parameters: dict[str, Any]) -> CacheExplanation:
-    """Explain the cache decision for calling ``task`` with ``parameters`` here, now.
-
-    The call is taken as a new run in the current flow run, if any: under ``RUN_ID``
-    outside a flow, its key is new each time.
-    """
-    if policy is None:
-        return CacheExplanation(None, {}, False, f"task {task.name!r} does not cache its results")
-    here = current_run.get()
-    flow_run = here.flow_run if here is not None else None
-    info = TaskRunInfo(new_id(), flow_run.id if flow_run is not None else None)
-    context = CacheContext(task, info, parameters)
-    flow_parameters = flow_run.parameters if flow_run is not None else {}
-    parts: dict[str, str | None] = {}
-    try:
-        for part in _parts(policy):
-            parts[repr(part)] = part.compute_key(context, parameters, flow_parameters)
-        key = policy.compute_key(context, parameters, flow_parameters)
-    except Exception as exc:
-        return CacheExplanation(None, parts, False, f"no cache key: {exc}")
-    if key is None:
-        return CacheExplanation(None, parts, False, "no cache key: no part of the policy gave one")
-    found = RESULTS.lookup(
-        task.task_key, key, cache.now(),
-        storage=task.result_storage, serializer=task.result_serializer,
-    )  # fmt: skip
-    return CacheExplanation(key, parts, found.hit, found.reason, found.record)

@@ -222,10 +222,28 @@ def test_a_value_that_cannot_be_encoded_gets_a_placeholder(
     with Store.open() as s:
         tree = {r.name: r for r in s.tree(s.flow_runs()[0].id)}
     assert tree["takes-0"].parameters == {
-        "<unrecorded>": "could not be encoded: RuntimeError: no repr for you"
+        "thing": "<unrecorded: could not be encoded: RuntimeError: no repr for you>"
     }
     assert tree["takes-1"].parameters == {"thing": 2}
     assert tree["takes-0"].state_name == "Completed"
+
+
+def test_a_run_records_its_arguments_as_they_were_passed(backend: str) -> None:
+    @task
+    def grow(items: list[str], extra: dict[str, list[int]]) -> int:
+        items.append("grown")
+        extra["n"].append(2)
+        return len(items)
+
+    @flow
+    def growing() -> int:
+        return grow(["given"], {"n": [1]}) + grow.submit(["given"], {"n": [1]}).result()
+
+    assert growing() == 4
+    with Store.open() as s:
+        tree = {r.name: r for r in s.tree(s.flow_runs()[0].id)}
+    for name in ("grow-0", "grow-1"):
+        assert tree[name].parameters == {"items": ["given"], "extra": {"n": [1]}}
 
 
 def test_no_flowkit_thread_parses_source(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:

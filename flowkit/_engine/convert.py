@@ -1,4 +1,4 @@
-"""flowkit's one cattrs converter: cache records and results, and the run store's JSON.
+"""flowkit's one cattrs converter: cache records and results, and the records' JSON.
 
 cattrs is imported when a value first needs it (an attrs class, a dataclass, a cache
 record), not with flowkit: it is a sizeable part of the start-up of a short program, and
@@ -7,6 +7,9 @@ most values a run records are plain JSON already.
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["converter", "is_plain", "unstructure"]
+__all__ = ["converter", "is_plain", "snapshot", "to_json", "unstructure"]
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -46,3 +49,50 @@ def is_plain(value: Any) -> bool:
 def unstructure(value: Any) -> Any:
     """``value`` as plain data (cattrs for attrs classes, dataclasses, datetimes...)."""
     return value if is_plain(value) else converter().unstructure(value)
+
+
+def to_json(value: Any) -> str:
+    """``value`` as JSON text: structured through cattrs, ``repr`` for what JSON cannot
+    hold (cut to 2,000 characters).
+
+    Raises:
+        Exception: cattrs cannot structure the value (say, an attrs class whose field
+            refuses to be read).
+    """
+    return _ENCODER.encode(unstructure(value))
+
+
+def _readable(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+_ENCODER = json.JSONEncoder(default=_readable, ensure_ascii=False)
+_log = logging.getLogger("flowkit.engine")
+_warned: set[str] = set()
+
+
+def snapshot(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` as they are now, for a record: scalars as they are, anything else as
+    the plain data of its JSON, made now, so that a body that mutates its argument does
+    not change what was recorded as its input. A value that cannot be encoded is
+    recorded as a placeholder that says so (with a WARNING, once per kind of failure).
+    """
+    taken: dict[str, Any] = {}
+    for name, value in values.items():
+        if type(value) in _SCALARS:
+            taken[name] = value
+            continue
+        try:
+            taken[name] = json.loads(to_json(value))
+        except Exception as exc:
+            kind = type(exc).__name__
+            if kind not in _warned:
+                _warned.add(kind)
+                _log.warning(
+                    "could not record the value of parameter %r as it was (%s: %s); a "
+                    "placeholder is recorded instead, and from now on without a warning",
+                    name, kind, exc,
+                )  # fmt: skip
+            taken[name] = f"<unrecorded: could not be encoded: {kind}: {exc}>"
+    return taken

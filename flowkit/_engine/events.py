@@ -133,8 +133,9 @@ class StateChanged:
         state: The state it entered.
         run_count: How many attempts it has started.
         start_time: When it first entered Running, if it has.
-        parameters: Its arguments by parameter name, when it is created and, if its
-            upstream values were put in its arguments, when it ends; else ``None``.
+        parameters: Its arguments by parameter name, as they were when the event was
+            made (``convert.snapshot``), when it is created and, if its upstream values
+            were put in its arguments, when it ends; else ``None``.
         task_inputs: Upstream run ids by parameter, alongside ``parameters``.
         cache_note: Why it did or did not use a cached result, once decided.
         error: For a final state with an exception: that exception, as text.

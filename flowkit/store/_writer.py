@@ -26,7 +26,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from .._engine import events, naming
-from .._engine.convert import unstructure
+from .._engine.convert import to_json
 from .._engine.events import Artifact, ArtifactUpdate, LogLine, StateChanged, TransactionEnded
 from ..states import ResultReference
 from ._prune import prune, retention
@@ -80,18 +80,6 @@ CLOSE_SECONDS = 5.0
 _UNFINISHED = ("PENDING", "RUNNING", "SCHEDULED")
 _log = logging.getLogger("flowkit.store")
 
-
-def to_json(value: Any) -> str:
-    """JSON for the store: structured through cattrs, ``repr`` for what JSON cannot hold."""
-    return _ENCODER.encode(unstructure(value))
-
-
-def _readable(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 2000 else text[:1997] + "..."
-
-
-_ENCODER = json.JSONEncoder(default=_readable, ensure_ascii=False)
 
 RESULT_REPR_CHARS = 200
 """The longest a recorded result's repr is."""
@@ -494,7 +482,7 @@ class _Batch:
         elif (seen := self.new.get(run.id)) is not None:
             seen[1] = item
         else:
-            self.updates.append(_guarded(_update_row, item))
+            self.updates.append(_update_row(item))
         if run.kind == "task" and run.parent is not None and (created or _first_running(item)):
             return  # the run's created and start_time say it (see the history view)
         self.states.append((run.id, state.type.value, state.name, state.message,
@@ -502,7 +490,7 @@ class _Batch:
                             run.root_id))  # fmt: skip
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
-        runs = [_guarded(_run_row, pending, latest) for pending, latest in self.new.values()]
+        runs = [_run_row(pending, latest) for pending, latest in self.new.values()]
         return [
             (_INSERT_RUN, runs),
             (_UPDATE_RUN, self.updates),
@@ -535,22 +523,6 @@ _UPDATE_RUN = """
         result_repr = coalesce(?, result_repr)
     WHERE id = ?
 """
-
-
-def _guarded(make: Callable[..., tuple[Any, ...]], *events_: StateChanged) -> tuple[Any, ...]:
-    """``make(*events_)``; if a value in them cannot be encoded, the row with placeholders."""
-    try:
-        return make(*events_)
-    except Exception as exc:
-        _warn_once("the parameters of a run", exc)
-        placeholder = {"<unrecorded>": f"could not be encoded: {type(exc).__name__}: {exc}"}
-        return make(*(_without_values(e, placeholder) for e in events_))
-
-
-def _without_values(event: StateChanged, placeholder: dict[str, str]) -> StateChanged:
-    if event.parameters is None:
-        return event
-    return attrs.evolve(event, parameters=placeholder)
 
 
 def _run_row(pending: StateChanged, latest: StateChanged) -> tuple[Any, ...]:

@@ -23,6 +23,7 @@ from ...exceptions import (
 )
 from ...states import State, StateType
 from .. import events
+from ..convert import snapshot
 from ..definition.policy import Policy
 from ..definition.signature import Definition
 from ..definition.validation import validated
@@ -124,7 +125,8 @@ def new_run(
     else:
         run.name = f"{definition.name}-{cast('TaskRun', run).dynamic_key}"
     run.info = _info(run, flow)
-    events.emit(StateChanged(run.info, run.state, parameters=parameters, task_inputs=_inputs(run)))
+    recorded = snapshot(parameters)  # what was passed, whatever the body does to it
+    events.emit(StateChanged(run.info, run.state, parameters=recorded, task_inputs=_inputs(run)))
     return run
 
 
@@ -187,7 +189,7 @@ def set_state(run: Run, state: State[Any]) -> State[Any]:
         StateChanged(
             run.info, state, run.run_count, run.start_time,
             # Upstream values were put in the arguments as the run started: record them.
-            parameters=run.parameters if run.takes_inputs else None,
+            parameters=run.resolved_inputs,
             task_inputs=_inputs(run) if run.takes_inputs else None,
             cache_note=run.cache_note,
             error=None if exc is None else error_info(exc, with_traceback=_telling(state, exc)),
@@ -380,9 +382,12 @@ async def _take_inputs(run: Run, venue: Venue) -> State[Any] | None:
     try:
         if run.wait_for is not None:
             resolve(run.wait_for, owner=owner)
-        run.rebind(resolve(run.args, owner=owner), resolve(run.kwargs, owner=owner))
+        args, kwargs = resolve(run.args, owner=owner), resolve(run.kwargs, owner=owner)
     except UpstreamFailedError as exc:
         return states.NotReady(str(exc), exception=exc)
+    if args is not run.args or kwargs is not run.kwargs:  # upstream values were put in
+        run.rebind(args, kwargs)
+        run.resolved_inputs = snapshot(run.parameters)  # as they were, as the run starts
     return None
 
 

@@ -169,6 +169,8 @@ class Run:
     takes_inputs: bool = False
     children: list[TaskFuture[Any]] = attrs.field(factory=list, repr=False)
     handed_back: Any = attrs.field(default=NOT_HANDED, repr=False)
+    # Its parameters once upstream values were put in them, as recorded then.
+    resolved_inputs: dict[str, Any] | None = attrs.field(default=None, repr=False)
     transaction: Transaction | None = attrs.field(default=None, repr=False)
     # Bounds the unfinished submitted runs, when max_concurrency is set; made on the loop.
     slots: anyio.Semaphore | None = attrs.field(default=None, repr=False)

@@ -8,7 +8,6 @@ from typing import (
     ClassVar,
     Literal,
     ParamSpec,
-    TypedDict,
     TypeVar,
     Unpack,
     cast,
@@ -19,7 +18,7 @@ import anyio.from_thread
 import attrs
 
 from . import _defaults as _defaults  # console, store, limits: wired in as imported
-from ._engine.definition.options import FlowOptions, Hook, RetryDelays, RunName
+from ._engine.definition.options import FlowOptions, Hook, OptionsDict, RunName
 from ._engine.definition.runnable import Runnable, refuse_assignment, source_file_hash
 from ._engine.definition.signature import Definition
 from ._engine.definition.task_runner import TaskRunner
@@ -28,7 +27,6 @@ from ._engine.execution.local import ON_LOOP
 from ._engine.lifecycle.engine import execute, finished, new_run
 from ._engine.lifecycle.runs import Run
 from ._engine.loops import Backend, resolve_backend
-from ._engine.results.storage import SerializerOption, StorageOption
 from .exceptions import InvalidNameError
 from .states import State
 
@@ -45,7 +43,7 @@ T = TypeVar("T")
 H = TypeVar("H", bound=Hook)
 
 
-class FlowOptionsDict(TypedDict, total=False):
+class FlowOptionsDict(OptionsDict, total=False):
     """The options of ``@flow``, ``Flow(...)`` and ``Flow.with_options`` as keywords.
 
     Each is declared (type, default, meaning) in ``FlowOptions``; a test keeps these
@@ -53,26 +51,11 @@ class FlowOptionsDict(TypedDict, total=False):
     ``with_options``, and sets any other option to ``None`` (its default).
     """
 
-    name: str | None
-    description: str | None
-    version: str | None
-    log_prints: bool | None
-    timeout_seconds: float | None
-    retries: int | None
-    retry_delay_seconds: RetryDelays | None
-    max_concurrency: int | None
-    on_completion: Iterable[Hook] | None
-    on_failure: Iterable[Hook] | None
-    on_running: Iterable[Hook] | None
     flow_run_name: RunName | None
     backend: Backend | None
     thread_limit: int | None
     on_cancellation: Iterable[Hook] | None
     on_crashed: Iterable[Hook] | None
-    persist_result: bool | None
-    result_storage: StorageOption | None
-    result_serializer: SerializerOption | None
-    cache_result_in_memory: bool | None
     progress: bool | None
     validate_parameters: bool | None
     task_runner: TaskRunner | None

@@ -13,7 +13,6 @@ from typing import (
     ClassVar,
     Literal,
     ParamSpec,
-    TypedDict,
     TypeVar,
     Unpack,
     cast,
@@ -28,9 +27,8 @@ from ._engine.definition import policy
 from ._engine.definition.options import (
     NOT_SET,
     CacheKeyFunction,
-    Hook,
+    OptionsDict,
     RetryCondition,
-    RetryDelays,
     RunName,
     TaskOptions,
     TransactionHook,
@@ -48,7 +46,6 @@ from ._engine.lifecycle.inputs import BaseAnnotation, allow_failure, quote, unma
 from ._engine.lifecycle.runs import Run, TaskRun
 from ._engine.loops import drive
 from ._engine.results.policies import NO_CACHE, CachePolicy, task_input_hash
-from ._engine.results.storage import SerializerOption, StorageOption
 from .exceptions import FutureDeadlockError
 from .states import State
 
@@ -73,7 +70,7 @@ exponential_backoff = policy.exponential_backoff
 _log = logging.getLogger("flowkit.tasks")
 
 
-class TaskOptionsDict(TypedDict, total=False):
+class TaskOptionsDict(OptionsDict, total=False):
     """The options of ``@task``, ``Task(...)`` and ``Task.with_options`` as keywords.
 
     Each is declared (type, default, meaning) in ``TaskOptions``; a test keeps these
@@ -81,17 +78,6 @@ class TaskOptionsDict(TypedDict, total=False):
     hooks in ``with_options``, and sets any other option to ``None`` (its default).
     """
 
-    name: str | None
-    description: str | None
-    version: str | None
-    log_prints: bool | None
-    timeout_seconds: float | None
-    retries: int | None
-    retry_delay_seconds: RetryDelays | None
-    max_concurrency: int | None
-    on_completion: Iterable[Hook] | None
-    on_failure: Iterable[Hook] | None
-    on_running: Iterable[Hook] | None
     tags: Iterable[str] | None
     task_run_name: RunName | None
     retry_jitter_factor: float | None
@@ -100,11 +86,7 @@ class TaskOptionsDict(TypedDict, total=False):
     cache_key_fn: CacheKeyFunction | None
     cache_expiration: timedelta | None
     refresh_cache: bool | None
-    persist_result: bool | None
-    result_serializer: SerializerOption | None
-    result_storage: StorageOption | None
     result_storage_key: str | None
-    cache_result_in_memory: bool | None
     buffer: int | None
     viz_return_value: object
     on_commit: Iterable[TransactionHook] | None

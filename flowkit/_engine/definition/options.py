@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from numbers import Real
 from pathlib import PurePath
-from typing import Any, Final, cast
+from typing import Any, Final, TypedDict, cast
 
 import attrs
 
@@ -46,6 +46,7 @@ __all__ = [
     "Hook",
     "NotSet",
     "Options",
+    "OptionsDict",
     "RetryCondition",
     "RetryDelays",
     "RunName",
@@ -355,6 +356,30 @@ def _hooks_field(option: str) -> Any:
     # The attribute is ``on_failure_hooks`` (as in Prefect): ``on_failure`` is the
     # decorator that adds one.
     return attrs.field(default=(), converter=_hooks, alias=option)
+
+
+class OptionsDict(TypedDict, total=False):
+    """The keywords of the options tasks and flows share (``Options`` declares them).
+
+    ``TaskOptionsDict`` and ``FlowOptionsDict`` add each kind's own; a test keeps the
+    keys and types the same as the declarations.
+    """
+
+    name: str | None
+    description: str | None
+    version: str | None
+    log_prints: bool | None
+    timeout_seconds: float | None
+    retries: int | None
+    retry_delay_seconds: RetryDelays | None
+    max_concurrency: int | None
+    on_completion: Iterable[Hook] | None
+    on_failure: Iterable[Hook] | None
+    on_running: Iterable[Hook] | None
+    persist_result: bool | None
+    result_storage: StorageOption | None
+    result_serializer: SerializerOption | None
+    cache_result_in_memory: bool | None
 
 
 @attrs.frozen(kw_only=True, slots=False)

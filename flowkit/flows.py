@@ -18,7 +18,7 @@ import anyio.from_thread
 import attrs
 
 from . import _defaults as _defaults  # console, store, limits: wired in as imported
-from ._engine.definition.options import FlowOptions, Hook, OptionsDict, RunName
+from ._engine.definition.options import FlowOptions, Hook, Options, OptionsDict, RunName
 from ._engine.definition.runnable import Runnable, refuse_assignment, source_file_hash
 from ._engine.definition.signature import Definition
 from ._engine.definition.task_runner import TaskRunner
@@ -75,6 +75,7 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
     """
 
     kind: ClassVar[str] = "flow"
+    options_type: ClassVar[type[Options]] = FlowOptions
     hook_names: ClassVar[tuple[str, ...]] = (
         "completion", "failure", "running", "cancellation", "crashed",
     )  # fmt: skip
@@ -96,15 +97,16 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
         # As in Prefect: a lambda's name would hold characters flow names may not.
         return super().default_name(fn).replace("_", "-").replace("<lambda>", "unknown-lambda")
 
-    def _settle(self) -> None:
-        super()._settle()
-        if any(c in self.name for c in _BANNED_CHARACTERS):
+    def _settled(self, options: Options, fn: Callable[..., Any]) -> dict[str, Any]:
+        if any(c in options.name for c in _BANNED_CHARACTERS):
             raise InvalidNameError(
-                f"Name {self.name!r} contains an invalid character. Must not contain any "
+                f"Name {options.name!r} contains an invalid character. Must not contain any "
                 f"of: {list(_BANNED_CHARACTERS)}. Pass a name without them."
             )
-        if not self.version:  # as in Prefect: a hash of the file that defines the flow
-            object.__setattr__(self, "version", source_file_hash(self.fn))
+        settled = super()._settled(options, fn)
+        if not options.version:  # as in Prefect: a hash of the file that defines the flow
+            settled["version"] = source_file_hash(fn)
+        return settled
 
     @property
     def should_validate_parameters(self) -> bool:

@@ -27,6 +27,7 @@ from ._engine.definition import policy
 from ._engine.definition.options import (
     NOT_SET,
     CacheKeyFunction,
+    Options,
     OptionsDict,
     RetryCondition,
     RunName,
@@ -107,6 +108,7 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
     """
 
     kind: ClassVar[str] = "task"
+    options_type: ClassVar[type[Options]] = TaskOptions
     hook_names: ClassVar[tuple[str, ...]] = ("completion", "failure", "running", "commit",
                                              "rollback")  # fmt: skip
 
@@ -122,21 +124,23 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         """
         self._define(fn, options)
 
-    def _settle(self) -> None:
+    def _settled(self, options: Options, fn: Callable[..., Any]) -> dict[str, Any]:
+        given = cast("TaskOptions", options)
         cache_policy, persist = policy.resolve_caching(
-            self.cache_policy, self.cache_key_fn, self.persist_result,
-            stores=self.result_storage is not None or self.result_serializer is not None,
-            storage_key=self.result_storage_key is not None,
+            given.cache_policy, given.cache_key_fn, given.persist_result,
+            stores=given.result_storage is not None or given.result_serializer is not None,
+            storage_key=given.result_storage_key is not None,
         )  # fmt: skip
-        asked = self.cache_key_fn is not None or self.cache_policy not in (NOT_SET, None, NO_CACHE)
+        asked = given.cache_key_fn is not None or given.cache_policy not in (
+            NOT_SET, None, NO_CACHE,
+        )  # fmt: skip
         if persist is False and asked:  # as Prefect: said, at definition, not silently
             _log.warning(
                 "task %r: Ignoring `cache_policy` because `persist_result` is False (results "
                 "that are not persisted are not cached; drop one of the two options)",
-                self.name,
+                given.name,
             )
-        object.__setattr__(self, "cache_policy", cache_policy)
-        object.__setattr__(self, "persist_result", persist)
+        return {"cache_policy": cache_policy, "persist_result": persist}
 
     @functools.cached_property
     def task_key(self) -> str:

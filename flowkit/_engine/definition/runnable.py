@@ -15,7 +15,7 @@ import attrs
 
 from ...exceptions import ReservedArgumentError
 from ..naming import check_template
-from .options import FlowOptions, Hook, TaskOptions
+from .options import FlowOptions, Hook, Options, TaskOptions
 from .policy import Policy
 from .signature import PlainParameters, plain_parameters
 
@@ -168,17 +168,41 @@ class Runnable(Generic[P, R]):
     bound: tuple[Any, ...] = attrs.field(default=(), repr=False)
     # The options as the user gave them, which with_options starts from.
     given: Mapping[str, Any] = attrs.field(repr=False)
-    signature: inspect.Signature = attrs.field(init=False, repr=False)
-    policy: Policy = attrs.field(init=False, repr=False)
-    # Read on every call, so worked out once.
-    plain_parameters: PlainParameters = attrs.field(init=False, repr=False)
-    is_async: bool = attrs.field(init=False, repr=False)
-    """Whether calls must be awaited: the function is a coroutine function."""
-    streams: Literal["sync", "async"] | None = attrs.field(init=False, repr=False)
-    """``"sync"`` for a generator function, ``"async"`` for an async one, else ``None``."""
 
     kind: ClassVar[str]  # "task" or "flow", for messages
     hook_names: ClassVar[tuple[str, ...]]  # the hooks this kind of definition has
+    options_type: ClassVar[type[Options]]  # the declaration of its options
+
+    # What is worked out from the function and the options: once, when first read
+    # (every one is read as the definition is made, so that a bad one is said then).
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        """The function's signature, without a bound method's ``self`` or ``cls``."""
+        return _signature(self.fn, self.owner)
+
+    @functools.cached_property
+    def policy(self) -> Policy:
+        """The engine's reading of the options: what runs need, derived once."""
+        try:
+            return Policy.of(self)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{self.owner}: {exc}") from None
+
+    @functools.cached_property
+    def plain_parameters(self) -> PlainParameters:
+        """How calls bind, when the signature is plain (read on every call)."""
+        return plain_parameters(self.signature)
+
+    @functools.cached_property
+    def is_async(self) -> bool:
+        """Whether calls must be awaited: the function is a coroutine function."""
+        return _is_async(self.fn)
+
+    @functools.cached_property
+    def streams(self) -> Literal["sync", "async"] | None:
+        """``"sync"`` for a generator function, ``"async"`` for an async one, else ``None``."""
+        return _streams(self.fn)
 
     @classmethod
     def default_name(cls, fn: Callable[..., Any]) -> str:
@@ -189,17 +213,21 @@ class Runnable(Generic[P, R]):
         """
         return default_name(fn, f"@{cls.kind}")
 
-    def _define(self, fn: object, options: Mapping[str, Any]) -> None:
+    def _define(self, fn: object, options: Mapping[str, Any], bound: tuple[Any, ...] = ()) -> None:
         """What the constructor does: check ``fn`` and the options, then set them."""
         func, binding = unwrap_callable(fn, f"@{self.kind}")
         name = options.get("name")
         name = self.default_name(func) if name is None else name
         try:
+            values: dict[str, Any] = {
+                "description": inspect.getdoc(introspected(func)), **options, "name": name,
+            }  # fmt: skip
+            # The options in force: checked by their declaration first, then settled.
+            values |= self._settled(self.options_type(**values), func)
             # Made by attrs for a class with its own __init__ (unknown to pyright).
             self.__attrs_init__(  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-                fn=func, binding=binding, given=dict(options),
-                **{"description": inspect.getdoc(introspected(func)), **options, "name": name},
-            )  # fmt: skip
+                fn=func, binding=binding, bound=bound, given=dict(options), **values
+            )
         except (TypeError, ValueError) as exc:
             label = name if isinstance(name, str) and name else func_name(func)
             prefix = f"{self.kind} {label!r}: "
@@ -209,35 +237,28 @@ class Runnable(Generic[P, R]):
 
     def __attrs_post_init__(self) -> None:
         owner = self.owner
-        streams = _streams(self.fn)
-        if self.kind == "flow" and streams is not None:
+        if self.kind == "flow" and self.streams is not None:
             raise TypeError(
                 f"{owner}: @flow cannot wrap generator function {self.fn!r}: only tasks "
                 "can stream; make it a @task, or return a list"
             )
-        signature = _signature(self.fn, owner)
         run_name = self.run_name
         if isinstance(run_name, str):
-            check_template(run_name, signature, owner=owner)
-        self._settle()
-        try:
-            policy = Policy.of(self)  # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{owner}: {exc}") from None
-        set_ = object.__setattr__
-        set_(self, "signature", signature)
-        set_(self, "policy", policy)
-        set_(self, "plain_parameters", plain_parameters(signature))
-        set_(self, "is_async", _is_async(self.fn))
-        set_(self, "streams", streams)
+            check_template(run_name, self.signature, owner=owner)
+        _ = self.plain_parameters, self.is_async, self.policy  # said now, if wrong
 
-    def _settle(self) -> None:
-        """Work out options that depend on others (a task's cache policy; for a flow,
-        ``persist_result`` turned on by a storage or serializer, as in Prefect)."""
-        if self.persist_result is None and (  # type: ignore[attr-defined]
-            self.result_storage is not None or self.result_serializer is not None  # type: ignore[attr-defined]
+    def _settled(self, options: Options, fn: Callable[..., Any]) -> dict[str, Any]:
+        """The options that depend on others, in force (for a flow, ``persist_result``
+        turned on by a storage or serializer, as in Prefect); ``options`` are checked.
+
+        Raises:
+            ValueError: The options cannot go together.
+        """
+        if options.persist_result is None and (
+            options.result_storage is not None or options.result_serializer is not None
         ):
-            object.__setattr__(self, "persist_result", True)
+            return {"persist_result": True}
+        return {}
 
     @property
     def run_name(self) -> object:
@@ -271,9 +292,7 @@ class Runnable(Generic[P, R]):
         fn = self.fn
         wrapped = {"class": classmethod, "static": staticmethod}.get(self.binding)
         new = object.__new__(type(self))
-        new._define(wrapped(cast("Any", fn)) if wrapped is not None else fn, given)
-        if self.bound:
-            object.__setattr__(new, "bound", self.bound)
+        new._define(wrapped(cast("Any", fn)) if wrapped is not None else fn, given, self.bound)
         return new
 
     def _add_hook(self, hook: str, fn: Hook) -> None:
@@ -281,11 +300,10 @@ class Runnable(Generic[P, R]):
         if not callable(fn):
             raise TypeError(f"{self.owner}: @.on_{hook} needs a function, got {fn!r}")
         name = f"on_{hook}_hooks"
-        hooks = (*getattr(self, name), fn)
-        object.__setattr__(self, name, hooks)
-        given = {**self.given, f"on_{hook}": hooks}
-        object.__setattr__(self, "given", given)
-        object.__setattr__(self, "policy", Policy.of(self))  # type: ignore[arg-type]
+        # The one change a definition takes after it is made (see ``on_completion``);
+        # with_options copies take the hooks of the moment.
+        object.__setattr__(self, name, (*getattr(self, name), fn))
+        vars(self).pop("policy", None)  # read again with the new hook
 
     def on_completion(self, fn: H) -> H:
         """Decorator: call ``fn(task_or_flow, run, state)`` when a run completes.

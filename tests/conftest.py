@@ -38,26 +38,20 @@ def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """For sync tests: the event loop sync flows start, through ``FLOWKIT_BACKEND``; in
-    the engine core's modules (``ENGINE_CORE``) on asyncio with uvloop as well."""
+    """For sync tests: the event loop sync flows start, through ``FLOWKIT_BACKEND``: asyncio
+    and trio, and asyncio with uvloop as well in a module marked ``every_loop``."""
     monkeypatch.setenv("FLOWKIT_BACKEND", str(request.param))
     return str(request.param)
 
 
-ENGINE_CORE = frozenset(
-    {"test_core", "test_deadlines", "test_concurrency", "test_events", "test_interrupts",
-     "test_task_runners", "test_limits", "reliability"}
-)  # fmt: skip
-"""The modules (and folders) whose sync tests start sync flows on uvloop too. Everywhere
-would cost the suite a third more time for little more: the rest of the suite runs sync
-flows on asyncio and trio, and its async tests on all three (``anyio_backend``)."""
-
-
 @pytest.hookimpl(tryfirst=True)  # before pytest reads the parametrize marks
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    path = metafunc.definition.path
-    in_core = path.stem in ENGINE_CORE or path.parent.name in ENGINE_CORE
-    if UVLOOP and in_core and "backend" in metafunc.fixturenames:
+    # The engine's core modules declare ``pytestmark = pytest.mark.every_loop``: their
+    # sync tests start sync flows on uvloop too. Everywhere would cost the suite a third
+    # more time for little more: the rest runs sync flows on asyncio and trio, and async
+    # tests everywhere run on all three (``anyio_backend``).
+    every_loop = metafunc.definition.get_closest_marker("every_loop") is not None
+    if UVLOOP and every_loop and "backend" in metafunc.fixturenames:
         # A mark, not a call: pytest then leaves out the fixture's own parameters.
         loops = ["asyncio", "trio", "asyncio+uvloop"]
         metafunc.definition.add_marker(pytest.mark.parametrize("backend", loops, indirect=True))

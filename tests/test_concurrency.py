@@ -17,6 +17,8 @@ from flowkit import allow_failure, flow, quote, runtime, task, unmapped
 from flowkit.exceptions import FutureDeadlockError, MissingContextError, UpstreamFailedError
 from flowkit.futures import TaskFuture, as_completed_async, wait_async
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 
 @task
 def double(x: int) -> int:

@@ -26,6 +26,8 @@ from flowkit._engine.definition.signature import bind, plain_parameters
 from flowkit.exceptions import MissingContextError
 from flowkit.states import Completed, Failed, State
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 
 def recorded_states() -> tuple[list[tuple[str, str]], Any]:
     """Subscribe to engine events; return the (run name, state name) list and unsubscribe."""

@@ -21,6 +21,8 @@ from flowkit.runtime import abandoned_threads
 from flowkit.tasks import exponential_backoff
 from flowkit.testing import VirtualClock
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 
 def state_names() -> tuple[dict[str, list[str]], Any]:
     seen: dict[str, list[str]] = {}

@@ -27,6 +27,8 @@ from flowkit.cli import main as flowkit_main
 from flowkit.exceptions import ParameterBindError
 from flowkit.store import Store
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 SURROGATE = os.fsdecode(b"\xff")  # a lone surrogate: valid in a str, not in UTF-8
 
 

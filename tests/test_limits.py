@@ -27,6 +27,8 @@ from flowkit.exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySl
 from flowkit.store import Store
 from flowkit.store._schema import default_path
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 
 @pytest.fixture(autouse=True)
 def no_local_limits() -> Iterator[None]:
@@ -213,12 +215,20 @@ async def test_a_release_in_a_thread_wakes_a_waiter_on_the_loop() -> None:
             taken.set()
             done.wait(5)
 
+    async def release_once_parked() -> None:
+        # The release must find the loop's waiter queued: a release before it waits
+        # would let it take the slot at once, and prove nothing about waking it.
+        queue = engine_limits.local_limits()["cross"].queue
+        while not queue:  # noqa: ASYNC110  # the queue has no event to wait on
+            await anyio.sleep(0.001)
+        done.set()
+
     thread = threading.Thread(target=hold)
     thread.start()
     taken.wait(5)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(anyio.to_thread.run_sync, done.set)
-        with anyio.fail_after(5):
+        tg.start_soon(release_once_parked)
+        with anyio.fail_after(5):  # a lost wake-up waits for ever: nothing polls
             async with aconc.concurrency("cross"):
                 pass
     thread.join()

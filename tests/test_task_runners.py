@@ -26,6 +26,8 @@ from flowkit.task_runners import (
     ThreadPoolTaskRunner,
 )
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 PROCESSES = ProcessPoolTaskRunner(max_workers=2)
 
 

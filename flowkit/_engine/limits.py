@@ -135,7 +135,6 @@ class Waiter(abc.ABC):
         self.mode: Mode = mode
         self.lease_duration = lease_duration
         self.lease: str | None = None  # a shared limit's lease, once taken
-        self.polls = 0
 
     @abc.abstractmethod
     def arm(self) -> None:

@@ -19,11 +19,14 @@ from typing import Any, Literal
 
 import anyio
 import attrs
+import pytest
 
 from flowkit import flow, runtime, task
 from flowkit._engine.loops import Backend, loop_args
 from flowkit.futures import TaskFuture
 from flowkit.store import Store, flush
+
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
 
 Fate = Literal["completes", "fails", "recovers", "exhausts", "times out", "cancelled"]
 FATES: tuple[Fate, ...] = ("completes", "fails", "recovers", "exhausts", "times out", "cancelled")

@@ -17,6 +17,8 @@ import pytest
 from flowkit import flow
 from flowkit._engine import events
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 SCRIPT = textwrap.dedent(
     """
     import sys

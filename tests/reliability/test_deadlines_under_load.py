@@ -19,6 +19,8 @@ from flowkit._engine.threadstop import DeadlinePassed, Stoppable, ThreadCancelle
 from flowkit.futures import TaskFuture
 from flowkit.states import State
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 
 @pytest.mark.parametrize("why", [DeadlinePassed, ThreadCancelled])
 def test_a_body_stopped_before_it_started_never_starts(why: type[DeadlinePassed]) -> None:

@@ -14,6 +14,8 @@ import pytest
 from flowkit import flow, store, task
 from flowkit._engine.home import STALE_SECONDS, make_private_directory, sweep
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)

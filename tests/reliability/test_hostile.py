@@ -17,6 +17,8 @@ from flowkit import flow, store, task
 from flowkit._engine.definition.options import MAX_DELAY_SECONDS
 from flowkit.tasks import exponential_backoff
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 odd_numbers = (
     st.floats(allow_nan=True, allow_infinity=True)
     | st.integers(min_value=-(10**400), max_value=10**400)

@@ -15,6 +15,8 @@ import pytest
 from flowkit import flow, task
 from flowkit._engine.loops import loop_args
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 Kind = Literal["sync task", "async task", "sync flow", "async flow"]
 How = Literal["call", "submit"]
 Step = tuple[Kind, How]

@@ -18,6 +18,8 @@ import pytest
 from flowkit import flow, store, task
 from flowkit.store import Store, _writer
 
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
 HOLD = """
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None)

@@ -135,6 +135,7 @@ class Waiter(abc.ABC):
         self.mode: Mode = mode
         self.lease_duration = lease_duration
         self.lease: str | None = None  # a shared limit's lease, once taken
+        self.polls = 0  # how often a shared limit was looked at again (its backoff)
 
     @abc.abstractmethod
     def arm(self) -> None:

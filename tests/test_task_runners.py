@@ -213,9 +213,7 @@ def test_a_timeout_kills_cpu_bound_work(backend: str, tmp_path: Path) -> None:
         with pytest.raises(TaskTimeoutError, match=r"'spin-0' exceeded its timeout of 0.5 s"):
             state.result()
 
-    started = time.monotonic()
-    spinning()
-    assert time.monotonic() - started < 10
+    spinning()  # the body never ends: only stopping its worker lets the flow return
     assert _gone(int(marker.read_text()))
 
 

@@ -29,7 +29,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 from ...exceptions import CancelledRun
 from .. import clock
 from ..lifecycle.futures import lending_slot
-from ..lifecycle.runs import FlowRun, Run, current_run
+from ..lifecycle.runs import Run, current_run
 from ..loops import Backend, call_soon_threadsafe, loop_args
 from ..threadstop import DeadlinePassed, Stoppable, ThreadCancelled
 from .local import OnLoop, consumed
@@ -109,7 +109,7 @@ def flow_loop() -> EventLoopToken | None:
     run = current_run.get()
     flow_run = run.flow_run if run is not None else None
     nursery = flow_run.nursery if flow_run is not None else None
-    if nursery is None or nursery.loop_thread == threading.get_ident():
+    if nursery is None or nursery.runs_here():
         return None
     try:
         sniffio.current_async_library()
@@ -169,9 +169,8 @@ def run_in_caller_thread(
     venue = CallerThread(context)
     hosted = _Hosted()
     parent = current_run.get()
-    flow_run: FlowRun | None = parent.flow_run if parent is not None else None
-    nursery = flow_run.nursery if flow_run is not None else None
-    if nursery is not None and nursery.loop_thread != threading.get_ident():
+    nursery = parent.nursery_around if parent is not None else None
+    if nursery is not None and not nursery.runs_here():
         anyio.from_thread.run_sync(
             nursery.task_group.start_soon, hosted.run, lambda: make(venue), token=nursery.token
         )

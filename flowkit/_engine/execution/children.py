@@ -88,7 +88,7 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             "task: its flow's event loop waits for that call, and could not run this one; "
             "submit that task instead of calling it, or make it async"
         )
-    if threading.get_ident() != nursery.loop_thread:
+    if not nursery.runs_here():
         if parent.max_concurrency is None:
             _spawn_soon(flow_run, futures, context)
         else:  # the submitting thread waits for slots on the loop: backpressure
@@ -115,9 +115,8 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
 def on_flow_loop() -> bool:
     """Whether this thread runs the event loop of the current flow run."""
     run = current_run.get()
-    flow_run = run.flow_run if run is not None else None
-    nursery = flow_run.nursery if flow_run is not None else None
-    return nursery is not None and nursery.loop_thread == threading.get_ident()
+    nursery = run.nursery_around if run is not None else None
+    return nursery is not None and nursery.runs_here()
 
 
 def call_on_loop(run: TaskRun) -> State[Any]:
@@ -128,9 +127,8 @@ def call_on_loop(run: TaskRun) -> State[Any]:
     flow, it gets an event loop of its own, in a helper thread when this thread runs a
     loop: the call blocks its caller, loop included, as any sync call does.
     """
-    flow_run = run.flow_run
-    nursery = flow_run.nursery if flow_run is not None else None
-    on_loop = nursery is not None and threading.get_ident() == nursery.loop_thread
+    nursery = run.nursery_around
+    on_loop = nursery is not None and nursery.runs_here()
     if nursery is not None and not on_loop and not _blocks_its_loop(run.parent):
         future = start(run)
         future.observed = True  # the caller gets its value or exception
@@ -320,7 +318,7 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
         if slots is not None and not holds_slot:
             await slots.acquire()
             holds_slot = True
-        nursery = run.flow_run.nursery if run.flow_run else None
+        nursery = run.nursery_around
         remote = _remote(nursery) if nursery is not None else None
         # Only submitted runs go to the flow's task runner; plain calls run here.
         await execute(run, remote if remote is not None and run.submitted else ON_LOOP)
@@ -344,9 +342,8 @@ def stream(run: TaskRun, buffer: int | None) -> Any:
         if buffer:
             return BufferedSyncStream(run, buffer, lambda r, steps: drive(execute(r, steps)))
         return SyncStream(run, lambda: execute(run, SYNC_STEPS), _unread)
-    flow_run = run.flow_run
-    nursery = flow_run.nursery if flow_run is not None else None
-    if buffer and nursery is not None and threading.get_ident() == nursery.loop_thread:
+    nursery = run.nursery_around
+    if buffer and nursery is not None and nursery.runs_here():
         reader = BufferedAsyncStream(run, buffer)
         copy_context().run(nursery.task_group.start_soon, reader.produce, execute)
         return reader

@@ -146,8 +146,7 @@ class OnLoop:
             return consumed(value, f"task run {run.name!r}")
         body = partial(_call_consumed, run)
         run.worker = "thread"
-        flow_run = run.flow_run
-        nursery = flow_run.nursery if flow_run is not None else None
+        nursery = run.nursery_around
         if nursery is None:
             return await self.in_thread(run, body, None)
         # The run holds a slot of the flow's limiter while its body runs; the thread
@@ -222,9 +221,8 @@ class OnLoop:
 
 
 def _same_loop(run: Run) -> bool:
-    flow_run = run.flow_run
-    nursery = flow_run.nursery if flow_run is not None else None
-    return nursery is not None and nursery.loop_thread == threading.get_ident()
+    nursery = run.nursery_around
+    return nursery is not None and nursery.runs_here()
 
 
 def _holding(slot: Slot, body: Callable[[], T]) -> T:

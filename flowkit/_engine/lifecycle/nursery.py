@@ -64,6 +64,10 @@ class Nursery:
     unthreaded: int = 0
     backlog: deque[Callable[[], None]] = attrs.field(factory=deque, repr=False)
 
+    def runs_here(self) -> bool:
+        """Whether this thread runs the flow's event loop."""
+        return threading.get_ident() == self.loop_thread
+
     def threaded(self) -> None:
         """One waiting sync run got its worker thread (or ended without): start as many
         runs of the backlog as may now wait for one."""

@@ -241,6 +241,12 @@ class Run:
             run = run.parent
         return run
 
+    @property
+    def nursery_around(self) -> Nursery | None:
+        """The nursery of the nearest enclosing flow run, while its body runs."""
+        flow_run = self.flow_run
+        return flow_run.nursery if flow_run is not None else None
+
     def next_index(self, task_name: str) -> int:
         """Number the next task run of ``task_name`` under this run's root."""
         root: Run = self

@@ -234,3 +234,20 @@ def test_import_loads_no_event_loop_library() -> None:
     code = "import sys, flowkit; print(sorted({'asyncio', 'trio', 'uvloop'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# The public API
+
+
+def test_dunder_all_matches_the_exports() -> None:
+    exported = {
+        name for name in dir(flowkit)
+        # pytest rewrites the modules of a package with a plugin: "@py_builtins" and such;
+        # submodules that are not exports appear as attributes once imported.
+        if name.isidentifier() and not name.startswith("_") and name not in {"annotations",
+        "cache_policies", "cli", "context", "demo", "exceptions", "flows", "futures", "logging",
+        "states", "tasks", "client", "filesystems", "serializers", "testing", "utilities",
+        "artifacts", "ui", "bench", "transactions"}
+    }  # fmt: skip
+    assert sorted(flowkit.__all__) == flowkit.__all__
+    assert set(flowkit.__all__) == exported

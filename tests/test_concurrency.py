@@ -11,6 +11,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
+from shared_tasks import adouble, boom, double
 
 import flowkit
 from flowkit import allow_failure, flow, quote, runtime, task, unmapped
@@ -18,22 +19,6 @@ from flowkit.exceptions import FutureDeadlockError, MissingContextError, Upstrea
 from flowkit.futures import TaskFuture, as_completed_async, wait_async
 
 pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
-
-
-@task
-def double(x: int) -> int:
-    return 2 * x
-
-
-@task
-async def adouble(x: int) -> int:
-    await anyio.lowlevel.checkpoint()
-    return 2 * x
-
-
-@task
-def boom(message: str) -> int:
-    raise ValueError(message)
 
 
 def test_submit_returns_a_future_at_once(backend: str) -> None:

@@ -9,12 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowkit import Flow, Task, flow, runtime, task
+from flowkit import Flow, Task, flow, runtime, tags, task
 from flowkit._engine.definition.options import NOT_SET, FlowOptions, NotSet, TaskOptions
 from flowkit._engine.definition.policy import resolve_caching
 from flowkit.cache_policies import DEFAULT, INPUTS, NO_CACHE, CacheKeyFn
@@ -382,7 +383,6 @@ def test_task_hook_decorators_take_effect_for_later_calls(backend: str) -> None:
 
 @pytest.mark.anyio
 async def test_flow_hook_decorators_cover_every_final_state() -> None:
-    import anyio
 
     seen: list[str] = []
 
@@ -524,3 +524,209 @@ def test_any_option_value_is_accepted_or_refused_clearly(
     assert option in known
     copy = definition.with_options(**{option: value})  # what was accepted stays accepted
     assert copy.name == (value if option == "name" and value is not None else definition.name)
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+# Methods
+
+
+class Greeter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @task
+    def hello(self, greeting: str) -> str:
+        return f"{greeting}, {self.name}"
+
+    @task
+    async def ahello(self) -> str:
+        return f"hi {self.name}"
+
+    @classmethod
+    @task
+    def kind(cls) -> str:
+        return cls.__name__
+
+    @staticmethod
+    @task
+    def shout(word: str) -> str:
+        return word.upper()
+
+    @classmethod
+    @task
+    async def akind(cls) -> str:
+        return cls.__name__
+
+
+class LoudGreeter(Greeter):
+    pass
+
+
+@pytest.mark.every_loop
+def test_methods_of_all_kinds_are_tasks(backend: str) -> None:
+    @flow
+    def main() -> list[str]:
+        g = LoudGreeter("Ann")
+        return [g.hello("Hello"), Greeter.kind(), LoudGreeter.kind(), g.shout("hey")]
+
+    assert main() == ["Hello, Ann", "Greeter", "LoudGreeter", "HEY"]
+
+
+@pytest.mark.anyio
+async def test_async_methods_are_tasks() -> None:
+    @flow
+    async def main() -> list[str]:
+        return [await LoudGreeter("Bo").ahello(), await LoudGreeter.akind()]
+
+    assert await main() == ["hi Bo", "LoudGreeter"]
+
+
+@pytest.mark.every_loop
+def test_method_parameters_leave_out_self(backend: str) -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Thing:
+        @task
+        def act(self, x: int) -> None:
+            seen.append(runtime.task_run.parameters)
+
+    Thing().act(3)
+    assert seen == [{"x": 3}]
+
+
+@pytest.mark.every_loop
+def test_task_above_classmethod_and_staticmethod_binds_the_same(backend: str) -> None:
+    class Either:
+        @task  # type: ignore[arg-type]  # a classmethod object, as Prefect accepts
+        @classmethod
+        def kind(cls) -> str:
+            return cls.__name__
+
+        @task  # type: ignore[arg-type]
+        @staticmethod
+        def shout(word: str) -> str:
+            return word.upper()
+
+    class Child(Either):
+        pass
+
+    @flow
+    def main() -> list[str]:
+        return [Either.kind(), Child.kind(), Child().kind(), Either.shout("a"), Child().shout("b")]
+
+    assert main() == ["Either", "Child", "Child", "A", "B"]
+
+
+def test_task_on_something_not_callable_is_refused() -> None:
+    with pytest.raises(TypeError, match="@task needs a function or another callable object, got 3"):
+        task(3)  # type: ignore[call-overload]
+
+
+# Options
+
+
+def test_defaults_come_from_the_function() -> None:
+    @task
+    def fetch_rows() -> None:
+        """Fetch the rows."""
+
+    @flow
+    def nightly_job() -> None: ...
+
+    assert fetch_rows.name == "fetch_rows"
+    assert fetch_rows.description == "Fetch the rows."
+    assert nightly_job.name == "nightly-job"
+
+
+def test_with_options_returns_a_changed_copy() -> None:
+    changed = double.with_options(name="twice", tags={"math"}, version="2")
+    assert (changed.name, changed.tags, changed.version) == ("twice", {"math"}, "2")
+    assert (double.name, double.tags, double.version) == ("double", frozenset(), None)
+    assert changed(2) == 4
+
+
+@pytest.mark.every_loop
+def test_task_run_name_template_and_function(backend: str) -> None:
+    names: list[str | None] = []
+
+    @task(task_run_name="fetch-{url}")
+    def fetch(url: str) -> None:
+        names.append(runtime.task_run.name)
+
+    @task(task_run_name=lambda: f"for-{runtime.task_run.parameters['n']}")
+    def count(n: int) -> None:
+        names.append(runtime.task_run.name)
+
+    @flow(flow_run_name="daily-{day}")
+    def main(day: str) -> str | None:
+        fetch("a.io")
+        count(3)
+        return runtime.flow_run.name
+
+    assert main("mon") == "daily-mon"
+    assert names == ["fetch-a.io", "for-3"]
+
+
+def test_template_naming_a_missing_argument_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"task 'fetch'.*'nope'"):
+
+        @task(task_run_name="x-{nope}")
+        def fetch(url: str) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"description": 3}, TypeError),
+        ({"tags": "abc"}, TypeError),
+        ({"version": 3}, TypeError),
+        ({"log_prints": "yes"}, TypeError),
+        ({"retries": -1}, ValueError),
+        ({"timeout_seconds": 0}, ValueError),
+        ({"max_concurrency": 0}, ValueError),
+    ],
+)
+def test_bad_options_name_the_task(options: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error, match="task 'f'"):
+        task(name="f", **options)(lambda: None)  # type: ignore[call-overload]
+
+
+def test_unknown_options_are_refused() -> None:
+    with pytest.raises(TypeError):
+        task(retry_forever=True)(lambda: None)  # type: ignore[call-overload]
+
+
+def test_task_key_depends_on_name_function_and_tags() -> None:
+    def f() -> None: ...
+
+    def g() -> None: ...
+
+    base = task(f)
+    assert base.task_key == task(f).task_key
+    assert base.task_key != task(g).task_key
+    assert base.task_key != base.with_options(name="other").task_key
+    assert base.task_key != base.with_options(tags=["x"]).task_key
+
+
+@pytest.mark.every_loop
+def test_tags_combine_decorator_and_nested_contexts(backend: str) -> None:
+    seen: list[list[str]] = []
+
+    @task(tags=["own"])
+    def tagged() -> None:
+        seen.append(runtime.task_run.tags)
+
+    @flow
+    def main() -> None:
+        with tags("outer"):
+            with tags("inner"):
+                tagged()
+            tagged()
+        tagged()
+
+    main()
+    assert seen == [["inner", "outer", "own"], ["outer", "own"], ["own"]]

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import pytest
 
@@ -625,3 +627,78 @@ def test_program_logging_config_gets_records_once_and_no_console_handler() -> No
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.count("flowkit.task_runs: task info\n") == 1
+
+
+# Logging
+
+
+@pytest.mark.every_loop
+def test_run_logger_records_reach_caplog(backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit")
+
+    @task
+    def noisy() -> None:
+        flowkit.get_run_logger().info("rows: %d", 3)
+
+    @flow
+    def main() -> None:
+        noisy()
+
+    main()
+    record = next(r for r in caplog.records if r.getMessage() == "rows: 3")
+    assert record.task_run_name == "noisy-0"  # type: ignore[attr-defined]
+    assert record.name == "flowkit.task_runs"
+    messages = [r.getMessage() for r in caplog.records]
+    assert "Created task run 'noisy-0' for task 'noisy'" in messages
+    assert "Finished in state Completed()" in messages
+
+
+def test_console_format_matches_the_reference() -> None:
+    from flowkit.logging import ConsoleFormatter
+
+    record = logging.LogRecord("flowkit.flow_runs", logging.INFO, "x", 0, "hello", (), None)
+    record.run_label = "Flow run 'intrepid-coua'"
+    line = ConsoleFormatter().format(record)
+    assert line.endswith(" | INFO    | Flow run 'intrepid-coua' - hello")
+    assert line[2] == ":"
+    assert line[8] == "."
+
+
+@pytest.mark.every_loop
+def test_log_prints_is_inherited_and_can_be_refused(
+    backend: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit")
+
+    @task
+    def chatty() -> None:
+        print("from chatty")
+
+    @task(log_prints=False)
+    def quiet() -> None:
+        print("from quiet")
+
+    @flow(log_prints=True)
+    def main() -> None:
+        chatty()
+        quiet()
+
+    main()
+    print("outside")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "from chatty" in messages
+    assert "from quiet" not in messages
+    out = capsys.readouterr().out
+    assert "from quiet" in out
+    assert "outside" in out
+    assert "from chatty" not in out
+
+
+def test_import_configures_nothing() -> None:
+    code = (
+        "import logging, threading, flowkit;"
+        "print(logging.getLogger('flowkit').handlers, logging.getLogger().handlers,"
+        " threading.active_count())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "[]", "1"]

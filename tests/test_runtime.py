@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import pytest
+from shared_tasks import double, recorded_states
 
 from flowkit import flow, runtime, tags, task
 from flowkit.runtime import flow_run, task_run
@@ -497,3 +499,72 @@ async def test_concurrent_async_tasks_each_read_their_own_run() -> None:
     seen = await main()
     assert all(n == read for n, read, _ in seen)
     assert sorted(str(name) for _, _, name in seen) == ["step-0", "step-1", "step-2"]
+
+
+# Runtime and names
+
+
+def test_runtime_views_are_empty_outside_runs() -> None:
+    assert runtime.flow_run.id is None
+    assert runtime.task_run.name is None
+    assert runtime.task_run.parameters == {}
+    assert runtime.flow_run.tags == []
+    with pytest.raises(AttributeError):
+        _ = runtime.task_run.no_such_thing
+
+
+@pytest.mark.every_loop
+def test_runtime_views_inside_runs(backend: str) -> None:
+    seen: dict[str, Any] = {}
+
+    @task
+    def look(x: int) -> None:
+        seen.update(
+            name=runtime.task_run.name, task=runtime.task_run.task_name,
+            params=runtime.task_run.parameters, count=runtime.task_run.run_count,
+            flow=runtime.flow_run.flow_name, flow_params=runtime.flow_run.parameters,
+        )  # fmt: skip
+
+    @flow
+    def watcher(n: int = 2) -> None:
+        look(n)
+
+    watcher()
+    assert seen == {
+        "name": "look-0", "task": "look", "params": {"x": 2}, "count": 1,
+        "flow": "watcher", "flow_params": {"n": 2},
+    }  # fmt: skip
+
+
+@pytest.mark.every_loop
+def test_task_runs_are_numbered_per_task_per_flow_run(backend: str) -> None:
+    seen, stop = recorded_states()
+
+    @flow
+    def main() -> None:
+        double(1)
+        double(2)
+        adouble_sync = task(lambda: 1, name="other")
+        adouble_sync()
+
+    try:
+        main()
+        main()
+    finally:
+        stop()
+    created = [name for name, state in seen if state == "Pending" and "-" in name]
+    tasks = [n for n in created if n.startswith(("double", "other"))]
+    assert tasks == ["double-0", "double-1", "other-0"] * 2
+
+
+@pytest.mark.every_loop
+def test_flow_runs_get_two_word_names(backend: str) -> None:
+    @flow
+    def main() -> str | None:
+        return runtime.flow_run.name
+
+    name = main()
+    assert name is not None
+    first, second = name.split("-")
+    assert first.isalpha()
+    assert second.isalpha()

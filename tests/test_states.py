@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import flowkit
 from flowkit import State
 from flowkit.client.schemas.objects import StateType as ClientStateType
 from flowkit.exceptions import (
@@ -53,6 +54,7 @@ PREDICATES = (
     "is_paused",
     "is_cancelling",
 )
+
 
 # Each named constructor, the name it gives its states, and the one kind of state it makes.
 NAMED = [
@@ -399,3 +401,42 @@ def test_predicates_follow_the_type_alone(kind: StateType, name: str, message: s
 @given(data=st.integers() | st.text() | st.lists(st.integers()))
 def test_completed_result_round_trips_its_data(data: Any) -> None:
     assert Completed(data=data).result() == data
+
+
+# States
+
+
+@pytest.mark.parametrize(
+    ("state", "predicate"),
+    [
+        (flowkit.states.Pending(), "is_pending"),
+        (flowkit.states.Running(), "is_running"),
+        (flowkit.states.Retrying(), "is_running"),
+        (flowkit.states.AwaitingRetry(), "is_scheduled"),
+        (flowkit.states.Completed(), "is_completed"),
+        (flowkit.states.Cached(), "is_completed"),
+        (flowkit.states.Failed(), "is_failed"),
+        (flowkit.states.TimedOut(), "is_failed"),
+        (flowkit.states.Crashed(), "is_crashed"),
+        (flowkit.states.Cancelled(), "is_cancelled"),
+    ],
+)
+def test_each_named_state_has_one_kind(state: State[Any], predicate: str) -> None:
+    kinds = [
+        "is_scheduled", "is_pending", "is_running", "is_completed", "is_failed",
+        "is_crashed", "is_cancelled",
+    ]  # fmt: skip
+    assert [k for k in kinds if getattr(state, k)()] == [predicate]
+
+
+def test_state_strings_match_the_reference() -> None:
+    assert str(Completed()) == "Completed()"
+    assert str(Completed("All states completed.")) == "Completed('All states completed.')"
+    assert str(Failed("x")) == "Failed('x')"
+
+
+def test_result_of_an_unfinished_state_is_an_error() -> None:
+    from flowkit.exceptions import UnfinishedRunError
+
+    with pytest.raises(UnfinishedRunError, match="not final"):
+        flowkit.states.Running().result()

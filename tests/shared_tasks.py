@@ -1,0 +1,33 @@
+"""Tasks and helpers that several test modules share (imported as ``shared_tasks``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.lowlevel
+
+from flowkit import task
+from flowkit._engine import events
+
+
+def recorded_states() -> tuple[list[tuple[str, str]], Any]:
+    """Subscribe to engine events; return the (run name, state name) list and unsubscribe."""
+    seen: list[tuple[str, str]] = []
+    stop = events.subscribe(lambda e: seen.append((e.run.name, e.state.name)))
+    return seen, stop
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+async def adouble(x: int) -> int:
+    await anyio.lowlevel.checkpoint()
+    return 2 * x
+
+
+@task
+def boom(message: str) -> None:
+    raise ValueError(message)

@@ -1,0 +1,264 @@
+"""Flows: sync and async, nested, on the caller's loop or their own (``flowkit.flows``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import pytest
+import sniffio
+import trio
+from shared_tasks import adouble, boom, double, recorded_states
+
+from flowkit import flow, runtime, task
+
+pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
+
+
+# Flows
+
+
+@task
+async def loop_name() -> str:
+    return sniffio.current_async_library()
+
+
+@task
+async def loop_kind() -> str:
+    """The running loop's library: ``asyncio``, ``uvloop`` (asyncio's on uvloop) or ``trio``."""
+    if sniffio.current_async_library() == "trio":
+        return "trio"
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+def test_sync_flow_starts_the_chosen_loop(backend: str) -> None:
+    @flow
+    def main() -> str:
+        # The body runs in the caller's thread; an async task submitted from it runs on
+        # the flow's loop.
+        return loop_kind.submit().result()
+
+    assert main() == {"asyncio+uvloop": "uvloop"}.get(backend, backend)
+
+
+def test_backend_option_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", "asyncio")
+
+    @flow(backend="trio")
+    def main() -> str:
+        return loop_name.submit().result()
+
+    assert main() == "trio"
+
+
+def test_bad_backend_variable_names_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", "curio")
+
+    @flow
+    def main() -> None: ...
+
+    with pytest.raises(ValueError, match=r"FLOWKIT_BACKEND='curio'.*'asyncio', 'trio' or 'uvloop'"):
+        main()
+
+
+@pytest.mark.parametrize("variable", ["uvloop", "asyncio+uvloop"])
+def test_flowkit_backend_uvloop_runs_sync_flows_on_uvloop(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", variable)
+
+    @flow
+    def main() -> str:
+        return loop_kind.submit().result()
+
+    assert main() == "uvloop"
+
+
+def test_backend_option_runs_a_sync_flow_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", "trio")
+
+    @flow(backend="asyncio+uvloop")
+    def main() -> tuple[str, str]:
+        return loop_name.submit().result(), loop_kind.submit().result()
+
+    assert main() == ("asyncio", "uvloop")
+
+
+@pytest.mark.parametrize(
+    ("option", "variable", "said"),
+    [
+        ("asyncio+uvloop", "asyncio", "backend='asyncio\\+uvloop'"),
+        (None, "uvloop", "FLOWKIT_BACKEND='uvloop'"),
+    ],
+)
+def test_uvloop_missing_is_said_at_the_call(
+    monkeypatch: pytest.MonkeyPatch, option: str | None, variable: str, said: str
+) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", variable)
+
+    @flow(backend=option)  # type: ignore[call-overload]
+    def nightly() -> int:
+        return 1
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import raises ModuleNotFoundError
+    expected = rf"flow 'nightly': {said} asks for uvloop, which is not installed: pip install"
+    with pytest.raises(ModuleNotFoundError, match=expected + r" 'flowkit\[uvloop\]'") as caught:
+        nightly()
+    assert caught.value.name == "uvloop"
+
+
+def test_uvloop_on_windows_is_refused_at_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    @task(timeout_seconds=60)
+    def nightly() -> int:
+        return 1
+
+    monkeypatch.setenv("FLOWKIT_BACKEND", "uvloop")
+    monkeypatch.setattr(sys, "platform", "win32")
+    expected = "task 'nightly': FLOWKIT_BACKEND='uvloop' asks for uvloop, which does not run on"
+    with pytest.raises(ModuleNotFoundError, match=expected + " Windows; use 'asyncio'"):
+        nightly()
+
+
+@task(timeout_seconds=60)  # its deadline needs an event loop
+def loop_of_a_timed_task() -> str:
+    # The body runs in a worker thread of the run's loop.
+    return anyio.from_thread.run(loop_kind.fn)
+
+
+def test_a_sync_task_outside_flows_starts_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWKIT_BACKEND", "uvloop")
+    assert loop_of_a_timed_task() == "uvloop"
+
+
+@pytest.mark.anyio
+async def test_a_sync_task_called_from_async_code_gets_a_loop_like_its_callers(
+    anyio_backend: object,
+) -> None:
+    assert loop_of_a_timed_task() == await loop_kind.fn()
+
+
+@pytest.mark.parametrize("run", [anyio.run, trio.run])
+def test_async_flow_runs_under_any_runner(run: Any) -> None:
+    @flow
+    async def main(x: int) -> int:
+        return await adouble(x)
+
+    assert run(main, 3) == 6
+
+
+@pytest.mark.anyio
+async def test_sync_flow_called_inside_a_running_loop_works() -> None:
+    @flow
+    def main() -> int:
+        return double(5)
+
+    assert main() == 10
+
+
+def test_sync_flow_body_runs_in_the_callers_thread(backend: str) -> None:
+    @flow
+    def main() -> int:
+        return threading.get_ident()
+
+    assert main() == threading.get_ident()
+
+
+def test_subflows_record_their_parent(backend: str) -> None:
+    ids: dict[str, str | None] = {}
+
+    @flow
+    def child() -> None:
+        ids["child_parent"] = runtime.flow_run.parent_flow_run_id
+
+    @flow
+    def parent() -> None:
+        ids["parent"] = runtime.flow_run.id
+        child()
+
+    parent()
+    assert ids["child_parent"] == ids["parent"]
+
+
+@pytest.mark.anyio
+async def test_sync_flow_called_from_an_async_flow_is_a_subflow() -> None:
+    @flow
+    def child() -> int:
+        return double(1)
+
+    @flow
+    async def parent() -> int:
+        return child()
+
+    assert await parent() == 2
+
+
+def test_final_state_message_summarises_task_runs(backend: str) -> None:
+    @flow
+    def fine() -> None:
+        double(1)
+
+    @flow
+    def handled() -> None:
+        double(1)
+        boom("x", return_state=True)
+
+    assert fine(return_state=True).message == "All states completed."
+    assert handled(return_state=True).message == (
+        "1 of 2 task runs did not complete; the flow handled them."
+    )
+
+
+@pytest.mark.anyio
+async def test_cancelled_async_flow_ends_cancelled() -> None:
+    seen, stop = recorded_states()
+
+    @flow(name="sleeper")
+    async def main() -> None:
+        await anyio.sleep_forever()
+
+    try:
+        with anyio.move_on_after(0.05):
+            await main()
+    finally:
+        stop()
+    assert seen[-1][1] == "Cancelled"
+
+
+def test_keyboard_interrupt_in_a_task_crashes_the_run_and_propagates(backend: str) -> None:
+    seen, stop = recorded_states()
+
+    @task
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    @flow
+    def main() -> None:
+        interrupted()
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main()
+    finally:
+        stop()
+    finals = {name: state for name, state in seen}
+    assert finals["interrupted-0"] == "Crashed"
+
+
+def test_engine_error_marks_the_run_crashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen, stop = recorded_states()
+
+    def broken_logging(enabled: bool) -> Any:
+        raise RuntimeError("engine fault")
+
+    monkeypatch.setattr("flowkit._engine.lifecycle.engine.printing_to_log", broken_logging)
+    try:
+        with pytest.raises(RuntimeError, match="engine fault"):
+            double(1)
+    finally:
+        stop()
+    assert seen[-1] == ("double-0", "Crashed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar, cast
 
 from ... import states
@@ -411,12 +411,16 @@ def _stopped(run: Run) -> str:
 
 async def _tag_slots(run: Run, venue: Venue) -> AbstractContextManager[None]:
     """The slots of the tag limits of a task run, waiting ``AwaitingConcurrencySlot``."""
+    if not run.tags or isinstance(run, FlowRun):
+        return _NO_SLOTS
 
     def waiting(tag: str) -> None:
         set_state(run, states.AwaitingConcurrencySlot(f"Waiting for a slot of tag {tag!r}"))
 
-    tags = run.tags if isinstance(run, TaskRun) else frozenset[str]()
-    return await tag_slots(tags, venue.waits_in_thread, waiting)
+    return await tag_slots(run.tags, venue.waits_in_thread, waiting)
+
+
+_NO_SLOTS = nullcontext()
 
 
 def _validated(run: Run) -> State[Any] | None:

@@ -27,6 +27,7 @@ from flowkit.states import (
     Crashed,
     Failed,
     NotReady,
+    Pending,
     Running,
     State,
     StateType,
@@ -523,3 +524,15 @@ def test_states_beside_data_or_deeper_decide_nothing(found: list[State[Any]]) ->
     assert decide([*found, "data"], "flow run 'x'") is None
     assert decide([found], "flow run 'x'") is None
     assert decide({"states": found}, "flow run 'x'") is None
+
+
+def test_pending_is_not_a_final_state_to_return(backend: str) -> None:
+    @task
+    def waiting() -> Any:
+        return Pending()
+
+    @flow
+    def main() -> str:
+        return waiting(return_state=True).name
+
+    assert main() == "Failed"

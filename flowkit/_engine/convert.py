@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["converter", "is_plain", "snapshot", "to_json", "unstructure"]
+__all__ = [
+    "Encoded",
+    "converter",
+    "is_plain",
+    "parameters_json",
+    "snapshot",
+    "to_json",
+    "unstructure",
+]
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -72,11 +80,22 @@ _log = logging.getLogger("flowkit.engine")
 _warned: set[str] = set()
 
 
+class Encoded(str):
+    """A value recorded as the JSON text it had when it was recorded (see ``snapshot``)."""
+
+    __slots__ = ()
+
+    def value(self) -> Any:
+        """The recorded value, as plain data."""
+        return json.loads(self)
+
+
 def snapshot(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` as they are now, for a record: scalars as they are, anything else as
-    the plain data of its JSON, made now, so that a body that mutates its argument does
-    not change what was recorded as its input. A value that cannot be encoded is
-    recorded as a placeholder that says so (with a WARNING, once per kind of failure).
+    """``values`` as they are now, for a record: scalars as they are, anything else
+    ``Encoded`` as its JSON text, made now, so that a body that mutates its argument
+    does not change what was recorded as its input (the text is what the run store
+    writes: a value is encoded once). A value that cannot be encoded is recorded as a
+    placeholder that says so (with a WARNING, once per kind of failure).
     """
     taken: dict[str, Any] = {}
     for name, value in values.items():
@@ -84,7 +103,7 @@ def snapshot(values: Mapping[str, Any]) -> dict[str, Any]:
             taken[name] = value
             continue
         try:
-            taken[name] = json.loads(to_json(value))
+            taken[name] = Encoded(to_json(value))
         except Exception as exc:
             kind = type(exc).__name__
             if kind not in _warned:
@@ -96,3 +115,12 @@ def snapshot(values: Mapping[str, Any]) -> dict[str, Any]:
                 )  # fmt: skip
             taken[name] = f"<unrecorded: could not be encoded: {kind}: {exc}>"
     return taken
+
+
+def parameters_json(recorded: Mapping[str, Any]) -> str:
+    """A ``snapshot`` as one JSON object: its ``Encoded`` values as they were encoded."""
+    parts = [
+        f"{_ENCODER.encode(name)}: {value if type(value) is Encoded else _ENCODER.encode(value)}"
+        for name, value in recorded.items()
+    ]
+    return "{" + ", ".join(parts) + "}"

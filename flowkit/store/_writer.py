@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from .._engine import events, naming
-from .._engine.convert import to_json
+from .._engine.convert import parameters_json
 from .._engine.events import Artifact, ArtifactUpdate, LogLine, StateChanged, TransactionEnded
 from ..states import ResultReference
 from ._prune import prune, retention
@@ -536,7 +536,8 @@ def _run_row(pending: StateChanged, latest: StateChanged) -> tuple[Any, ...]:
         run.id, run.kind, run.name, run.definition,
         run.parent.id if run.parent is not None else None, run.flow_run_id, run.root_id,
         json.dumps(sorted(run.tags)) if run.tags else "[]",
-        to_json(parameters) if parameters else "{}", json.dumps(inputs) if inputs else "{}",
+        parameters_json(parameters) if parameters else "{}",
+        json.dumps(inputs) if inputs else "{}",
         state.type.value, state.name, state.message,
         str(latest.error) if latest.error is not None else None,
         latest.run_count if started else 0, _timestamp(pending), start,
@@ -552,7 +553,7 @@ def _update_row(event: StateChanged) -> tuple[Any, ...]:
         str(event.error) if event.error is not None else None, event.run_count,
         event.start_time.timestamp() if event.start_time is not None else None,
         _timestamp(event) if event.ended else None,
-        to_json(event.parameters) if event.parameters is not None else None,
+        parameters_json(event.parameters) if event.parameters is not None else None,
         json.dumps(event.task_inputs) if event.task_inputs is not None else None,
         event.cache_note, event.result_location, _result_repr(event), event.run.id,
     )  # fmt: skip

@@ -29,5 +29,10 @@ async def adouble(x: int) -> int:
 
 
 @task
-def boom(message: str) -> None:
+def boom(message: str = "boom") -> None:
     raise ValueError(message)
+
+
+@task
+def ident(x: Any) -> Any:
+    return x

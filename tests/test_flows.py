@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -15,7 +16,7 @@ import sniffio
 import trio
 from shared_tasks import adouble, boom, double, recorded_states
 
-from flowkit import flow, runtime, task
+from flowkit import allow_failure, flow, runtime, task
 
 pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
 
@@ -262,3 +263,80 @@ def test_engine_error_marks_the_run_crashed(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         stop()
     assert seen[-1] == ("double-0", "Crashed")
+
+
+def test_a_subflow_waits_for_wait_for(backend: str) -> None:
+    order: list[str] = []
+
+    @task
+    def first() -> None:
+        time.sleep(0.05)
+        order.append("task")
+
+    @flow
+    def sub() -> None:
+        order.append("subflow")
+
+    @flow
+    def main() -> None:
+        sub(wait_for=[first.submit()])
+
+    main()
+    assert order == ["task", "subflow"]
+
+
+def test_a_failed_wait_for_stops_a_subflow_unless_allowed(backend: str) -> None:
+    @flow
+    def sub() -> str:
+        return "ran"
+
+    @flow
+    def main() -> tuple[str, str]:
+        failing = boom.submit()
+        stopped = sub(wait_for=[failing], return_state=True)
+        allowed = sub(wait_for=[allow_failure([failing])])
+        return stopped.name, allowed
+
+    assert main() == ("NotReady", "ran")
+
+
+def test_a_sync_flow_calling_an_async_task_gets_its_value(backend: str) -> None:
+    @task
+    async def add_one(x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return x + 1
+
+    @flow
+    def main() -> int:
+        return add_one(1)  # type: ignore[return-value]  # a sync flow: run on its loop
+
+    assert main() == 2
+
+
+def test_a_sync_flow_calling_an_async_subflow_gets_its_value(backend: str) -> None:
+    @flow
+    async def child() -> str:
+        return "child"
+
+    @flow
+    def main() -> str:
+        return child()  # type: ignore[return-value]
+
+    assert main() == "child"
+
+
+def test_a_sync_flow_returning_a_generator_gets_a_list(backend: str) -> None:
+    @flow
+    def main() -> Any:
+        return (i * i for i in range(3))
+
+    assert main() == [0, 1, 4]
+
+
+@pytest.mark.anyio
+async def test_an_async_flow_returning_a_generator_gets_a_list() -> None:
+    @flow
+    async def main() -> Any:
+        return (i * i for i in range(3))
+
+    assert await main() == [0, 1, 4]

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 import flowkit
 from flowkit import flow, task
+from flowkit.exceptions import (
+    CancelledRun,
+)
 
 
 @task
@@ -86,3 +93,48 @@ def test_a_zero_timeout_is_a_poll(backend: str) -> None:
         return future.result(timeout=0), flowkit.wait([future], timeout=0).not_done
 
     assert main() == (4, set())
+
+
+@pytest.mark.anyio
+async def test_awaiting_a_cancelled_future_raises_cancelled_run_not_cancellation() -> None:
+    @task
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    @flow
+    async def main() -> str:
+        future = forever.submit()
+        await anyio.sleep(0.01)
+        future.cancel()
+        try:
+            await future
+        except CancelledRun as exc:
+            await anyio.lowlevel.checkpoint()  # this task was not cancelled: it still runs
+            return str(exc)
+        return "not raised"
+
+    assert await main() == "task run 'forever-0' was cancelled"
+
+
+@pytest.mark.every_loop
+def test_a_cancelled_future_result_raises_cancelled_run_in_sync_code(backend: str) -> None:
+    release = threading.Event()
+
+    @task
+    def blocked() -> None:
+        release.wait(5)
+
+    @flow
+    def main() -> str:
+        future = blocked.submit()
+        time.sleep(0.05)
+        future.cancel()
+        try:
+            future.result()
+        except CancelledRun:
+            return "cancelled"
+        finally:
+            release.set()
+        return "done"
+
+    assert main() == "cancelled"

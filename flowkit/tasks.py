@@ -161,12 +161,7 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         Raises:
             TypeError: ``fn`` is not a plain (not async) function.
         """
-        try:
-            check_transaction_hook(fn)
-        except TypeError as exc:
-            raise TypeError(f"{self.owner}: @.on_commit: {exc}") from None
-        self._add_hook("commit", fn)  # type: ignore[arg-type]  # a hook of another shape
-        return fn
+        return self._add_transaction_hook("commit", fn)
 
     def on_rollback(self, fn: TH) -> TH:
         """Decorator: call ``fn(transaction)`` when the transaction a completed run of
@@ -176,11 +171,14 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
         Raises:
             TypeError: ``fn`` is not a plain (not async) function.
         """
+        return self._add_transaction_hook("rollback", fn)
+
+    def _add_transaction_hook(self, hook: str, fn: TH) -> TH:
         try:
             check_transaction_hook(fn)
         except TypeError as exc:
-            raise TypeError(f"{self.owner}: @.on_rollback: {exc}") from None
-        self._add_hook("rollback", fn)  # type: ignore[arg-type]  # a hook of another shape
+            raise TypeError(f"{self.owner}: @.on_{hook}: {exc}") from None
+        self._add_hook(hook, fn)  # type: ignore[arg-type]  # a hook of another shape
         return fn
 
     def with_options(self, **changes: Unpack[TaskOptionsDict]) -> Task[P, R]:

@@ -9,6 +9,7 @@ the resolved value (states, not their values) unless it is a single state.
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -489,6 +490,8 @@ def test_result_without_raising_gives_data_else_the_exception() -> None:
 
 # The rule itself
 
+_RUN = SimpleNamespace(info=SimpleNamespace(label="Flow run 'x'"))
+
 
 states_of_any_kind = st.sampled_from(
     [Completed(data=1), Failed("f"), Crashed("c"), Cancelled("x"), Completed(data=2)]
@@ -516,14 +519,14 @@ def test_the_aggregate_follows_prefects_order(found: list[State[Any]]) -> None:
     st.recursive(st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c))
 )
 def test_plain_values_decide_nothing(value: Any) -> None:
-    assert decide(value, "flow run 'x'") is None
+    assert decide(value, _RUN) is None
 
 
 @given(st.lists(states_of_any_kind, min_size=1, max_size=4))
 def test_states_beside_data_or_deeper_decide_nothing(found: list[State[Any]]) -> None:
-    assert decide([*found, "data"], "flow run 'x'") is None
-    assert decide([found], "flow run 'x'") is None
-    assert decide({"states": found}, "flow run 'x'") is None
+    assert decide([*found, "data"], _RUN) is None
+    assert decide([found], _RUN) is None
+    assert decide({"states": found}, _RUN) is None
 
 
 def test_pending_is_not_a_final_state_to_return(backend: str) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 
@@ -30,6 +30,9 @@ from ...exceptions import CancelledRun, CrashedRun, FailedRun
 from ...states import State, StateType
 from .futures import TaskFuture
 from .inputs import walk
+
+if TYPE_CHECKING:
+    from ..events import RunInfo
 
 __all__ = ["as_final", "decide", "pending_futures", "resolve"]
 
@@ -82,12 +85,20 @@ def is_state_iterable(value: object) -> bool:
     return all(issubclass(type(v), State) for v in cast("Iterable[Any]", value))
 
 
-def decide(value: object, owner: str) -> State[Any] | None:
-    """The final state a (resolved) return value decides, or ``None`` for plain data."""
+class Labelled(Protocol):
+    """A run, as far as messages go: its ``RunInfo``, whose ``label`` names it."""
+
+    @property
+    def info(self) -> RunInfo: ...
+
+
+def decide(value: object, run: Labelled) -> State[Any] | None:
+    """The final state a (resolved) return value decides for ``run``, or ``None`` for
+    plain data (the run's label is read only for a message about a returned state)."""
     if issubclass(type(value), State):
         state = cast("State[Any]", value)
         if state.state_details.flow_run_id is None and state.state_details.task_run_id is None:
-            return as_final(state, owner)  # made by hand: the run's own state
+            return as_final(state, run.info.label)  # made by hand: the run's own state
         return aggregate([state], value)
     if is_state_iterable(value):
         return aggregate(list(cast("Iterable[State[Any]]", value)), value)

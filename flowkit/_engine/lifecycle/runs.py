@@ -271,7 +271,7 @@ class Run:
         flow = isinstance(self, FlowRun)
         if flow:
             value = resolve(value)
-        returned = decide(value, self.info.label)
+        returned = decide(value, self)
         if returned is not None and (not flow or not issubclass(type(value), State)):
             self.handed_back = value
         if returned is not None and not returned.is_completed():

@@ -32,7 +32,7 @@ from ..lifecycle.futures import lending_slot
 from ..lifecycle.runs import Run, current_run
 from ..loops import Backend, call_soon_threadsafe, loop_args
 from ..threadstop import DeadlinePassed, Stoppable, ThreadCancelled
-from .local import OnLoop, consumed
+from .local import OnLoop, call_consumed
 
 __all__ = [
     "CallerThread",
@@ -73,7 +73,7 @@ class CallerThread(OnLoop):
 
         self._jobs.put(job)
         try:
-            with clock.thread_at_work(run.deadline):
+            with clock.thread_at_work(run.attempt.deadline):
                 await done.wait()
         except anyio.get_cancelled_exc_class() as exc:
             # The body runs in the caller's thread, which goes on when it stops.
@@ -99,7 +99,7 @@ class CallerThread(OnLoop):
 
 def _call_body(run: Run) -> Any:
     current_run.set(run)  # in a copy of the caller's context, private to this run
-    return consumed(run.definition.fn(*run.args, **run.kwargs), f"flow run {run.name!r}")
+    return call_consumed(run)
 
 
 def flow_loop() -> EventLoopToken | None:
@@ -117,8 +117,8 @@ def flow_loop() -> EventLoopToken | None:
         # Inside a sync task that async code called, the flow's loop waits for this
         # thread: the task's own loop runs the call instead.
         while run is not None and run is not flow_run:
-            if run.own_loop is not None:
-                return run.own_loop
+            if (loop := run.attempt.own_loop) is not None:
+                return loop
             run = run.parent
         return nursery.token
     return None  # an event loop of the user's own runs here: the caller awaits

@@ -30,7 +30,7 @@ from ..lifecycle.futures import Slot, TaskFuture, held_slot
 from ..lifecycle.nursery import Nursery
 from ..lifecycle.runs import FlowRun, Run, TaskRun, current_run, ended
 from ..loops import call_soon_threadsafe, drive, loop_args, resolve_backend, running_backend
-from .local import ON_LOOP, OnLoop, consumed
+from .local import ON_LOOP, OnLoop, call_consumed
 from .remote import Remote
 from .streams import (
     ASYNC_STEPS,
@@ -108,7 +108,7 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             _drain(flow_run, nursery)
         for future in futures:
             launch(nursery, future, context)
-    parent.children.extend(futures)
+    parent.attempt.adopt(futures)
     return futures
 
 
@@ -134,25 +134,25 @@ def call_on_loop(run: TaskRun) -> State[Any]:
         future.observed = True  # the caller gets its value or exception
         future.wait()
         return run.state
-    run.blocks_loop = nursery is not None
+    venue = DETACHED if nursery is None else BLOCKING
     try:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         backend, options = loop_args(resolve_backend(None, owner=f"task {run.definition.name!r}"))
-        return anyio.run(execute, run, DETACHED, backend=backend, backend_options=options)
-    return _on_loop_of_its_own(run)
+        return anyio.run(execute, run, venue, backend=backend, backend_options=options)
+    return _on_loop_of_its_own(run, venue)
 
 
 def _blocks_its_loop(run: Run | None) -> bool:
     """Whether ``run`` or a run it is part of holds its flow's loop in a blocking call."""
     while run is not None and not isinstance(run, FlowRun):
-        if run.blocks_loop:
+        if run.attempt.blocks_loop:
             return True
         run = run.parent
     return False
 
 
-def _on_loop_of_its_own(run: TaskRun) -> State[Any]:
+def _on_loop_of_its_own(run: TaskRun, venue: _Detached) -> State[Any]:
     """Run ``run`` on a new loop in a helper thread, blocking this thread until it ends."""
     like_this_one = running_backend()
     context = copy_context()
@@ -162,7 +162,7 @@ def _on_loop_of_its_own(run: TaskRun) -> State[Any]:
 
     def run_to_end() -> State[Any]:
         backend, options = loop_args(like_this_one)
-        return anyio.run(execute, run, DETACHED, backend=backend, backend_options=options)
+        return anyio.run(execute, run, venue, backend=backend, backend_options=options)
 
     def lifecycle() -> None:
         result.append(outcome.capture(context.run, run_to_end))
@@ -175,20 +175,25 @@ def _on_loop_of_its_own(run: TaskRun) -> State[Any]:
 
 class _Detached(OnLoop):
     """A venue on a loop that is not its flow's: sync bodies take no slot of the flow's
-    thread limiter, which belongs to the other loop."""
+    thread limiter, which belongs to the other loop.
+
+    Args:
+        blocks_loop: Whether the flow's loop waits for the run in a blocking call (async
+            code of the flow called it).
+    """
+
+    def __init__(self, *, blocks_loop: bool) -> None:
+        self.blocks_loop = blocks_loop
 
     async def call(self, run: Run) -> Any:
         if run.definition.is_async:
             return await super().call(run)
-        run.own_loop = anyio.lowlevel.current_token()  # for async tasks its body calls
-        return await self.in_thread(run, partial(_call_sync, run), None)
+        run.attempt.hosted_on(anyio.lowlevel.current_token())  # for async tasks it calls
+        return await self.in_thread(run, partial(call_consumed, run), None)
 
 
-def _call_sync(run: Run) -> Any:
-    return consumed(run.definition.fn(*run.args, **run.kwargs), f"task run {run.name!r}")
-
-
-DETACHED = _Detached()
+DETACHED = _Detached(blocks_loop=False)
+BLOCKING = _Detached(blocks_loop=True)
 
 
 def _spawn_soon(flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Context) -> None:
@@ -245,13 +250,12 @@ def launch(nursery: Nursery, future: TaskFuture[Any], context: Context | None) -
     if future.done():  # cancelled while it waited in the backlog
         return
     if not run.definition.is_async:
-        if nursery.unthreaded >= nursery.limiter.total_tokens:
+        if len(nursery.unthreaded) >= nursery.limiter.total_tokens:
             future.on_cancel = partial(_cancel_unstarted, future)
             nursery.backlog.append(partial(launch, nursery, future, context))
             return
         future.on_cancel = None
-        run.awaits_thread = True
-        nursery.unthreaded += 1
+        nursery.awaits_thread(run)
     _spawn(nursery.task_group, future, False, context)
 
 
@@ -267,14 +271,6 @@ def _cancel_unstarted(future: TaskFuture[Any]) -> None:
     future.finish()
 
 
-def _slots(parent: Run) -> anyio.Semaphore | None:
-    if parent.max_concurrency is None:
-        return None
-    if parent.slots is None:
-        parent.slots = anyio.Semaphore(parent.max_concurrency)
-    return parent.slots
-
-
 async def _start_from_thread(
     nursery: Nursery, futures: list[TaskFuture[Any]], context: Context, thread_slot: Slot | None
 ) -> None:
@@ -284,7 +280,7 @@ async def _start_from_thread(
     slot, it lends it while it waits, since the runs that free the slots may need it.
     """
     assert futures[0].task_run.parent is not None
-    slots = _slots(futures[0].task_run.parent)
+    slots = futures[0].task_run.parent.submit_slots()
     for future in futures:
         if slots is not None:
             try:
@@ -313,13 +309,14 @@ def _remote(nursery: Nursery) -> Remote | None:
 async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
     run = future.task_run
     assert run.parent is not None
-    slots = _slots(run.parent)
+    slots = run.parent.submit_slots()
+    nursery = run.nursery_around
+    assert nursery is not None
     try:
         if slots is not None and not holds_slot:
             await slots.acquire()
             holds_slot = True
-        nursery = run.nursery_around
-        remote = _remote(nursery) if nursery is not None else None
+        remote = _remote(nursery)
         # Only submitted runs go to the flow's task runner; plain calls run here.
         await execute(run, remote if remote is not None and run.submitted else ON_LOOP)
     finally:
@@ -328,7 +325,7 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
         if not ended(run.state):  # cancelled before it started
             set_state(run, states.Cancelled("The run was cancelled before it started."))
         future.finish()
-        run.threaded()  # if it ended before it got a thread: the next run may start
+        nursery.threaded(run)  # if it ended before it got a thread: the next run may start
 
 
 def stream(run: TaskRun, buffer: int | None) -> Any:

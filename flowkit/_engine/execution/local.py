@@ -91,8 +91,9 @@ def consumed(value: Any, owner: str) -> Any:
     return value
 
 
-def _call_consumed(run: Run) -> Any:
-    return consumed(run.definition.fn(*run.args, **run.kwargs), f"task run {run.name!r}")
+def call_consumed(run: Run) -> Any:
+    """Call the body of ``run`` in this thread; its value, a returned generator read out."""
+    return consumed(run.call.body(), f"{run.info.kind} run {run.name!r}")
 
 
 _NO_DEADLINE = _NoDeadline()
@@ -100,11 +101,15 @@ _NO_DEADLINE = _NoDeadline()
 
 class Inline:
     waits_in_thread = True
+    blocks_loop = False
 
     async def call(self, run: Run) -> Any:
-        return _call_consumed(run)
+        return call_consumed(run)
 
-    def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
+    def deadline(self, run: Run, timeout: float | None) -> float | None:
+        return None  # an enclosing deadline stops this thread (see clock.thread_at_work)
+
+    def attempt_scope(self, deadline: float | None) -> AttemptScope:
         return _NO_DEADLINE
 
     def timed_out(self, run: Run, exc: BaseException) -> bool:
@@ -135,17 +140,18 @@ class Inline:
 
 class OnLoop:
     waits_in_thread = False
+    blocks_loop = False
 
     async def call(self, run: Run) -> Any:
-        fn = run.definition.fn
-        if run.definition.is_async or run.definition.streams == "async":
-            value = fn(*run.args, **run.kwargs)
+        definition = run.definition
+        if definition.is_async or definition.streams == "async":
+            value = run.call.body()
             value = await value if inspect.isawaitable(value) else value
             if is_async_generator(value):
                 return [item async for item in value]
             return consumed(value, f"task run {run.name!r}")
-        body = partial(_call_consumed, run)
-        run.worker = "thread"
+        body = partial(call_consumed, run)
+        run.attempt.ran_in("thread")
         nursery = run.nursery_around
         if nursery is None:
             return await self.in_thread(run, body, None)
@@ -156,8 +162,8 @@ class OnLoop:
         try:
             asked = anyio.current_time()
             await slot.take()
-            run.thread_wait = anyio.current_time() - asked  # the timeline draws this wait
-            run.threaded()
+            run.attempt.waited(anyio.current_time() - asked)  # the timeline draws this wait
+            nursery.threaded(run)
             return await self.in_thread(run, partial(_holding, slot, body), nursery.threads)
         finally:
             slot.give_up()
@@ -168,7 +174,7 @@ class OnLoop:
         """Run ``body`` in a worker thread; if the run is cancelled, stop and abandon it."""
         stoppable = Stoppable(run.name)
         try:
-            with clock.thread_at_work(run.deadline):
+            with clock.thread_at_work(run.attempt.deadline):
                 return await anyio.to_thread.run_sync(
                     stoppable.run, body, abandon_on_cancel=True, limiter=threads
                 )
@@ -176,15 +182,17 @@ class OnLoop:
             stoppable.stop(DeadlinePassed if self.timed_out(run, exc) else ThreadCancelled)
             raise
 
-    def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
+    def deadline(self, run: Run, timeout: float | None) -> float | None:
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         parent = run.parent
-        if parent is not None and parent.deadline is not None and _same_loop(parent):
-            deadline = min(deadline, parent.deadline)
-        if deadline == math.inf:
-            run.deadline = None
+        outer = parent.attempt.deadline if parent is not None else None
+        if parent is not None and outer is not None and _same_loop(parent):
+            deadline = min(deadline, outer)
+        return None if deadline == math.inf else deadline
+
+    def attempt_scope(self, deadline: float | None) -> AttemptScope:
+        if deadline is None:
             return _NO_DEADLINE  # a cancel scope costs ~10 us to enter and leave
-        run.deadline = deadline
         return anyio.CancelScope(deadline=deadline)
 
     def timed_out(self, run: Run, exc: BaseException) -> bool:
@@ -192,8 +200,8 @@ class OnLoop:
             return isinstance(exc, DeadlinePassed)
         return (
             isinstance(exc, anyio.get_cancelled_exc_class())
-            and run.deadline is not None
-            and anyio.current_time() >= run.deadline
+            and (deadline := run.attempt.deadline) is not None
+            and anyio.current_time() >= deadline
         )
 
     def is_cancellation(self, exc: BaseException) -> bool:

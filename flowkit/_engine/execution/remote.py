@@ -75,7 +75,8 @@ def pack(run: Run, kind: str, function: bytes | None = None) -> bytes:
         function = pack_function(run, kind)
     definition = run.definition
     job = _Job(
-        function, _dumps((run.args, run.kwargs), run, kind), definition.is_async, run.info,
+        function, _dumps((run.call.args, run.call.kwargs), run, kind), definition.is_async,
+        run.info,
         run.log_prints,
         logging.getLogger(_RUN_LOGGERS[run.info.kind == "task"]).getEffectiveLevel(),
     )  # fmt: skip
@@ -219,17 +220,19 @@ class Remote(OnLoop):
             self._packed[run] = self._pack(run)
 
     async def call(self, run: Run) -> Any:
-        run.threaded()  # it waits for a worker, not for one of this process's threads
+        nursery = run.nursery_around
+        assert nursery is not None  # a flow's task runner is used inside that flow only
+        nursery.threaded(run)  # it waits for a worker, not for one of this process's threads
         payload = self._packed.get(run)
         if payload is None:
             payload = self._pack(run)
         try:
             packed = await self.executor.run(run, payload)
         except WorkerCrashedError as exc:
-            run.worker = exc.worker  # it sent no reply to say so
+            run.attempt.ran_in(exc.worker)  # it sent no reply to say so
             raise
         reply = cast("_Reply", cloudpickle().loads(packed))
-        run.worker = reply.worker
+        run.attempt.ran_in(reply.worker)
         _replay(reply.logs)
         if reply.error is not None:
             raise reply.error

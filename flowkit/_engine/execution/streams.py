@@ -54,7 +54,7 @@ from ..lifecycle.readers import StreamDeadline, register, unregister
 from ..lifecycle.runs import Run
 from ..lifecycle.venue import Venue
 from ..threadstop import DeadlinePassed, Stoppable
-from .local import INLINE, AsyncReader, Inline, OnLoop, SyncReader
+from .local import AsyncReader, Inline, OnLoop, SyncReader
 
 __all__ = [
     "ASYNC_STEPS",
@@ -105,7 +105,7 @@ class _SyncSteps(Inline):
         self._outlet = outlet
 
     async def call(self, run: Run) -> Any:
-        generator = run.definition.fn(*run.args, **run.kwargs)
+        generator = run.call.body()
         deadline = _deadline_in(run, time.monotonic)
         stoppable = Stoppable(run.name)
         try:
@@ -148,7 +148,7 @@ class _AsyncSteps(OnLoop):
         self._outlet = outlet
 
     async def call(self, run: Run) -> Any:
-        generator = run.definition.fn(*run.args, **run.kwargs)
+        generator = run.call.body()
         deadline = _deadline_in(run, anyio.current_time)
         try:
             while (value := await _next_value(run, generator, deadline)) is not _DONE:
@@ -159,8 +159,8 @@ class _AsyncSteps(OnLoop):
             with anyio.CancelScope(shield=True):
                 await generator.aclose()
 
-    def attempt_scope(self, run: Run, timeout: float | None) -> Any:
-        return INLINE.attempt_scope(run, timeout)  # the deadline lives in each step
+    def deadline(self, run: Run, timeout: float | None) -> float | None:
+        return None  # the deadline lives in each step
 
 
 _DONE: Any = object()
@@ -184,7 +184,7 @@ def _late(run: Run) -> str:
 
 
 async def _deliver(run: Run, value: Any, outlet: Outlet | None) -> None:
-    run.streamed += 1
+    run.attempt.handed()
     try:
         if outlet is None:
             await _HandOut(value)

@@ -51,9 +51,9 @@ class _Cacheable(Definition, Protocol):
     def task_key(self) -> str: ...
 
 
-def task_key_of(run: Run) -> str:
-    """The task key of a task run's task."""
-    return cast("_Cacheable", run.definition).task_key
+def task_key_of(definition: Definition) -> str:
+    """The task key of a task."""
+    return cast("_Cacheable", definition).task_key
 
 
 async def from_cache(
@@ -71,9 +71,9 @@ async def from_cache(
         scope = storage_scope(results.storage)
     else:
         assert caching.key is not None  # Caching.of: a policy, or a storage key
-        key, scope = cache_key(caching.key, run), task_key_of(run)
+        key, scope = cache_key(caching.key, run), task_key_of(run.definition)
     if key is None:
-        run.cache_note = "not cached: the cache policy gave no key for this call"
+        run.progress.cache_note = "not cached: the cache policy gave no key for this call"
         return None, None
     while True:
         reason = "refresh_cache is set"
@@ -82,14 +82,14 @@ async def from_cache(
                 scope, key, cache.now(), storage=results.storage, serializer=results.serializer
             )
             if found.hit:
-                run.cache_note = f"hit: {found.reason} (key {key[:12]})"
+                run.progress.cache_note = f"hit: {found.reason} (key {key[:12]})"
                 assert found.record is not None
-                run.result_location = found.record.location
+                run.progress.result_location = found.record.location
                 return states.Cached(f"Cache hit: {found.reason}", data=found.value), None
             reason = found.reason
         busy = cache.RESULTS.claim(scope, key)
         if busy is None:
-            run.cache_note = f"miss: {reason} (key {key[:12]})"
+            run.progress.cache_note = f"miss: {reason} (key {key[:12]})"
             return None, (scope, key)
         await venue.wait_event(busy)  # single flight: the other run may cache it for us
 
@@ -113,7 +113,8 @@ def persisted(
             storage_key = caching.storage_key is not None
             record = cache.RESULTS.save(
                 cache.CacheRecord(
-                    key=flight[1], task_key=task_key_of(run), task_name=run.definition.name,
+                    key=flight[1], task_key=task_key_of(run.definition),
+                    task_name=run.definition.name,
                     run_id=run.key, created=now, expires=expires, serializer="",
                     result=flight[1] if storage_key else "", mac="", location="",
                 ),
@@ -133,13 +134,13 @@ def persisted(
             "persist_result=False"
         )
         if results.asked:
-            run.handed_back = NOT_HANDED  # the call raises what failed the run
+            run.attempt.handed_back = NOT_HANDED  # the call raises what failed the run
             error = SerializationError(message)
             error.__cause__ = exc
             return states.Failed(message, exception=error)
         _log.warning("%s (run %r keeps it in memory only)", message, run.name)
         return final
-    run.result_location = stored.location
+    run.progress.result_location = stored.location
     if results.in_memory:
         return final
     return attrs.evolve(final, data=stored)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
+
+import attrs
 
 from ... import states
 from ...exceptions import (
@@ -28,18 +30,31 @@ from ..definition.policy import Policy
 from ..definition.signature import Definition
 from ..definition.validation import validated
 from ..events import RunInfo, StateChanged, error_info
+from ..ids import new_id
 from ..limits import tag_slots
 from ..naming import generate_name, render_run_name
 from ..results import cache
 from ..results.storage import results_of
 from . import transactions
 from .caching import from_cache, persisted, task_key_of
-from .inputs import as_wait_list, find_upstream, may_hold_upstream, resolve
+from .inputs import Upstream, as_wait_list, find_upstream, may_hold_upstream, resolve
 from .prints import printing_to_log
 from .readers import StreamDeadline, last_delivered, open_readers
 from .records import run_record
 from .returned import pending_futures
-from .runs import NOT_HANDED, FlowRun, Run, TaskRun, current_run, current_tags, ended
+from .runs import (
+    NOT_HANDED,
+    Attempt,
+    Call,
+    FlowProgress,
+    FlowRun,
+    Progress,
+    Run,
+    TaskRun,
+    current_run,
+    current_tags,
+    ended,
+)  # fmt: skip
 from .venue import Venue, interrupted_by
 
 __all__ = ["execute", "finished", "new_run", "set_state"]
@@ -83,48 +98,62 @@ def new_run(
         log_prints = parent.log_prints if parent is not None else False
     if outer_tags := current_tags.get():
         tags = tags | outer_tags
-    if flow:
-        run: Run = FlowRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
-        run.thread_limit = policy.thread_limit  # type: ignore[attr-defined]
-        run.task_runner = policy.task_runner  # type: ignore[attr-defined]
-        if isinstance(parent, FlowRun):  # a subflow call: its key within the attempt
-            run.call_key = parent.next_call_key(definition.name)  # type: ignore[attr-defined]
-    else:
-        run = TaskRun(definition, args, kwargs, skip, "", parent, tags, log_prints)
-        run.transaction = transactions.get_transaction()  # its own transaction's parent
-    run.max_concurrency = policy.max_concurrency
-    run.submitted = submitted
     owner = f"{'flow' if flow else 'task'} {definition.name!r}"
+    call = Call(definition, skip, args, kwargs)
     try:
-        parameters = run.parameters
+        parameters = call.parameters
     except TypeError as exc:
         raise ParameterBindError(
             f"{owner} cannot be called so: {exc}; call it as {_call_shape(definition, skip)}"
         ) from None
-    if wait_for is not None or may_hold_upstream(args, kwargs):
+    upstream: Sequence[Upstream] = ()
+    wait_list = None
+    takes_inputs = wait_for is not None or may_hold_upstream(args, kwargs)
+    if takes_inputs:
         if wait_for is not None:
-            run.wait_for = as_wait_list(wait_for, owner=owner)
-        run.upstream = find_upstream(parameters, run.wait_for)
-        run.takes_inputs = True
+            wait_list = as_wait_list(wait_for, owner=owner)
+        upstream = find_upstream(parameters, wait_list)
+    streamed_from = None
     if parent is not None and open_readers(parent):  # did a generator run stream a value?
-        run.streamed_from = {
+        streamed_from = {
             name: producer.id
             for name, value in parameters.items()
             if (producer := last_delivered(parent, value)) is not None
         }
-    if isinstance(run, TaskRun):  # its occurrence under its root: Prefect's dynamic_key
-        run.dynamic_key = str(parent.next_index(definition.name) if parent is not None else 0)
+    run_id = new_id()
+    key = str(run_id)
+    if flow:
+        dynamic_key = ""
+        name = generate_name() if run_name is None else ""
+    else:  # its occurrence under its root: Prefect's dynamic_key
+        dynamic_key = str(parent.next_index(definition.name) if parent is not None else 0)
+        name = f"{definition.name}-{dynamic_key}" if run_name is None else ""
+
+    def made(name: str) -> Run:
+        info = _info(definition, key, name, parent, flow, tags, submitted)
+        shared = (definition, call, name, parent, tags, log_prints, run_id, key, info,
+                  submitted, policy.max_concurrency, upstream, wait_list, takes_inputs,
+                  streamed_from)  # fmt: skip
+        if flow:
+            return FlowRun(
+                *shared, progress=FlowProgress(call), thread_limit=policy.thread_limit,
+                task_runner=policy.task_runner,
+                # a subflow call: its key within the parent's attempt
+                call_key=parent.next_call_key(definition.name)
+                if isinstance(parent, FlowRun) else None,
+            )  # fmt: skip
+        return TaskRun(*shared, transactions.get_transaction(), progress=Progress(call),
+                       dynamic_key=dynamic_key)  # fmt: skip
+
+    run = made(name)
     if run_name is not None:
         token = current_run.set(run)  # a naming function may read flowkit.runtime
         try:
-            run.name = render_run_name(run_name, run.arguments, owner=owner)
+            name = render_run_name(run_name, run.arguments, owner=owner)
         finally:
             current_run.reset(token)
-    elif flow:
-        run.name = generate_name()
-    else:
-        run.name = f"{definition.name}-{cast('TaskRun', run).dynamic_key}"
-    run.info = _info(run, flow)
+        run = attrs.evolve(run, name=name, info=_info(definition, key, name, parent, flow,
+                                                       tags, submitted))  # fmt: skip
     recorded = snapshot(parameters)  # what was passed, whatever the body does to it
     events.emit(StateChanged(run.info, run.state, parameters=recorded, task_inputs=_inputs(run)))
     return run
@@ -138,15 +167,22 @@ def _call_shape(definition: Definition, skip: int) -> str:
     return f"{getattr(definition.fn, '__name__', definition.name)}{plain}"
 
 
-def _info(run: Run, flow: bool) -> RunInfo:
-    parent = run.parent.info if run.parent is not None else None
-    task_key = None if flow else task_key_of(run)
+def _info(
+    definition: Definition,
+    key: str,
+    name: str,
+    parent: Run | None,
+    flow: bool,
+    tags: frozenset[str],
+    submitted: bool,
+) -> RunInfo:
+    outer = parent.info if parent is not None else None
     return RunInfo(
-        run.key, "flow" if flow else "task", run.name, run.definition.name, parent,
-        in_flow=None if parent is None else (parent if parent.kind == "flow" else parent.in_flow),
-        root_id=run.key if parent is None else parent.root_id,
-        tags=run.tags, task_key=task_key, submitted=run.submitted,
-        progress=run.definition.policy.progress,
+        key, "flow" if flow else "task", name, definition.name, outer,
+        in_flow=None if outer is None else (outer if outer.kind == "flow" else outer.in_flow),
+        root_id=key if outer is None else outer.root_id,
+        tags=tags, submitted=submitted, progress=definition.policy.progress,
+        task_key=None if flow else task_key_of(definition),
     )  # fmt: skip
 
 
@@ -162,38 +198,37 @@ def set_state(run: Run, state: State[Any]) -> State[Any]:
     holds it (a state that ends the run says whose it is: ``state_details``)."""
     if over := ended(state):
         state = _stamped(run, state)
-    if run.state.is_running():  # an attempt's time counts in total_run_time
-        run.run_time += state.timestamp - run.state.timestamp
-    run.state = state
-    wait = worker = None
-    if not state.is_running():
-        # The wait for a worker thread, and the worker, belong to the attempt this ends.
-        wait, run.thread_wait = run.thread_wait, None
-        worker, run.worker = run.worker, None
+    progress = run.progress
+    running = state.is_running()
+    if progress.state.is_running():  # an attempt's time counts in total_run_time
+        progress.run_time += state.timestamp - progress.state.timestamp
+    progress.state = state
+    # The wait for a worker thread, and the worker, belong to the attempt this ends.
+    worker, wait = (None, None) if running else progress.attempt.took_back()
     if not over:
-        if run.start_time is None and state.is_running():
-            run.start_time = state.timestamp
-        events.emit(StateChanged(run.info, state, run.run_count, run.start_time,
+        if progress.start_time is None and running:
+            progress.start_time = state.timestamp
+        events.emit(StateChanged(run.info, state, progress.attempt.number, progress.start_time,
                                  thread_wait=wait, worker=worker))  # fmt: skip
         return state
-    run.end_time = state.timestamp
+    progress.end_time = state.timestamp
     children: dict[StateType, int] | None = None
     if isinstance(run, FlowRun):
         children = {}
-        for kind in run.child_states:
+        for kind in run.progress.child_states:
             children[kind] = children.get(kind, 0) + 1
     elif (flow_run := run.flow_run) is not None:
-        flow_run.child_states.append(state.type)
+        flow_run.progress.child_states.append(state.type)
     exc = state.exception
     events.emit(
         StateChanged(
-            run.info, state, run.run_count, run.start_time,
+            run.info, state, progress.attempt.number, progress.start_time,
             # Upstream values were put in the arguments as the run started: record them.
-            parameters=run.resolved_inputs,
+            parameters=progress.resolved_inputs,
             task_inputs=_inputs(run) if run.takes_inputs else None,
-            cache_note=run.cache_note,
+            cache_note=progress.cache_note,
             error=None if exc is None else error_info(exc, with_traceback=_telling(state, exc)),
-            children=children, result_location=run.result_location, thread_wait=wait,
+            children=children, result_location=progress.result_location, thread_wait=wait,
             worker=worker, ended=True,
         )
     )  # fmt: skip
@@ -292,13 +327,13 @@ async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
     """Run the body once, with its children and deadline; return the attempt's state."""
     final: State[Any] | None = None
     value: Any = None
-    run.run_count += 1
-    run.children = []
-    run.handed_back = NOT_HANDED
+    number = run.run_count + 1
     slots = await _tag_slots(run, venue)  # tag limits: held for the attempt
-    with slots, venue.attempt_scope(run, policy.timeout) as scope:
+    deadline = venue.deadline(run, policy.timeout)
+    attempt = run.progress.attempt = Attempt(number, deadline, venue.blocks_loop)
+    with slots, venue.attempt_scope(deadline) as scope:
         async with run.scope():
-            running = states.Running() if run.run_count == 1 else states.Retrying()
+            running = states.Running() if number == 1 else states.Retrying()
             set_state(run, running)
             await _call_hooks(run, running, policy.hooks.get("on_running", ()), venue)
             with printing_to_log(run.log_prints):
@@ -308,12 +343,12 @@ async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
                     return _timed_out(run, policy)
                 except Exception as exc:
                     final = run.failed_state(exc)
-                    for child in run.children:  # nobody is left to use them
+                    for child in attempt.children:  # nobody is left to use them
                         child.cancel()
             for stream in open_readers(run):  # streams left open end with their reader
                 await stream.finish_early()
-            if run.children:
-                await venue.join(run.children)
+            if attempt.children:
+                await venue.join(attempt.children)
             if final is None and isinstance(run, FlowRun) and (returned := pending_futures(value)):
                 await venue.join(returned)  # a returned future never outlives its run
     if scope.cancelled_caught:
@@ -326,10 +361,10 @@ async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | N
     retryable = state.is_failed() or state.is_crashed()  # crashed: its worker died
     if not retryable or run.run_count > policy.retries:
         return None
-    if run.streamed:
+    if streamed := run.attempt.streamed:
         _log.warning(
             "%r is not retried: it had handed %d values to its reader, which a retry "
-            "would repeat", run.name, run.streamed,
+            "would repeat", run.name, streamed,
         )  # fmt: skip
         return None
     condition = policy.retry_condition
@@ -349,7 +384,7 @@ async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | N
 def _timed_out(run: Run, policy: Policy) -> State[Any]:
     kind = "Flow" if isinstance(run, FlowRun) else "Task"
     error = FlowTimeoutError if isinstance(run, FlowRun) else TaskTimeoutError
-    if policy.timeout is not None and run.deadline is not None:
+    if policy.timeout is not None and run.attempt.deadline is not None:
         why = f"exceeded its timeout of {policy.timeout:g} s"
     else:
         why = "was stopped by the deadline of an enclosing run"
@@ -382,12 +417,14 @@ async def _take_inputs(run: Run, venue: Venue) -> State[Any] | None:
     try:
         if run.wait_for is not None:
             resolve(run.wait_for, owner=owner)
-        args, kwargs = resolve(run.args, owner=owner), resolve(run.kwargs, owner=owner)
+        given = run.given
+        args, kwargs = resolve(given.args, owner=owner), resolve(given.kwargs, owner=owner)
     except UpstreamFailedError as exc:
         return states.NotReady(str(exc), exception=exc)
-    if args is not run.args or kwargs is not run.kwargs:  # upstream values were put in
-        run.rebind(args, kwargs)
-        run.resolved_inputs = snapshot(run.parameters)  # as they were, as the run starts
+    if args is not given.args or kwargs is not given.kwargs:  # upstream values were put in
+        progress = run.progress
+        progress.call = Call(run.definition, given.skip, args, kwargs)
+        progress.resolved_inputs = snapshot(progress.call.parameters)  # as the run starts
     return None
 
 
@@ -427,8 +464,9 @@ def _validated(run: Run) -> State[Any] | None:
     """``None`` when the run's arguments fit its type hints (coerced in place), else its
     final ``Failed`` state."""
     try:
-        if (bound := validated(run.definition, run.skip, run.arguments)) is not None:
-            run.rebind(bound.args, bound.kwargs)
+        call = run.call
+        if (bound := validated(run.definition, call.skip, call.arguments)) is not None:
+            run.progress.call = Call(run.definition, call.skip, bound.args, bound.kwargs)
     except ParameterTypeError as exc:
         return states.Failed(f"Validation of flow parameters failed: {exc}", exception=exc)
     return None
@@ -436,9 +474,9 @@ def _validated(run: Run) -> State[Any] | None:
 
 def finished(run: Run, state: State[T], return_state: bool) -> T | State[T]:
     """What a call hands back: the final state itself; what the body returned, when it
-    returned states (``Run.handed_back``); else the state's value (raising its error)."""
+    returned states (``Attempt.handed_back``); else the state's value (raising its error)."""
     if return_state:
         return state
-    if (returned := run.handed_back) is not NOT_HANDED:
+    if (returned := run.attempt.handed_back) is not NOT_HANDED:
         return returned  # type: ignore[no-any-return]
     return state.result()

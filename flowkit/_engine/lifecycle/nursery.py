@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
 
     from ..definition.task_runner import Executor
+    from .runs import Run
     from .venue import Venue
 
 __all__ = ["Nursery"]
@@ -45,7 +46,7 @@ class Nursery:
         spawns: Runs submitted from threads, waiting for the loop to start them.
         spawn_lock: Guards ``spawns`` and ``drain_scheduled``.
         drain_scheduled: Whether a loop callback will start the ``spawns``.
-        unthreaded: Sync runs started and not yet given a worker thread.
+        unthreaded: Sync runs started and not yet given a worker thread (or ended).
         backlog: Runs that wait to start until fewer than ``limiter`` allows are
             unthreaded (see ``children.launch``).
     """
@@ -61,17 +62,24 @@ class Nursery:
     spawns: list[Any] = attrs.field(factory=list, repr=False)
     spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     drain_scheduled: bool = False
-    unthreaded: int = 0
+    unthreaded: set[Run] = attrs.field(factory=set, repr=False)
     backlog: deque[Callable[[], None]] = attrs.field(factory=deque, repr=False)
 
     def runs_here(self) -> bool:
         """Whether this thread runs the flow's event loop."""
         return threading.get_ident() == self.loop_thread
 
-    def threaded(self) -> None:
-        """One waiting sync run got its worker thread (or ended without): start as many
-        runs of the backlog as may now wait for one."""
-        self.unthreaded -= 1
+    def awaits_thread(self, run: Run) -> None:
+        """Note that sync ``run`` started and waits for a worker thread."""
+        self.unthreaded.add(run)
+
+    def threaded(self, run: Run) -> None:
+        """Note that ``run`` got its worker thread, or ended without one: if it was
+        waiting for one, start as many runs of the backlog as may now wait."""
+        unthreaded = self.unthreaded
+        if run not in unthreaded:
+            return
+        unthreaded.remove(run)
         backlog = self.backlog
-        while backlog and self.unthreaded < self.limiter.total_tokens:
+        while backlog and len(unthreaded) < self.limiter.total_tokens:
             backlog.popleft()()

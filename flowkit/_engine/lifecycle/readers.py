@@ -28,7 +28,7 @@ def last_delivered(parent: Run | None, value: object) -> Run | None:
     if parent is None or not _readers:
         return None
     for stream in open_readers(parent):
-        if stream.last is value and stream.run.streamed:
+        if stream.last is value and stream.run.attempt.streamed:
             producer: Run = stream.run
             return producer
     return None

@@ -127,14 +127,14 @@ class FlowRun(_RunRecord):
 def run_record(run: Run) -> TaskRun | FlowRun:
     """The frozen record of ``run`` as it is now."""
     state = run.state
-    total = run.run_time
+    total = run.progress.run_time
     if state.is_running():  # the attempt under way counts so far
         total += datetime.now(UTC) - state.timestamp
     shared: dict[str, Any] = {
         "id": run.id, "name": run.name, "tags": sorted(run.tags), "state": state,
         "state_type": state.type, "state_name": state.name, "run_count": run.run_count,
         "expected_start_time": run.start_time, "start_time": run.start_time,
-        "end_time": run.end_time, "total_run_time": total,
+        "end_time": run.progress.end_time, "total_run_time": total,
     }  # fmt: skip
     if isinstance(run, LiveFlowRun):
         parent = run.parent

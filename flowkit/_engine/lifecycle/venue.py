@@ -45,12 +45,23 @@ class Venue(Protocol):
         a wait (for a concurrency slot) blocks that thread."""
         ...
 
+    @property
+    def blocks_loop(self) -> bool:
+        """Whether a run here holds its flow's event loop in a blocking call, so that it
+        and the runs it calls may not put work on that loop."""
+        ...
+
     async def call(self, run: Run) -> Any:
         """Run the body of ``run`` and return its value."""
         ...
 
-    def attempt_scope(self, run: Run, timeout: float | None) -> AttemptScope:
-        """Set ``run.deadline`` for one attempt, and return the scope that enforces it."""
+    def deadline(self, run: Run, timeout: float | None) -> float | None:
+        """When an attempt of ``run`` starting now must end, on this venue's clock, given
+        its own ``timeout``; ``None`` for never."""
+        ...
+
+    def attempt_scope(self, deadline: float | None) -> AttemptScope:
+        """The scope that ends an attempt at ``deadline``."""
         ...
 
     def timed_out(self, run: Run, exc: BaseException) -> bool:

@@ -1,4 +1,4 @@
-"""Defining limits and looking at them: the code behind ``flowkit.limits``."""
+"""Defining limits and looking at them: the code behind ``flowkit.concurrency``'s own names."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def inspect(name: str) -> LimitInfo:
         return LimitInfo(name, mine.slots.limit, mine.slots.decay, mine.occupied(), False)
     record = _shared(name)
     if record is None:
-        raise KeyError(f"no limit named {name!r}; define it with flowkit.limits.define")
+        raise KeyError(f"no limit named {name!r}; define it with flowkit.concurrency.define")
     return _info(record)
 
 

@@ -274,9 +274,9 @@ def _stream_floor(n: int, backend: str) -> Timing:
 def _limit_slot_flowkit(n: int, backend: str, *, shared: bool) -> Timing:
     name = "bench-store" if shared else "bench-local"
     if shared:
-        flowkit.limits.define(name, limit=4)
+        flowkit.concurrency.define(name, limit=4)
     else:
-        flowkit.limits.local(name, limit=4)
+        flowkit.concurrency.local(name, limit=4)
 
     def main() -> None:
         for _ in range(n):
@@ -287,7 +287,7 @@ def _limit_slot_flowkit(n: int, backend: str, *, shared: bool) -> Timing:
         return _timed(main)
     finally:
         if shared:
-            flowkit.limits.delete(name)
+            flowkit.concurrency.delete(name)
 
 
 def _limit_slot_floor(n: int, backend: str) -> Timing:

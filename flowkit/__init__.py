@@ -11,7 +11,6 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from . import concurrency as concurrency
-    from . import limits as limits
     from . import runtime as runtime
     from . import store as store
     from . import task_runners as task_runners
@@ -44,7 +43,6 @@ _WHERE = {
     "concurrency": "",
     "flow": "flows",
     "get_run_logger": "logging",
-    "limits": "",
     "quote": "annotations",
     "runtime": "",
     "store": "",
@@ -67,7 +65,6 @@ __all__ = [
     "concurrency",
     "flow",
     "get_run_logger",
-    "limits",
     "quote",
     "runtime",
     "store",

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import flowkit
-from flowkit import flow, limits, task
+from flowkit import concurrency, flow, task
 from flowkit._engine import limits as engine_limits
 from flowkit._engine.limits import LocalLimit, ThreadWaiter, Waiter
 from flowkit.cli import main as flowkit_main
@@ -61,7 +61,7 @@ class Gauge:
 
 @pytest.mark.anyio
 async def test_a_local_limit_bounds_holders_across_tasks() -> None:
-    limits.local("api", limit=2)
+    concurrency.local("api", limit=2)
     gauge = Gauge()
 
     async def call() -> None:
@@ -74,12 +74,12 @@ async def test_a_local_limit_bounds_holders_across_tasks() -> None:
         for _ in range(10):
             tg.start_soon(call)
     assert gauge.most == 2
-    assert limits.inspect("api").active_slots == 0
+    assert concurrency.inspect("api").active_slots == 0
 
 
 @pytest.mark.anyio
 async def test_waiters_are_served_first_come_first_served() -> None:
-    limits.local("fifo", limit=1)
+    concurrency.local("fifo", limit=1)
     order: list[int] = []
 
     async def call(i: int) -> None:
@@ -96,7 +96,7 @@ async def test_waiters_are_served_first_come_first_served() -> None:
 
 @pytest.mark.anyio
 async def test_a_bigger_request_at_the_head_is_not_overtaken() -> None:
-    limits.local("big", limit=2)
+    concurrency.local("big", limit=2)
     order: list[str] = []
 
     async def call(name: str, occupy: int) -> None:
@@ -114,35 +114,35 @@ async def test_a_bigger_request_at_the_head_is_not_overtaken() -> None:
 
 @pytest.mark.anyio
 async def test_a_waiter_is_cancellable_at_once_and_leaks_nothing() -> None:
-    limits.local("cancel", limit=1)
+    concurrency.local("cancel", limit=1)
     async with aconc.concurrency("cancel"):
         with anyio.move_on_after(0.05) as scope:
             async with aconc.concurrency("cancel"):
                 pytest.fail("the slot was held")
         assert scope.cancelled_caught
-    assert limits.inspect("cancel").active_slots == 0
+    assert concurrency.inspect("cancel").active_slots == 0
     async with aconc.concurrency("cancel", timeout_seconds=0):
         pass
 
 
 @pytest.mark.anyio
 async def test_a_holder_that_fails_gives_its_slots_back() -> None:
-    limits.local("fail", limit=3)
+    concurrency.local("fail", limit=3)
     with pytest.raises(ValueError, match="boom"):
         async with aconc.concurrency("fail", occupy=3):
             raise ValueError("boom")
-    assert limits.inspect("fail").active_slots == 0
+    assert concurrency.inspect("fail").active_slots == 0
 
 
 @pytest.mark.anyio
 async def test_a_timeout_raises_a_timeout_error_and_holds_nothing() -> None:
-    limits.local("a", limit=1)
-    limits.local("b", limit=1)
+    concurrency.local("a", limit=1)
+    concurrency.local("b", limit=1)
     async with aconc.concurrency("b"):
         with pytest.raises(TimeoutError, match=r"'b' timed out after 0\.05 second"):
             async with aconc.concurrency(["a", "b"], timeout_seconds=0.05):
                 pytest.fail("the slot was held")
-    assert limits.inspect("a").active_slots == 0  # taken first, given back on the timeout
+    assert concurrency.inspect("a").active_slots == 0  # taken first, given back on the timeout
 
 
 def test_the_timeout_error_is_prefects() -> None:
@@ -152,7 +152,7 @@ def test_the_timeout_error_is_prefects() -> None:
 
 
 def test_strict_refuses_an_undefined_name() -> None:
-    with pytest.raises(ConcurrencySlotAcquisitionError, match=r"flowkit.limits.define\('nope'"):  # noqa: SIM117
+    with pytest.raises(ConcurrencySlotAcquisitionError, match=r"\.define\('nope', limit=\.\.\.\)"):  # noqa: SIM117
         with sconc.concurrency("nope", strict=True):
             pytest.fail("entered")
 
@@ -175,18 +175,18 @@ def test_an_undefined_name_is_skipped_with_one_warning(caplog: pytest.LogCapture
         (lambda: sconc.rate_limit("small"), "rate_limit needs limit 'small' to decay"),
         (lambda: sconc.concurrency("small", occupy=0).__enter__(), "occupy must be a whole"),
         (lambda: sconc.rate_limit("small", timeout_seconds=-1), "timeout_seconds must be"),
-        (lambda: limits.local("small", limit=0), "limit must be a whole number >= 1, not 0"),
-        (lambda: limits.define("x", 2, slot_decay_per_second=0), "must be a number > 0"),
+        (lambda: concurrency.local("small", limit=0), "limit must be a whole number >= 1, not 0"),
+        (lambda: concurrency.define("x", 2, slot_decay_per_second=0), "must be a number > 0"),
     ],
 )
 def test_requests_that_could_never_be_granted_are_refused(call: Any, match: str) -> None:
-    limits.local("small", limit=2)
+    concurrency.local("small", limit=2)
     with pytest.raises(ValueError, match=match):
         call()
 
 
 def test_sync_holders_in_threads_share_a_limit() -> None:
-    limits.local("threads", limit=3)
+    concurrency.local("threads", limit=3)
     gauge = Gauge()
 
     def call() -> None:
@@ -202,12 +202,12 @@ def test_sync_holders_in_threads_share_a_limit() -> None:
     for w in workers:
         w.join()
     assert gauge.most == 3
-    assert limits.inspect("threads").active_slots == 0
+    assert concurrency.inspect("threads").active_slots == 0
 
 
 @pytest.mark.anyio
 async def test_a_release_in_a_thread_wakes_a_waiter_on_the_loop() -> None:
-    limits.local("cross", limit=1)
+    concurrency.local("cross", limit=1)
     taken, done = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -236,7 +236,7 @@ async def test_a_release_in_a_thread_wakes_a_waiter_on_the_loop() -> None:
 
 @pytest.mark.anyio
 async def test_the_sync_api_refuses_to_wait_on_the_event_loops_thread() -> None:
-    limits.local("loop", limit=1)
+    concurrency.local("loop", limit=1)
     async with aconc.concurrency("loop"):
         with pytest.raises(RuntimeError, match=r"flowkit\.concurrency\.asyncio"):  # noqa: SIM117
             with sconc.concurrency("loop"):
@@ -247,7 +247,7 @@ async def test_the_sync_api_refuses_to_wait_on_the_event_loops_thread() -> None:
 
 @pytest.mark.anyio
 async def test_deleting_a_limit_lets_its_waiters_go() -> None:
-    limits.local("gone", limit=1)
+    concurrency.local("gone", limit=1)
     async with aconc.concurrency("gone"), anyio.create_task_group() as tg:
 
         async def wait() -> None:
@@ -256,14 +256,14 @@ async def test_deleting_a_limit_lets_its_waiters_go() -> None:
 
         tg.start_soon(wait)
         await anyio.sleep(0.01)
-        limits.delete("gone")
+        concurrency.delete("gone")
     with pytest.raises(KeyError, match="no limit named 'gone'"):
-        limits.inspect("gone")
+        concurrency.inspect("gone")
 
 
 def test_a_rate_limit_keeps_its_rate() -> None:
     # Room for two: a waiter woken a little late (a busy machine) loses nothing.
-    limits.local("rate", limit=2, slot_decay_per_second=20)
+    concurrency.local("rate", limit=2, slot_decay_per_second=20)
     start = time.monotonic()
     count = 0
     while time.monotonic() - start < 5:
@@ -275,13 +275,13 @@ def test_a_rate_limit_keeps_its_rate() -> None:
 
 @pytest.mark.anyio
 async def test_rate_limit_slots_decay_and_the_waiter_times_out_early() -> None:
-    limits.local("burst", limit=5, slot_decay_per_second=1)
+    concurrency.local("burst", limit=5, slot_decay_per_second=1)
     for _ in range(5):
         await aconc.rate_limit("burst")
     with pytest.raises(AcquireConcurrencySlotTimeoutError):
         await aconc.rate_limit("burst", timeout_seconds=0.05)
-    assert 4.5 < limits.inspect("burst").active_slots <= 5
-    limits.reset("burst")
+    assert 4.5 < concurrency.inspect("burst").active_slots <= 5
+    concurrency.reset("burst")
     await aconc.rate_limit("burst", timeout_seconds=0)
 
 
@@ -374,14 +374,14 @@ TestLocalLimitMachine = LocalLimitMachine.TestCase
 
 @pytest.mark.anyio
 async def test_a_store_limit_bounds_holders_and_records_leases() -> None:
-    limits.define("github", limit=2)
+    concurrency.define("github", limit=2)
     gauge = Gauge()
     seen: list[int] = []
 
     async def call() -> None:
         async with aconc.concurrency("github"):
             gauge.enter()
-            seen.append(len(limits.inspect("github").leases))
+            seen.append(len(concurrency.inspect("github").leases))
             await anyio.sleep(0.01)
             gauge.leave()
 
@@ -390,7 +390,7 @@ async def test_a_store_limit_bounds_holders_and_records_leases() -> None:
             tg.start_soon(call)
     assert gauge.most == 2
     assert max(seen) == 2
-    info = limits.inspect("github")
+    info = concurrency.inspect("github")
     assert (info.shared, info.active_slots, info.leases) == (True, 0, ())
 
 
@@ -404,14 +404,14 @@ def _lease(name: str, pid: int, host: str, expires: float) -> None:
 
 
 def test_a_lease_of_a_dead_process_on_this_host_is_reclaimed() -> None:
-    limits.define("dead", limit=1)
+    concurrency.define("dead", limit=1)
     _lease("dead", 2**22 + 12345, socket.gethostname(), time.time() + 300)  # no such pid
     with sconc.concurrency("dead", timeout_seconds=1):
-        assert len(limits.inspect("dead").leases) == 1
+        assert len(concurrency.inspect("dead").leases) == 1
 
 
 def test_an_expired_lease_of_another_host_is_reclaimed() -> None:
-    limits.define("far", limit=1)
+    concurrency.define("far", limit=1)
     _lease("far", 1, "another-host", time.time() + 0.2)
     with pytest.raises(TimeoutError):  # noqa: SIM117
         with sconc.concurrency("far", timeout_seconds=0.05):
@@ -421,17 +421,17 @@ def test_an_expired_lease_of_another_host_is_reclaimed() -> None:
 
 
 def test_a_lease_is_renewed_while_held() -> None:
-    limits.define("renewed", limit=1)
+    concurrency.define("renewed", limit=1)
     with sconc.concurrency("renewed", lease_duration=0.3):
-        first = limits.inspect("renewed").leases[0].expires
+        first = concurrency.inspect("renewed").leases[0].expires
         time.sleep(0.5)  # past the first expiry
-        again = limits.inspect("renewed").leases
+        again = concurrency.inspect("renewed").leases
         assert len(again) == 1
         assert again[0].expires > first
 
 
 def test_a_store_rate_limit_decays() -> None:
-    limits.define("store-rate", limit=2, slot_decay_per_second=20)
+    concurrency.define("store-rate", limit=2, slot_decay_per_second=20)
     start = time.monotonic()
     for _ in range(6):
         sconc.rate_limit("store-rate")
@@ -439,14 +439,14 @@ def test_a_store_rate_limit_decays() -> None:
 
 
 def test_a_local_limit_shadows_the_stores() -> None:
-    limits.define("both", limit=5)
-    limits.local("both", limit=1)
-    assert limits.inspect("both").shared is False
-    assert [(i.name, i.shared) for i in limits.ls()] == [("both", False)]
-    limits.delete("both")
-    assert limits.inspect("both").shared is True
-    limits.delete("both")
-    assert limits.ls() == []
+    concurrency.define("both", limit=5)
+    concurrency.local("both", limit=1)
+    assert concurrency.inspect("both").shared is False
+    assert [(i.name, i.shared) for i in concurrency.ls()] == [("both", False)]
+    concurrency.delete("both")
+    assert concurrency.inspect("both").shared is True
+    concurrency.delete("both")
+    assert concurrency.ls() == []
 
 
 # Tag limits
@@ -459,7 +459,7 @@ def _states(name: str) -> list[str]:
 
 @pytest.mark.parametrize("where", ["local", "store"])
 def test_task_runs_tagged_with_a_limited_tag_take_turns(backend: str, where: str) -> None:
-    (limits.local if where == "local" else limits.define)("tag:db", 2)
+    (concurrency.local if where == "local" else concurrency.define)("tag:db", 2)
     gauge = Gauge()
 
     @task(tags=["db"])
@@ -480,12 +480,12 @@ def test_task_runs_tagged_with_a_limited_tag_take_turns(backend: str, where: str
     ]
     assert waited
     assert _states(waited[0]) == ["Pending", "AwaitingConcurrencySlot", "Running", "Completed"]
-    assert limits.inspect("tag:db").active_slots == 0
+    assert concurrency.inspect("tag:db").active_slots == 0
 
 
 @pytest.mark.anyio
 async def test_async_task_runs_wait_for_a_tag_limit_and_are_cancellable() -> None:
-    limits.local("tag:slow", 1)
+    concurrency.local("tag:slow", 1)
 
     @task(tags=["slow"])
     async def slow() -> None:
@@ -501,11 +501,11 @@ async def test_async_task_runs_wait_for_a_tag_limit_and_are_cancellable() -> Non
         return [*meanwhile, (await first.wait_async()).name, (await second.wait_async()).name]
 
     assert await main() == ["AwaitingConcurrencySlot", "Running", "Cancelled", "Cancelled"]
-    assert limits.inspect("tag:slow").active_slots == 0
+    assert concurrency.inspect("tag:slow").active_slots == 0
 
 
 def test_a_tag_from_the_context_counts_and_sync_calls_wait_inline(backend: str) -> None:
-    limits.local("tag:inline", 1)
+    concurrency.local("tag:inline", 1)
     gauge = Gauge()
 
     @task
@@ -522,11 +522,11 @@ def test_a_tag_from_the_context_counts_and_sync_calls_wait_inline(backend: str) 
 
     main()
     assert gauge.most == 1
-    assert limits.inspect("tag:inline").active_slots == 0
+    assert concurrency.inspect("tag:inline").active_slots == 0
 
 
 def test_a_failing_tagged_task_with_retries_gives_its_slot_back(backend: str) -> None:
-    limits.local("tag:flaky", 1)
+    concurrency.local("tag:flaky", 1)
 
     @task(tags=["flaky"], retries=1)
     def flaky() -> None:
@@ -538,7 +538,7 @@ def test_a_failing_tagged_task_with_retries_gives_its_slot_back(backend: str) ->
 
     with pytest.raises(ValueError, match="no"):
         main()
-    assert limits.inspect("tag:flaky").active_slots == 0
+    assert concurrency.inspect("tag:flaky").active_slots == 0
 
 
 # The command line

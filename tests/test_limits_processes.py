@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkit import limits
+from flowkit import concurrency
 from flowkit.concurrency import sync as sconc
 
 TAGGED_RUNS = textwrap.dedent(
@@ -62,7 +62,7 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
 
 
 def test_four_processes_never_hold_more_than_the_limit(tmp_path: Path) -> None:
-    limits.define("tag:shared", limit=3)
+    concurrency.define("tag:shared", limit=3)
     env = {**os.environ, "FLOWKIT_STORE": "off"}  # limits hold with recording off
     outs = [tmp_path / f"spans-{i}.json" for i in range(4)]
     procs = [
@@ -76,13 +76,13 @@ def test_four_processes_never_hold_more_than_the_limit(tmp_path: Path) -> None:
     spans = [tuple(span) for out in outs for span in json.loads(out.read_text())]
     assert len(spans) == 800
     assert _most_at_once(spans) == 3  # measured: the limit was reached, never passed
-    info = limits.inspect("tag:shared")
+    info = concurrency.inspect("tag:shared")
     assert (info.active_slots, info.leases) == (0, ())
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_holder_killed_with_sigkill_leaks_no_slot() -> None:
-    limits.define("one", limit=1)
+    concurrency.define("one", limit=1)
     with subprocess.Popen(
         [sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True
     ) as proc:
@@ -98,4 +98,4 @@ def test_a_holder_killed_with_sigkill_leaks_no_slot() -> None:
     # The lease would expire in 60 s, long after this wait of 5 s would fail: its dead
     # process gives it back at the next look.
     with sconc.concurrency("one", timeout_seconds=5):
-        assert limits.inspect("one").leases[0].pid == os.getpid()
+        assert concurrency.inspect("one").leases[0].pid == os.getpid()

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from .. import limits as limits_module
+from .. import concurrency
 from ..context import tags
 from ..flows import Flow, flow
 from ..states import StateType
@@ -172,7 +172,7 @@ def _flowkit(
         call = partial(chosen, **arguments)
     with ExitStack() as stack:
         if cell.limit is not None:
-            limits_module.local(f"tag:{LIMIT_TAG}", limit=cell.limit)
+            concurrency.local(f"tag:{LIMIT_TAG}", limit=cell.limit)
             stack.enter_context(tags(LIMIT_TAG))
         started = time.perf_counter()
         call()

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import click
 
-from . import _limits as limits_api
+from .. import concurrency as limits_api  # the public API, as a user calls it
 from ._limits import LimitInfo
 
 __all__ = ["limits"]

@@ -1,4 +1,8 @@
-"""Defining limits and looking at them: the code behind ``flowkit.limits``."""
+"""Defining limits and looking at them: the code behind ``flowkit.concurrency``'s own names.
+
+Those names are listed once, in the package's ``__all__``, which imports them from here
+when first used; so this module has no ``__all__`` of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,12 @@ import time
 
 import attrs
 
-from .._engine.limits import TAG_PREFIX, define_local, delete_local, local_limits
+from .._engine.limits import TAG_PREFIX as TAG_PREFIX
+from .._engine.limits import define_local, delete_local, local_limits
 from ..store._schema import default_path
-from ._store import STORES, LeaseRecord, LimitRecord
-
-__all__ = [
-    "TAG_PREFIX",
-    "LeaseRecord",
-    "LimitInfo",
-    "LimitRecord",
-    "define",
-    "delete",
-    "inspect",
-    "local",
-    "ls",
-    "reset",
-]
+from ._store import STORES
+from ._store import LeaseRecord as LeaseRecord
+from ._store import LimitRecord as LimitRecord
 
 
 @attrs.frozen
@@ -127,7 +121,7 @@ def inspect(name: str) -> LimitInfo:
         return LimitInfo(name, mine.slots.limit, mine.slots.decay, mine.occupied(), False)
     record = _shared(name)
     if record is None:
-        raise KeyError(f"no limit named {name!r}; define it with flowkit.limits.define")
+        raise KeyError(f"no limit named {name!r}; define it with flowkit.concurrency.define")
     return _info(record)
 
 

@@ -152,7 +152,8 @@ def test_the_timeout_error_is_prefects() -> None:
 
 
 def test_strict_refuses_an_undefined_name() -> None:
-    with pytest.raises(ConcurrencySlotAcquisitionError, match=r"\.define\('nope', limit=\.\.\.\)"):  # noqa: SIM117
+    fix = r"flowkit\.concurrency\.define\('nope', limit=\.\.\.\)"
+    with pytest.raises(ConcurrencySlotAcquisitionError, match=fix):  # noqa: SIM117
         with sconc.concurrency("nope", strict=True):
             pytest.fail("entered")
 

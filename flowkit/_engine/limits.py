@@ -425,7 +425,7 @@ def resolve(
         if strict:
             raise ConcurrencySlotAcquisitionError(
                 f"{what}: no limit named {name!r} is defined; define it with "
-                f"flowkit.limits.define({name!r}, limit=...) or `flowkit limits create "
+                f"flowkit.concurrency.define({name!r}, limit=...) or `flowkit limits create "
                 f"{name} --limit N`, or pass strict=False to skip undefined names"
             )
         if name not in _warned:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkit import flow, runtime, task
-from flowkit._engine import events, threadstop
+from flowkit._engine import events
 from flowkit._engine.definition.policy import Policy
 from flowkit.exceptions import FlowTimeoutError, TaskTimeoutError
 from flowkit.runtime import abandoned_threads
@@ -136,27 +136,6 @@ def test_raising_timeout_error_is_a_failure_not_a_timeout(backend: str) -> None:
         return own_timeout(return_state=True)
 
     assert main(return_state=True).result(raise_on_failure=False).name == "Failed"
-
-
-def test_a_stuck_thread_is_reported_and_counted(
-    backend: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(threadstop, "STUCK_AFTER", 0.05)
-    release = threading.Event()
-
-    @task(timeout_seconds=0.05)
-    def stuck() -> None:
-        release.wait(10)  # blocked in C: the stop request waits for it to return
-
-    @flow
-    def main() -> None:
-        stuck(return_state=True)
-
-    main()
-    wait_until(lambda: abandoned_threads() == 1)
-    assert any("'stuck-0' is past its deadline" in r.getMessage() for r in caplog.records)
-    release.set()
-    wait_until(lambda: abandoned_threads() == 0)
 
 
 def test_a_timed_out_attempt_is_retried(backend: str, virtual_clock: VirtualClock) -> None:

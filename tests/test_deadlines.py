@@ -10,12 +10,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from flowkit import flow, runtime, task
 from flowkit._engine import events
-from flowkit._engine.definition.policy import Policy
 from flowkit.exceptions import FlowTimeoutError, TaskTimeoutError
 from flowkit.runtime import abandoned_threads
 from flowkit.tasks import exponential_backoff
@@ -246,24 +243,6 @@ def test_flow_retries_recover_from_a_transient_failure(backend: str) -> None:
     assert attempts == [1, 2]
 
 
-def test_delay_lists_repeat_their_last_value() -> None:
-    policy = Policy(retries=4, delays=(1, 2))
-    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 2, 2]
-
-
-def test_exponential_backoff_doubles() -> None:
-    assert exponential_backoff(backoff_factor=10)(4) == [10, 20, 40, 80]
-
-
-@given(
-    delay=st.floats(min_value=0, max_value=1e4),
-    jitter=st.floats(min_value=0, max_value=5),
-)
-def test_jittered_delays_stay_in_bounds(delay: float, jitter: float) -> None:
-    got = Policy(retries=1, delays=(delay,), jitter=jitter).delay(1)
-    assert max(0.0, delay * (1 - jitter)) - 1e-9 <= got <= delay * (1 + jitter) + 1e-9
-
-
 def test_backoff_delays_pass_in_order(backend: str, virtual_clock: VirtualClock) -> None:
     waited: list[float] = []
 
@@ -279,13 +258,6 @@ def test_backoff_delays_pass_in_order(backend: str, virtual_clock: VirtualClock)
 
     main()
     assert waited == [0, 10, 30, 70]
-
-
-def test_callable_delays_are_made_once_from_the_retry_count() -> None:
-    @task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2))
-    def t() -> None: ...
-
-    assert t.policy.delays == (2, 4, 8)
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkit import Flow, Task, flow, runtime, tags, task
-from flowkit._engine.definition.options import NOT_SET, FlowOptions, NotSet, TaskOptions
-from flowkit._engine.definition.policy import resolve_caching
-from flowkit.cache_policies import DEFAULT, INPUTS, NO_CACHE, CacheKeyFn
+from flowkit._engine.definition.options import FlowOptions, NotSet, TaskOptions
+from flowkit.cache_policies import INPUTS
 from flowkit.exceptions import InvalidNameError, ReservedArgumentError
 from flowkit.flows import FlowOptionsDict
 from flowkit.states import State
@@ -423,27 +422,6 @@ def key_fn(context: object, parameters: dict[str, Any]) -> str:
     return "k"
 
 
-@pytest.mark.parametrize(
-    ("options", "policy", "persist"),
-    [
-        ({}, DEFAULT, None),
-        ({"cache_policy": INPUTS}, INPUTS, True),
-        ({"cache_key_fn": key_fn}, CacheKeyFn(key_fn), True),
-        ({"persist_result": False}, NO_CACHE, False),
-        ({"cache_policy": INPUTS, "persist_result": False}, NO_CACHE, False),
-        ({"cache_policy": None}, None, None),
-        ({"cache_policy": NO_CACHE}, NO_CACHE, None),
-        ({"result_serializer": "json"}, DEFAULT, True),
-        ({"persist_result": True}, DEFAULT, True),
-    ],
-)
-def test_cache_policy_follows_prefects_defaults(
-    options: dict[str, Any], policy: object, persist: bool | None
-) -> None:
-    t = Task(add, **options)
-    assert (t.cache_policy, t.persist_result) == (policy, persist)
-
-
 def test_only_persisted_results_are_cached(flowkit_home: Path) -> None:
     calls: list[int] = []
 
@@ -467,29 +445,6 @@ def test_a_new_cache_policy_replaces_a_cache_key_fn() -> None:
     assert (
         t.with_options(cache_policy=INPUTS).with_options(cache_key_fn=key_fn).cache_key_fn is key_fn
     )
-
-
-@given(
-    policy=st.sampled_from([NOT_SET, None, INPUTS, NO_CACHE, DEFAULT]),
-    key=st.sampled_from([None, key_fn]),
-    persist=st.sampled_from([None, True, False]),
-    stores=st.booleans(),
-)
-def test_resolved_caching_obeys_prefects_rules(
-    policy: Any, key: Any, persist: bool | None, stores: bool
-) -> None:
-    if key is not None and policy not in (NOT_SET, None):
-        with pytest.raises(ValueError, match="not both"):
-            resolve_caching(policy, key, persist, stores=stores)
-        return
-    got, persisted = resolve_caching(policy, key, persist, stores=stores)
-    if persist is False:
-        assert (got, persisted) == (None if policy is None and key is None else NO_CACHE, False)
-    elif key is not None:
-        assert (got, persisted) == (CacheKeyFn(key), True)
-    else:
-        assert got == (DEFAULT if policy is NOT_SET else policy)
-        assert persisted == (persist or stores or policy in (INPUTS, DEFAULT) or None)
 
 
 # Bad input: acceptance or a documented error naming the task, option and value

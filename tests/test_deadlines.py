@@ -260,26 +260,6 @@ def test_backoff_delays_pass_in_order(backend: str, virtual_clock: VirtualClock)
     assert waited == [0, 10, 30, 70]
 
 
-@pytest.mark.parametrize(
-    ("options", "error", "words"),
-    [
-        ({"timeout_seconds": -1}, ValueError, "timeout_seconds"),
-        ({"timeout_seconds": "1"}, TypeError, "timeout_seconds"),
-        ({"retries": -1}, ValueError, "retries"),
-        ({"retries": 1.5}, TypeError, "retries"),
-        ({"retry_delay_seconds": [1] * 51}, ValueError, "at most 50"),
-        ({"retry_delay_seconds": -2}, ValueError, "retry_delay_seconds"),
-        ({"retry_jitter_factor": -0.1}, ValueError, "retry_jitter_factor"),
-        ({"on_failure": print}, TypeError, "list of functions"),
-    ],
-)
-def test_bad_retry_and_timeout_options_name_the_task(
-    options: dict[str, Any], error: type[Exception], words: str
-) -> None:
-    with pytest.raises(error, match=f"task 'fragile'.*{words}"):
-        task(name="fragile", **options)(lambda: None)  # type: ignore[call-overload]
-
-
 # Hooks
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio.lowlevel
+import sniffio
 
 from flowkit import task
 from flowkit._engine import events
@@ -36,3 +38,17 @@ def boom(message: str = "boom") -> None:
 @task
 def ident(x: Any) -> Any:
     return x
+
+
+@task
+async def loop_name() -> str:
+    """The running loop's library as sniffio says: ``asyncio`` or ``trio``."""
+    return sniffio.current_async_library()
+
+
+@task
+async def loop_kind() -> str:
+    """The running loop's library: ``asyncio``, ``uvloop`` (asyncio's on uvloop) or ``trio``."""
+    if sniffio.current_async_library() == "trio":
+        return "trio"
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]

@@ -188,22 +188,6 @@ def test_run_id_policy_reuses_within_one_flow_run(backend: str) -> None:
     assert calls == [1, 1]
 
 
-@pytest.mark.parametrize(
-    ("options", "error", "words"),
-    [
-        ({"cache_key_fn": task_input_hash, "cache_policy": INPUTS}, ValueError, "not both"),
-        ({"cache_expiration": 3600}, TypeError, "cache_expiration"),
-        ({"result_serializer": "yaml"}, ValueError, "result_serializer"),
-        ({"cache_policy": "inputs"}, TypeError, "cache_policy"),
-    ],
-)
-def test_bad_cache_options_name_the_task(
-    options: dict[str, Any], error: type[Exception], words: str
-) -> None:
-    with pytest.raises(error, match=f"task 'cachy'.*{words}"):
-        task(name="cachy", **options)(lambda: None)  # type: ignore[call-overload]
-
-
 def test_results_are_written_atomically_under_the_home(flowkit_home: Path) -> None:
     counted, _ = counting_task(cache_key_fn=task_input_hash)
     counted(7)

@@ -10,12 +10,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from flowkit import flow, runtime, task
-from flowkit._engine import events, threadstop
-from flowkit._engine.definition.policy import Policy
+from flowkit._engine import events
 from flowkit.exceptions import FlowTimeoutError, TaskTimeoutError
 from flowkit.runtime import abandoned_threads
 from flowkit.tasks import exponential_backoff
@@ -138,27 +135,6 @@ def test_raising_timeout_error_is_a_failure_not_a_timeout(backend: str) -> None:
     assert main(return_state=True).result(raise_on_failure=False).name == "Failed"
 
 
-def test_a_stuck_thread_is_reported_and_counted(
-    backend: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(threadstop, "STUCK_AFTER", 0.05)
-    release = threading.Event()
-
-    @task(timeout_seconds=0.05)
-    def stuck() -> None:
-        release.wait(10)  # blocked in C: the stop request waits for it to return
-
-    @flow
-    def main() -> None:
-        stuck(return_state=True)
-
-    main()
-    wait_until(lambda: abandoned_threads() == 1)
-    assert any("'stuck-0' is past its deadline" in r.getMessage() for r in caplog.records)
-    release.set()
-    wait_until(lambda: abandoned_threads() == 0)
-
-
 def test_a_timed_out_attempt_is_retried(backend: str, virtual_clock: VirtualClock) -> None:
     attempts: list[int] = []
 
@@ -267,24 +243,6 @@ def test_flow_retries_recover_from_a_transient_failure(backend: str) -> None:
     assert attempts == [1, 2]
 
 
-def test_delay_lists_repeat_their_last_value() -> None:
-    policy = Policy(retries=4, delays=(1, 2))
-    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 2, 2]
-
-
-def test_exponential_backoff_doubles() -> None:
-    assert exponential_backoff(backoff_factor=10)(4) == [10, 20, 40, 80]
-
-
-@given(
-    delay=st.floats(min_value=0, max_value=1e4),
-    jitter=st.floats(min_value=0, max_value=5),
-)
-def test_jittered_delays_stay_in_bounds(delay: float, jitter: float) -> None:
-    got = Policy(retries=1, delays=(delay,), jitter=jitter).delay(1)
-    assert max(0.0, delay * (1 - jitter)) - 1e-9 <= got <= delay * (1 + jitter) + 1e-9
-
-
 def test_backoff_delays_pass_in_order(backend: str, virtual_clock: VirtualClock) -> None:
     waited: list[float] = []
 
@@ -300,33 +258,6 @@ def test_backoff_delays_pass_in_order(backend: str, virtual_clock: VirtualClock)
 
     main()
     assert waited == [0, 10, 30, 70]
-
-
-def test_callable_delays_are_made_once_from_the_retry_count() -> None:
-    @task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2))
-    def t() -> None: ...
-
-    assert t.policy.delays == (2, 4, 8)
-
-
-@pytest.mark.parametrize(
-    ("options", "error", "words"),
-    [
-        ({"timeout_seconds": -1}, ValueError, "timeout_seconds"),
-        ({"timeout_seconds": "1"}, TypeError, "timeout_seconds"),
-        ({"retries": -1}, ValueError, "retries"),
-        ({"retries": 1.5}, TypeError, "retries"),
-        ({"retry_delay_seconds": [1] * 51}, ValueError, "at most 50"),
-        ({"retry_delay_seconds": -2}, ValueError, "retry_delay_seconds"),
-        ({"retry_jitter_factor": -0.1}, ValueError, "retry_jitter_factor"),
-        ({"on_failure": print}, TypeError, "list of functions"),
-    ],
-)
-def test_bad_retry_and_timeout_options_name_the_task(
-    options: dict[str, Any], error: type[Exception], words: str
-) -> None:
-    with pytest.raises(error, match=f"task 'fragile'.*{words}"):
-        task(name="fragile", **options)(lambda: None)  # type: ignore[call-overload]
 
 
 # Hooks

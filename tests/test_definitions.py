@@ -4,65 +4,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import typing
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
-import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from flowkit import Flow, Task, flow, runtime, tags, task
-from flowkit._engine.definition.options import NOT_SET, FlowOptions, NotSet, TaskOptions
-from flowkit._engine.definition.policy import resolve_caching
-from flowkit.cache_policies import DEFAULT, INPUTS, NO_CACHE, CacheKeyFn
+from flowkit.cache_policies import INPUTS
 from flowkit.exceptions import InvalidNameError, ReservedArgumentError
-from flowkit.flows import FlowOptionsDict
 from flowkit.states import State
-from flowkit.tasks import TaskOptionsDict, task_input_hash
+from flowkit.tasks import task_input_hash
 
 
 def add(x: int, y: int = 1) -> int:
     """Add two numbers."""
     return x + y
-
-
-# One declaration per option
-
-
-def _union(tp: Any) -> set[Any]:
-    return (
-        set(typing.get_args(tp))
-        if typing.get_origin(tp) in (typing.Union, type(int | None))
-        else {tp}
-    )
-
-
-def _accepted(options: type[Any]) -> dict[str, set[Any]]:
-    """What each option's keyword accepts, read from the attrs fields: the converter's
-    argument type where there is one, else the field's type; ``None`` always (keep or
-    reset), never the internal ``NOT_SET``."""
-    hints = typing.get_type_hints(options)
-    accepted = {}
-    for field in attrs.fields(options):
-        tp = hints[field.name]
-        if field.converter is not None:
-            tp = typing.get_type_hints(field.converter)["value"]
-        accepted[field.alias] = (_union(tp) | {type(None)}) - {NotSet}
-    return accepted
-
-
-@pytest.mark.parametrize(
-    ("options", "keywords"), [(TaskOptions, TaskOptionsDict), (FlowOptions, FlowOptionsDict)]
-)
-def test_keyword_signatures_match_the_option_declarations(options: type, keywords: type) -> None:
-    hints = typing.get_type_hints(keywords)
-    assert set(hints) == set(_accepted(options))
-    for name, accepted in _accepted(options).items():
-        assert _union(hints[name]) | {type(None)} == accepted, name
 
 
 # Constructors
@@ -423,27 +380,6 @@ def key_fn(context: object, parameters: dict[str, Any]) -> str:
     return "k"
 
 
-@pytest.mark.parametrize(
-    ("options", "policy", "persist"),
-    [
-        ({}, DEFAULT, None),
-        ({"cache_policy": INPUTS}, INPUTS, True),
-        ({"cache_key_fn": key_fn}, CacheKeyFn(key_fn), True),
-        ({"persist_result": False}, NO_CACHE, False),
-        ({"cache_policy": INPUTS, "persist_result": False}, NO_CACHE, False),
-        ({"cache_policy": None}, None, None),
-        ({"cache_policy": NO_CACHE}, NO_CACHE, None),
-        ({"result_serializer": "json"}, DEFAULT, True),
-        ({"persist_result": True}, DEFAULT, True),
-    ],
-)
-def test_cache_policy_follows_prefects_defaults(
-    options: dict[str, Any], policy: object, persist: bool | None
-) -> None:
-    t = Task(add, **options)
-    assert (t.cache_policy, t.persist_result) == (policy, persist)
-
-
 def test_only_persisted_results_are_cached(flowkit_home: Path) -> None:
     calls: list[int] = []
 
@@ -467,63 +403,6 @@ def test_a_new_cache_policy_replaces_a_cache_key_fn() -> None:
     assert (
         t.with_options(cache_policy=INPUTS).with_options(cache_key_fn=key_fn).cache_key_fn is key_fn
     )
-
-
-@given(
-    policy=st.sampled_from([NOT_SET, None, INPUTS, NO_CACHE, DEFAULT]),
-    key=st.sampled_from([None, key_fn]),
-    persist=st.sampled_from([None, True, False]),
-    stores=st.booleans(),
-)
-def test_resolved_caching_obeys_prefects_rules(
-    policy: Any, key: Any, persist: bool | None, stores: bool
-) -> None:
-    if key is not None and policy not in (NOT_SET, None):
-        with pytest.raises(ValueError, match="not both"):
-            resolve_caching(policy, key, persist, stores=stores)
-        return
-    got, persisted = resolve_caching(policy, key, persist, stores=stores)
-    if persist is False:
-        assert (got, persisted) == (None if policy is None and key is None else NO_CACHE, False)
-    elif key is not None:
-        assert (got, persisted) == (CacheKeyFn(key), True)
-    else:
-        assert got == (DEFAULT if policy is NOT_SET else policy)
-        assert persisted == (persist or stores or policy in (INPUTS, DEFAULT) or None)
-
-
-# Bad input: acceptance or a documented error naming the task, option and value
-
-VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 2, allow_nan=False),
-    st.text(max_size=3), st.just([1, "a"]), st.just(["a"]), st.just(add),
-    st.just(timedelta(seconds=-1)), st.just(INPUTS), st.just({"a": 1}),
-)  # fmt: skip
-OPTIONS = {**_accepted(TaskOptions), **_accepted(FlowOptions)}
-
-
-@given(option=st.sampled_from(sorted(OPTIONS)), value=VALUES, on_flow=st.booleans())
-def test_any_option_value_is_accepted_or_refused_clearly(
-    option: str, value: object, on_flow: bool
-) -> None:
-    known = _accepted(FlowOptions if on_flow else TaskOptions)
-    make: Any = flow if on_flow else task
-    try:
-        definition = make(**{"name": "subject", option: value})(add)
-    except (TypeError, ValueError) as exc:
-        message = str(exc)
-        if option not in known:
-            assert option in message
-            return
-        owner = "'subject'"
-        if option == "name":  # a bad name: the function's, unless a flow name's characters
-            owner = repr(value) if isinstance(value, str) and value else "'add'"
-        assert message.startswith(f"{'flow' if on_flow else 'task'} {owner}: ")
-        assert option in message or option.removeprefix("on_") in message or "hooks" in message
-        return
-    assert option in known
-    copy = definition.with_options(**{option: value})  # what was accepted stays accepted
-    assert copy.name == (value if option == "name" and value is not None else definition.name)
 
 
 @task
@@ -676,23 +555,6 @@ def test_template_naming_a_missing_argument_is_refused() -> None:
 
         @task(task_run_name="x-{nope}")
         def fetch(url: str) -> None: ...
-
-
-@pytest.mark.parametrize(
-    ("options", "error"),
-    [
-        ({"description": 3}, TypeError),
-        ({"tags": "abc"}, TypeError),
-        ({"version": 3}, TypeError),
-        ({"log_prints": "yes"}, TypeError),
-        ({"retries": -1}, ValueError),
-        ({"timeout_seconds": 0}, ValueError),
-        ({"max_concurrency": 0}, ValueError),
-    ],
-)
-def test_bad_options_name_the_task(options: dict[str, Any], error: type[Exception]) -> None:
-    with pytest.raises(error, match="task 'f'"):
-        task(name="f", **options)(lambda: None)  # type: ignore[call-overload]
 
 
 def test_unknown_options_are_refused() -> None:

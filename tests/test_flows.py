@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import threading
 import time
 from typing import Any
@@ -12,9 +10,8 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import pytest
-import sniffio
 import trio
-from shared_tasks import adouble, boom, double, recorded_states
+from shared_tasks import adouble, boom, double, loop_kind, recorded_states
 
 from flowkit import allow_failure, flow, runtime, task
 
@@ -22,19 +19,6 @@ pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py
 
 
 # Flows
-
-
-@task
-async def loop_name() -> str:
-    return sniffio.current_async_library()
-
-
-@task
-async def loop_kind() -> str:
-    """The running loop's library: ``asyncio``, ``uvloop`` (asyncio's on uvloop) or ``trio``."""
-    if sniffio.current_async_library() == "trio":
-        return "trio"
-    return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
 
 def test_sync_flow_starts_the_chosen_loop(backend: str) -> None:
@@ -45,84 +29,6 @@ def test_sync_flow_starts_the_chosen_loop(backend: str) -> None:
         return loop_kind.submit().result()
 
     assert main() == {"asyncio+uvloop": "uvloop"}.get(backend, backend)
-
-
-def test_backend_option_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLOWKIT_BACKEND", "asyncio")
-
-    @flow(backend="trio")
-    def main() -> str:
-        return loop_name.submit().result()
-
-    assert main() == "trio"
-
-
-def test_bad_backend_variable_names_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLOWKIT_BACKEND", "curio")
-
-    @flow
-    def main() -> None: ...
-
-    with pytest.raises(ValueError, match=r"FLOWKIT_BACKEND='curio'.*'asyncio', 'trio' or 'uvloop'"):
-        main()
-
-
-@pytest.mark.parametrize("variable", ["uvloop", "asyncio+uvloop"])
-def test_flowkit_backend_uvloop_runs_sync_flows_on_uvloop(
-    monkeypatch: pytest.MonkeyPatch, variable: str
-) -> None:
-    monkeypatch.setenv("FLOWKIT_BACKEND", variable)
-
-    @flow
-    def main() -> str:
-        return loop_kind.submit().result()
-
-    assert main() == "uvloop"
-
-
-def test_backend_option_runs_a_sync_flow_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLOWKIT_BACKEND", "trio")
-
-    @flow(backend="asyncio+uvloop")
-    def main() -> tuple[str, str]:
-        return loop_name.submit().result(), loop_kind.submit().result()
-
-    assert main() == ("asyncio", "uvloop")
-
-
-@pytest.mark.parametrize(
-    ("option", "variable", "said"),
-    [
-        ("asyncio+uvloop", "asyncio", "backend='asyncio\\+uvloop'"),
-        (None, "uvloop", "FLOWKIT_BACKEND='uvloop'"),
-    ],
-)
-def test_uvloop_missing_is_said_at_the_call(
-    monkeypatch: pytest.MonkeyPatch, option: str | None, variable: str, said: str
-) -> None:
-    monkeypatch.setenv("FLOWKIT_BACKEND", variable)
-
-    @flow(backend=option)  # type: ignore[call-overload]
-    def nightly() -> int:
-        return 1
-
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # import raises ModuleNotFoundError
-    expected = rf"flow 'nightly': {said} asks for uvloop, which is not installed: pip install"
-    with pytest.raises(ModuleNotFoundError, match=expected + r" 'flowkit\[uvloop\]'") as caught:
-        nightly()
-    assert caught.value.name == "uvloop"
-
-
-def test_uvloop_on_windows_is_refused_at_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    @task(timeout_seconds=60)
-    def nightly() -> int:
-        return 1
-
-    monkeypatch.setenv("FLOWKIT_BACKEND", "uvloop")
-    monkeypatch.setattr(sys, "platform", "win32")
-    expected = "task 'nightly': FLOWKIT_BACKEND='uvloop' asks for uvloop, which does not run on"
-    with pytest.raises(ModuleNotFoundError, match=expected + " Windows; use 'asyncio'"):
-        nightly()
 
 
 @task(timeout_seconds=60)  # its deadline needs an event loop

@@ -8,7 +8,6 @@ import stat
 import sys
 import threading
 import types
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,23 +204,6 @@ def test_result_storage_takes_any_object_with_read_and_write(backend: str) -> No
     assert stored(4, return_state=True).name == "Cached"
     assert calls == [4]
     assert [json.loads(v) for v in storage.files.values()] == [4]
-
-
-def test_bad_result_options_name_the_task() -> None:
-    with pytest.raises(TypeError, match="task 'odd': result_storage must be a directory path"):
-        task(name="odd", result_storage=3)(lambda: None)  # type: ignore[call-overload]
-    with pytest.raises(ValueError, match="task 'odd': result_serializer must be 'json', 'pickle'"):
-        task(name="odd", result_serializer="yaml")(lambda: None)  # type: ignore[call-overload]
-    with pytest.raises(TypeError, match="flow 'odd': cache_result_in_memory must be True or"):
-        flow(name="odd", cache_result_in_memory="no")(lambda: None)  # type: ignore[call-overload]
-    with pytest.raises(ValueError, match=r"result_storage_key 'r-\{x\}' uses \{x\}"):
-        task(name="odd", result_storage_key="r-{x}")(lambda x: x)
-
-
-def test_cache_expiration_too_large_is_refused_at_decoration() -> None:
-    with pytest.raises(ValueError, match="task 'forever': cache_expiration must be at most"):
-        task(name="forever", cache_expiration=timedelta.max)(lambda: None)
-    task(cache_expiration=timedelta(days=3650))(lambda: None)
 
 
 # Serializers

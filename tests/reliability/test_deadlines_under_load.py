@@ -15,21 +15,11 @@ import pytest
 
 from flowkit import flow, runtime, task
 from flowkit._engine import threadstop
-from flowkit._engine.threadstop import DeadlinePassed, Stoppable, ThreadCancelled
+from flowkit._engine.threadstop import DeadlinePassed, Stoppable
 from flowkit.futures import TaskFuture
 from flowkit.states import State
 
 pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
-
-
-@pytest.mark.parametrize("why", [DeadlinePassed, ThreadCancelled])
-def test_a_body_stopped_before_it_started_never_starts(why: type[DeadlinePassed]) -> None:
-    started: list[str] = []
-    stoppable = Stoppable("late-0")
-    stoppable.stop(why)
-    with pytest.raises(why):
-        stoppable.run(lambda: started.append("body"))
-    assert started == []
 
 
 def test_a_body_that_returned_as_it_was_stopped_leaves_nothing_pending() -> None:

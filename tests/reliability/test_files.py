@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flowkit import flow, store, task
-from flowkit._engine.home import STALE_SECONDS, make_private_directory, sweep
+from flowkit._engine.home import STALE_SECONDS
 
 pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
 
@@ -52,12 +52,6 @@ def test_home_is_0700_and_its_files_0600_whatever_the_umask(
     assert {str(p): _mode(p) for p in directories} == dict.fromkeys(map(str, directories), 0o700)
 
 
-def test_missing_parents_of_home_are_made_private(umask: int, tmp_path: Path) -> None:
-    home = tmp_path / "a" / "b" / "home"
-    make_private_directory(home)
-    assert [_mode(p) for p in (tmp_path / "a", tmp_path / "a" / "b", home)] == [0o700] * 3
-
-
 def test_an_existing_directory_keeps_the_mode_its_owner_chose(
     backend: str, flowkit_home: Path
 ) -> None:
@@ -66,12 +60,6 @@ def test_an_existing_directory_keeps_the_mode_its_owner_chose(
     remembering(1)
     assert _mode(flowkit_home) == 0o750
     assert _mode(flowkit_home / "runs.db") == 0o600
-
-
-def test_a_file_in_the_way_of_home_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(FileExistsError):
-        make_private_directory(tmp_path / "file" / "home")
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -95,14 +83,3 @@ def test_stale_temporaries_are_swept_when_a_directory_is_first_written(
     assert not stale.exists()
     assert fresh.exists()
     assert all(path.exists() for path in kept)
-
-
-def test_sweep_counts_what_it_removed_and_takes_a_missing_directory(tmp_path: Path) -> None:
-    for name in (".a.1.tmp", ".b.2.tmp"):
-        (tmp_path / name).write_text("")
-        _age(tmp_path / name, STALE_SECONDS * 2)
-    (tmp_path / ".c.3.tmp").mkdir()  # not a file: not ours
-    _age(tmp_path / ".c.3.tmp", STALE_SECONDS * 2)
-    assert sweep(tmp_path) == 2
-    assert sweep(tmp_path / "missing") == 0
-    assert [p.name for p in tmp_path.iterdir()] == [".c.3.tmp"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import attrs
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "flowkit"
 DOC = ROOT / "docs" / "internals.md"
@@ -126,6 +128,40 @@ def test_no_engine_layer_imports_a_later_one() -> None:
         if _layer(target) > _layer(module)
     )
     assert later == []
+
+
+def _run_fields() -> set[str]:
+    from flowkit._engine.lifecycle import runs
+
+    kinds = (runs.Run, runs.TaskRun, runs.FlowRun, runs.Progress, runs.FlowProgress, runs.Attempt)
+    return {field.name for kind in kinds for field in attrs.fields(kind)}
+
+
+def test_only_the_lifecycle_layer_writes_a_run() -> None:
+    # A run, its progress and its attempt are written by the lifecycle layer; the venues
+    # report what happened through the attempt's methods. ``self.x = ...`` in another
+    # class of the same field name is that class's own business.
+    fields = _run_fields()
+    writes = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "lifecycle" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                for sub in ast.walk(target):
+                    if (
+                        isinstance(sub, ast.Attribute)
+                        and isinstance(sub.ctx, ast.Store)
+                        and sub.attr in fields
+                        and not (isinstance(sub.value, ast.Name) and sub.value.id == "self")
+                    ):
+                        writes.append(f"{path.relative_to(ROOT)}:{sub.lineno} {ast.unparse(sub)}")
+    assert writes == []
 
 
 def test_the_engine_layers_are_packages() -> None:

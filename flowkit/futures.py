@@ -69,7 +69,7 @@ async def wait_async(futures: Iterable[TaskFuture[Any]]) -> None:
     To bound the wait, put it in ``anyio.move_on_after(...)`` and check ``done()``.
     """
     for future in futures:
-        await future.until_done()
+        await future._until_done()  # pyright: ignore[reportPrivateUsage]
 
 
 def as_completed(
@@ -89,7 +89,7 @@ def as_completed(
         future.add_done_callback(finished.put)
     while pending:
         for future in pending:
-            future.check_can_block()
+            future._check_can_block()  # pyright: ignore[reportPrivateUsage]
         try:
             with lending_slot():
                 future = finished.get(timeout=remaining())

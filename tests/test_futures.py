@@ -26,6 +26,14 @@ def double(x: int) -> int:
 BAD_TIMEOUTS = [-1, -0.5, math.nan]
 
 
+def test_a_futures_public_surface_is_prefects_and_flowkits_documented_additions() -> None:
+    prefect = {"task_run_id", "state", "wait", "result", "add_done_callback"}
+    flowkits = {"done", "cancel", "wait_async"}  # and ``await future``
+    public = {n for n in dir(flowkit.TaskFuture) if not n.startswith("_")}
+    assert public == prefect | flowkits
+    assert hasattr(flowkit.TaskFuture, "__await__")
+
+
 @pytest.mark.parametrize("timeout", BAD_TIMEOUTS)
 def test_result_refuses_a_negative_timeout(backend: str, timeout: float) -> None:
     @flow

@@ -196,28 +196,33 @@ def test_a_timeout_retries_or_a_hook_are_work_around_the_body(options: dict[str,
 # The rest of what runs need
 
 
-def test_a_tasks_policy_carries_the_options_runs_read() -> None:
+def test_a_task_keeps_the_options_runs_read_and_its_policy_what_is_derived() -> None:
     def condition(*_: object) -> bool:
         return True
 
-    policy = task(
+    made = task(
         timeout_seconds=2.5, retries=3, retry_condition_fn=condition, log_prints=True,
         max_concurrency=4, tags=["a", "b"], task_run_name="run-{x}",
-    )(add).policy  # fmt: skip
-    assert (policy.timeout, policy.retries, policy.retry_condition) == (2.5, 3, condition)
-    assert (policy.log_prints, policy.max_concurrency) == (True, 4)
+    )(add)  # fmt: skip
+    assert (made.timeout_seconds, made.retries) == (2.5, 3)
+    assert (made.log_prints, made.max_concurrency) == (True, 4)
+    policy = made.policy
+    assert policy.retry_condition is condition
     assert (policy.tags, policy.run_name) == ({"a", "b"}, "run-{x}")
 
 
-def test_a_flows_policy_carries_the_options_runs_read() -> None:
+def test_a_flow_keeps_the_options_runs_read_and_its_policy_what_is_derived() -> None:
     runner = ThreadPoolTaskRunner()
-    policy = flow(
+    made = flow(
         timeout_seconds=9, retries=1, flow_run_name="nightly", thread_limit=3, progress=True,
         task_runner=runner,
-    )(add).policy  # fmt: skip
-    assert (policy.timeout, policy.retries, policy.run_name) == (9, 1, "nightly")
-    assert (policy.thread_limit, policy.progress, policy.task_runner) == (3, True, runner)
-    assert policy.validate_parameters is True  # the option's default, unlike the policy's
+    )(add)  # fmt: skip
+    assert (made.timeout_seconds, made.retries, made.progress) == (9, 1, True)
+    assert made.task_runner is runner
+    assert made.validate_parameters is True  # the option's default
+    policy = made.policy
+    assert (policy.thread_limit, policy.run_name) == (3, "nightly")
+    assert (policy.tags, policy.retry_condition, policy.jitter) == (frozenset(), None, None)
 
 
 def test_a_thread_limit_equal_to_the_runners_max_workers_is_accepted() -> None:

@@ -210,11 +210,11 @@ def test_chaos(
 
     # Every future is final, and ended as planned, after as many attempts as planned.
     assert len(out.futures) == runs
-    assert all(f.done() and f.task_run.state.is_final() for _, f in out.futures), why
-    got = Counter(f.task_run.state.name for _, f in out.futures)
+    assert all(f.done() and f._task_run.state.is_final() for _, f in out.futures), why
+    got = Counter(f._task_run.state.name for _, f in out.futures)
     assert got == Counter(FINAL_STATE[p.fate] for p, _ in out.futures), why
     for p, f in out.futures:
-        run = f.task_run
+        run = f._task_run
         if p.fate == "cancelled":
             continue
         assert run.run_count == p.attempts, (run.name, p, why)
@@ -230,7 +230,7 @@ def test_chaos(
     # No body passed a line after its run was over, and no stopped body reached its end.
     assert journal.finished == set(), why
     time.sleep(2 * SLICE)  # a body left running would pass another line meanwhile
-    late = [f.task_run.name for _, f in out.futures if late_line(journal, f)]
+    late = [f._task_run.name for _, f in out.futures if late_line(journal, f)]
     assert late == [], why
 
     # The store holds every run, in its final state, and nothing else.
@@ -239,7 +239,7 @@ def test_chaos(
         rows = {r.id: r for root in out.flow_ids for r in store.tree(root)}
     tasks = {r.id: (r.state_name, r.run_count) for r in rows.values() if r.kind == "task"}
     expected = {
-        str(f.task_run.id): (f.task_run.state.name, f.task_run.run_count) for _, f in out.futures
+        str(f._task_run.id): (f._task_run.state.name, f._task_run.run_count) for _, f in out.futures
     }
     assert tasks == expected, why
     assert {r.id for r in rows.values() if r.kind == "flow"} == set(out.flow_ids)
@@ -257,5 +257,5 @@ def test_chaos(
 
 
 def late_line(journal: Journal, future: TaskFuture[Any]) -> bool:
-    lines = journal.lines.get(str(future.task_run.id), [])
-    return bool(lines) and max(lines) >= future.task_run.state.timestamp
+    lines = journal.lines.get(str(future._task_run.id), [])
+    return bool(lines) and max(lines) >= future._task_run.state.timestamp

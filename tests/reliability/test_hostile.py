@@ -59,7 +59,7 @@ def test_odd_options_are_refused_at_decoration_or_run_within_bounds(
     for retry in range(1, 4):
         delay = policy.delay(retry)
         assert 0 <= delay <= MAX_DELAY_SECONDS
-    timeout = policy.timeout
+    timeout = defined.timeout_seconds
     assert timeout is None or timeout > 0
 
 

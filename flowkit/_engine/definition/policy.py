@@ -179,31 +179,33 @@ def _given(options: object) -> Mapping[str, Any]:
 
 @attrs.frozen
 class Policy:
-    """The engine's reading of a task's or flow's options.
+    """What the engine works out from a task's or flow's options, once per definition.
+
+    Only what is derived is here: from several options, from a function the options
+    give, or spelled differently for tasks and flows. An option the engine uses as it was
+    given (``timeout_seconds``, ``retries``, ``log_prints``, ``max_concurrency``, and a
+    flow's ``task_runner``, ``progress`` and ``validate_parameters``) is read from the
+    definition itself.
 
     Attributes:
-        timeout: Seconds each attempt may take, or ``None``.
-        retries: How many times a failed run is tried again.
-        delays: Seconds to wait before retry 1, 2, ...; the last repeats.
-        jitter: Each delay is drawn from ``delay * (1 ± jitter)``; ``None`` for exact.
-        retry_condition: ``(task, run, state) -> bool``; retry only when it says so.
-        hooks: Functions to call by hook name, e.g. ``"on_failure"``.
+        delays: Seconds to wait before retry 1, 2, ...; the last repeats (a
+            ``retry_delay_seconds`` function called once, its list checked).
+        jitter: Each delay is drawn from ``delay * (1 ± jitter)``; ``None`` for exact
+            (a flow has none).
+        retry_condition: ``(task, run, state) -> bool``; retry only when it says so (a
+            flow has none).
+        hooks: Functions to call by hook name, e.g. ``"on_failure"``; only names with
+            hooks.
         caching: How results are cached, if they are (when they are persisted).
         results: How results are kept.
-        run_name: The template or function naming runs; ``None`` for the default name.
-        log_prints: Whether prints become log records; ``None`` inherits the caller's.
-        tags: The definition's own tags.
-        max_concurrency: Bound on a run's unfinished submitted runs.
-        thread_limit: For a flow: its worker-thread limit.
-        progress: For a flow: whether it shows a progress line; ``None``: the environment's.
-        validate_parameters: For a flow: whether its arguments are checked against its
-            type hints.
-        task_runner: For a flow: where its submitted task runs execute, when not in
-            worker threads of this process.
+        run_name: The template or function naming runs (``task_run_name`` or
+            ``flow_run_name``); ``None`` for the default name.
+        tags: The definition's own tags (a flow has none).
+        thread_limit: For a flow: its worker-thread limit, its own or its task runner's.
+        plain: Whether there is nothing to do around the body (no timeout, retries or
+            hooks): it may run inline.
     """
 
-    timeout: float | None = None
-    retries: int = 0
     delays: Sequence[float] = ()
     jitter: float | None = None
     retry_condition: Callable[[Any, Any, State[Any]], object] | None = None
@@ -211,13 +213,9 @@ class Policy:
     caching: Caching | None = None
     results: Results = NO_RESULTS
     run_name: RunName | None = None
-    log_prints: bool | None = None
     tags: frozenset[str] = frozenset()
-    max_concurrency: int | None = None
     thread_limit: int | None = None
-    progress: bool | None = None
-    validate_parameters: bool = False
-    task_runner: TaskRunner | None = None
+    plain: bool = True
 
     @classmethod
     def of(cls, options: TaskOptions | FlowOptions) -> Policy:
@@ -237,19 +235,17 @@ class Policy:
             "on_failure": options.on_failure_hooks,
         }
         common: dict[str, Any] = {
-            "timeout": options.timeout_seconds,
-            "retries": options.retries,
             "delays": tuple(as_delay_list(delays)),
-            "log_prints": options.log_prints,
-            "max_concurrency": options.max_concurrency,
             "results": _results(options),
         }
         if isinstance(options, TaskOptions):
+            given = {name: h for name, h in hooks.items() if h}
             return cls(
                 **common,
                 jitter=options.retry_jitter_factor,
                 retry_condition=options.retry_condition_fn,
-                hooks={name: h for name, h in hooks.items() if h},
+                hooks=given,
+                plain=_plain(options, given),
                 caching=Caching.of(options),
                 run_name=options.task_run_name,
                 tags=options.tags,
@@ -258,21 +254,14 @@ class Policy:
             "on_cancellation": options.on_cancellation_hooks,
             "on_crashed": options.on_crashed_hooks,
         }
-        runner = options.task_runner
+        given = {name: h for name, h in hooks.items() if h}
         return cls(
             **common,
-            hooks={name: h for name, h in hooks.items() if h},
+            hooks=given,
+            plain=_plain(options, given),
             run_name=options.flow_run_name,
-            thread_limit=_thread_limit(options.thread_limit, runner),
-            task_runner=runner,
-            progress=options.progress,
-            validate_parameters=options.validate_parameters,
+            thread_limit=_thread_limit(options.thread_limit, options.task_runner),
         )
-
-    @property
-    def plain(self) -> bool:
-        """Whether there is nothing to do around the body: it may run inline."""
-        return self.timeout is None and not self.retries and not self.hooks
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (from 1), jitter included."""
@@ -289,6 +278,10 @@ class Policy:
         Prefect: the run never started)."""
         hook = _FINAL_HOOK.get(state.type)
         return self.hooks.get(hook, ()) if hook is not None else ()
+
+
+def _plain(options: TaskOptions | FlowOptions, hooks: Mapping[str, object]) -> bool:
+    return options.timeout_seconds is None and not options.retries and not hooks
 
 
 def _thread_limit(thread_limit: int | None, runner: TaskRunner | None) -> int | None:

@@ -63,10 +63,19 @@ def bind(
 
 
 class Definition(Protocol):
-    """What the engine reads from a ``Task`` or ``Flow`` to start a run of it."""
+    """What the engine reads from a ``Task`` or ``Flow`` to start a run of it: the
+    options both have, as given, and what is worked out once (``policy``)."""
 
     @property
     def name(self) -> str: ...
+    @property
+    def timeout_seconds(self) -> float | None: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def log_prints(self) -> bool | None: ...
+    @property
+    def max_concurrency(self) -> int | None: ...
     @property
     def fn(self) -> Callable[..., Any]: ...
     @property

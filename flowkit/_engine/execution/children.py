@@ -131,7 +131,7 @@ def call_on_loop(run: TaskRun) -> State[Any]:
     on_loop = nursery is not None and nursery.runs_here()
     if nursery is not None and not on_loop and not _blocks_its_loop(run.parent):
         future = start(run)
-        future.observed = True  # the caller gets its value or exception
+        future._observed = True  # the caller gets its value or exception
         future.wait()
         return run.state
     venue = DETACHED if nursery is None else BLOCKING
@@ -227,8 +227,8 @@ def _start_in_callback(flow_run: FlowRun, nursery: Nursery, futures: list[TaskFu
     try:
         for future in futures:
             if flow_run.nursery is not nursery:  # the flow ended first (it was cancelled)
-                set_state(future.task_run, states.Cancelled("The flow ended before it started."))
-                future.finish()
+                set_state(future._task_run, states.Cancelled("The flow ended before it started."))
+                future._finish()
                 continue
             launch(nursery, future, None)
     except Exception:  # an error here must not reach the loop's callback machinery
@@ -246,15 +246,15 @@ def launch(nursery: Nursery, future: TaskFuture[Any], context: Context | None) -
     that gets its thread (``Run.threaded``) starts the next. Runs start in the order
     they were submitted, so a run in the backlog never holds up one that started.
     """
-    run = future.task_run
+    run = future._task_run
     if future.done():  # cancelled while it waited in the backlog
         return
     if not run.definition.is_async:
         if len(nursery.unthreaded) >= nursery.limiter.total_tokens:
-            future.on_cancel = partial(_cancel_unstarted, future)
+            future._on_cancel = partial(_cancel_unstarted, future)
             nursery.backlog.append(partial(launch, nursery, future, context))
             return
-        future.on_cancel = None
+        future._on_cancel = None
         nursery.awaits_thread(run)
     _spawn(nursery.task_group, future, False, context)
 
@@ -263,12 +263,12 @@ def _spawn(
     task_group: TaskGroup, future: TaskFuture[Any], holds_slot: bool, context: Context | None
 ) -> None:
     # The task's handle is what cancels the run: anyio gives each task a cancel scope.
-    future.started(task_group.create_task(_child(future, holds_slot), context=context))
+    future._started(task_group.create_task(_child(future, holds_slot), context=context))
 
 
 def _cancel_unstarted(future: TaskFuture[Any]) -> None:
-    set_state(future.task_run, states.Cancelled("The run was cancelled before it started."))
-    future.finish()
+    set_state(future._task_run, states.Cancelled("The run was cancelled before it started."))
+    future._finish()
 
 
 async def _start_from_thread(
@@ -279,8 +279,8 @@ async def _start_from_thread(
     The submitting thread waits meanwhile (backpressure); if it holds a worker-thread
     slot, it lends it while it waits, since the runs that free the slots may need it.
     """
-    assert futures[0].task_run.parent is not None
-    slots = futures[0].task_run.parent.submit_slots()
+    assert futures[0]._task_run.parent is not None
+    slots = futures[0]._task_run.parent.submit_slots()
     for future in futures:
         if slots is not None:
             try:
@@ -307,7 +307,7 @@ def _remote(nursery: Nursery) -> Remote | None:
 
 
 async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
-    run = future.task_run
+    run = future._task_run
     assert run.parent is not None
     slots = run.parent.submit_slots()
     nursery = run.nursery_around
@@ -324,7 +324,7 @@ async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
             slots.release()
         if not ended(run.state):  # cancelled before it started
             set_state(run, states.Cancelled("The run was cancelled before it started."))
-        future.finish()
+        future._finish()
         nursery.threaded(run)  # if it ended before it got a thread: the next run may start
 
 

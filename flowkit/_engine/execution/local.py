@@ -212,7 +212,7 @@ class OnLoop:
 
     async def join(self, futures: Iterable[TaskFuture[Any]]) -> None:
         for future in futures:
-            await future.until_done()
+            await future._until_done()
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

@@ -88,7 +88,7 @@ class _HandOut:
 
 
 def _deadline_in(run: Run, now: Callable[[], float]) -> float:
-    timeout = run.definition.policy.timeout
+    timeout = run.definition.timeout_seconds
     return math.inf if timeout is None else now() + timeout
 
 
@@ -180,7 +180,7 @@ async def _next_value(run: Run, generator: AsyncIterator[Any], deadline: float) 
 
 
 def _late(run: Run) -> str:
-    return f"Task run {run.name!r} exceeded its timeout of {run.definition.policy.timeout:g} s"
+    return f"Task run {run.name!r} exceeded its timeout of {run.definition.timeout_seconds:g} s"
 
 
 async def _deliver(run: Run, value: Any, outlet: Outlet | None) -> None:

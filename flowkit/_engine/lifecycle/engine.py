@@ -10,7 +10,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -26,6 +26,7 @@ from ...exceptions import (
 from ...states import State, StateType
 from .. import events
 from ..convert import snapshot
+from ..definition.options import FlowOptions
 from ..definition.policy import Policy
 from ..definition.signature import Definition
 from ..definition.validation import validated
@@ -93,7 +94,7 @@ def new_run(
     events.activate()
     parent = current_run.get()
     policy = definition.policy
-    log_prints, tags, run_name = policy.log_prints, policy.tags, policy.run_name
+    log_prints, tags, run_name = definition.log_prints, policy.tags, policy.run_name
     if log_prints is None:
         log_prints = parent.log_prints if parent is not None else False
     if outer_tags := current_tags.get():
@@ -132,12 +133,12 @@ def new_run(
     def made(name: str) -> Run:
         info = _info(definition, key, name, parent, flow, tags, submitted)
         shared = (definition, call, name, parent, tags, log_prints, run_id, key, info,
-                  submitted, policy.max_concurrency, upstream, wait_list, takes_inputs,
+                  submitted, definition.max_concurrency, upstream, wait_list, takes_inputs,
                   streamed_from)  # fmt: skip
         if flow:
             return FlowRun(
                 *shared, progress=FlowProgress(call), thread_limit=policy.thread_limit,
-                task_runner=policy.task_runner,
+                task_runner=_flow_options(definition).task_runner,
                 # a subflow call: its key within the parent's attempt
                 call_key=parent.next_call_key(definition.name)
                 if isinstance(parent, FlowRun) else None,
@@ -157,6 +158,11 @@ def new_run(
     recorded = snapshot(parameters)  # what was passed, whatever the body does to it
     events.emit(StateChanged(run.info, run.state, parameters=recorded, task_inputs=_inputs(run)))
     return run
+
+
+def _flow_options(definition: Definition) -> FlowOptions:
+    """A flow's own options (the engine reads the ones tasks have too as ``Definition``)."""
+    return cast("FlowOptions", definition)
 
 
 def _call_shape(definition: Definition, skip: int) -> str:
@@ -181,7 +187,8 @@ def _info(
         key, "flow" if flow else "task", name, definition.name, outer,
         in_flow=None if outer is None else (outer if outer.kind == "flow" else outer.in_flow),
         root_id=key if outer is None else outer.root_id,
-        tags=tags, submitted=submitted, progress=definition.policy.progress,
+        tags=tags, submitted=submitted,
+        progress=_flow_options(definition).progress if flow else None,
         task_key=None if flow else task_key_of(definition),
     )  # fmt: skip
 
@@ -273,7 +280,8 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
     reused: State[Any] | None = None  # a subflow's result from an earlier parent attempt
     try:
         final = await _take_inputs(run, venue) if run.takes_inputs else None
-        if final is None and policy.validate_parameters:
+        flow = isinstance(run, FlowRun)
+        if final is None and flow and _flow_options(run.definition).validate_parameters:
             final = _validated(run)
         if final is None and isinstance(run, FlowRun):
             final = reused = run.reused_state()
@@ -288,7 +296,7 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
                     run,
                     states.AwaitingRetry(
                         f"Attempt {run.run_count} ended {final}; retry {run.run_count} of "
-                        f"{policy.retries} in {delay:.3g} s"
+                        f"{run.definition.retries} in {delay:.3g} s"
                     ),
                 )
                 await venue.sleep(delay)
@@ -329,7 +337,7 @@ async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
     value: Any = None
     number = run.run_count + 1
     slots = await _tag_slots(run, venue)  # tag limits: held for the attempt
-    deadline = venue.deadline(run, policy.timeout)
+    deadline = venue.deadline(run, run.definition.timeout_seconds)
     attempt = run.progress.attempt = Attempt(number, deadline, venue.blocks_loop)
     with slots, venue.attempt_scope(deadline) as scope:
         async with run.scope():
@@ -340,7 +348,7 @@ async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
                 try:
                     value = await venue.call(run)
                 except StreamDeadline:
-                    return _timed_out(run, policy)
+                    return _timed_out(run)
                 except Exception as exc:
                     final = run.failed_state(exc)
                     for child in attempt.children:  # nobody is left to use them
@@ -352,14 +360,14 @@ async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
             if final is None and isinstance(run, FlowRun) and (returned := pending_futures(value)):
                 await venue.join(returned)  # a returned future never outlives its run
     if scope.cancelled_caught:
-        return _timed_out(run, policy)
+        return _timed_out(run)
     return final if final is not None else run.final_state(value)
 
 
 async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | None:
     """Seconds to wait before trying ``run`` again, or ``None`` if it is over."""
     retryable = state.is_failed() or state.is_crashed()  # crashed: its worker died
-    if not retryable or run.run_count > policy.retries:
+    if not retryable or run.run_count > run.definition.retries:
         return None
     if streamed := run.attempt.streamed:
         _log.warning(
@@ -381,11 +389,12 @@ async def _retry_delay(run: Run, policy: Policy, state: State[Any]) -> float | N
     return policy.delay(run.run_count)
 
 
-def _timed_out(run: Run, policy: Policy) -> State[Any]:
+def _timed_out(run: Run) -> State[Any]:
     kind = "Flow" if isinstance(run, FlowRun) else "Task"
     error = FlowTimeoutError if isinstance(run, FlowRun) else TaskTimeoutError
-    if policy.timeout is not None and run.attempt.deadline is not None:
-        why = f"exceeded its timeout of {policy.timeout:g} s"
+    timeout = run.definition.timeout_seconds
+    if timeout is not None and run.attempt.deadline is not None:
+        why = f"exceeded its timeout of {timeout:g} s"
     else:
         why = "was stopped by the deadline of an enclosing run"
     message = f"{kind} run {run.name!r} {why}"
@@ -430,7 +439,7 @@ async def _take_inputs(run: Run, venue: Venue) -> State[Any] | None:
 
 def _interrupted(run: Run, exc: BaseException, venue: Venue) -> State[Any]:
     if venue.timed_out(run, exc):
-        return _timed_out(run, run.definition.policy)
+        return _timed_out(run)
     exc = interrupted_by(exc)  # Ctrl-C reaches async code on asyncio as a cancellation
     if venue.is_cancellation(exc):
         # The state holds an Exception: whoever reads the result (``await future``) gets

@@ -147,17 +147,17 @@ class TaskFuture(Generic[R]):
         "_event",
         "_finished",
         "_loop_thread",
+        "_observed",
+        "_on_cancel",
         "_scope",
+        "_task_run",
         "_token",
         "_waiters",
-        "observed",
-        "on_cancel",
-        "task_run",
     )
 
     def __init__(self, task_run: TaskRun, loop_thread: int | None, token: EventLoopToken | None):
-        self.task_run = task_run
-        self.observed = False
+        self._task_run = task_run
+        self._observed = False
         self._loop_thread = loop_thread
         self._token = token
         self._finished = False
@@ -168,18 +168,18 @@ class TaskFuture(Generic[R]):
         self._scope: TaskHandle[None] | None = None  # the task running it, once started
         self._cancel_requested = False
         # What cancel() does for a run that waits to start outside the task group.
-        self.on_cancel: Callable[[], None] | None = None
+        self._on_cancel: Callable[[], None] | None = None
 
     @property
     def task_run_id(self) -> UUID:
         """The id of the task run."""
-        return self.task_run.id
+        return self._task_run.id
 
     @property
     def state(self) -> State[R]:
         """The run's current state (final once ``done()``)."""
-        self.observed = True
-        return self.task_run.state
+        self._observed = True
+        return self._task_run.state
 
     def done(self) -> bool:
         """Whether the run has reached its final state."""
@@ -194,14 +194,14 @@ class TaskFuture(Generic[R]):
                 over: the loop could never run it. Use ``await future`` there.
         """
         if timeout is not None:
-            deadline(timeout, f"task run {self.task_run.name!r}: wait")
+            deadline(timeout, f"task run {self._task_run.name!r}: wait")
         if self._finished:
             return
-        self.check_can_block()
+        self._check_can_block()
         with lending_slot():
             self._thread_event().wait(timeout)
 
-    def check_can_block(self) -> None:
+    def _check_can_block(self) -> None:
         """Refuse to block the thread of the event loop that must finish this run.
 
         Raises:
@@ -209,7 +209,7 @@ class TaskFuture(Generic[R]):
         """
         if threading.get_ident() == self._loop_thread and not self._finished:
             raise FutureDeadlockError(
-                f"task run {self.task_run.name!r} is not finished, and waiting for it here "
+                f"task run {self._task_run.name!r} is not finished, and waiting for it here "
                 "would block the event loop that has to run it; in async code use "
                 "`await future` or `await future.wait_async()`"
             )
@@ -228,7 +228,7 @@ class TaskFuture(Generic[R]):
             BaseException: The run's own exception, if it failed and ``raise_on_failure``.
         """
         if timeout is not None:
-            deadline(timeout, f"task run {self.task_run.name!r}: result")
+            deadline(timeout, f"task run {self._task_run.name!r}: result")
         self.wait(timeout)
         return self._result(timeout, raise_on_failure)
 
@@ -237,10 +237,10 @@ class TaskFuture(Generic[R]):
 
         To bound the wait, put it in ``anyio.fail_after(...)`` or ``move_on_after(...)``.
         """
-        await self.until_done()
+        await self._until_done()
         return self.state
 
-    async def until_done(self) -> None:
+    async def _until_done(self) -> None:
         """Wait, without blocking the loop, until the run is over."""
         if self._finished:
             return
@@ -297,9 +297,9 @@ class TaskFuture(Generic[R]):
         self._cancel_requested = True
         if self._scope is not None:
             self._scope.cancel()
-        elif self.on_cancel is not None:
-            self.on_cancel()
-            self.on_cancel = None
+        elif self._on_cancel is not None:
+            self._on_cancel()
+            self._on_cancel = None
 
     def _result(self, timeout: float | None, raise_on_failure: bool) -> R:
         if not self._finished:
@@ -307,9 +307,9 @@ class TaskFuture(Generic[R]):
         return self.state.result(raise_on_failure)  # type: ignore[return-value]
 
     def _timeout(self, timeout: float | None) -> TimeoutError:
-        return TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
+        return TimeoutError(f"task run {self._task_run.name!r} did not finish within {timeout} s")
 
-    def started(self, handle: TaskHandle[None]) -> None:
+    def _started(self, handle: TaskHandle[None]) -> None:
         """Note the task running the run (on the loop's thread): ``cancel()`` cancels it."""
         if self._finished:  # it ran to its end before its task was even handed back
             return
@@ -317,7 +317,7 @@ class TaskFuture(Generic[R]):
         if self._cancel_requested:
             handle.cancel()
 
-    def finish(self) -> None:
+    def _finish(self) -> None:
         """Mark the run over, wake its waiters, call its callbacks: on the loop's thread."""
         self._scope = None  # the handle holds the task; the future may live much longer
         with _lock:
@@ -335,10 +335,10 @@ class TaskFuture(Generic[R]):
         try:
             fn(self)
         except Exception:
-            _log.exception("A done callback of task run %r raised", self.task_run.name)
+            _log.exception("A done callback of task run %r raised", self._task_run.name)
 
     def __repr__(self) -> str:
-        return f"<TaskFuture {self.task_run.name!r} {self.task_run.state}>"
+        return f"<TaskFuture {self._task_run.name!r} {self._task_run.state}>"
 
 
 def deadline(timeout: float | None, caller: str = "wait") -> Callable[[], float | None]:

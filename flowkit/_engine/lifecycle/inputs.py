@@ -66,7 +66,7 @@ class allow_failure(BaseAnnotation[T]):
     def __attrs_post_init__(self) -> None:
         value: object = self.value
         if isinstance(value, TaskFuture):
-            value.observed = True
+            value._observed = True
 
 
 @attrs.frozen
@@ -224,7 +224,7 @@ def find_upstream(parameters: dict[str, Any], wait_for: Iterable[Any] | None) ->
 
         walk(list(wait_for), waited)
     for upstream in found:
-        upstream.future.observed = True
+        upstream.future._observed = True
     return found
 
 
@@ -242,7 +242,7 @@ def resolve(value: Any, *, owner: str) -> Any:
         state: State[Any] = leaf.state if _is_future(leaf) else leaf
         if state.is_completed() or allowed:
             return state.result(raise_on_failure=False)
-        name = leaf.task_run.name if _is_future(leaf) else "an upstream run"
+        name = leaf._task_run.name if _is_future(leaf) else "an upstream run"
         raise UpstreamFailedError(
             f"{owner}: did not start because {name} ended in state {state}; wrap its future "
             "in flowkit.allow_failure(...) to run anyway"

@@ -70,8 +70,8 @@ def resolve(value: object) -> Any:
 
     def visit(leaf: Any, allowed: bool) -> Any:
         if issubclass(type(leaf), TaskFuture):
-            leaf.observed = True
-            return leaf.task_run.state
+            leaf._observed = True
+            return leaf._task_run.state
         return leaf
 
     return walk(value, visit, keep_annotations=True)

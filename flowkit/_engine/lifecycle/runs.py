@@ -415,9 +415,9 @@ class Run:
             return returned
         children = attempt.children
         unseen = [
-            f.task_run.state.exception
+            f._task_run.state.exception
             for f in children
-            if not f.observed and failed(f.task_run.state)
+            if not f._observed and failed(f._task_run.state)
         ]
         if not unseen:
             return returned if returned is not None else self.completed_state(value)

@@ -98,7 +98,8 @@ def test_future_attributes(backend: str) -> None:
     def main() -> tuple[Any, ...]:
         future = double.submit(4)
         value = future.result()
-        return future.task_run_id, future.task_run.id, future.state.name, value, future.done()
+        details = future.state.state_details
+        return future.task_run_id, details.task_run_id, future.state.name, value, future.done()
 
     run_id, same_id, state, value, done = main()
     assert run_id == same_id
@@ -170,13 +171,13 @@ def test_done_callbacks_run_once_and_their_errors_are_logged(
     @flow
     def main() -> None:
         future = double.submit(1)
-        future.add_done_callback(lambda f: calls.append(f.task_run.name))
+        future.add_done_callback(lambda f: calls.append(f.state.name))
         future.add_done_callback(bad)
         future.result()
         future.add_done_callback(lambda f: calls.append("late"))
 
     main()
-    assert calls == ["double-0", "late"]
+    assert calls == ["Completed", "late"]
     assert any("A done callback of task run 'double-0' raised" in r.message for r in caplog.records)
 
 

@@ -85,7 +85,7 @@ def test_no_line_of_a_stopped_body_runs_after_its_run_is_over(
     def overruns() -> None:
         for _ in range(20):  # ten times its timeout: a loop that late is no longer "load"
             time.sleep(0.01)
-        last_line[runtime.task_run.name] = datetime.now(UTC)
+        last_line[runtime.task_run.id] = datetime.now(UTC)
 
     @task
     def busy() -> None:  # keeps the interpreter loaded while threads start and stop
@@ -97,7 +97,7 @@ def test_no_line_of_a_stopped_body_runs_after_its_run_is_over(
     def sleeper() -> None:
         for _ in range(20):
             time.sleep(0.01)
-        last_line[runtime.task_run.name] = datetime.now(UTC)
+        last_line[runtime.task_run.id] = datetime.now(UTC)
 
     ends: dict[str, State[Any]] = {}
 
@@ -114,7 +114,7 @@ def test_no_line_of_a_stopped_body_runs_after_its_run_is_over(
         for future in futures:
             future.wait()
         # Kept aside, not returned: returned states would decide the flow's own state.
-        ends.update({f.task_run.name: f.state for f in futures})
+        ends.update({str(f.task_run_id): f.state for f in futures})
 
     n = scale(150)
     within(120, lambda: load(n))

@@ -18,15 +18,14 @@ import anyio.from_thread
 import attrs
 
 from . import _defaults as _defaults  # console, store, limits: wired in as imported
-from ._engine.definition.options import FlowOptions, Hook, Options, OptionsDict, RunName
+from ._engine.definition.options import FlowOptions, FlowOptionsDict, Hook, Options
 from ._engine.definition.runnable import Runnable, refuse_assignment, source_file_hash
 from ._engine.definition.signature import Definition
-from ._engine.definition.task_runner import TaskRunner
 from ._engine.execution.bridge import CallerThread, flow_loop, run_in_caller_thread
 from ._engine.execution.local import ON_LOOP
 from ._engine.lifecycle.engine import execute, finished, new_run
 from ._engine.lifecycle.runs import Run
-from ._engine.loops import Backend, resolve_backend
+from ._engine.loops import resolve_backend
 from .exceptions import InvalidNameError
 from .states import State
 
@@ -41,24 +40,6 @@ P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
 H = TypeVar("H", bound=Hook)
-
-
-class FlowOptionsDict(OptionsDict, total=False):
-    """The options of ``@flow``, ``Flow(...)`` and ``Flow.with_options`` as keywords.
-
-    Each is declared (type, default, meaning) in ``FlowOptions``; a test keeps these
-    keys and types the same. ``None`` keeps ``name``, ``description`` and the hooks in
-    ``with_options``, and sets any other option to ``None`` (its default).
-    """
-
-    flow_run_name: RunName | None
-    backend: Backend | None
-    thread_limit: int | None
-    on_cancellation: Iterable[Hook] | None
-    on_crashed: Iterable[Hook] | None
-    progress: bool | None
-    validate_parameters: bool | None
-    task_runner: TaskRunner | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)

@@ -7,7 +7,6 @@ import hashlib
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from datetime import timedelta
 from typing import (
     Any,
     ClassVar,
@@ -26,12 +25,9 @@ from . import _defaults as _defaults  # console, store, limits: wired in as impo
 from ._engine.definition import policy
 from ._engine.definition.options import (
     NOT_SET,
-    CacheKeyFunction,
     Options,
-    OptionsDict,
-    RetryCondition,
-    RunName,
     TaskOptions,
+    TaskOptionsDict,
     TransactionHook,
     check_transaction_hook,
 )
@@ -46,7 +42,7 @@ from ._engine.lifecycle.futures import TaskFuture, TaskFutureList
 from ._engine.lifecycle.inputs import BaseAnnotation, allow_failure, quote, unmapped
 from ._engine.lifecycle.runs import Run, TaskRun
 from ._engine.loops import drive
-from ._engine.results.policies import NO_CACHE, CachePolicy, task_input_hash
+from ._engine.results.policies import NO_CACHE, task_input_hash
 from .exceptions import FutureDeadlockError
 from .states import State
 
@@ -69,29 +65,6 @@ TH = TypeVar("TH", bound=TransactionHook)
 exponential_backoff = policy.exponential_backoff
 
 _log = logging.getLogger("flowkit.tasks")
-
-
-class TaskOptionsDict(OptionsDict, total=False):
-    """The options of ``@task``, ``Task(...)`` and ``Task.with_options`` as keywords.
-
-    Each is declared (type, default, meaning) in ``TaskOptions``; a test keeps these
-    keys and types the same. ``None`` keeps ``name``, ``description``, ``tags`` and the
-    hooks in ``with_options``, and sets any other option to ``None`` (its default).
-    """
-
-    tags: Iterable[str] | None
-    task_run_name: RunName | None
-    retry_jitter_factor: float | None
-    retry_condition_fn: RetryCondition | None
-    cache_policy: CachePolicy | None
-    cache_key_fn: CacheKeyFunction | None
-    cache_expiration: timedelta | None
-    refresh_cache: bool | None
-    result_storage_key: str | None
-    buffer: int | None
-    viz_return_value: object
-    on_commit: Iterable[TransactionHook] | None
-    on_rollback: Iterable[TransactionHook] | None
 
 
 @attrs.frozen(init=False, eq=False, kw_only=True, slots=False)

@@ -2,8 +2,10 @@
 
 ``Options`` holds what tasks and flows share; ``TaskOptions`` and ``FlowOptions`` add the
 rest. ``Task`` and ``Flow`` inherit from them, so each option is an attribute of the
-definition under Prefect's name. The keyword signatures (``TaskOptionsDict``,
-``FlowOptionsDict``, which ``Unpack`` needs) are checked against these fields by a test.
+definition under Prefect's name. The keyword signatures (``OptionsDict``,
+``TaskOptionsDict``, ``FlowOptionsDict``: ``Unpack`` needs a TypedDict, which attrs
+cannot give) sit beside them, and a test keeps their keys and types the same. A new
+option is declared here, read where it is used, and documented: nothing else.
 
 Validators raise ``TypeError``/``ValueError`` naming the option, the bad value and what
 is accepted; ``definitions`` prefixes the task or flow.
@@ -43,6 +45,7 @@ __all__ = [
     "NOT_SET",
     "CacheKeyFunction",
     "FlowOptions",
+    "FlowOptionsDict",
     "Hook",
     "NotSet",
     "Options",
@@ -51,6 +54,7 @@ __all__ = [
     "RetryDelays",
     "RunName",
     "TaskOptions",
+    "TaskOptionsDict",
     "TransactionHook",
     "as_delay_list",
     "check_delays",
@@ -500,6 +504,29 @@ class TaskOptions(Options):
     )
 
 
+class TaskOptionsDict(OptionsDict, total=False):
+    """The options of ``@task``, ``Task(...)`` and ``Task.with_options`` as keywords.
+
+    Each is declared (type, default, meaning) in ``TaskOptions``; a test keeps these
+    keys and types the same. ``None`` keeps ``name``, ``description``, ``tags`` and the
+    hooks in ``with_options``, and sets any other option to ``None`` (its default).
+    """
+
+    tags: Iterable[str] | None
+    task_run_name: RunName | None
+    retry_jitter_factor: float | None
+    retry_condition_fn: RetryCondition | None
+    cache_policy: CachePolicy | None
+    cache_key_fn: CacheKeyFunction | None
+    cache_expiration: timedelta | None
+    refresh_cache: bool | None
+    result_storage_key: str | None
+    buffer: int | None
+    viz_return_value: object
+    on_commit: Iterable[TransactionHook] | None
+    on_rollback: Iterable[TransactionHook] | None
+
+
 @attrs.frozen(kw_only=True, slots=False)
 class FlowOptions(Options):
     """The options only flows have.
@@ -538,3 +565,21 @@ class FlowOptions(Options):
     progress: bool | None = attrs.field(default=None, validator=_optional_bool)
     validate_parameters: bool = attrs.field(default=True, converter=_default_true, validator=_bool)
     task_runner: TaskRunner | None = attrs.field(default=None, validator=_task_runner)
+
+
+class FlowOptionsDict(OptionsDict, total=False):
+    """The options of ``@flow``, ``Flow(...)`` and ``Flow.with_options`` as keywords.
+
+    Each is declared (type, default, meaning) in ``FlowOptions``; a test keeps these
+    keys and types the same. ``None`` keeps ``name``, ``description`` and the hooks in
+    ``with_options``, and sets any other option to ``None`` (its default).
+    """
+
+    flow_run_name: RunName | None
+    backend: Backend | None
+    thread_limit: int | None
+    on_cancellation: Iterable[Hook] | None
+    on_crashed: Iterable[Hook] | None
+    progress: bool | None
+    validate_parameters: bool | None
+    task_runner: TaskRunner | None

@@ -104,15 +104,8 @@ def test_any_option_value_is_accepted_or_refused_clearly(
         if option == "name":  # a bad name: the function's, unless a flow name's characters
             owner = repr(value) if isinstance(value, str) and value else "'add'"
         assert message.startswith(f"{'flow' if on_flow else 'task'} {owner}: ")
-        # Hook errors say "hooks", and a run name template is checked against the function
-        # (``naming.check_template``), whose errors say "run name template": neither names
-        # the option itself.
-        assert (
-            option in message
-            or option.removeprefix("on_") in message
-            or "hooks" in message
-            or (option.endswith("_run_name") and "run name template" in message)
-        )
+        # A transaction hook's own check names both hooks: "on_commit and on_rollback".
+        assert option in message or option.removeprefix("on_") in message
         return
     assert option in known
     copy = definition.with_options(**{option: value})  # what was accepted stays accepted
@@ -166,12 +159,15 @@ REFUSED = [
     _refused({"max_concurrency": "2"}, TypeError,
              "max_concurrency must be a positive int or None, got '2'"),
     _refused({"on_failure": print}, TypeError,
-             "hooks must be given as a list of functions, got <built-in function print>"),
-    _refused({"on_completion": [3]}, TypeError, "hooks must be functions, got 3 in [3]"),
+             "on_failure must be a list of functions, got <built-in function print>; pass "
+             "on_failure=[<built-in function print>] for a single function"),
+    _refused({"on_completion": [3]}, TypeError,
+             "on_completion must hold functions only, got 3 in [3]"),
     _refused({"on_running": "log_it"}, TypeError,
-             "hooks must be given as a list of functions, got 'log_it'"),
+             "on_running must be a list of functions, got 'log_it'"),
     _refused({"on_crashed": print}, TypeError,
-             "hooks must be given as a list of functions, got <built-in function print>", "flow"),
+             "on_crashed must be a list of functions, got <built-in function print>; pass "
+             "on_crashed=[<built-in function print>] for a single function", "flow"),
     _refused({"tags": "abc"}, TypeError,
              "tags must be a collection of strings, got 'abc'; write ['abc']"),
     _refused({"tags": [1]}, TypeError, "tags must be strings, got 1 in [1]"),
@@ -224,7 +220,7 @@ REFUSED = [
     _refused({"on_commit": [committed]}, TypeError,
              "on_commit and on_rollback hooks are called synchronously, with the transaction; "
              f"{committed!r} is an async function: make it a plain function"),
-    _refused({"on_rollback": [3]}, TypeError, "hooks must be functions, got 3 in [3]"),
+    _refused({"on_rollback": [3]}, TypeError, "on_rollback must hold functions only, got 3 in [3]"),
     _refused({"backend": "curio"}, ValueError,
              "backend must be 'asyncio', 'trio', 'asyncio+uvloop' or None, got 'curio'", "flow"),
     _refused({"thread_limit": 0}, ValueError,

@@ -100,8 +100,11 @@ def _fields(template: str) -> list[str]:
     return fields
 
 
-def check_template(template: str, signature: inspect.Signature, *, owner: str) -> None:
-    """Check at decoration time that a run name template names only real parameters.
+def check_template(
+    template: str, signature: inspect.Signature, *, owner: str, option: str = "run name"
+) -> None:
+    """Check at decoration time that a run name template names only real parameters;
+    errors name ``owner`` and the ``option`` that gave the template.
 
     Raises:
         ValueError: The template is malformed, or names a parameter the function lacks.
@@ -109,7 +112,7 @@ def check_template(template: str, signature: inspect.Signature, *, owner: str) -
     try:
         fields = _fields(template)
     except ValueError as exc:
-        raise ValueError(f"{owner}: run name template {template!r} is malformed: {exc}") from None
+        raise ValueError(f"{owner}: {option} template {template!r} is malformed: {exc}") from None
     params = signature.parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # any keyword may arrive; checked when the run is named
@@ -117,12 +120,12 @@ def check_template(template: str, signature: inspect.Signature, *, owner: str) -
         root = field.split(".", 1)[0].split("[", 1)[0]
         if root == "" or root.isdigit():
             raise ValueError(
-                f"{owner}: run name template {template!r} uses a positional field; "
+                f"{owner}: {option} template {template!r} uses a positional field; "
                 f"name parameters instead, e.g. '{{{next(iter(params), 'x')}}}'"
             )
         if root not in params:
             raise ValueError(
-                f"{owner}: run name template {template!r} names {root!r}, which is not a "
+                f"{owner}: {option} template {template!r} names {root!r}, which is not a "
                 f"parameter of the function (parameters: {', '.join(params) or 'none'})"
             )
 

@@ -307,16 +307,22 @@ def _tags(value: Iterable[str] | None) -> frozenset[str]:
     return cast("frozenset[str]", tags)
 
 
-def _hooks(value: Iterable[Hook] | None) -> tuple[Hook, ...]:
-    """``None`` or a list of callables, as a tuple."""
+def _hooks(value: Iterable[Hook] | None, option: str) -> tuple[Hook, ...]:
+    """``None`` or a list of callables, as a tuple.
+
+    Raises:
+        TypeError: ``value`` is not a list of functions; the message names ``option``.
+    """
     if value is None:
         return ()
-    if callable(value) or isinstance(value, str | Mapping) or not isinstance(value, Iterable):
-        raise TypeError(f"hooks must be given as a list of functions, got {value!r}")
+    single = callable(value)
+    if single or isinstance(value, str | Mapping) or not isinstance(value, Iterable):
+        fix = f"; pass {option}=[{value!r}] for a single function" if single else ""
+        raise TypeError(f"{option} must be a list of functions, got {value!r}{fix}")
     found = tuple(cast("Iterable[object]", value))
     for hook in found:
         if not callable(hook):
-            raise TypeError(f"hooks must be functions, got {hook!r} in {value!r}")
+            raise TypeError(f"{option} must hold functions only, got {hook!r} in {value!r}")
     return cast("tuple[Hook, ...]", found)
 
 
@@ -336,9 +342,12 @@ def check_transaction_hook(hook: object) -> None:
         )
 
 
-def _transaction_hooks(value: Iterable[TransactionHook] | None) -> tuple[TransactionHook, ...]:
+def _transaction_hooks(
+    value: Iterable[TransactionHook] | None, option: str
+) -> tuple[TransactionHook, ...]:
     """``_hooks``, of plain functions only."""
-    found = cast("tuple[TransactionHook, ...]", _hooks(cast("Iterable[Hook] | None", value)))
+    hooks = _hooks(cast("Iterable[Hook] | None", value), option)
+    found = cast("tuple[TransactionHook, ...]", hooks)
     for hook in found:
         check_transaction_hook(hook)
     return found
@@ -359,7 +368,17 @@ def _delays(value: RetryDelays | None) -> RetryDelays:
 def _hooks_field(option: str) -> Any:
     # The attribute is ``on_failure_hooks`` (as in Prefect): ``on_failure`` is the
     # decorator that adds one.
-    return attrs.field(default=(), converter=_hooks, alias=option)
+    def converter(value: Iterable[Hook] | None) -> tuple[Hook, ...]:
+        return _hooks(value, option)
+
+    return attrs.field(default=(), converter=converter, alias=option)
+
+
+def _transaction_hooks_field(option: str) -> Any:
+    def converter(value: Iterable[TransactionHook] | None) -> tuple[TransactionHook, ...]:
+        return _transaction_hooks(value, option)
+
+    return attrs.field(default=(), converter=converter, alias=option)
 
 
 class OptionsDict(TypedDict, total=False):
@@ -496,12 +515,8 @@ class TaskOptions(Options):
     buffer: int | None = attrs.field(default=None, validator=_positive_int)
     viz_return_value: object = None
     # The attribute is ``on_commit_hooks``: ``on_commit`` is the decorator that adds one.
-    on_commit_hooks: tuple[TransactionHook, ...] = attrs.field(
-        default=(), converter=_transaction_hooks, alias="on_commit"
-    )
-    on_rollback_hooks: tuple[TransactionHook, ...] = attrs.field(
-        default=(), converter=_transaction_hooks, alias="on_rollback"
-    )
+    on_commit_hooks: tuple[TransactionHook, ...] = _transaction_hooks_field("on_commit")
+    on_rollback_hooks: tuple[TransactionHook, ...] = _transaction_hooks_field("on_rollback")
 
 
 class TaskOptionsDict(OptionsDict, total=False):

@@ -7,7 +7,6 @@ task or flow, not once per call.
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
@@ -38,7 +37,6 @@ __all__ = [
     "Caching",
     "Policy",
     "exponential_backoff",
-    "is_async_hook",
     "resolve_caching",
 ]
 
@@ -297,8 +295,3 @@ def _thread_limit(thread_limit: int | None, runner: TaskRunner | None) -> int | 
             "worker-thread limits; give only one of them"
         )
     return thread_limit if thread_limit is not None else workers
-
-
-def is_async_hook(hook: Callable[..., Any]) -> bool:
-    """Whether ``hook`` must be awaited."""
-    return inspect.iscoroutinefunction(hook)

@@ -244,7 +244,7 @@ class Runnable(Generic[P, R]):
             )
         run_name = self.run_name
         if isinstance(run_name, str):
-            check_template(run_name, self.signature, owner=owner)
+            check_template(run_name, self.signature, owner=owner, option=f"{self.kind}_run_name")
         _ = self.plain_parameters, self.is_async, self.policy  # said now, if wrong
 
     def _settled(self, options: Options, fn: Callable[..., Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -327,5 +327,3 @@ def _memo_key(task_key: str, key: str) -> tuple[str, str, str]:
 
 RESULTS = ResultStore()
 """The process's result store."""
-
-KeyFunction = Callable[..., "str | None"]

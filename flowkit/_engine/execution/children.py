@@ -89,7 +89,7 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
             "submit that task instead of calling it, or make it async"
         )
     if not nursery.runs_here():
-        if parent.max_concurrency is None:
+        if parent.definition.max_concurrency is None:
             _spawn_soon(flow_run, futures, context)
         else:  # the submitting thread waits for slots on the loop: backpressure
             anyio.from_thread.run(

@@ -133,8 +133,7 @@ def new_run(
     def made(name: str) -> Run:
         info = _info(definition, key, name, parent, flow, tags, submitted)
         shared = (definition, call, name, parent, tags, log_prints, run_id, key, info,
-                  submitted, definition.max_concurrency, upstream, wait_list, takes_inputs,
-                  streamed_from)  # fmt: skip
+                  submitted, upstream, wait_list, takes_inputs, streamed_from)  # fmt: skip
         if flow:
             return FlowRun(
                 *shared, progress=FlowProgress(call), thread_limit=policy.thread_limit,

@@ -278,8 +278,6 @@ class Run:
         key: The id as a string.
         info: Who the run is, as every event of it says.
         submitted: Whether the run was started with ``submit`` or ``map``.
-        max_concurrency: How many runs this run may have submitted and unfinished at
-            once; ``None`` for no bound.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
             for before it starts.
         wait_for: What ``wait_for=`` gave: futures, states, plain values,
@@ -303,7 +301,6 @@ class Run:
     key: str
     info: RunInfo = attrs.field(repr=False)
     submitted: bool = False
-    max_concurrency: int | None = None
     upstream: Sequence[Upstream] = attrs.field(default=(), repr=False)
     wait_for: list[Any] | None = attrs.field(default=None, repr=False)
     takes_inputs: bool = False
@@ -386,11 +383,12 @@ class Run:
 
     def submit_slots(self) -> anyio.Semaphore | None:
         """What bounds this run's unfinished submitted runs (on the loop), if anything."""
-        if self.max_concurrency is None:
+        bound = self.definition.max_concurrency
+        if bound is None:
             return None
         progress = self.progress
         if progress.slots is None:
-            progress.slots = anyio.Semaphore(self.max_concurrency)
+            progress.slots = anyio.Semaphore(bound)
         return progress.slots
 
     def scope(self) -> AbstractAsyncContextManager[None]:

@@ -60,6 +60,10 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
     hook_names: ClassVar[tuple[str, ...]] = (
         "completion", "failure", "running", "cancellation", "crashed",
     )  # fmt: skip
+    kept_on_none: ClassVar[frozenset[str]] = frozenset({
+        "name", "description", "flow_run_name", "version", "retries", "retry_delay_seconds",
+        "timeout_seconds", "validate_parameters", "cache_result_in_memory",
+    })  # fmt: skip
 
     def __init__(self, fn: Callable[P, R], **options: Unpack[FlowOptionsDict]) -> None:
         """Make a flow of ``fn``: a function, method, callable object or partial.
@@ -98,9 +102,11 @@ class Flow(Runnable[P, R], FlowOptions):  # type: ignore[override]  # attrs: __a
     def with_options(self, **changes: Unpack[FlowOptionsDict]) -> Flow[P, R]:
         """Return a copy of the flow with some options changed.
 
-        Options left out keep their values, and so do ``name``, ``description`` and
-        hooks given as ``None``; any other option given as ``None`` goes back to its
-        default. A method flow stays bound as it was.
+        Options left out keep their values, and so do hooks and ``name``,
+        ``description``, ``flow_run_name``, ``version``, ``retries``,
+        ``retry_delay_seconds``, ``timeout_seconds``, ``validate_parameters`` and
+        ``cache_result_in_memory`` given as ``None`` (as in Prefect); any other option
+        given as ``None`` goes back to its default. A method flow stays bound as it was.
 
         Raises:
             TypeError: An option has a value of the wrong type.

@@ -84,6 +84,10 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
     options_type: ClassVar[type[Options]] = TaskOptions
     hook_names: ClassVar[tuple[str, ...]] = ("completion", "failure", "running", "commit",
                                              "rollback")  # fmt: skip
+    kept_on_none: ClassVar[frozenset[str]] = frozenset({
+        "name", "description", "tags", "cache_key_fn", "cache_expiration",
+        "cache_result_in_memory", "timeout_seconds", "retry_condition_fn", "viz_return_value",
+    })  # fmt: skip
 
     def __init__(self, fn: Callable[P, R], **options: Unpack[TaskOptionsDict]) -> None:
         """Make a task of ``fn``: a function, method, callable object or partial.
@@ -157,9 +161,11 @@ class Task(Runnable[P, R], TaskOptions):  # type: ignore[override]  # attrs: __a
     def with_options(self, **changes: Unpack[TaskOptionsDict]) -> Task[P, R]:
         """Return a copy of the task with some options changed.
 
-        Options left out keep their values, and so do ``name``, ``description``,
-        ``tags`` and hooks given as ``None``; any other option given as ``None`` goes
-        back to its default. A method task stays bound as it was.
+        Options left out keep their values, and so do hooks and ``name``,
+        ``description``, ``tags``, ``cache_key_fn``, ``cache_expiration``,
+        ``cache_result_in_memory``, ``timeout_seconds``, ``retry_condition_fn`` and
+        ``viz_return_value`` given as ``None`` (as in Prefect); any other option given
+        as ``None`` goes back to its default. A method task stays bound as it was.
 
         Raises:
             TypeError: An option has a value of the wrong type.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +218,42 @@ def test_viz_return_value_is_accepted_and_changes_nothing() -> None:
 # with_options
 
 
-def test_with_options_none_keeps_names_and_tags_and_resets_the_rest() -> None:
-    t = Task(add, name="a", tags=["x"], retries=3, timeout_seconds=5, task_run_name="r-{x}")
-    copy = t.with_options(
-        name=None, tags=None, retries=None, timeout_seconds=None, task_run_name=None
-    )
-    assert (copy.name, copy.tags) == ("a", {"x"})
-    assert (copy.retries, copy.timeout_seconds, copy.task_run_name) == (0, None, None)
+def test_with_options_none_keeps_what_prefect_keeps_and_resets_the_rest() -> None:
+    # Prefect 3.8's Task.with_options: ``x or self.x`` for these, ``NotSet`` for the rest.
+    def condition(*_: object) -> bool:
+        return True
+
+    def key(*_: object) -> str:
+        return "k"
+
+    t = Task(
+        add, name="a", tags=["x"], retries=3, timeout_seconds=5, task_run_name="r-{x}",
+        cache_key_fn=key, cache_expiration=timedelta(hours=1), retry_condition_fn=condition,
+        cache_result_in_memory=False,
+    )  # fmt: skip
+    kept = {"name", "tags", "timeout_seconds", "cache_key_fn", "cache_expiration",
+            "retry_condition_fn", "cache_result_in_memory"}  # fmt: skip
+    copy = t.with_options(**dict.fromkeys([*kept, "retries", "task_run_name"]))  # type: ignore[arg-type]
+    assert {option: getattr(copy, option) for option in kept} == {
+        option: getattr(t, option) for option in kept
+    }
+    assert (copy.retries, copy.task_run_name) == (0, None)
+
+
+def test_a_flows_with_options_none_keeps_what_prefect_keeps() -> None:
+    # Prefect 3.8's Flow.with_options: ``x if x is not None else self.x`` for these.
+    f = Flow(
+        add, name="a", flow_run_name="r", version="v1", retries=2, retry_delay_seconds=3,
+        timeout_seconds=9, validate_parameters=False, cache_result_in_memory=False,
+        log_prints=True,
+    )  # fmt: skip
+    kept = {"name", "flow_run_name", "version", "retries", "retry_delay_seconds",
+            "timeout_seconds", "validate_parameters", "cache_result_in_memory"}  # fmt: skip
+    copy = f.with_options(**dict.fromkeys([*kept, "log_prints"]))  # type: ignore[arg-type]
+    assert {option: getattr(copy, option) for option in kept} == {
+        option: getattr(f, option) for option in kept
+    }
+    assert copy.log_prints is None
 
 
 def test_with_options_keeps_hooks_unless_replaced() -> None:

@@ -214,7 +214,7 @@ async def test_cancelling_the_flow_cancels_its_dask_work(
 
     @flow(task_runner=runner)
     async def waiting() -> None:
-        await slow.with_options(timeout_seconds=None).submit(finished)
+        await slow.with_options(timeout_seconds=60).submit(finished)
 
     with anyio.move_on_after(1):
         await waiting()

@@ -167,7 +167,9 @@ def test_validate_parameters_false_passes_values_unchecked(backend: str) -> None
         return x
 
     assert main("foo") == "foo"  # type: ignore[arg-type]
-    assert main.with_options(validate_parameters=None).validate_parameters is True
+    # None keeps the setting, as in Prefect (``x if x is not None else self.x``).
+    assert main.with_options(validate_parameters=None).validate_parameters is False
+    assert main.with_options(validate_parameters=True).validate_parameters is True
 
 
 def test_var_args_and_kwargs_are_validated_each(backend: str) -> None:

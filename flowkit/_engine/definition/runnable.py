@@ -41,9 +41,6 @@ RESERVED_PARAMETERS = ("return_state", "wait_for")
 Binding = Literal["instance", "class", "static"]
 H = TypeVar("H", bound=Hook)
 
-# Options whose ``None`` in ``with_options`` keeps the current value, as in Prefect.
-_KEPT_ON_NONE = frozenset({"name", "description", "tags"})
-
 
 def unwrap_callable(fn: object, decorator: str) -> tuple[Callable[..., Any], Binding]:
     """What a decorator was applied to: the callable, and how lookups bind it.
@@ -170,6 +167,9 @@ class Runnable(Generic[P, R]):
     given: Mapping[str, Any] = attrs.field(repr=False)
 
     kind: ClassVar[str]  # "task" or "flow", for messages
+    # The options (besides hooks) whose ``None`` in ``with_options`` keeps the current
+    # value rather than the default: Prefect's ``x or self.x`` and ``x if x is not None``.
+    kept_on_none: ClassVar[frozenset[str]]
     hook_names: ClassVar[tuple[str, ...]]  # the hooks this kind of definition has
     options_type: ClassVar[type[Options]]  # the declaration of its options
 
@@ -278,7 +278,8 @@ class Runnable(Generic[P, R]):
         """A copy with ``changes`` to the options given (``with_options``)."""
         given = dict(self.given)
         for option, value in changes.items():
-            if value is None and option in _KEPT_ON_NONE | {f"on_{h}" for h in self.hook_names}:
+            kept = option in self.kept_on_none or option.removeprefix("on_") in self.hook_names
+            if value is None and kept:
                 continue  # as in Prefect: ``None`` keeps these
             given[option] = value
         # A new cache policy replaces a cache_key_fn, and the other way round.

@@ -7,10 +7,13 @@ import subprocess
 import sys
 import threading
 import uuid
+from uuid import UUID, SafeUUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flowkit._engine.ids import new_id
+from flowkit._engine.ids import new_id, version_4
 
 
 def test_ids_are_version_4_uuids() -> None:
@@ -62,3 +65,11 @@ def test_a_forked_child_draws_ids_its_parent_never_hands_out() -> None:
     child, parent = set(drawn["child"].split()), set(drawn["parent"].split())
     assert len(child) == len(parent) == 64
     assert not child & parent
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_an_id_is_what_uuid_makes_of_its_bytes(random: bytes) -> None:
+    made = version_4(random)
+    assert made == UUID(bytes=random, version=4)
+    assert str(made) == str(UUID(bytes=random, version=4))
+    assert made.is_safe is SafeUUID.unknown

@@ -21,10 +21,11 @@ def _sig_a(a: int, b: int = 2, *, c: int = 3) -> None: ...
 def _sig_b(x: int, /, y: int) -> None: ...
 def _sig_c(*args: int, **kwargs: int) -> None: ...
 def _sig_d(a: int, *, k: int) -> None: ...
+def _sig_e(a: int, b: int = 2) -> None: ...  # all by position: the fastest path
 
 
 @given(
-    fn=st.sampled_from([_sig_a, _sig_b, _sig_c, _sig_d]),
+    fn=st.sampled_from([_sig_a, _sig_b, _sig_c, _sig_d, _sig_e]),
     args=st.lists(st.integers(), max_size=4),
     kwargs=st.dictionaries(st.sampled_from(["a", "b", "c", "k", "x", "y", "z"]), st.integers()),
 )
@@ -40,6 +41,12 @@ def test_binding_agrees_with_inspect(fn: Any, args: list[int], kwargs: dict[str,
     assert bind(signature, plain_parameters(signature), tuple(args), kwargs) == dict(
         bound.arguments
     )
+
+
+def test_a_call_giving_every_parameter_by_position_binds_each_to_its_name() -> None:
+    signature = inspect.signature(_sig_e)
+    assert bind(signature, plain_parameters(signature), (1, 5), {}) == {"a": 1, "b": 5}
+    assert list(bind(signature, plain_parameters(signature), (1, 5), {})) == ["a", "b"]
 
 
 def test_run_ids_are_random_uuids_never_shared_with_a_forked_child() -> None:

@@ -462,6 +462,13 @@ class _Batch:
     def add(
         self, item: StateChanged | LogLine | Artifact | ArtifactUpdate | TransactionEnded
     ) -> None:
+        if type(item) is StateChanged:  # most events: tested first
+            self._add_state(item)
+            return
+        if isinstance(item, LogLine):
+            self.logs.append((item.run_id, item.root_id, item.created, item.level,
+                              item.logger, item.label, item.message))  # fmt: skip
+            return
         if isinstance(item, Artifact):
             self.artifacts.append((*attrs.astuple(item), item.created))
             return
@@ -471,10 +478,9 @@ class _Batch:
         if isinstance(item, TransactionEnded):
             self.transactions.append(attrs.astuple(item))
             return
-        if isinstance(item, LogLine):
-            self.logs.append((item.run_id, item.root_id, item.created, item.level,
-                              item.logger, item.label, item.message))  # fmt: skip
-            return
+        self._add_state(item)
+
+    def _add_state(self, item: StateChanged) -> None:
         run, state = item.run, item.state
         created = state.is_pending() and not item.ended and run.id not in self.new
         if created:

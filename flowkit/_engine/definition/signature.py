@@ -12,13 +12,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Definition", "PlainParameters", "bind", "plain_parameters"]
 
-PlainParameters = tuple[tuple[str, ...], int, dict[str, Any]] | None
+PlainParameters = tuple[tuple[str, ...], int, dict[str, Any], frozenset[str]] | None
 
 
 def plain_parameters(signature: inspect.Signature) -> PlainParameters:
-    """Names, how many may be given by position, and defaults, for a signature without
-    ``*args``, ``**kwargs`` or positional-only parameters (binding is then a zip);
-    ``None`` for any other signature."""
+    """Names, how many may be given by position, defaults, and the names as a set, for a
+    signature without ``*args``, ``**kwargs`` or positional-only parameters (binding is
+    then a zip); ``None`` for any other signature."""
     names: list[str] = []
     positional = 0
     defaults: dict[str, Any] = {}
@@ -30,7 +30,7 @@ def plain_parameters(signature: inspect.Signature) -> PlainParameters:
         names.append(name)
         if p.default is not p.empty:
             defaults[name] = p.default
-    return tuple(names), positional, defaults
+    return tuple(names), positional, defaults, frozenset(names)
 
 
 def bind(
@@ -46,10 +46,12 @@ def bind(
         TypeError: The arguments do not fit the signature.
     """
     if plain is not None:
-        names, positional, defaults = plain
+        names, positional, defaults, known = plain
+        if not kwargs and len(args) == len(names) == positional:  # every one by position
+            return dict(zip(names, args, strict=True))
         if len(args) <= positional:
             params = dict(zip(names, args, strict=False))
-            if not params.keys() & kwargs.keys() and kwargs.keys() <= set(names):
+            if not params.keys() & kwargs.keys() and kwargs.keys() <= known:
                 params.update(kwargs)
                 if len(params) < len(names):
                     for name in names:

@@ -129,23 +129,21 @@ def new_run(
     else:  # its occurrence under its root: Prefect's dynamic_key
         dynamic_key = str(parent.next_index(definition.name) if parent is not None else 0)
         name = f"{definition.name}-{dynamic_key}" if run_name is None else ""
-
-    def made(name: str) -> Run:
-        info = _info(definition, key, name, parent, flow, tags, submitted)
-        shared = (definition, call, name, parent, tags, log_prints, run_id, key, info,
-                  submitted, upstream, wait_list, takes_inputs, streamed_from)  # fmt: skip
-        if flow:
-            return FlowRun(
-                *shared, progress=FlowProgress(call), thread_limit=policy.thread_limit,
-                task_runner=_flow_options(definition).task_runner,
-                # a subflow call: its key within the parent's attempt
-                call_key=parent.next_call_key(definition.name)
-                if isinstance(parent, FlowRun) else None,
-            )  # fmt: skip
-        return TaskRun(*shared, transactions.get_transaction(), progress=Progress(call),
-                       dynamic_key=dynamic_key)  # fmt: skip
-
-    run = made(name)
+    info = _info(definition, key, name, parent, flow, tags, submitted)
+    shared = (definition, call, name, parent, tags, log_prints, run_id, key, info,
+              submitted, upstream, wait_list, takes_inputs, streamed_from)  # fmt: skip
+    run: Run
+    if flow:
+        run = FlowRun(
+            *shared, progress=FlowProgress(call), thread_limit=policy.thread_limit,
+            task_runner=_flow_options(definition).task_runner,
+            # a subflow call: its key within the parent's attempt
+            call_key=parent.next_call_key(definition.name)
+            if isinstance(parent, FlowRun) else None,
+        )  # fmt: skip
+    else:
+        run = TaskRun(*shared, transactions.get_transaction(), progress=Progress(call),
+                      dynamic_key=dynamic_key)  # fmt: skip
     if run_name is not None:
         token = current_run.set(run)  # a naming function may read flowkit.runtime
         try:
@@ -342,7 +340,8 @@ async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:
         async with run.scope():
             running = states.Running() if number == 1 else states.Retrying()
             set_state(run, running)
-            await _call_hooks(run, running, policy.hooks.get("on_running", ()), venue)
+            if hooks := policy.hooks.get("on_running"):
+                await _call_hooks(run, running, hooks, venue)
             with printing_to_log(run.log_prints):
                 try:
                     value = await venue.call(run)

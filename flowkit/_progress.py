@@ -218,5 +218,5 @@ def setup() -> None:
     progress_wanted(None)  # a wrong value is said to the first run's caller
     with _lock:
         if not _setup_done:
-            events.subscribe(_on_event)
+            events.subscribe(_on_event, kinds=(StateChanged,))
             _setup_done = True

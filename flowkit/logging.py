@@ -274,7 +274,7 @@ def setup() -> None:
             root_logger.addHandler(_console)
         _bus = BusHandler()
         root_logger.addHandler(_bus)
-        events.subscribe(_log_state_change)
+        events.subscribe(_log_state_change, kinds=(StateChanged,))
         _progress.setup()  # the terminal progress line: the console's other sink
         _setup_done = True
 

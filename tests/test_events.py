@@ -138,6 +138,34 @@ def test_log_lines_travel_the_bus(
     assert said.label.startswith("Flow run ")
 
 
+def test_a_sink_gets_only_the_kinds_of_event_it_takes(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flowkit")
+    lines: list[events.Event] = []
+    everything: list[events.Event] = []
+    stop_lines = events.subscribe(lines.append, kinds=(LogLine,))
+    stop_all = events.subscribe(everything.append)
+
+    @flow
+    def talks() -> None:
+        get_run_logger().info("hello")
+
+    try:
+        talks()
+    finally:
+        stop_lines()
+        stop_all()
+    assert lines == [e for e in everything if isinstance(e, LogLine)]
+    assert any(isinstance(e, StateChanged) for e in everything)
+    assert lines
+
+
+def test_a_sink_cannot_take_what_is_not_an_event() -> None:
+    with pytest.raises(TypeError, match="kinds must be event classes"):
+        events.subscribe(print, kinds=(str,))  # type: ignore[arg-type]
+
+
 # Nothing is lost
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -270,27 +270,45 @@ class TransactionEnded:
 
 Event = StateChanged | LogLine | Artifact | ArtifactUpdate | TransactionEnded
 Sink = Callable[[Event], None]
+KINDS: tuple[type[Event], ...] = (StateChanged, LogLine, Artifact, ArtifactUpdate, TransactionEnded)
+"""Every kind of event."""
 
-_tiers: dict[str, tuple[Sink, ...]] = {"first": (), "normal": (), "last": ()}
-_sinks: tuple[Sink, ...] = ()
+# Each tier's sinks, with the kinds of event each takes.
+_tiers: dict[str, tuple[tuple[Sink, frozenset[type[Event]]], ...]] = {
+    "first": (), "normal": (), "last": (),
+}  # fmt: skip
+# The sinks of each kind of event, tier by tier: what ``emit`` calls.
+_routes: dict[type[Event], tuple[Sink, ...]] = dict.fromkeys(KINDS, ())
 _failed: set[Sink] = set()
 _log = logging.getLogger("flowkit.engine")
 
 
 def subscribe(
-    sink: Sink, *, tier: Literal["first", "normal", "last"] = "normal"
+    sink: Sink,
+    *,
+    tier: Literal["first", "normal", "last"] = "normal",
+    kinds: Iterable[type[Event]] = KINDS,
 ) -> Callable[[], None]:
-    """Call ``sink`` with every event from now on; return a function that stops it.
+    """Call ``sink`` with every event of ``kinds`` (all, by default) from now on; return
+    a function that stops it.
 
     Sinks are called tier by tier (``"first"``, ``"normal"``, ``"last"``), in the order
     they subscribed within a tier. The run store records a run first, so that it knows
-    the run before its log lines arrive, and lets go of it last, after them.
+    the run before its log lines arrive, and lets go of it last, after them. A sink is
+    not called for events it does not take: each costs a call on the run's thread.
+
+    Raises:
+        TypeError: ``kinds`` names something that is not a kind of event.
     """
-    _tiers[tier] = (*_tiers[tier], sink)
+    wanted = frozenset(kinds)
+    if unknown := wanted - set(KINDS):
+        raise TypeError(f"kinds must be event classes of {KINDS}, got {sorted(map(repr, unknown))}")
+    entry = (sink, wanted)
+    _tiers[tier] = (*_tiers[tier], entry)
     _rebuild()
 
     def unsubscribe() -> None:
-        _tiers[tier] = tuple(s for s in _tiers[tier] if s is not sink)
+        _tiers[tier] = tuple(e for e in _tiers[tier] if e is not entry)
         _failed.discard(sink)
         _rebuild()
 
@@ -298,8 +316,9 @@ def subscribe(
 
 
 def _rebuild() -> None:
-    global _sinks
-    _sinks = _tiers["first"] + _tiers["normal"] + _tiers["last"]
+    global _routes
+    ordered = _tiers["first"] + _tiers["normal"] + _tiers["last"]
+    _routes = {kind: tuple(s for s, kinds in ordered if kind in kinds) for kind in KINDS}
 
 
 _setups: list[Callable[[], None]] = []
@@ -327,8 +346,9 @@ def activate() -> None:
 
 
 def emit(event: Event) -> None:
-    """Hand ``event`` to every sink. A sink that raises is reported once, never fatal."""
-    for sink in _sinks:
+    """Hand ``event`` to every sink that takes its kind. A sink that raises is reported
+    once, never fatal."""
+    for sink in _routes[type(event)]:
         try:
             sink(event)
         except Exception as exc:

@@ -804,7 +804,7 @@ def setup() -> None:
         if _setup_done:
             return
         events.subscribe(_on_event, tier="first")
-        events.subscribe(_after_event, tier="last")
+        events.subscribe(_after_event, tier="last", kinds=(StateChanged, Artifact, ArtifactUpdate))
         naming.check_names_with(reserve_name)
         atexit.register(_close_all)
         _setup_done = True

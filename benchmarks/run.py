@@ -10,11 +10,22 @@ bare anyio or threads) runs in a fresh process of ``flowkit bench``'s harness
 collector would; the rounds of all of them come in a shuffled order, so each sees the
 same machine. In its process a run first warms up (flowkit's first run, then the
 workload at a small size), then is timed. The table shows the median, min and max wall
-time, microseconds per task, and the ratio of the medians to the floor; the goals
-follow, each met or missed.
+time, microseconds per task, and the ratio of the medians to the floor.
+
+The service benchmark (``service``) is flowkit's first use: a service whose handler
+awaits a flow per request. 200 requests (20 with ``--quick``), 50 at a time (10), each a
+flow fanning out 20 async tasks (5) that sleep 5 ms, with ``retries=2`` and
+``timeout_seconds=5``. flowkit serves them on the run's backend in each configuration,
+against the same work in plain asyncio (``asyncio.gather`` per request, a semaphore for
+requests) and plain trio (a nursery per request, a ``CapacityLimiter``), in the same
+shuffled rounds. Each process warms up with a few requests, then serves the load in the
+same event loop, as a service's loop lives on. Its table shows the medians over the
+rounds of each round's p50 and p99 request latency (from a request taking its slot to
+its answer) and of the wall and CPU time per task run, and the p50 over plain p50 on
+the run's backend. The goals follow, each met or missed.
 
     python -m benchmarks [--quick] [--backend asyncio|trio] [--rounds N] [--json PATH]
-                         [--only seq_sync,stream,...] [--peers] [--seed N]
+                         [--only seq_sync,stream,service,...] [--peers] [--seed N]
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import pytest
 from flowkit.bench import Matrix, MatrixError, compare
 from flowkit.bench._harness import schedule
 from flowkit.bench._matrix import Cell
+from flowkit.bench._measure import phases
 from flowkit.bench._workloads import request_sizes
 from flowkit.cli import main
 from flowkit.store import Store
@@ -210,11 +211,14 @@ def test_the_service_workload_serves_a_flow_run_per_request(tmp_path: Path) -> N
             if run.name == "bench service trio threads:2 limit=4 n=50 round 0"
         ]  # fmt: skip
         tasks = [t for run in requests for t in store.tree(run.id) if t.kind == "task"]
+        each = [phases(store.tree_states(run.id), run.id, 0)["phases_s"] for run in requests]
     assert len(requests) == 3
-    assert flowkit["flow_run_id"] in {run.id for run in requests}
+    assert flowkit["flow_run_id"] == requests[-1].id  # the first request's (newest first)
     assert len(tasks) == flowkit["n"] == 50
     assert all("flowkit-bench" in t.tags for t in tasks)  # the limit's tag
-    assert flowkit["phases_s"]["running"] > 0
+    # Its phases are every request's task runs' together.
+    for phase in ("waiting", "running"):
+        assert flowkit["phases_s"][phase] == pytest.approx(sum(p[phase] for p in each))
 
 
 @pytest.mark.parametrize(

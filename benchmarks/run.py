@@ -10,26 +10,39 @@ bare anyio or threads) runs in a fresh process of ``flowkit bench``'s harness
 collector would; the rounds of all of them come in a shuffled order, so each sees the
 same machine. In its process a run first warms up (flowkit's first run, then the
 workload at a small size), then is timed. The table shows the median, min and max wall
-time, microseconds per task, and the ratio of the medians to the floor; the goals
-follow, each met or missed.
+time, microseconds per task, and the ratio of the medians to the floor.
+
+The service benchmark (``service``) is flowkit's first use: a service whose handler
+awaits a flow per request. 200 requests (20 with ``--quick``), 50 at a time (10), each a
+flow fanning out 20 async tasks (5) that sleep 5 ms, with ``retries=2`` and
+``timeout_seconds=5``. flowkit serves them on the run's backend in each configuration,
+against the same work in plain asyncio (``asyncio.gather`` per request, a semaphore for
+requests) and plain trio (a nursery per request, a ``CapacityLimiter``), in the same
+shuffled rounds. Each process warms up with a few requests, then serves the load in the
+same event loop, as a service's loop lives on. Its table shows the medians over the
+rounds of each round's p50 and p99 request latency (from a request taking its slot to
+its answer) and of the wall and CPU time per task run, and the p50 over plain p50 on
+the run's backend. The goals follow, each met or missed.
 
     python -m benchmarks [--quick] [--backend asyncio|trio] [--rounds N] [--json PATH]
-                         [--only seq_sync,stream,...] [--peers] [--seed N]
+                         [--only seq_sync,stream,service,...] [--peers] [--seed N]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -387,6 +400,182 @@ def describe_configuration() -> dict[str, Any]:
     }
 
 
+# The service: a handler awaits a flow per request, many requests at once.
+
+
+@attrs.frozen
+class Service:
+    """The load of the service benchmark: ``requests`` requests, ``concurrency`` of them
+    handled at a time, each fanning out ``fanout`` async tasks of ``SERVICE_PAUSE``."""
+
+    requests: int
+    concurrency: int
+    fanout: int
+
+    @property
+    def tasks(self) -> int:
+        return self.requests * self.fanout
+
+    def describe(self) -> str:
+        return (
+            f"{self.requests} requests, {self.concurrency} at a time, each a flow of "
+            f"{self.fanout} async tasks of {SERVICE_PAUSE * 1e3:g} ms"
+        )
+
+
+SERVICE = Service(requests=200, concurrency=50, fanout=20)
+SERVICE_QUICK = Service(requests=20, concurrency=10, fanout=5)
+SERVICE_PAUSE = 0.005
+SERVICE_SYSTEMS = (*CONFIGURATIONS, "asyncio", "trio")
+"""flowkit in each configuration, on the run's backend; the same work in plain asyncio
+(``asyncio.gather`` per request) and in plain trio (a nursery per request)."""
+
+
+# As a real service sets them: they never fail here, but their bookkeeping is paid.
+@task(retries=2, timeout_seconds=5)
+async def lookup(i: int) -> int:
+    await anyio.sleep(SERVICE_PAUSE)
+    return i
+
+
+@flow
+async def handle_request(fanout: int) -> int:
+    futures = [lookup.submit(i) for i in range(fanout)]
+    return sum([await future for future in futures])
+
+
+async def _asyncio_lookup(i: int) -> int:
+    await asyncio.sleep(SERVICE_PAUSE)
+    return i
+
+
+async def _asyncio_request(fanout: int) -> int:
+    return sum(await asyncio.gather(*(_asyncio_lookup(i) for i in range(fanout))))
+
+
+async def _trio_request(fanout: int) -> int:
+    import trio  # only the trio cells pay for importing it (60 ms or more)
+
+    found: list[int] = []
+
+    async def one(i: int) -> None:
+        await trio.sleep(SERVICE_PAUSE)
+        found.append(i)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(fanout):
+            nursery.start_soon(one, i)
+    return sum(found)
+
+
+Handler = Callable[[int], Awaitable[int]]
+
+
+async def _serve_asyncio(handle: Handler, load: Service, latencies: list[float]) -> None:
+    """``load``'s requests on asyncio, at most ``load.concurrency`` at a time (a
+    semaphore), each one's latency noted: from taking its slot to its answer."""
+    slots = asyncio.Semaphore(load.concurrency)
+
+    async def request() -> None:
+        async with slots:
+            started = time.perf_counter()
+            await handle(load.fanout)
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(request() for _ in range(load.requests)))
+
+
+async def _serve_trio(handle: Handler, load: Service, latencies: list[float]) -> None:
+    """As ``_serve_asyncio``, on trio: a nursery of requests, a ``CapacityLimiter``."""
+    import trio
+
+    slots = trio.CapacityLimiter(load.concurrency)
+
+    async def request() -> None:
+        async with slots:
+            started = time.perf_counter()
+            await handle(load.fanout)
+            latencies.append(time.perf_counter() - started)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(load.requests):
+            nursery.start_soon(request)
+
+
+Serve = Callable[[Handler, Service, list[float]], Awaitable[None]]
+
+
+async def _service_session(serve: Serve, handle: Handler, load: Service) -> dict[str, Any]:
+    """One process's life as a service: a few requests to warm up (imports, flowkit's
+    first runs), then ``load``, timed, in the same event loop, as a service's loop lives
+    on between requests."""
+    await serve(handle, attrs.evolve(load, requests=min(load.requests, 10)), [])
+    latencies: list[float] = []
+    start, cpu = time.perf_counter(), time.process_time()
+    await serve(handle, load, latencies)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"wall_s": wall, "cpu_s": cpu, "latencies_s": latencies}
+
+
+def measure_service(spec: dict[str, Any]) -> dict[str, Any]:
+    """In a fresh process: serve ``spec["load"]`` by one system (of ``SERVICE_SYSTEMS``).
+
+    flowkit's systems run on ``spec["backend"]``, in their configuration; the plain
+    systems on their own loop. Returns the wall and CPU time of the timed requests,
+    each request's latency, and for flowkit's systems the configuration they ran in.
+    """
+    system, load = spec["system"], Service(**spec["load"])
+    loop = system if system in ("asyncio", "trio") else spec["backend"]
+    handle: Handler = {"asyncio": _asyncio_request, "trio": _trio_request}.get(
+        system, handle_request
+    )
+    with configured(system) if system in CONFIGURATIONS else contextlib.nullcontext():
+        if loop == "asyncio":
+            result = asyncio.run(_service_session(_serve_asyncio, handle, load))
+        else:
+            import trio
+
+            result = trio.run(_service_session, _serve_trio, handle, load)
+        configuration = describe_configuration() if system in CONFIGURATIONS else None
+    return {**result, "configuration": configuration}
+
+
+def _percentile(values: list[float], p: int) -> float:
+    """The ``p``-th percentile of ``values`` (inclusive: within their range)."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def _service_records(
+    load: Service, backend: str, results: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """A record for each system of the service: the medians over its rounds of the wall
+    and CPU time per task run and of each round's p50 and p99 request latency; its ratio
+    is its p50 over that of the plain system on the run's backend."""
+    p50: dict[str, float] = {}
+    records = []
+    for system in SERVICE_SYSTEMS:
+        rounds = results[system]
+        walls = summary([r["wall_s"] for r in rounds])
+        p50[system] = summary([_percentile(r["latencies_s"], 50) for r in rounds]).median
+        p99 = summary([_percentile(r["latencies_s"], 99) for r in rounds]).median
+        records.append({
+            "workload": "service", "system": system,
+            "backend": system if system in ("asyncio", "trio") else backend,
+            "n": load.tasks, "rounds": len(rounds), "wall_s": walls.median,
+            "min_s": walls.min, "max_s": walls.max,
+            "per_task_us": walls.median / load.tasks * 1e6,
+            "cpu_us": summary([r["cpu_s"] for r in rounds]).median / load.tasks * 1e6,
+            "requests": load.requests, "concurrency": load.concurrency,
+            "fanout": load.fanout, "p50_ms": p50[system] * 1e3, "p99_ms": p99 * 1e3,
+            "goal": f"p50 <= 2x plain {backend}",
+        })  # fmt: skip
+    for record in records:
+        record["ratio"] = p50[record["system"]] / p50[backend]
+    return records
+
+
 # Whole processes, measured from outside: start-up, import, and peak memory of many submits.
 STARTUP_FLOWKIT = """
 from flowkit import flow, task
@@ -564,23 +753,23 @@ def measure_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(
-    chosen: list[Workload], n: int, rounds: int, backend: str, *, home: str, seed: int | None
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
-    """Run each workload by each system ``rounds`` times, each run in a fresh process, in
-    shuffled order; a record for each workload and system, the configuration flowkit's
-    first run left, and what the processes' consoles wrote.
+    chosen: list[Workload], n: int, rounds: int, backend: str, *, home: str, seed: int | None,
+    service: Service | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:  # fmt: skip
+    """Run each workload (and the ``service`` load, if given) by each system ``rounds``
+    times, each run in a fresh process, all in one shuffled order; a record for each
+    workload and system, the configuration flowkit's first run left, and what the
+    processes' consoles wrote.
 
     Raises:
         SystemExit: A run failed or timed out: the figures would not be comparable.
     """
     cells = [(w.name, system) for w in chosen for system in _systems(w)]
+    if service is not None:
+        cells += [("service", system) for system in SERVICE_SYSTEMS]
     order = schedule(cells, rounds, seed=seed, warm_up=False)
     jobs = [
-        Job(
-            "benchmarks.run:measure_cell",
-            {"workload": workload, "system": system, "n": n, "backend": backend},
-            f"{workload} {system} round {turn.round}",
-        )
+        _job(workload, system, turn.round, n, backend, service)
         for turn in order
         for workload, system in [turn.cell]
     ]
@@ -590,20 +779,37 @@ def measure(
         "lines": sum(o.console_lines for o in outcomes),
         "bytes": sum(o.console_bytes for o in outcomes),
     }
-    times: dict[tuple[str, str], list[Timing]] = {cell: [] for cell in cells}
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {cell: [] for cell in cells}
     configuration = None
     for turn, outcome in zip(order, outcomes, strict=True):
         assert outcome.result is not None
-        times[turn.cell].append((outcome.result["wall_s"], outcome.result["cpu_s"]))
+        results[turn.cell].append(outcome.result)
         if turn.cell[1] == "flowkit":
             configuration = outcome.result["configuration"]
     records = []
     for workload in chosen:
-        floor_median = summary([wall for wall, _ in times[workload.name, "floor"]]).median
-        for system in _systems(workload):
-            records.append(_record(workload, system, n, times[workload.name, system],
-                                   floor_median, backend))  # fmt: skip
+        times = {system: [(r["wall_s"], r["cpu_s"]) for r in results[workload.name, system]]
+                 for system in _systems(workload)}  # fmt: skip
+        floor_median = summary([wall for wall, _ in times["floor"]]).median
+        for system, timings in times.items():
+            records.append(_record(workload, system, n, timings, floor_median, backend))
+    if service is not None:
+        by_system = {system: results["service", system] for system in SERVICE_SYSTEMS}
+        records += _service_records(service, backend, by_system)
     return records, configuration, console
+
+
+def _job(
+    workload: str, system: str, round: int | None, n: int, backend: str, service: Service | None
+) -> Job:
+    """The process that measures one round of ``workload`` by ``system``."""
+    label = f"{workload} {system} round {round}"
+    if workload == "service":
+        assert service is not None
+        spec = {"system": system, "backend": backend, "load": attrs.asdict(service)}
+        return Job("benchmarks.run:measure_service", spec, label)
+    spec = {"workload": workload, "system": system, "n": n, "backend": backend}
+    return Job("benchmarks.run:measure_cell", spec, label)
 
 
 def _check(outcomes: list[Outcome]) -> None:
@@ -683,6 +889,10 @@ def goals(records: list[dict[str, Any]]) -> list[tuple[str, str, str, bool]]:
     if (r := _by(records, "stream", "flowkit")) is not None:
         rate = 1 / r["ratio"]
         out.append(("stream", ">= 1/2 a memory channel's rate", f"{rate:.2f}", rate >= 0.5))
+    if (r := _by(records, "service", "flowkit")) is not None:
+        # Against the plain loop the flow ran on: asyncio's gather, or trio's nursery.
+        goal = f"p50 <= 2x plain {r['backend']}"
+        out.append(("service", goal, f"{r['ratio']:.2f}x", r["ratio"] <= 2))
     for r in records:
         if r["system"] == "prefect" and r["workload"] != "startup" and r["ratio"]:
             goal = ">= 100x faster than Prefect per task"
@@ -700,6 +910,8 @@ def _table(records: list[dict[str, Any]]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in records:
+        if r["workload"] == "service":  # its latencies have a table of their own
+            continue
         goal = r["goal"] if r["system"] == "flowkit" else ""
         cpu = f"{r['cpu_us']:.1f}" if r.get("cpu_us") is not None else ""
         if r.get("unit") == "MB":
@@ -713,6 +925,23 @@ def _table(records: list[dict[str, Any]]) -> str:
             f"{r['workload']:<15} {r['system']:<8} {r['n']:>6} {r['wall_s']:>9.4f} "
             f"{r['min_s']:>8.4f} {r['max_s']:>8.4f} {r['per_task_us']:>8.1f} "
             f"{cpu:>7} {r.get('overhead_us') or 0:>7.1f} {r['ratio']:>6.2f}  {goal}"
+        )
+    return "\n".join(lines)
+
+
+def _service_table(records: list[dict[str, Any]]) -> str:
+    """The service's records: request latency, time and CPU per task run, p50 ratio."""
+    head = (
+        f"{'system':<8} {'backend':<8} {'p50 ms':>8} {'p99 ms':>8} {'median s':>9} "
+        f"{'us/task':>8} {'cpu us':>7} {'ratio':>6}  goal"
+    )
+    lines = [head, "-" * len(head)]
+    for r in records:
+        goal = r["goal"] if r["system"] == "flowkit" else ""
+        lines.append(
+            f"{r['system']:<8} {r['backend']:<8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+            f"{r['wall_s']:>9.4f} {r['per_task_us']:>8.1f} {r['cpu_us']:>7.1f} "
+            f"{r['ratio']:>6.2f}  {goal}"
         )
     return "\n".join(lines)
 
@@ -745,10 +974,13 @@ def main(argv: list[str] | None = None) -> int:
     configuration: dict[str, Any] | None = None
     console = {"lines": 0, "bytes": 0}
     chosen = [w for w in WORKLOADS if only is None or w.name in only]
-    if chosen:
+    service = None
+    if only is None or "service" in only:
+        service = SERVICE_QUICK if args.quick else SERVICE
+    if chosen or service is not None:
         n = 100 if args.quick else 1000
         records, configuration, console = measure(
-            chosen, n, rounds, args.backend, home=home, seed=args.seed
+            chosen, n, rounds, args.backend, home=home, seed=args.seed, service=service
         )
     if configuration is None:
         configuration = describe_configuration()
@@ -761,7 +993,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{console['lines']:,} lines; the run store on, in a fresh FLOWKIT_HOME); quiet: "
         "console at WARNING; bare: console at WARNING, store off"
     )
-    print(_table(records))
+    if any(r["workload"] != "service" for r in records):
+        print(_table(records))
+    if service is not None:
+        print(f"\nservice: {service.describe()} (retries=2, timeout_seconds=5); latency: "
+              "from a request's slot to its answer; ratio: p50 over plain "
+              f"{args.backend}'s")  # fmt: skip
+        print(_service_table([r for r in records if r["workload"] == "service"]))
     if args.peers:
         ours = {r["workload"]: r["wall_s"] for r in records if r["system"] == "flowkit"}
         peer_records, notes = measure_peers(100 if args.quick else 1000)

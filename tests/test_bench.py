@@ -18,6 +18,8 @@ import pytest
 from flowkit.bench import Matrix, MatrixError, compare
 from flowkit.bench._harness import schedule
 from flowkit.bench._matrix import Cell
+from flowkit.bench._measure import phases
+from flowkit.bench._workloads import request_sizes
 from flowkit.cli import main
 from flowkit.store import Store
 
@@ -184,6 +186,46 @@ def test_an_async_workload_has_an_anyio_task_group_for_floor(tmp_path: Path) -> 
         (f"io-async|trio|threads:2|none|20|{s}", "anyio task group") for s in ("flowkit", "floor")
     }
     assert all(c["ratio"] is not None for c in document["cells"] if c["system"] == "flowkit")
+
+
+def test_the_service_workload_serves_a_flow_run_per_request(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    code, document = bench(
+        "service", "--backend", "trio", "--runner", "threads:2", "--limit", "4", "--n", "50",
+        "--rounds", "1", "--home", str(home), "--json", str(tmp_path / "service.json"),
+    )  # fmt: skip
+    assert code == 0
+    assert document is not None
+    check_schema(document)
+    assert {(c["cell"], c["floor"]) for c in document["cells"]} == {
+        (f"service|trio|threads:2|4|50|{s}", "anyio task group") for s in ("flowkit", "floor")
+    }
+    records = {r["system"]: r for r in document["records"]}
+    # 50 tasks are requests of 20, 20 and 10: a latency per request, flowkit's and the floor's.
+    assert request_sizes(50) == [20, 20, 10]
+    assert [len(r["latencies_s"]) for r in records.values()] == [3, 3]
+    flowkit = records["flowkit"]
+    with Store.open(home / "runs.db") as store:
+        requests = [
+            run for run in store.flow_runs(flow="bench-service", limit=None)
+            if run.name == "bench service trio threads:2 limit=4 n=50 round 0"
+        ]  # fmt: skip
+        tasks = [t for run in requests for t in store.tree(run.id) if t.kind == "task"]
+        each = [phases(store.tree_states(run.id), run.id, 0)["phases_s"] for run in requests]
+    assert len(requests) == 3
+    assert flowkit["flow_run_id"] == requests[-1].id  # the first request's (newest first)
+    assert len(tasks) == flowkit["n"] == 50
+    assert all("flowkit-bench" in t.tags for t in tasks)  # the limit's tag
+    # Its phases are every request's task runs' together.
+    for phase in ("waiting", "running"):
+        assert flowkit["phases_s"][phase] == pytest.approx(sum(p[phase] for p in each))
+
+
+@pytest.mark.parametrize(
+    ("n", "sizes"), [(1, [1]), (20, [20]), (45, [20, 20, 5]), (60, [20, 20, 20])]
+)
+def test_service_requests_fan_out_20_tasks_and_the_rest(n: int, sizes: list[int]) -> None:
+    assert request_sizes(n) == sizes
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.run import CONFIGURATIONS, STARTUP_FLOWKIT, goals
+from benchmarks.run import CONFIGURATIONS, SERVICE_QUICK, SERVICE_SYSTEMS, STARTUP_FLOWKIT, goals
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +23,11 @@ WORKLOADS = (
 
 
 def run_benchmarks(tmp_path: Path, *args: str) -> dict[str, Any]:
+    return run_benchmarks_with_output(tmp_path, *args)[0]
+
+
+def run_benchmarks_with_output(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """Run ``python -m benchmarks --quick --rounds 1 ARGS``; its JSON report and stdout."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--rounds", "1", *args, "--json", str(out)],
@@ -31,7 +36,7 @@ def run_benchmarks(tmp_path: Path, *args: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     assert "goals, in the default configuration" in result.stdout
     report: dict[str, Any] = json.loads(out.read_text())
-    return report
+    return report, result.stdout
 
 
 # Each run is a process of its own: 33 of them, 15 to 60 s on a busy 2-core machine.
@@ -50,6 +55,41 @@ def test_quick_benchmarks_write_a_record_per_workload_and_system(
         assert record["n"] > 0
         assert record["wall_s"] > 0
         assert record["ratio"] > 0
+
+
+# Five processes (flowkit in three configurations, plain asyncio, plain trio): seconds.
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_quick_service_benchmark_reports_request_latency_per_system(
+    backend: str, tmp_path: Path
+) -> None:
+    report, _ = run_benchmarks_with_output(tmp_path, "--backend", backend, "--only", "service")
+    records = {r["system"]: r for r in report["records"]}
+    assert set(records) == set(SERVICE_SYSTEMS)
+    for system, r in records.items():
+        assert r["workload"] == "service"
+        assert r["backend"] == (system if system in ("asyncio", "trio") else backend)
+        assert (r["requests"], r["concurrency"], r["fanout"]) == (
+            SERVICE_QUICK.requests, SERVICE_QUICK.concurrency, SERVICE_QUICK.fanout,
+        )  # fmt: skip
+        assert r["n"] == SERVICE_QUICK.requests * SERVICE_QUICK.fanout
+        # Every request sleeps 5 ms at least; its p99 is no lower than its p50.
+        assert 5 <= r["p50_ms"] <= r["p99_ms"]
+        assert r["cpu_us"] > 0
+    assert records[backend]["ratio"] == 1  # the plain loop the goal compares with
+    assert records["flowkit"]["ratio"] == pytest.approx(
+        records["flowkit"]["p50_ms"] / records[backend]["p50_ms"]
+    )
+
+
+@pytest.mark.timeout(120)
+def test_the_service_has_its_own_table_and_its_goal_is_judged(tmp_path: Path) -> None:
+    _, out = run_benchmarks_with_output(tmp_path, "--only", "service")
+    assert "us/task" not in out.split("service: ")[0]  # no empty per-task table before it
+    assert "p50 ms   p99 ms" in out
+    [goal] = [line for line in out.splitlines() if line.startswith("service ")]
+    assert "p50 <= 2x plain asyncio" in goal
+    assert goal.endswith(("met", "MISSED"))
 
 
 # The start-up benchmark's program (one task in a flow, as a user writes it), then a look
@@ -135,3 +175,18 @@ def test_goals_are_judged_on_the_default_configuration() -> None:
         ("submit_sync", ">="): True,  # Prefect 120x
         ("submit_sync", "faster"): False,  # Dask faster
     }
+
+
+def service_record(system: str, backend: str, ratio: float) -> dict[str, Any]:
+    return {"workload": "service", "system": system, "backend": backend, "ratio": ratio}
+
+
+@pytest.mark.parametrize(("ratio", "met"), [(1.9, True), (2.1, False)])
+def test_the_service_goal_is_p50_within_2x_plain_on_the_flows_loop(ratio: float, met: bool) -> None:
+    records = [
+        service_record("flowkit", "trio", ratio),
+        service_record("bare", "trio", 1.0),
+        service_record("asyncio", "asyncio", 0.8),
+        service_record("trio", "trio", 1.0),
+    ]
+    assert goals(records) == [("service", "p50 <= 2x plain trio", f"{ratio:.2f}x", met)]

@@ -34,9 +34,9 @@ __all__ = [
 
 System = Literal["flowkit", "floor"]
 
-BUILT_IN = ("cpu", "io-async", "io-sync", "mixed", "fan-out-in", "stream")
+BUILT_IN = ("cpu", "io-async", "io-sync", "mixed", "fan-out-in", "stream", "service")
 """The built-in workloads (``flowkit.bench._workloads`` says what each does)."""
-ASYNC_WORKLOADS = frozenset({"io-async"})
+ASYNC_WORKLOADS = frozenset({"io-async", "service"})
 """Built-ins whose tasks are async: their floor is an anyio task group on the backend."""
 BACKENDS = ("asyncio", "trio", "asyncio+uvloop")
 _BACKEND_ALIASES = {"uvloop": "asyncio+uvloop"}

@@ -6,8 +6,9 @@ timed part it starts what the cell needs and both systems need alike (a Dask clu
 with the workload's module imported on its workers) and warms the process up (a flowkit
 cell runs a one-task flow on its backend: the event loop's imports, the run store opened;
 a floor cell starts its backend's loop once). The timed part is the workload itself: the
-flow call, or the floor's pool from start to shutdown. A flowkit cell then reads its
-flow run back from the store for its latencies and phases.
+flow call (for a service, every request's), or the floor's pool from start to shutdown.
+A flowkit cell then reads its flow runs back from the store for their latencies and
+phases.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -134,7 +135,7 @@ def _floor(cell: Cell, address: str | None) -> dict[str, Any]:
     workload = _workloads.WORKLOADS[cell.workload]
     if workload.floor is None:
         _run_async(partial(anyio.sleep, 0), cell.backend)  # the loop's imports
-        run = partial(_run_async, partial(_workloads.run_async_floor, cell.n, cell.limit,
+        run = partial(_run_async, partial(workload.async_floor, cell.n, cell.limit,
                                           latencies), cell.backend)  # fmt: skip
         started = time.perf_counter()
         run()
@@ -154,6 +155,7 @@ def _flowkit(
     cell: Cell, round: int | None, params: dict[str, Any], address: str | None
 ) -> dict[str, Any]:
     target = load_flow(cell.workload)
+    builtin = _workloads.WORKLOADS.get(cell.workload)
     name = cell.run_name(round)
     arguments = dict(params)
     if cell.n is not None:
@@ -163,10 +165,14 @@ def _flowkit(
         flow_run_name=name,
         backend=None if target.is_async else cell.backend,  # type: ignore[arg-type]
     )
+    requests: list[float] = []  # a service's request latencies
     if target.is_async:
         _run_async(_async_warm_up, cell.backend)
-        call: Callable[[], object] = partial(_run_async, partial(chosen, **arguments),
-                                             cell.backend)  # fmt: skip
+        work: Callable[[], Awaitable[object]] = partial(chosen, **arguments)
+        if builtin is not None and builtin.service:
+            # Its flow is a request handler: every request is a flow run named ``name``.
+            work = partial(_workloads.serve, chosen, arguments["n"], requests)
+        call: Callable[[], object] = partial(_run_async, work, cell.backend)
     else:
         _warm_up.with_options(backend=cell.backend)()  # type: ignore[arg-type]
         call = partial(chosen, **arguments)
@@ -174,30 +180,51 @@ def _flowkit(
         if cell.limit is not None:
             concurrency.local(f"tag:{LIMIT_TAG}", limit=cell.limit)
             stack.enter_context(tags(LIMIT_TAG))
+        since = datetime.now(UTC)
         started = time.perf_counter()
         call()
         wall = time.perf_counter() - started
         returned = time.time()
-    found = _from_store(target.name, name, returned)
+    found = _from_store(target.name, name, since, returned)
+    if requests:
+        found["latencies_s"] = _sample(requests)
     n = cell.n if cell.n is not None else found["task_runs"]
     return {"wall_s": wall, **found, "n": n}
 
 
-def _from_store(flow_name: str, run_name: str, returned: float) -> dict[str, Any]:
-    """The flow run's id, and its task runs' latencies and phases, from the run store."""
+def _from_store(flow_name: str, run_name: str, since: datetime, returned: float) -> dict[str, Any]:
+    """From the run store: the flow runs named ``run_name`` that this process started
+    since ``since`` (the round's one, or a service's one per request), the first one's
+    id, and their task runs' latencies and phases, summed (``recording``: from the end
+    of the last one to ``returned``)."""
+    nothing: dict[str, Any] = {
+        "flow_run_id": None,
+        "latencies_s": [],
+        "phases_s": None,
+        "task_runs": None,
+    }
     if not is_enabled():
-        return {"flow_run_id": None, "latencies_s": [], "phases_s": None, "task_runs": None}
+        return nothing
     flush()
     with Store.open() as store:
         mine = [
-            r for r in store.flow_runs(flow=flow_name, limit=50)
+            r.id for r in store.flow_runs(flow=flow_name, since=since, limit=None)
             if r.name == run_name and r.pid == os.getpid()
         ]  # fmt: skip
-        if not mine:
-            return {"flow_run_id": None, "latencies_s": [], "phases_s": None, "task_runs": None}
-        run = mine[0]
-        by_run = store.tree_states(run.id)
-    return {"flow_run_id": run.id, **phases(by_run, run.id, returned)}
+        trees = {run_id: store.tree_states(run_id) for run_id in reversed(mine)}  # oldest first
+    if not trees:
+        return nothing
+    each = [phases(states, run_id, returned) for run_id, states in trees.items()]
+    return {
+        "flow_run_id": next(iter(trees)),
+        "latencies_s": _sample([latency for one in each for latency in one["latencies_s"]]),
+        "phases_s": {
+            "waiting": sum(one["phases_s"]["waiting"] for one in each),
+            "running": sum(one["phases_s"]["running"] for one in each),
+            "recording": min(one["phases_s"]["recording"] for one in each),
+        },
+        "task_runs": sum(one["task_runs"] for one in each),
+    }
 
 
 def phases(

@@ -10,10 +10,15 @@ them by reference. Sizes are such that ``n=100`` is a fraction of a second of wo
 - ``mixed``: a quarter of ``cpu``'s arithmetic, then ``time.sleep(0.005)``.
 - ``fan-out-in``: ``n`` small tasks, then one that sums their results (a fan-in).
 - ``stream``: a generator task yields ``n`` items, each handed to a task as it comes.
+- ``service``: a service awaiting a flow per request: ``n`` tasks as requests of
+  ``SERVICE_FANOUT``, ``SERVICE_CONCURRENCY`` requests at a time, each request a flow
+  that fans out async tasks of ``anyio.sleep(0.005)`` (with retries and a timeout, as a
+  service sets them); its latencies are the requests'.
 
 The floors: a ``ThreadPoolExecutor``, ``ProcessPoolExecutor`` or Dask ``client.map``
 with as many workers as the runner (``--runner``), and for async tasks an anyio task
-group on the backend; a limit is a semaphore held while a task runs (``_FloorPool``).
+group on the backend (for ``service``, one per request, served alike); a limit is a
+semaphore held while a task runs (``_FloorPool``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -32,12 +37,30 @@ import attrs
 from ..flows import Flow, flow
 from ..tasks import task
 
-__all__ = ["WORKLOADS", "FloorPool", "Workload", "floor_pool", "run_async_floor"]
+__all__ = [
+    "SERVICE_CONCURRENCY",
+    "SERVICE_FANOUT",
+    "SERVICE_PAUSE",
+    "WORKLOADS",
+    "FloorPool",
+    "Workload",
+    "floor_pool",
+    "request_sizes",
+    "run_async_floor",
+    "run_service_floor",
+    "serve",
+]
 
 BURN = 20_000
 """Rounds of ``burn``: about a millisecond of pure Python on a 2020s core."""
 PAUSE = 0.01
 """How long an I/O task sleeps."""
+SERVICE_FANOUT = 20
+"""Tasks per request of ``service``."""
+SERVICE_CONCURRENCY = 50
+"""Requests ``service`` handles at a time."""
+SERVICE_PAUSE = 0.005
+"""How long a task of ``service`` sleeps."""
 
 
 def burn(rounds: int) -> int:
@@ -74,6 +97,13 @@ def total(parts: list[int]) -> int:
 
 def items(n: int) -> Iterator[int]:
     yield from range(n)
+
+
+# A service sets retries and a timeout: they never fire here, but their bookkeeping is paid.
+@task(name="lookup", retries=2, timeout_seconds=5)
+async def lookup_task(i: int) -> int:
+    await anyio.sleep(SERVICE_PAUSE)
+    return i
 
 
 burn_task = task(name="burn")(burn)
@@ -114,6 +144,36 @@ def fan_out_in_flow(n: int) -> int:
 @flow(name="bench-stream")
 def stream_flow(n: int) -> int:
     return sum(future.result() for future in [square_task.submit(i) for i in items_task(n)])
+
+
+@flow(name="bench-service")
+async def service_flow(n: int) -> int:
+    """One request of ``service``: ``n`` lookups, submitted together, their results summed."""
+    futures = [lookup_task.submit(i) for i in range(n)]
+    return sum([await future for future in futures])
+
+
+def request_sizes(n: int) -> list[int]:
+    """``n`` tasks as requests of ``SERVICE_FANOUT`` tasks (the last of what remains)."""
+    sizes = [SERVICE_FANOUT] * (n // SERVICE_FANOUT)
+    return [*sizes, n % SERVICE_FANOUT] if n % SERVICE_FANOUT else sizes
+
+
+async def serve(handle: Callable[[int], Awaitable[object]], n: int, latencies: list[float]) -> None:
+    """Serve ``n`` tasks' worth of requests (``request_sizes``), ``SERVICE_CONCURRENCY``
+    at a time, each by ``handle(tasks)``; note each request's latency, from taking its
+    slot to its answer (the queue before the slot is the load's, not the service's)."""
+    slots = anyio.CapacityLimiter(SERVICE_CONCURRENCY)
+
+    async def request(size: int) -> None:
+        async with slots:
+            started = time.perf_counter()
+            await handle(size)
+            latencies.append(time.perf_counter() - started)
+
+    async with anyio.create_task_group() as tg:
+        for size in request_sizes(n):
+            tg.start_soon(request, size)
 
 
 class _Future(Protocol):
@@ -236,14 +296,49 @@ async def run_async_floor(n: int, limit: int | None, latencies: list[float]) -> 
             tg.start_soon(one, time.perf_counter())
 
 
+async def run_service_floor(n: int, limit: int | None, latencies: list[float]) -> None:
+    """``service`` without flowkit: each request an anyio task group of sleeps, served
+    as flowkit's are (``serve``), at most ``limit`` sleeps at once."""
+    slots = anyio.Semaphore(limit) if limit is not None else None
+
+    async def one() -> None:
+        if slots is None:
+            await anyio.sleep(SERVICE_PAUSE)
+        else:
+            async with slots:
+                await anyio.sleep(SERVICE_PAUSE)
+
+    async def handle(size: int) -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(size):
+                tg.start_soon(one)
+
+    await serve(handle, n, latencies)
+
+
+AsyncFloor = Callable[[int, int | None, list[float]], Awaitable[None]]
+"""An async workload's floor: ``(n, limit, latencies)``, run on the cell's backend."""
+
+
 @attrs.frozen
 class Workload:
-    """A built-in workload: its flow (taking ``n``) and its floor for pools (``None``
-    for async workloads, whose floor is ``run_async_floor``)."""
+    """A built-in workload.
+
+    Attributes:
+        name: Its name on the command line.
+        flow: Its flow, taking ``n``: the whole workload, or for a service one request.
+        floor: Its floor for pools; ``None`` for async workloads, whose floor is
+            ``async_floor``.
+        async_floor: An async workload's floor.
+        service: Whether its flow is a request handler, served by ``serve`` (``n`` is
+            then the task runs of all its requests, its latencies the requests').
+    """
 
     name: str
     flow: Flow[..., Any]
     floor: Callable[[int, FloorPool], object] | None
+    async_floor: AsyncFloor = run_async_floor
+    service: bool = False
 
 
 WORKLOADS = {
@@ -255,5 +350,6 @@ WORKLOADS = {
         Workload("mixed", mixed_flow, _mixed_floor),
         Workload("fan-out-in", fan_out_in_flow, _fan_out_in_floor),
         Workload("stream", stream_flow, _stream_floor),
+        Workload("service", service_flow, None, run_service_floor, service=True),
     )
 }

@@ -9,11 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +24,7 @@ import flowkit
 from flowkit import flow, get_run_logger, store, task
 from flowkit.cli import main as flowkit_main
 from flowkit.store import SCHEMA_VERSION, Store, StoreError
-from flowkit.store._writer import RESULT_REPR_CHARS, recover, short_repr
+from flowkit.store._writer import RESULT_REPR_CHARS, Writer, recover, short_repr
 
 
 @task
@@ -670,3 +672,36 @@ def test_migration_9_drops_the_rows_the_history_view_makes(flowkit_home: Path) -
     db.close()
     with Store.open() as s:
         assert [state.name for state in s.states(task_id)] == ["Pending", "Running", "Completed"]
+
+
+@pytest.mark.anyio
+async def test_an_async_flow_waits_for_its_records_without_holding_its_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The store commits only once a coroutine on the flow's own loop lets it: the flow's
+    # call can return with its records committed only if its wait leaves the loop free.
+    gate = threading.Event()
+    body_done = anyio.Event()
+    write = Writer._write
+
+    def gated_write(self: Writer, items: list[Any]) -> None:
+        gate.wait(30)
+        write(self, items)
+
+    monkeypatch.setattr(Writer, "_write", gated_write)
+
+    @flow
+    async def quick() -> str | None:
+        body_done.set()
+        return flowkit.runtime.flow_run.id
+
+    async def open_gate_after_the_body() -> None:
+        await body_done.wait()
+        gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(open_gate_after_the_body)
+        run_id = await quick()
+        with Store.open() as s:
+            recorded = [r.state_name for r in s.flow_runs() if r.id == run_id]
+    assert recorded == ["Completed"]

@@ -16,6 +16,7 @@ an event, nor a run its state.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -343,6 +344,23 @@ def activate() -> None:
     for setup in _setups:
         setup()
     _active = True
+
+
+# What the call of a root run waits for before it returns, by the run's key: a sink's work
+# on the run that its caller must see done (the run store: the run's rows committed).
+_held: dict[str, list[tuple[threading.Event, float]]] = {}
+
+
+def hold(run_key: str, done: threading.Event, timeout: float) -> None:
+    """Have the call of root run ``run_key`` wait, before it returns, until ``done`` is
+    set (``timeout`` seconds at most). A sink calls this as it takes the run's final
+    state; the call waits where its lifecycle runs, without blocking an event loop."""
+    _held.setdefault(run_key, []).append((done, timeout))
+
+
+def take_held(run_key: str) -> list[tuple[threading.Event, float]]:
+    """What the call of root run ``run_key`` is to wait for (see ``hold``), once."""
+    return _held.pop(run_key, [])
 
 
 def emit(event: Event) -> None:

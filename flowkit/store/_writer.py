@@ -207,17 +207,25 @@ class Writer:
             patient: Whether to wait while the store refuses rows for now; if false,
                 return as soon as the rows wait in memory instead.
         """
-        if not patient and self._trouble is not None:
+        done = self.flush_soon(patient=patient)
+        if done is None:
             return
-        done = _Flush(patient=patient)
-        self._items.append(done)
-        self._urgent = True
-        self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         # A writer that retired meanwhile (idle, no tree) had nothing left to commit.
         while not done.wait(0.1) and self._thread.is_alive():
             if deadline is not None and time.monotonic() >= deadline:
                 break
+
+    def flush_soon(self, *, patient: bool = True) -> threading.Event | None:
+        """Have everything queued so far committed soon; the event set once it is (see
+        ``flush`` for ``patient``), or ``None`` if an impatient wait would end at once."""
+        if not patient and self._trouble is not None:
+            return None
+        done = _Flush(patient=patient)
+        self._items.append(done)
+        self._urgent = True
+        self._wake.set()
+        return done
 
     def close(self) -> None:
         """Commit what is queued and stop the thread (waiting ``CLOSE_SECONDS`` at most
@@ -746,23 +754,23 @@ def _on_event(event: events.Event) -> None:
 
     An artifact made (or updated) outside any run has no tree: it goes to the store that a
     root run started now would record into."""
-    if isinstance(event, LogLine | Artifact | ArtifactUpdate | TransactionEnded):
-        root_id = event.root_id
-        if root_id is not None:
-            if (writer := _trees.get(root_id)) is not None:
-                writer.put(event)
-        elif is_enabled() and (writer := _writer(default_path())) is not None:
-            writer.put(event)
-        return
-    run = event.run
-    if run.parent is None and event.state.is_pending() and not event.ended:
-        if not is_enabled() or (writer := _writer(default_path())) is None:
+    if isinstance(event, StateChanged):  # most events: tested first, against one class
+        run = event.run
+        if run.parent is None and event.state.is_pending() and not event.ended:
+            if not is_enabled() or (writer := _writer(default_path())) is None:
+                return
+            with _lock:
+                _trees[run.id] = writer
+        elif (writer := _trees.get(run.root_id)) is None:
             return
-        with _lock:
-            _trees[run.id] = writer
-    elif (writer := _trees.get(run.root_id)) is None:
+        writer.put(event)
         return
-    writer.put(event)
+    root_id = event.root_id
+    if root_id is not None:
+        if (writer := _trees.get(root_id)) is not None:
+            writer.put(event)
+    elif is_enabled() and (writer := _writer(default_path())) is not None:
+        writer.put(event)
 
 
 def _after_event(event: events.Event) -> None:
@@ -780,11 +788,17 @@ def _after_event(event: events.Event) -> None:
         return
     with _lock:
         writer = _trees.pop(run.id, None)
-    if writer is not None and run.kind == "flow":
-        # Runs never wait on the store: a store that refuses rows for now (another
-        # process holds its lock, its disk is full) lets the call return at once, the
-        # rows waiting in memory; a slow one holds it FLUSH_SECONDS at most.
-        writer.flush(FLUSH_SECONDS, patient=False)
+    # Runs never wait on the store: a store that refuses rows for now (another process
+    # holds its lock, its disk is full) lets the call return at once, the rows waiting in
+    # memory; a slow one holds it FLUSH_SECONDS at most. The call waits where its
+    # lifecycle runs (an async flow's: in a worker thread, so that the loop, and every
+    # other flow a service runs on it, goes on meanwhile).
+    if (
+        writer is not None
+        and run.kind == "flow"
+        and (done := writer.flush_soon(patient=False)) is not None
+    ):
+        events.hold(run.id, done, FLUSH_SECONDS)
 
 
 _setup_done = False

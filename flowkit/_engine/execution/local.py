@@ -130,9 +130,9 @@ class Inline:
         # would be right anyway, since this thread waits for the run either way.
         time.sleep(seconds)  # noqa: ASYNC251
 
-    async def wait_event(self, event: threading.Event) -> None:
+    async def wait_event(self, event: threading.Event, at_most: float | None = None) -> None:
         with lending_slot():
-            event.wait()
+            event.wait(at_most)
 
     async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
         hook(*args)
@@ -217,9 +217,9 @@ class OnLoop:
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
 
-    async def wait_event(self, event: threading.Event) -> None:
-        if not event.is_set():
-            await anyio.to_thread.run_sync(event.wait, abandon_on_cancel=True)
+    async def wait_event(self, event: threading.Event, at_most: float | None = None) -> None:
+        if not event.is_set():  # waited for in a worker thread: the loop goes on
+            await anyio.to_thread.run_sync(event.wait, at_most, abandon_on_cancel=True)
 
     async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
         if inspect.iscoroutinefunction(hook):

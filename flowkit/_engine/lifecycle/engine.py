@@ -308,6 +308,7 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
             if txn is not None:
                 transactions.settle(txn, run, state)
             await _call_hooks(run, state, policy.final_hook(state), venue)
+            await _wait_held(run, venue)
         raise
     finally:
         current_run.reset(token)
@@ -325,7 +326,15 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
     if reused is None and (hooks := policy.final_hook(final)):
         with venue.shield():
             await _call_hooks(run, final, hooks, venue)
+    await _wait_held(run, venue)
     return final
+
+
+async def _wait_held(run: Run, venue: Venue) -> None:
+    """For a root run: wait for what its sinks hold its call for (``events.hold``)."""
+    if run.parent is None:
+        for done, timeout in events.take_held(run.key):
+            await venue.wait_event(done, timeout)
 
 
 async def _attempt(run: Run, venue: Venue, policy: Policy) -> State[Any]:

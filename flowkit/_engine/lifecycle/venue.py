@@ -84,8 +84,9 @@ class Venue(Protocol):
         """Wait between attempts."""
         ...
 
-    async def wait_event(self, event: threading.Event) -> None:
-        """Wait until another run sets ``event`` (e.g. it computed a cached result)."""
+    async def wait_event(self, event: threading.Event, at_most: float | None = None) -> None:
+        """Wait until another thread sets ``event`` (a run computed a cached result, the
+        store committed a run's rows), ``at_most`` seconds if given."""
         ...
 
     async def call_hook(self, hook: Callable[..., Any], *args: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import threading
 import traceback
@@ -39,6 +40,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.reliability)
             if LONG:  # a soak outlasts the per-test timeout of the normal suite
                 item.add_marker(pytest.mark.timeout(1800))
+
+
+BURNERS = 2
+"""How many CPU-burning processes ``burners`` runs beside a test: a busy 2-core machine."""
+
+
+@pytest.fixture
+def burners() -> Iterator[None]:
+    """Two processes burning CPU for the length of the test, as on a busy machine."""
+    spin = "while True: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(BURNERS)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
 
 
 @pytest.fixture

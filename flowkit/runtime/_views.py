@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from .._engine.lifecycle.runs import FlowRun, Run, TaskRun, current_run
+from .._engine.lifecycle.shown import Away
 
 
 def current_task_run() -> TaskRun | None:
@@ -15,27 +16,18 @@ def current_task_run() -> TaskRun | None:
 
 def current_flow_run() -> FlowRun | None:
     run = current_run.get()
-    return run.flow_run if run is not None else None
-
-
-def root_flow_run(run: FlowRun) -> FlowRun:
-    """The outermost flow run above ``run`` (``run`` itself, for a flow run at the top)."""
-    root = run
-    parent = run.parent
-    while parent is not None:
-        if isinstance(parent, FlowRun):
-            root = parent
-        parent = parent.parent
-    return root
+    return run.flow_run if run is not None and not isinstance(run, Away) else None
 
 
 def view(
     module: str,
     current: Callable[[], Run | None],
-    getters: dict[str, Callable[[Any], Any]],
+    getters: Mapping[str, Callable[[Any], Any]],
     empty: dict[str, Any],
+    away: Callable[[Away], Mapping[str, Any] | None],
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """Build a module's ``__getattr__``, which reads ``getters[name]`` of the current run,
+    """Build a module's ``__getattr__``, which reads ``getters[name]`` of the current run
+    (in a process or Dask worker: the field ``away`` picks from the copy the run sent),
     and its ``__dir__``, which lists the names (so editors and ``dir()`` show them)."""
 
     def __getattr__(name: str) -> Any:
@@ -44,6 +36,10 @@ def view(
             raise AttributeError(
                 f"module {module!r} has no attribute {name!r}; it has {', '.join(sorted(getters))}"
             )
+        if isinstance(there := current_run.get(), Away):
+            fields = away(there)
+            value = empty.get(name) if fields is None else fields.get(name, empty.get(name))
+            return cast("Any", value).copy() if isinstance(value, dict | list) else value
         run = current()
         if run is None:
             value = empty.get(name)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ._views import current_flow_run, root_flow_run, view
+from .._engine.lifecycle.shown import FLOW_RUN, NO_FLOW_RUN
+from ._views import current_flow_run, view
 
 __all__ = [
     "flow_name",
@@ -50,20 +51,5 @@ scheduled_start_time: datetime | None
 this is ``start_time``."""
 
 __getattr__, __dir__ = view(
-    __name__,
-    current_flow_run,
-    {
-        "id": lambda r: str(r.id),
-        "name": lambda r: r.name,
-        "flow_name": lambda r: r.definition.name,
-        "flow_version": lambda r: r.definition.version,
-        "parameters": lambda r: dict(r.parameters),
-        "tags": lambda r: sorted(r.tags),
-        "run_count": lambda r: r.run_count,
-        "parent_flow_run_id": lambda r: str(r.parent.flow_run.id) if r.parent else None,
-        "root_flow_run_id": lambda r: str(root_flow_run(r).id),
-        "start_time": lambda r: r.start_time,
-        "scheduled_start_time": lambda r: r.start_time,
-    },
-    {"parameters": {}, "tags": [], "run_count": 0},
+    __name__, current_flow_run, FLOW_RUN, NO_FLOW_RUN, lambda away: away.flow_run
 )

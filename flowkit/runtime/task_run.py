@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .._engine.lifecycle.runs import TaskRun
+from .._engine.lifecycle.shown import NO_TASK_RUN, TASK_RUN
 from ._views import current_task_run, view
 
 __all__ = [
@@ -48,19 +48,5 @@ task_inputs: dict[str, list[str]]
 parameter name (``"wait_for"`` for those given in ``wait_for``)."""
 
 __getattr__, __dir__ = view(
-    __name__,
-    current_task_run,
-    {
-        "id": lambda r: str(r.id),
-        "name": lambda r: r.name,
-        "task_name": lambda r: r.definition.name,
-        "parameters": lambda r: dict(r.parameters),
-        "tags": lambda r: sorted(r.tags),
-        "run_count": lambda r: r.run_count,
-        "flow_run_id": lambda r: str(r.flow_run.id) if r.flow_run is not None else None,
-        "parent_task_run_id": lambda r: str(r.parent.id) if isinstance(r.parent, TaskRun) else None,
-        "start_time": lambda r: r.start_time,
-        "task_inputs": lambda r: {k: [str(i) for i in v] for k, v in r.task_inputs.items()},
-    },
-    {"parameters": {}, "tags": [], "run_count": 0, "task_inputs": {}},
+    __name__, current_task_run, TASK_RUN, NO_TASK_RUN, lambda away: away.task_run
 )

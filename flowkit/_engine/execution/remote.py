@@ -22,14 +22,16 @@ import anyio
 import attrs
 
 from ...exceptions import WorkerCrashedError
+from ..definition.signature import bind, plain_parameters
 from ..definition.task_runner import Executor
 from ..events import RunInfo, format_exception
 from ..lifecycle.prints import printing_to_log
-from ..lifecycle.runs import Run, current_run
+from ..lifecycle.runs import Run, TaskRun, current_run
+from ..lifecycle.shown import Away, away
 from ..results.storage import cloudpickle
 from .local import OnLoop, consumed, is_async_generator
 
-__all__ = ["Remote", "pack", "serve"]
+__all__ = ["Remote", "attempt", "pack", "serve"]
 
 _RUN_LOGGERS = ("flowkit.flow_runs", "flowkit.task_runs")
 
@@ -44,6 +46,7 @@ class _Job:
     info: RunInfo
     log_prints: bool
     level: int
+    skip: int  # leading arguments that are not parameters (a bound method's instance)
 
 
 @attrs.frozen
@@ -52,15 +55,6 @@ class _Reply:
     error: BaseException | None
     logs: list[dict[str, Any]]
     worker: str
-
-
-@attrs.frozen
-class _Away:
-    """What stands for the run in the worker: enough for ``get_run_logger`` and prints."""
-
-    info: RunInfo
-    log_prints: bool
-    name: str
 
 
 def pack(run: Run, kind: str, function: bytes | None = None) -> bytes:
@@ -79,6 +73,7 @@ def pack(run: Run, kind: str, function: bytes | None = None) -> bytes:
         run.info,
         run.log_prints,
         logging.getLogger(_RUN_LOGGERS[run.info.kind == "task"]).getEffectiveLevel(),
+        run.call.skip,
     )  # fmt: skip
     # The rest is flowkit's own (importable in any worker): pickle does it, at half
     # the cost of cloudpickle.
@@ -132,30 +127,45 @@ def _plain(value: object) -> bool:
     return value is None or isinstance(value, str | int | float | tuple)
 
 
+def attempt(packed: bytes, run: TaskRun) -> bytes:
+    """What a worker gets for one attempt of ``run``: its packed body, and what
+    ``flowkit.runtime`` shows of the run as this attempt starts (see ``shown.away``)."""
+    task_run, flow_run = away(run)
+    return pickle.dumps((packed, task_run, flow_run), pickle.HIGHEST_PROTOCOL)
+
+
 def serve(payload: bytes, worker: str) -> bytes:
-    """In a worker: run a packed body and return the packed reply (never raises).
+    """In a worker: run an attempt's packed body and return the packed reply (never
+    raises).
 
     ``worker`` names this worker in the reply (``"process <pid>"``, ``"dask <address>"``):
     the run store records it on the state that ends the attempt.
     """
-    job = cast("_Job", pickle.loads(payload))
+    packed, task_run, flow_run = pickle.loads(payload)
+    job = cast("_Job", pickle.loads(packed))
     records = _Records()
     for name in _RUN_LOGGERS:
         logger = logging.getLogger(name)
         if logger.level != job.level:  # setLevel clears every logger's cache
             logger.setLevel(job.level)
         logger.addHandler(records)
-    token = current_run.set(cast("Run", _Away(job.info, job.log_prints, job.info.name)))
     value: Any = None
     error: BaseException | None = None
+    token = None
     try:
+        fn = _function(job.function)
+        args, kwargs = cast("tuple[tuple[Any, ...], dict[str, Any]]", pickle.loads(job.arguments))
+        shown = {**task_run, "parameters": _parameters(fn, args, kwargs, job.skip)}
+        here = Away(job.info, job.log_prints, shown, flow_run)
+        token = current_run.set(cast("Run", here))  # get_run_logger, prints, runtime
         with printing_to_log(job.log_prints):
-            value = _call(job)
+            value = _call(job, fn, args, kwargs)
     except Exception as exc:
         error = exc
         exc.add_note(f"(raised in worker {worker})")
     finally:
-        current_run.reset(token)
+        if token is not None:
+            current_run.reset(token)
         for name in _RUN_LOGGERS:
             logging.getLogger(name).removeHandler(records)
     try:
@@ -169,10 +179,21 @@ def serve(payload: bytes, worker: str) -> bytes:
         return cloudpickle().dumps(_Reply(None, problem, records.records, worker))
 
 
-def _call(job: _Job) -> Any:
+def _parameters(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], skip: int
+) -> dict[str, Any]:
+    """The body's arguments by parameter name, defaults filled in, as in the process that
+    sent them (a bound method's instance left out)."""
+    try:
+        signature = inspect.signature(fn)
+        bound = bind(signature, plain_parameters(signature), args, kwargs)
+    except (TypeError, ValueError):  # the call itself will say what is wrong
+        return {}
+    return dict(list(bound.items())[skip:]) if skip else bound
+
+
+def _call(job: _Job, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     owner = f"task run {job.info.name!r}"
-    fn = _function(job.function)
-    args, kwargs = cast("tuple[tuple[Any, ...], dict[str, Any]]", pickle.loads(job.arguments))
     if not job.is_async:
         return consumed(fn(*args, **kwargs), owner)
 
@@ -223,9 +244,10 @@ class Remote(OnLoop):
         nursery = run.nursery_around
         assert nursery is not None  # a flow's task runner is used inside that flow only
         nursery.threaded(run)  # it waits for a worker, not for one of this process's threads
-        payload = self._packed.get(run)
-        if payload is None:
-            payload = self._pack(run)
+        packed = self._packed.get(run)
+        if packed is None:
+            packed = self._pack(run)
+        payload = attempt(packed, cast("TaskRun", run))
         try:
             packed = await self.executor.run(run, payload)
         except WorkerCrashedError as exc:

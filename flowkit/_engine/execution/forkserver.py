@@ -12,13 +12,18 @@ directory, environment and standard streams (the streams as file descriptors, wi
 worker's socket end and the write end of a pipe for its exit status). The server forks,
 replies with the pid, and, when the worker exits, writes its exit code on that pipe; the
 parent's ``Forked`` reads it there, as ``Popen.wait`` would. The server stops when the
-program closes its end of the socket, or exits.
+program closes its end of the socket, or exits (killed too: the kernel closes the socket).
+
+Workers do not outlive the server: on Linux each asks the kernel to kill it when its
+parent, the server, exits (``PR_SET_PDEATHSIG``), so a program killed with SIGKILL, or a
+server killed on its own, leaves no worker running a body nobody waits for.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import pickle
 import select
@@ -256,10 +261,11 @@ def serve(fd: int) -> None:
         if received is None:
             return
         (cwd, env, streams), fds = received
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
             own = (control.fileno(), wake, wake_end, *statuses.values())
-            _worker(worker_main, fds, own, cwd, env, streams)
+            _worker(worker_main, fds, own, cwd, env, streams, server)
         statuses[pid] = fds[1]
         for passed in (fds[0], *fds[2:]):
             os.close(passed)
@@ -285,11 +291,12 @@ def _receive(control: socket.socket) -> tuple[Any, list[int]] | None:
 
 def _worker(
     worker_main: Callable[[int], None], fds: list[int], own: tuple[int, ...], cwd: str,
-    env: dict[str, str], streams: list[int],
+    env: dict[str, str], streams: list[int], server: int,
 ) -> None:  # fmt: skip
     """In a new fork: become the worker the request asked for, and exit when it is done."""
     code = 1
     try:
+        _die_with(server)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in own:
@@ -312,6 +319,22 @@ def _worker(
             with contextlib.suppress(Exception):
                 opened.flush()
         os._exit(code)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` (the thread that forked it: the
+    server has one) exits; exit now if it already has. Linux only: elsewhere a worker
+    stops when it next reads its socket and finds its program gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return  # not allowed here (a sandbox): the socket is the fallback
+    if os.getppid() != parent:  # it exited before the request took effect
+        os._exit(1)
 
 
 def _reap(statuses: dict[int, int]) -> None:

@@ -228,9 +228,11 @@ class DiskRefusedError(StoreError):
 
     def __init__(self, path: Path, reason: str) -> None:
         fix = "free some space" if reason.startswith("its disk is full") else "check its disk"
-        super().__init__(f"the run store at {path} cannot be set up ({reason}); {fix}, then try again")
+        super().__init__(
+            f"the run store at {path} cannot be set up ({reason}); {fix}, then try again"
+        )
         self.reason = reason
-        """What the disk said, e.g. ``its disk is full (database or disk is full)``."""
+        """What the disk said, e.g. ``its disk is full: database or disk is full``."""
 
 
 class DamagedStoreError(StoreError):

@@ -295,7 +295,9 @@ def _damaged_store() -> Path:
     path = store.default_path()
     _writer.release(path.parent)  # this process opens it afresh, as a later one would
     db = sqlite3.connect(path)
-    page_size, pages = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count"))
+    page_size, pages = (
+        db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count")
+    )
     db.close()
     assert pages > 50
     with path.open("r+b") as file:

@@ -330,7 +330,10 @@ def test_a_damaged_stores_records_land_in_a_new_one_once_it_is_moved_aside(
     path = _damaged_store()
     assert [steps(5) for _ in range(3)] == [10] * 3
     store.flush()
-    path.rename(path.with_name("runs.damaged.db"))  # as the warning says
+    for suffix in ("", "-wal", "-shm"):  # as the warning says
+        found = path.with_name(path.name + suffix)
+        if found.exists():
+            found.rename(path.with_name("damaged.db" + suffix))
     store.flush()
     assert _count("SELECT count(*) FROM runs WHERE kind = 'flow'") == 3
     assert _count("SELECT count(*) FROM runs WHERE kind = 'task'") == 15

@@ -289,15 +289,15 @@ class Writer:
             idle = 0.0
             opened = self._attempt()
             # A damaged store takes nothing until somebody moves it aside: nobody waits.
-            damaged = self._damaged is not None
+            unusable = self._damaged is not None
             for flush in self._flushes:
-                if not self._waiting or not flush.patient or damaged:
+                if not self._waiting or not flush.patient or unusable:
                     flush.set()
             self._flushes = [f for f in self._flushes if not f.is_set()]
             if not opened:
                 break
             if closing is not None and (
-                not self._waiting or damaged or time.monotonic() >= closing
+                not self._waiting or unusable or time.monotonic() >= closing
             ):
                 break
         self._stop()

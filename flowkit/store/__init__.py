@@ -26,7 +26,7 @@ import attrs
 from .. import states
 from .._engine.convert import converter
 from ._prune import parse_age, prune, retention
-from ._schema import SCHEMA_VERSION, StoreError, connect, default_path, is_busy
+from ._schema import SCHEMA_VERSION, StoreError, connect, default_path, disk_trouble, is_busy
 from ._writer import disable, enable, flush, is_enabled, recover
 
 __all__ = [
@@ -285,7 +285,8 @@ class Store:
 
         Raises:
             StoreError: There is no store there, it is not flowkit's, a newer flowkit
-                wrote it, or it needs migrating while another process holds its lock.
+                wrote it, it is damaged, or it needs setting up or migrating while another
+                process holds its lock or its disk is full.
         """
         path = Path(path) if path is not None else default_path()
         try:
@@ -295,7 +296,9 @@ class Store:
         try:
             recover(db)
         except sqlite3.OperationalError as exc:
-            if not is_busy(exc):
+            # Locked, or its disk full: reading needs no write, and the crashed runs are
+            # marked at a later open.
+            if not is_busy(exc) and disk_trouble(exc) is None:
                 db.close()
                 raise
         return cls(db, path)

@@ -8,6 +8,7 @@ of ``MIGRATIONS`` takes the schema one version further.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 
@@ -17,10 +18,14 @@ __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "DamagedStoreError",
+    "DiskRefusedError",
     "StoreError",
     "connect",
     "default_path",
+    "disk_trouble",
     "is_busy",
+    "is_damaged",
 ]
 
 APPLICATION_ID = 0x666B6974  # "fkit"
@@ -215,6 +220,26 @@ class StoreError(Exception):
     """The run store cannot be used: missing, not flowkit's, or from a newer flowkit."""
 
 
+class DiskRefusedError(StoreError):
+    """The store's schema could not be written: its disk is full, or refuses to write.
+
+    A passing trouble: the store can be used once the disk takes writes again.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        fix = "free some space" if reason.startswith("its disk is full") else "check its disk"
+        super().__init__(
+            f"the run store at {path} cannot be set up ({reason}); {fix}, then try again"
+        )
+        self.reason = reason
+        """What the disk said, e.g. ``its disk is full: database or disk is full``."""
+
+
+class DamagedStoreError(StoreError):
+    """The file is damaged, or is no SQLite database at all: moved aside, a new store
+    takes its place."""
+
+
 def default_path() -> Path:
     """``$FLOWKIT_HOME/runs.db``; ``FLOWKIT_HOME`` defaults to ``~/.flowkit``."""
     return home() / "runs.db"
@@ -224,6 +249,46 @@ def is_busy(exc: BaseException) -> bool:
     """Whether ``exc`` says another connection holds a lock the statement needs."""
     return isinstance(exc, sqlite3.OperationalError) and (
         exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
+
+
+def disk_trouble(exc: BaseException) -> str | None:
+    """How the disk under a store refused a write, or ``None`` if ``exc`` is no such
+    refusal: ``"its disk is full: ..."`` (SQLITE_FULL, or ENOSPC/EDQUOT from the file
+    system) or ``"its disk refuses to write: ..."`` (an I/O error)."""
+    if isinstance(exc, DiskRefusedError):
+        return exc.reason
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"its disk is full: {exc.strerror}"
+    if isinstance(exc, sqlite3.OperationalError):
+        code = exc.sqlite_errorcode & 0xFF
+        if code == sqlite3.SQLITE_FULL:
+            return f"its disk is full: {exc}"
+        if code == sqlite3.SQLITE_IOERR:
+            return f"its disk refuses to write: {exc}"
+    return None
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store's file is damaged (SQLITE_CORRUPT) or is no SQLite
+    database at all (SQLITE_NOTADB)."""
+    if isinstance(exc, DamagedStoreError):
+        return True
+    code: int = getattr(exc, "sqlite_errorcode", 0)  # absent on errors the module made
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    )
+
+
+def damaged(path: Path, cause: BaseException | str) -> DamagedStoreError:
+    """The error that says the file at ``path`` is damaged (``cause`` says how), and what
+    to do about it."""
+    what = "is damaged"
+    if getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_NOTADB:
+        what = "is not a flowkit run store, or it is damaged"
+    return DamagedStoreError(
+        f"the run store at {path} {what} ({cause}); move it aside (with its -wal and -shm "
+        "files), and flowkit starts a new one"
     )
 
 
@@ -242,6 +307,9 @@ def connect(path: Path, *, create: bool, busy_seconds: float = 30) -> sqlite3.Co
     Raises:
         StoreError: There is no store and ``create`` is false; the file is not a flowkit
             run store; or a newer flowkit wrote it.
+        DamagedStoreError: The file is damaged, or is no SQLite database at all.
+        DiskRefusedError: The schema had to be written, and the disk is full or refuses
+            to write.
         sqlite3.OperationalError: A migration needs the write lock and another connection
             held it for ``busy_seconds`` (see ``is_busy``).
         OSError: The file or its directory cannot be created.
@@ -261,6 +329,12 @@ def connect(path: Path, *, create: bool, busy_seconds: float = 30) -> sqlite3.Co
         db.close()
         if is_busy(exc):
             raise
+        # A full disk is no fault of the file: said as what it is, it lets a writer keep
+        # its rows until the disk has room.
+        if (reason := disk_trouble(exc)) is not None:
+            raise DiskRefusedError(path, reason) from None
+        if is_damaged(exc):
+            raise damaged(path, exc) from None
         raise StoreError(f"{path} is not a flowkit run store ({exc})") from None
     except BaseException:
         db.close()
@@ -319,6 +393,9 @@ def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # A full disk may have rolled it back already: a ROLLBACK then would fail, and
+        # hide why.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
     db.execute("PRAGMA journal_mode = WAL")

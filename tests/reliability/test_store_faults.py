@@ -1,4 +1,4 @@
-"""The run store under faults: another process's lock, kill -9, a full disk."""
+"""The run store under faults: another process's lock, kill -9, a full disk, a damaged file."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowkit import flow, store, task
+from flowkit.cli import main as flowkit_main
 from flowkit.store import Store, _writer
 
 pytestmark = pytest.mark.every_loop  # sync flows on uvloop too (see conftest.py)
@@ -214,3 +216,125 @@ def test_a_full_disk_is_a_clear_error_and_corrupts_nothing(tmp_path: Path) -> No
     with Store.open() as s:
         first = s.flow_runs(limit=None)[-1]
         assert (first.parameters, first.state_name) == ({"n": 1}, "Completed")
+
+
+class FullDisk:
+    """A disk that fills up and frees again: while ``full``, a new connection to a
+    database can add no page to it (``PRAGMA max_page_count``), so SQLite's writes fail
+    with SQLITE_FULL ("database or disk is full") as on a full disk."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> FullDisk:
+    """A ``FullDisk`` under every connection the test's process opens; not full yet."""
+    monkeypatch.setattr(_writer, "RETRY_SECONDS", 0.1)
+    disk = FullDisk()
+    connect = sqlite3.connect
+
+    def limited(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        if disk.full:
+            db.execute("PRAGMA max_page_count = 1")  # SQLite keeps the pages it has
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", limited)
+    return disk
+
+
+def test_a_disk_full_at_first_open_loses_no_row(
+    backend: str, burners: None, full_disk: FullDisk
+) -> None:
+    full_disk.full = True  # before this process first opens the store, which is new
+    assert [steps(10) for _ in range(3)] == [45] * 3
+    assert store.default_path().stat().st_size == 0  # nothing could be written yet
+    full_disk.full = False
+    store.flush()
+    assert _count("SELECT count(*) FROM runs WHERE kind = 'flow'") == 3
+    assert _count("SELECT count(*) FROM runs WHERE kind = 'task'") == 30
+    assert _count("SELECT count(*) FROM runs WHERE state_name != 'Completed'") == 0
+
+
+def test_a_disk_full_at_first_open_is_said_to_be_full(
+    backend: str, full_disk: FullDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    full_disk.full = True
+    assert steps(2) == 1
+    said = [r.getMessage() for r in caplog.records if r.name == "flowkit.store"]
+    assert said == [
+        f"the run store at {store.default_path()} does not take rows now (its disk is full: "
+        "database or disk is full); runs go on, and their rows wait in memory (up to "
+        "100000 events) until it does"
+    ]
+    full_disk.full = False
+    store.flush()
+
+
+def test_runs_ls_says_the_disk_is_full(
+    backend: str, full_disk: FullDisk, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full_disk.full = True
+    steps(1)  # the store's file is made, empty: its schema could not be written
+    capsys.readouterr()
+    assert flowkit_main(["runs", "ls"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"Error: the run store at {store.default_path()} cannot be set up (its disk is full: "
+        "database or disk is full); free some space, then try again"
+    ]
+    full_disk.full = False
+    store.flush()
+
+
+def _damaged_store() -> Path:
+    """A store with some runs recorded, left by a process that is gone, with garbage
+    written over a page in the middle of it (as a failing disk or a bad copy leaves it)."""
+    for _ in range(20):
+        steps(20)
+    path = store.default_path()
+    _writer.release(path.parent)  # this process opens it afresh, as a later one would
+    db = sqlite3.connect(path)
+    page_size, pages = (
+        db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count")
+    )
+    db.close()
+    assert pages > 50
+    with path.open("r+b") as file:
+        file.seek(page_size * (pages // 2))
+        file.write(b"\x07" * page_size)
+    return path
+
+
+def test_a_damaged_store_is_said_once_and_not_written_into(
+    backend: str, burners: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _damaged_store()
+    before = path.read_bytes()
+    assert [steps(5) for _ in range(3)] == [10] * 3
+    store.flush()
+    said = [r for r in caplog.records if r.name == "flowkit.store"]
+    assert [r.levelno for r in said] == [logging.WARNING]
+    assert said[0].getMessage().startswith(f"the run store at {path} is damaged (")
+    assert "move it aside (with its -wal and -shm files), and flowkit starts a new one" in (
+        said[0].getMessage()
+    )
+    assert path.read_bytes() == before
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # no page written into its log
+
+
+def test_a_damaged_stores_records_land_in_a_new_one_once_it_is_moved_aside(
+    backend: str, burners: None
+) -> None:
+    path = _damaged_store()
+    assert [steps(5) for _ in range(3)] == [10] * 3
+    store.flush()
+    for suffix in ("", "-wal", "-shm"):  # as the warning says
+        found = path.with_name(path.name + suffix)
+        if found.exists():
+            found.rename(path.with_name("damaged.db" + suffix))
+    store.flush()
+    assert _count("SELECT count(*) FROM runs WHERE kind = 'flow'") == 3
+    assert _count("SELECT count(*) FROM runs WHERE kind = 'task'") == 15
+    assert _count("SELECT count(*) FROM runs WHERE state_name != 'Completed'") == 0

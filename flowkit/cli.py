@@ -343,8 +343,16 @@ def runs_export(run: str) -> None:
     type=click.IntRange(0, 65535),
     help="the port to serve on (0: any free port)",
 )
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="another name the page is reached by, which it then answers to (repeatable); "
+    "it answers to localhost, 127.0.0.1, [::1] and --host only",
+)
 @click.option("--open", "open_browser", is_flag=True, help="open the page in a browser")
-def ui(host: str, port: int, open_browser: bool) -> None:
+def ui(host: str, port: int, allow_hosts: tuple[str, ...], open_browser: bool) -> None:
     """Serve a live web page of the recorded runs (needs the ui extra)."""
     # Imported here, not at the top: Starlette and uvicorn are an optional extra, and the
     # rest of the command must work (and start fast) without them.
@@ -355,7 +363,12 @@ def ui(host: str, port: int, open_browser: bool) -> None:
             f"flowkit ui needs the ui extra ({exc.name} is missing): pip install 'flowkit[ui]'"
         ) from None
     try:
-        serve(host=host, port=port, open_browser=open_browser, echo=click.echo)
+        serve(
+            host=host, port=port, open_browser=open_browser, allow_hosts=allow_hosts,
+            echo=click.echo,
+        )  # fmt: skip
+    except ValueError as exc:  # a name that is not one
+        raise click.UsageError(str(exc)) from None
     except (OSError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

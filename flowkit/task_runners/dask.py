@@ -71,7 +71,10 @@ class DaskTaskRunner(TaskRunner):
             cluster options must then be left out.
         cluster_class: The cluster to start when there is no ``address``: a class, or
             its import path as a string. ``None``: ``distributed.LocalCluster``.
-        cluster_kwargs: Keyword arguments for ``cluster_class``.
+        cluster_kwargs: Keyword arguments for ``cluster_class``. A ``LocalCluster``
+            (or subclass) listens on loopback only: its scheduler and workers on
+            127.0.0.1 (Dask's default), its dashboard at ``127.0.0.1:8787`` unless
+            these give a ``dashboard_address``.
         adapt_kwargs: If given, the cluster scales itself with ``cluster.adapt(**adapt_kwargs)``
             (``minimum``, ``maximum``).
         client_kwargs: Keyword arguments for ``distributed.Client``.
@@ -116,7 +119,11 @@ class DaskTaskRunner(TaskRunner):
                 client_kwargs.setdefault("timeout", "10s")
                 client = _dask.Client(self.address, **client_kwargs)
             else:
-                cluster = self._cluster_factory()(**dict(self.cluster_kwargs or {}))
+                factory = self._cluster_factory()
+                kwargs = dict(self.cluster_kwargs or {})
+                if isinstance(factory, type) and issubclass(factory, _dask.LocalCluster):
+                    kwargs = _local_cluster_kwargs(kwargs)
+                cluster = factory(**kwargs)
                 if self.adapt_kwargs is not None:
                     cluster.adapt(**self.adapt_kwargs)
                 client = _dask.Client(cluster, **client_kwargs)
@@ -138,6 +145,34 @@ class DaskTaskRunner(TaskRunner):
             module, _, name = found.rpartition(".")
             return cast("Callable[..., Any]", getattr(importlib.import_module(module), name))
         return found
+
+
+_LOCAL_DASHBOARD = "127.0.0.1:8787"
+"""Where the dashboard of a ``LocalCluster`` flowkit starts listens, unless told."""
+
+
+def _local_cluster_kwargs(given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` with the scheduler's web server on loopback, unless ``given`` says where.
+
+    Dask puts a ``LocalCluster``'s scheduler and workers on 127.0.0.1 already, but the
+    scheduler's web server (the dashboard, and routes such as ``/json`` and
+    ``/metrics``) on every interface: ``:8787`` by default, and even with
+    ``dashboard_address=None``, which turns the dashboard off and keeps the routes.
+    Workers in the flow's own process (``processes=False``) talk in memory, and their
+    web servers, having no host to follow, listen on every interface too. A temporary
+    cluster for one flow run has no business on the network. An address in ``given``
+    (or in its ``scheduler_kwargs``, which Dask merges last) wins.
+    """
+    kwargs = dict(given)
+    if kwargs.get("processes") is False:  # Dask gives no other way to place their routes
+        kwargs.setdefault("worker_dashboard_address", "127.0.0.1:0")
+    if "dashboard_address" in kwargs and kwargs["dashboard_address"] is None:
+        scheduler = dict(kwargs.get("scheduler_kwargs") or {})
+        scheduler.setdefault("dashboard_address", "127.0.0.1:0")  # no dashboard to find
+        kwargs["scheduler_kwargs"] = scheduler
+    else:
+        kwargs.setdefault("dashboard_address", _LOCAL_DASHBOARD)
+    return kwargs
 
 
 @attrs.define(eq=False)

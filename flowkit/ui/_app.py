@@ -7,9 +7,11 @@ would wait for, and works while flows in other processes record into the same st
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -25,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from . import _queries as q
 
-__all__ = ["KEEPALIVE_SECONDS", "WATCH_SECONDS", "create_app"]
+__all__ = ["KEEPALIVE_SECONDS", "LOCAL_HOSTS", "WATCH_SECONDS", "create_app", "host_name"]
 
 WATCH_SECONDS = 0.25
 """How often an event stream looks at the store for new rows."""
@@ -41,15 +45,53 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+"""The names of this machine the page always answers to, in a ``Host`` header."""
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?")
 T = TypeVar("T")
 
 
-def create_app(store: Path) -> Starlette:
+def host_name(text: str) -> str:
+    """``text`` as a ``Host`` header names it: lower case, an IPv6 address in brackets.
+
+    Raises:
+        ValueError: ``text`` is neither a host name nor an IP address (a port, a
+            wildcard or a URL, say).
+    """
+    try:
+        address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        name = text.lower().removesuffix(".")
+        if len(name) <= 253 and all(_HOST_LABEL.fullmatch(part) for part in name.split(".")):
+            return name
+        raise ValueError(
+            f"{text!r} is not a host name or an IP address: give the name the page is "
+            "reached by, without a port or a scheme (say, runs.example.org or 10.0.0.5)"
+        ) from None
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
+def create_app(store: Path, *, hosts: Iterable[str] = ()) -> Starlette:
     """The app serving the page of the run store at ``store``.
 
     The store may not exist yet (the lists are empty until a flow runs) and may be
     written by other processes while the app reads it.
+
+    The app answers only requests whose ``Host`` header names this machine's loopback
+    (``LOCAL_HOSTS``) or one of ``hosts``, with any port; others get a 400 and no data.
+    A page on loopback is safe from other machines but not from a web page in the
+    user's browser that has its own name resolve to 127.0.0.1 (DNS rebinding): the
+    browser then sends that page's name, which the app refuses.
+
+    Args:
+        store: The run store's file.
+        hosts: More names the page is reached by (the address it serves on, a name of
+            this machine, a proxy's), as host names or IP addresses.
+
+    Raises:
+        ValueError: A name in ``hosts`` is not a host name or an IP address.
     """
+    allowed = list(dict.fromkeys([*LOCAL_HOSTS, *(host_name(host) for host in hosts)]))
 
     def read(work: Callable[[sqlite3.Connection], T], empty: T) -> T:
         db = q.open_readonly(store)
@@ -128,6 +170,9 @@ def create_app(store: Path) -> Starlette:
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ],
         exception_handlers={404: not_found},
+        # Starlette's own check: it parses the header (an IPv6 address in brackets, a
+        # port) and refuses a missing or malformed one, before any route is reached.
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed)],
     )
 
 

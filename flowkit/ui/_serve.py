@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import uvicorn
 
 from ..store._schema import SCHEMA_VERSION, connect, default_path
-from ._app import create_app
+from ._app import LOCAL_HOSTS, create_app, host_name
 
 __all__ = ["DEFAULT_PORT", "bind", "serve"]
 
@@ -58,15 +58,23 @@ def serve(
     port: int = DEFAULT_PORT,
     open_browser: bool = False,
     store: Path | None = None,
+    allow_hosts: Iterable[str] = (),
     echo: Callable[[str], object] = print,
 ) -> None:
     """Serve the page of ``store`` (default ``$FLOWKIT_HOME/runs.db``) until interrupted.
 
+    The page answers to the loopback names, ``host`` and ``allow_hosts`` in a request's
+    ``Host`` header, and to no other (see ``create_app``).
+
     Raises:
         OSError: ``host:port`` cannot be bound.
         StoreError: The file at ``store`` is not a flowkit run store, or is newer.
+        ValueError: ``host`` or a name in ``allow_hosts`` is not a host name or an IP
+            address.
     """
     store = store if store is not None else default_path()
+    names = list(dict.fromkeys([*LOCAL_HOSTS, host_name(host), *map(host_name, allow_hosts)]))
+    app = create_app(store, hosts=names)
     _upgrade(store)
     sock = bind(host, port)
     address = sock.getsockname()
@@ -77,9 +85,13 @@ def serve(
             f"Warning: serving on {host}, beyond this machine; the page has no authentication, "
             "so anyone who can reach it can read every run, parameter and log line"
         )
+        echo(
+            f"It answers to {', '.join(names)} in the address: name any other it is "
+            "reached by with --allow-host"
+        )
     echo(f"flowkit ui: runs in {store} (schema {SCHEMA_VERSION}) at {url}  (Ctrl-C stops)")
     config = uvicorn.Config(
-        create_app(store), log_level="warning", access_log=False, timeout_graceful_shutdown=1,
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=1,
         lifespan="off",
     )  # fmt: skip
     server = uvicorn.Server(config)

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from shared_tasks import runtime_seen_on
 
 from flowkit import TaskFuture, flow, task
 from flowkit.cache_policies import INPUTS
@@ -563,35 +564,7 @@ def test_a_body_sent_to_a_worker_that_died_idle_runs_in_a_new_worker(backend: st
     assert second != first
 
 
-@task(retries=1, tags=["remote"])
-def shows(n: int, label: str = "x") -> dict[str, Any]:
-    from flowkit import runtime
-
-    if runtime.task_run.run_count == 1:
-        raise RuntimeError("the first attempt fails: the retry reads run_count")
-    fields = ["name", "task_name", "run_count", "parameters", "tags", "flow_run_id"]
-    seen = {name: getattr(runtime.task_run, name) for name in fields}
-    seen["flow_run"] = (runtime.flow_run.id, runtime.flow_run.name, runtime.flow_run.parameters)
-    return seen
-
-
 def test_a_worker_body_sees_what_a_thread_body_sees_of_its_run(backend: str) -> None:
-    from flowkit import runtime
-
-    def made(runner: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        @flow(task_runner=runner)
-        def main(size: int, names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-            seen = shows.submit(size).result()
-            here = {"id": runtime.flow_run.id, "name": runtime.flow_run.name}
-            return seen, here
-
-        return main(3, ["a", "b"])
-
     for runner in (None, PROCESSES):
-        seen, flow_run = made(runner)
-        assert seen == {
-            "name": "shows-0", "task_name": "shows", "run_count": 2,
-            "parameters": {"n": 3, "label": "x"}, "tags": ["remote"],
-            "flow_run_id": flow_run["id"],
-            "flow_run": (flow_run["id"], flow_run["name"], {"size": 3, "names": ["a", "b"]}),
-        }, runner  # fmt: skip
+        seen, expected = runtime_seen_on(runner)
+        assert seen == expected, runner

@@ -21,6 +21,7 @@ if not os.environ.get("CI"):
 
 import dask
 from distributed import LocalCluster
+from shared_tasks import runtime_seen_on
 
 from flowkit import flow, task
 from flowkit.exceptions import TaskTimeoutError
@@ -34,7 +35,7 @@ from flowkit.task_runners.dask import DaskTaskRunner, get_dask_client
 def cluster() -> Iterator[LocalCluster]:
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=":0",
+        dashboard_address="127.0.0.1:0",
     ) as started:  # fmt: skip
         yield started
 
@@ -346,3 +347,10 @@ def test_the_runner_benchmark_runs_every_system(tmp_path: Path) -> None:
     assert set(json.loads(out.read_text())["seconds"]) == {
         "sequential", "flowkit processes", "dask client.map", "flowkit dask",
     }  # fmt: skip
+
+
+def test_a_dask_body_sees_what_a_thread_body_sees_of_its_run(
+    backend: str, runner: DaskTaskRunner
+) -> None:
+    seen, expected = runtime_seen_on(runner)
+    assert seen == expected

@@ -540,14 +540,17 @@ class FlowRun(Run):
             async with anyio.create_task_group() as tg:
                 loop_thread = threading.get_ident()
                 limiter, threads = self._limiters(loop_thread)
-                progress.nursery = Nursery(
+                nursery = progress.nursery = Nursery(
                     tg, anyio.lowlevel.current_token(), loop_thread,
                     sniffio.current_async_library(), limiter, threads, executor,
                 )  # fmt: skip
                 try:
                     yield
                 finally:
-                    progress.nursery = None
+                    # The task group still waits for the children it has (cancelled, if
+                    # the body was), and they need the nursery until they end; runs that
+                    # have not started in it never will.
+                    nursery.close()
         except BaseExceptionGroup as group:
             # The task group wraps whatever interrupted the body (KeyboardInterrupt, an
             # engine error); exception groups stay inside the engine, so a group of one
@@ -556,6 +559,7 @@ class FlowRun(Run):
                 raise
             raise_unwrapped(group.exceptions[0])
         finally:
+            progress.nursery = None
             if executor is not None:  # its children are all over: release the workers
                 with anyio.CancelScope(shield=True):
                     await executor.aclose()

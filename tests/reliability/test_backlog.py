@@ -53,9 +53,7 @@ class Finals:
         assert len(self.seen) == RUNS
         unfinished = {name: names for name, names in self.seen.items() if not _ended(names)}
         assert unfinished == {}
-        unstarted = {
-            name: names[-1] for name, names in self.seen.items() if "Running" not in names
-        }
+        unstarted = {name: names[-1] for name, names in self.seen.items() if "Running" not in names}
         assert unstarted  # the backlog was there
         assert set(unstarted.values()) == {"Cancelled"}
 
@@ -84,7 +82,7 @@ def test_a_sync_flow_that_times_out_with_a_backlog_raises_its_timeout(
     def waits() -> list[int]:
         return [future.result() for future in sleeper.map(range(RUNS))]
 
-    with pytest.raises(FlowTimeoutError, match="exceeded its timeout of 0.5 s"):
+    with pytest.raises(FlowTimeoutError, match=r"exceeded its timeout of 0\.5 s"):
         within(WATCHDOG, waits)
     finals.check()
 
@@ -96,7 +94,7 @@ def test_an_async_flow_that_times_out_with_a_backlog_raises_its_timeout(
     async def waits() -> list[int]:
         return [await future for future in sleeper.map(range(RUNS))]
 
-    with pytest.raises(FlowTimeoutError, match="exceeded its timeout of 0.5 s"):
+    with pytest.raises(FlowTimeoutError, match=r"exceeded its timeout of 0\.5 s"):
         within(WATCHDOG, lambda: _run_async(backend, waits))
     finals.check()
 
@@ -174,13 +172,15 @@ SCRIPT = textwrap.dedent(
             time.sleep(0.01)
         return i
 
-    @flow(thread_limit=%(threads)d)
-    def sync_flow():
-        return [future.result() for future in sleeper.map(range(%(runs)d))]
+    threads, runs = int(sys.argv[3]), int(sys.argv[4])
 
-    @flow(thread_limit=%(threads)d)
+    @flow(thread_limit=threads)
+    def sync_flow():
+        return [future.result() for future in sleeper.map(range(runs))]
+
+    @flow(thread_limit=threads)
     async def async_flow():
-        return [await future for future in sleeper.map(range(%(runs)d))]
+        return [await future for future in sleeper.map(range(runs))]
 
     try:
         if sys.argv[1] == "sync":
@@ -192,7 +192,6 @@ SCRIPT = textwrap.dedent(
         print(json.dumps(seen), flush=True)
         sys.exit(3)
     """
-    % {"threads": THREADS, "runs": RUNS}
 )
 
 
@@ -202,7 +201,7 @@ def test_ctrl_c_on_a_flow_with_a_backlog_interrupts_it(
     backend: str, burners: None, kind: str
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", SCRIPT, kind, backend],
+        [sys.executable, "-u", "-c", SCRIPT, kind, backend, str(THREADS), str(RUNS)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

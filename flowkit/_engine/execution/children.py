@@ -14,7 +14,7 @@ import logging
 import threading
 from contextvars import Context, copy_context
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import anyio
 import anyio.from_thread
@@ -87,7 +87,7 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
         )
     if not nursery.runs_here():
         if parent.definition.max_concurrency is None:
-            _spawn_soon(flow_run, futures, context)
+            _spawn_soon(nursery, futures, context)
         else:  # the submitting thread waits for slots on the loop: backpressure
             anyio.from_thread.run(
                 _start_from_thread, nursery, futures, context, held_slot(), token=nursery.token
@@ -193,16 +193,15 @@ DETACHED = _Detached(blocks_loop=False)
 BLOCKING = _Detached(blocks_loop=True)
 
 
-def _spawn_soon(flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Context) -> None:
+def _spawn_soon(nursery: Nursery, futures: list[TaskFuture[Any]], context: Context) -> None:
     """Have the loop start ``futures``' runs soon, without waiting for it.
 
     A thread that waited for the loop at each submit would wait behind every run the loop
-    is busy with; instead submissions queue up and one callback starts them all.
+    is busy with; instead submissions queue up and one callback starts them all (or
+    ``Nursery.close`` cancels them, if the flow's body ends first).
     """
-    nursery = flow_run.nursery
-    assert nursery is not None
     with nursery.spawn_lock:
-        nursery.spawns.append(partial(context.run, _start_in_callback, nursery, futures))
+        nursery.spawns.append(lambda: context.run(_start_in_callback, nursery, futures))
         if nursery.drain_scheduled:
             return
         nursery.drain_scheduled = True

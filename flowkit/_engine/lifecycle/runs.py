@@ -244,8 +244,8 @@ class FlowProgress(Progress):
     """Where a flow run stands, and what its children leave with it.
 
     Attributes:
-        nursery: The task group of its children and what goes with it, while the body
-            runs; ``None`` before and after.
+        nursery: The task group of its children and what goes with it, while that task
+            group lives (closed once the body is over); ``None`` before and after.
         child_states: The final state type of each task run in this flow, in order.
         completed_subflows: The subflow runs of this run's attempts that completed with a
             persisted result, with their final states and attempts, by ``call_key``: a
@@ -483,7 +483,8 @@ class FlowRun(Run):
 
     @property
     def nursery(self) -> Nursery | None:
-        """The nursery of its children while its body runs; ``None`` before and after."""
+        """The nursery of its children while their task group lives; ``None`` before
+        and after."""
         return self.progress.nursery
 
     def next_call_key(self, flow_name: str) -> tuple[str, int]:

@@ -14,7 +14,7 @@ import logging
 import threading
 from contextvars import Context, copy_context
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import anyio
 import anyio.from_thread
@@ -40,9 +40,6 @@ from .streams import (
     BufferedSyncStream,
     SyncStream,
 )
-
-if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
 
 __all__ = ["call_on_loop", "launch", "on_flow_loop", "start", "start_all", "stream"]
 
@@ -90,7 +87,7 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
         )
     if not nursery.runs_here():
         if parent.definition.max_concurrency is None:
-            _spawn_soon(flow_run, futures, context)
+            _spawn_soon(nursery, futures, context)
         else:  # the submitting thread waits for slots on the loop: backpressure
             anyio.from_thread.run(
                 _start_from_thread, nursery, futures, context, held_slot(), token=nursery.token
@@ -105,7 +102,7 @@ def start_all(runs: list[TaskRun]) -> list[TaskFuture[Any]]:
         )
     else:
         if nursery.spawns:  # runs submitted from threads earlier start first
-            _drain(flow_run, nursery)
+            _drain(nursery)
         for future in futures:
             launch(nursery, future, context)
     parent.attempt.adopt(futures)
@@ -196,40 +193,35 @@ DETACHED = _Detached(blocks_loop=False)
 BLOCKING = _Detached(blocks_loop=True)
 
 
-def _spawn_soon(flow_run: FlowRun, futures: list[TaskFuture[Any]], context: Context) -> None:
+def _spawn_soon(nursery: Nursery, futures: list[TaskFuture[Any]], context: Context) -> None:
     """Have the loop start ``futures``' runs soon, without waiting for it.
 
     A thread that waited for the loop at each submit would wait behind every run the loop
-    is busy with; instead submissions queue up and one callback starts them all.
+    is busy with; instead submissions queue up and one callback starts them all (or
+    ``Nursery.close`` cancels them, if the flow's body ends first).
     """
-    nursery = flow_run.nursery
-    assert nursery is not None
     with nursery.spawn_lock:
-        nursery.spawns.append((futures, context))
+        nursery.spawns.append(lambda: context.run(_start_in_callback, nursery, futures))
         if nursery.drain_scheduled:
             return
         nursery.drain_scheduled = True
-    call_soon_threadsafe(nursery.token)(_drain, flow_run, nursery)
+    call_soon_threadsafe(nursery.token)(_drain, nursery)
 
 
-def _drain(flow_run: FlowRun, nursery: Nursery) -> None:
+def _drain(nursery: Nursery) -> None:
     """On the loop, outside any task: start the runs submitted from threads."""
     with nursery.spawn_lock:
         batch, nursery.spawns = nursery.spawns, []
         nursery.drain_scheduled = False
-    for futures, context in batch:
-        context.run(_start_in_callback, flow_run, nursery, futures)
+    for start_them in batch:
+        start_them()
 
 
-def _start_in_callback(flow_run: FlowRun, nursery: Nursery, futures: list[TaskFuture[Any]]) -> None:
+def _start_in_callback(nursery: Nursery, futures: list[TaskFuture[Any]]) -> None:
     # A loop callback runs in no task, where anyio cannot tell which library it is on.
     library = sniffio.current_async_library_cvar.set(nursery.library)
     try:
-        for future in futures:
-            if flow_run.nursery is not nursery:  # the flow ended first (it was cancelled)
-                set_state(future._task_run, states.Cancelled("The flow ended before it started."))
-                future._finish()
-                continue
+        for future in futures:  # the flow may have ended since: launch cancels them then
             launch(nursery, future, None)
     except Exception:  # an error here must not reach the loop's callback machinery
         logging.getLogger("flowkit.engine").exception("flowkit could not start submitted runs")
@@ -243,11 +235,19 @@ def launch(nursery: Nursery, future: TaskFuture[Any], context: Context | None) -
     A sync run's task would mostly wait for a worker thread, holding a coroutine, a task
     and a cancel scope meanwhile; so while as many sync runs as there are threads wait
     for one, further ones wait in the flow run's backlog as plain objects, and each run
-    that gets its thread (``Run.threaded``) starts the next. Runs start in the order
+    that gets its thread (``Nursery.threaded``) starts the next. Runs start in the order
     they were submitted, so a run in the backlog never holds up one that started.
+
+    Once the flow's body is over (``Nursery.close``), the run ends Cancelled instead:
+    that is how the backlog is emptied, and how runs submitted from threads meanwhile
+    end.
     """
     run = future._task_run
     if future.done():  # cancelled while it waited in the backlog
+        return
+    if nursery.closed:
+        future._on_cancel = None
+        _end_unstarted(future, "Its flow run ended before it started.")
         return
     if not run.definition.is_async:
         if len(nursery.unthreaded) >= nursery.limiter.total_tokens:
@@ -256,18 +256,24 @@ def launch(nursery: Nursery, future: TaskFuture[Any], context: Context | None) -
             return
         future._on_cancel = None
         nursery.awaits_thread(run)
-    _spawn(nursery.task_group, future, False, context)
+    _spawn(nursery, future, False, context)
 
 
 def _spawn(
-    task_group: TaskGroup, future: TaskFuture[Any], holds_slot: bool, context: Context | None
+    nursery: Nursery, future: TaskFuture[Any], holds_slot: bool, context: Context | None
 ) -> None:
     # The task's handle is what cancels the run: anyio gives each task a cancel scope.
-    future._started(task_group.create_task(_child(future, holds_slot), context=context))
+    child = _child(future, nursery, holds_slot)
+    future._started(nursery.task_group.create_task(child, context=context))
 
 
 def _cancel_unstarted(future: TaskFuture[Any]) -> None:
-    set_state(future._task_run, states.Cancelled("The run was cancelled before it started."))
+    _end_unstarted(future, "The run was cancelled before it started.")
+
+
+def _end_unstarted(future: TaskFuture[Any], why: str) -> None:
+    """End the run of ``future``, which never started, Cancelled for ``why``."""
+    set_state(future._task_run, states.Cancelled(why))
     future._finish()
 
 
@@ -282,14 +288,19 @@ async def _start_from_thread(
     assert futures[0]._task_run.parent is not None
     slots = futures[0]._task_run.parent.submit_slots()
     for future in futures:
-        if slots is not None:
+        if slots is not None and not nursery.closed:
             try:
                 slots.acquire_nowait()
             except anyio.WouldBlock:
                 if thread_slot is not None:
                     thread_slot.lend()
                 await slots.acquire()
-        _spawn(nursery.task_group, future, slots is not None, context)
+            if nursery.closed:  # the flow's body ended while this thread waited
+                slots.release()
+        if nursery.closed:
+            launch(nursery, future, context)  # which ends the run Cancelled
+            continue
+        _spawn(nursery, future, slots is not None, context)
     if thread_slot is not None:
         await thread_slot.take()
 
@@ -306,12 +317,10 @@ def _remote(nursery: Nursery) -> Remote | None:
     return cast("Remote", nursery.remote)
 
 
-async def _child(future: TaskFuture[Any], holds_slot: bool) -> None:
+async def _child(future: TaskFuture[Any], nursery: Nursery, holds_slot: bool) -> None:
     run = future._task_run
     assert run.parent is not None
     slots = run.parent.submit_slots()
-    nursery = run.nursery_around
-    assert nursery is not None
     try:
         if slots is not None and not holds_slot:
             await slots.acquire()

@@ -2,8 +2,10 @@
 with it while the flow's body runs (its loop, its worker-thread limiters, the runs
 waiting to start).
 
-It exists only while the body runs: ``FlowRun.nursery`` is ``None`` before and after,
-which is how the engine tells that a flow can take children.
+It exists while the flow's task group does: ``FlowRun.nursery`` is ``None`` before and
+after. Once the body is over the nursery is *closed*: its task group only waits for the
+children it has (cancelled, if the body was), and a run that would start in it now ends
+Cancelled instead.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
@@ -43,12 +45,15 @@ class Nursery:
             ``children`` when it first needs it.
         threads: Bounds nothing: lets worker threads that lent their slot back wait
             without starving the thread pool.
-        spawns: Runs submitted from threads, waiting for the loop to start them.
+        spawns: Runs submitted from threads, waiting for the loop to start them: each
+            entry starts its runs, or cancels them once the nursery is closed.
         spawn_lock: Guards ``spawns`` and ``drain_scheduled``.
         drain_scheduled: Whether a loop callback will start the ``spawns``.
         unthreaded: Sync runs started and not yet given a worker thread (or ended).
         backlog: Runs that wait to start until fewer than ``limiter`` allows are
-            unthreaded (see ``children.launch``).
+            unthreaded: each entry starts its run, or cancels it once the nursery is
+            closed (see ``children.launch``).
+        closed: Whether the flow's body is over, so that no run starts here any more.
     """
 
     task_group: TaskGroup
@@ -59,11 +64,12 @@ class Nursery:
     threads: anyio.CapacityLimiter
     executor: Executor | None = None
     remote: Venue | None = None
-    spawns: list[Any] = attrs.field(factory=list, repr=False)
+    spawns: list[Callable[[], None]] = attrs.field(factory=list, repr=False)
     spawn_lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     drain_scheduled: bool = False
     unthreaded: set[Run] = attrs.field(factory=set, repr=False)
     backlog: deque[Callable[[], None]] = attrs.field(factory=deque, repr=False)
+    closed: bool = False
 
     def runs_here(self) -> bool:
         """Whether this thread runs the flow's event loop."""
@@ -83,3 +89,21 @@ class Nursery:
         backlog = self.backlog
         while backlog and len(unthreaded) < self.limiter.total_tokens:
             backlog.popleft()()
+
+    def close(self) -> None:
+        """On the loop, as the flow's body ends: no run starts here any more, and those
+        in the backlog or submitted from threads and not yet started end Cancelled now.
+
+        A body that returned waited for its children, so there are none then; one that
+        was cancelled, timed out or interrupted may leave many. They must not wait for a
+        thread that a run ending in the task group would hand them, or for a loop
+        callback: they would start in a task group that is ending, or in none, or never.
+        """
+        self.closed = True
+        backlog = self.backlog
+        while backlog:  # each entry sees the nursery closed and cancels its run
+            backlog.popleft()()
+        with self.spawn_lock:
+            spawns, self.spawns = self.spawns, []
+        for cancel_them in spawns:  # likewise
+            cancel_them()

@@ -244,8 +244,8 @@ class FlowProgress(Progress):
     """Where a flow run stands, and what its children leave with it.
 
     Attributes:
-        nursery: The task group of its children and what goes with it, while the body
-            runs; ``None`` before and after.
+        nursery: The task group of its children and what goes with it, while that task
+            group lives (closed once the body is over); ``None`` before and after.
         child_states: The final state type of each task run in this flow, in order.
         completed_subflows: The subflow runs of this run's attempts that completed with a
             persisted result, with their final states and attempts, by ``call_key``: a
@@ -483,7 +483,8 @@ class FlowRun(Run):
 
     @property
     def nursery(self) -> Nursery | None:
-        """The nursery of its children while its body runs; ``None`` before and after."""
+        """The nursery of its children while their task group lives; ``None`` before
+        and after."""
         return self.progress.nursery
 
     def next_call_key(self, flow_name: str) -> tuple[str, int]:
@@ -540,14 +541,17 @@ class FlowRun(Run):
             async with anyio.create_task_group() as tg:
                 loop_thread = threading.get_ident()
                 limiter, threads = self._limiters(loop_thread)
-                progress.nursery = Nursery(
+                nursery = progress.nursery = Nursery(
                     tg, anyio.lowlevel.current_token(), loop_thread,
                     sniffio.current_async_library(), limiter, threads, executor,
                 )  # fmt: skip
                 try:
                     yield
                 finally:
-                    progress.nursery = None
+                    # The task group still waits for the children it has (cancelled, if
+                    # the body was), and they need the nursery until they end; runs that
+                    # have not started in it never will.
+                    nursery.close()
         except BaseExceptionGroup as group:
             # The task group wraps whatever interrupted the body (KeyboardInterrupt, an
             # engine error); exception groups stay inside the engine, so a group of one
@@ -556,6 +560,7 @@ class FlowRun(Run):
                 raise
             raise_unwrapped(group.exceptions[0])
         finally:
+            progress.nursery = None
             if executor is not None:  # its children are all over: release the workers
                 with anyio.CancelScope(shield=True):
                     await executor.aclose()

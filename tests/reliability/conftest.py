@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -58,6 +59,27 @@ def burners() -> Iterator[None]:
             proc.kill()
         for proc in procs:
             proc.wait()
+
+
+def interrupted(script: str, *args: str, timeout: float) -> tuple[int, str, str]:
+    """Run ``script`` in a new interpreter (store off) until it prints ``ready``, press
+    Ctrl-C (SIGINT), and return its exit code, output and error output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", script, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "FLOWKIT_STORE": "off"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+def ctrl_c() -> Callable[..., tuple[int, str, str]]:
+    """``ctrl_c(script, *args, timeout=...)``: see ``interrupted``."""
+    return interrupted
 
 
 @pytest.fixture

@@ -6,9 +6,6 @@ Cancelled), and the call does not wait for the bodies it no longer needs."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -198,20 +195,11 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_ctrl_c_on_a_flow_with_a_backlog_interrupts_it(
-    backend: str, burners: None, kind: str
+    backend: str, burners: None, kind: str, ctrl_c: Callable[..., tuple[int, str, str]]
 ) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", SCRIPT, kind, backend, str(THREADS), str(RUNS)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "FLOWKIT_STORE": "off"},
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=WATCHDOG)  # not the 39 s the sleepers would take
-    assert proc.returncode == 3, err
+    # Not the 39 s the sleepers would take:
+    code, out, err = ctrl_c(SCRIPT, kind, backend, str(THREADS), str(RUNS), timeout=WATCHDOG)
+    assert code == 3, err
     assert "ExceptionGroup" not in err
     assert "AssertionError" not in err
     seen = Finals()

@@ -5,11 +5,9 @@ and the caller still gets its KeyboardInterrupt."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -60,19 +58,11 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("loop", ["asyncio", "trio", "uvloop"])
-def test_ctrl_c_crashes_an_async_flow_and_its_runs(loop: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", SCRIPT, loop],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "FLOWKIT_STORE": "off"},
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 3, err
+def test_ctrl_c_crashes_an_async_flow_and_its_runs(
+    loop: str, ctrl_c: Callable[..., tuple[int, str, str]]
+) -> None:
+    code, out, err = ctrl_c(SCRIPT, loop, timeout=20)
+    assert code == 3, err
     assert out.split() == [
         "caller",
         "got",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -282,6 +283,21 @@ def test_two_processes_record_at_once(tmp_path: Path) -> None:
         assert all(len(s.tree(r.id)) == 201 for r in runs)
 
 
+def _until_recorded(path: Path) -> None:
+    """Wait until a flow run is committed in the store at ``path`` (its group commit)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.Error):
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                if db.execute("SELECT count(*) FROM runs WHERE kind = 'flow'").fetchone()[0]:
+                    return
+            finally:
+                db.close()
+        time.sleep(0.01)
+    pytest.fail("the flow run was never committed")
+
+
 def test_a_killed_process_leaves_a_sound_store_and_crashed_runs(tmp_path: Path) -> None:
     script = tmp_path / "writer.py"
     script.write_text(SCRIPT)
@@ -291,7 +307,7 @@ def test_a_killed_process_leaves_a_sound_store_and_crashed_runs(tmp_path: Path) 
     )  # fmt: skip
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(0.3)  # let the writer thread commit what it has
+    _until_recorded(store.default_path())  # looked at from outside: the program is not told
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     proc.stdout.close()

@@ -69,8 +69,9 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 POLL_SECONDS = 0.05
 """How often the writer looks for new events when nobody waits for them."""
-GATHER_SECONDS = 1.0
-"""How long events may gather into a batch while nobody waits for them."""
+GATHER_SECONDS = 0.05
+"""How long events may gather into a batch while nobody waits for them: a group commit,
+so that a program killed with SIGKILL loses at most this much of what its runs did."""
 GATHER_ITEMS = 5000
 """How many events may gather into a batch while nobody waits for them."""
 IDLE_SECONDS = 10.0
@@ -199,11 +200,10 @@ class Writer:
         # The damaged file (device, inode) the rows wait to be moved aside; None if none.
         self._damaged: tuple[int, int] | None = None
         self._dropped = 0
-        # Rows are built with the GIL held: done while runs are busy, it slows them more
-        # than it costs (each of their threads waits for the writer to let go). So events
-        # gather while runs keep making them, until somebody waits for them (a flow
-        # returning, a flush) or GATHER_SECONDS pass: most flows are written as they
-        # return, a quiet or waiting flow's within POLL_SECONDS.
+        # Rows are built with the GIL held, which slows busy runs: so events gather while
+        # runs keep making them, until somebody waits for them (a flow returning, a
+        # flush), runs make none for a moment, or GATHER_SECONDS pass (a group commit:
+        # what a run did is on disk within that, whatever happens to the program next).
         self._urgent = False
         self._gathering_since: float | None = None
         self._queued = 0

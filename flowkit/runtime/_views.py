@@ -36,15 +36,15 @@ def view(
             raise AttributeError(
                 f"module {module!r} has no attribute {name!r}; it has {', '.join(sorted(getters))}"
             )
+        fields: Mapping[str, Any]
         if isinstance(there := current_run.get(), Away):
-            fields = away(there)
-            value = empty.get(name) if fields is None else fields.get(name, empty.get(name))
-            return cast("Any", value).copy() if isinstance(value, dict | list) else value
-        run = current()
-        if run is None:
-            value = empty.get(name)
-            return cast("Any", value).copy() if isinstance(value, dict | list) else value
-        return getter(run)
+            fields = away(there) or {}
+        elif (run := current()) is not None:
+            return getter(run)
+        else:
+            fields = {}
+        value = fields.get(name, empty.get(name))  # a copy: the reader may change it
+        return cast("Any", value).copy() if isinstance(value, dict | list) else value
 
     names = sorted(getters)
 

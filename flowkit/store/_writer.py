@@ -544,7 +544,7 @@ class _Batch:
     def add(
         self, item: StateChanged | LogLine | Artifact | ArtifactUpdate | TransactionEnded
     ) -> None:
-        if type(item) is StateChanged:  # most events: tested first
+        if isinstance(item, StateChanged):  # most events: tested first
             self._add_state(item)
             return
         if isinstance(item, LogLine):
@@ -557,10 +557,7 @@ class _Batch:
         if isinstance(item, ArtifactUpdate):
             self.artifact_updates.append((item.description, item.data, item.updated, item.id))
             return
-        if isinstance(item, TransactionEnded):
-            self.transactions.append(attrs.astuple(item))
-            return
-        self._add_state(item)
+        self.transactions.append(attrs.astuple(item))  # a TransactionEnded
 
     def _add_state(self, item: StateChanged) -> None:
         run, state = item.run, item.state

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from .policy import Policy
 
-__all__ = ["Definition", "PlainParameters", "bind", "plain_parameters"]
+__all__ = ["Definition", "PlainParameters", "bind", "parameters_of", "plain_parameters"]
 
 PlainParameters = tuple[tuple[str, ...], int, dict[str, Any], frozenset[str]] | None
 
@@ -62,6 +62,11 @@ def bind(
     bound = signature.bind(*args, **kwargs)  # the general case, and the error messages
     bound.apply_defaults()
     return dict(bound.arguments)
+
+
+def parameters_of(arguments: dict[str, Any], skip: int) -> dict[str, Any]:
+    """``arguments`` without the first ``skip`` (a bound method's ``self`` or ``cls``)."""
+    return dict(list(arguments.items())[skip:]) if skip else arguments
 
 
 class Definition(Protocol):

@@ -22,7 +22,7 @@ import anyio
 import attrs
 
 from ...exceptions import WorkerCrashedError
-from ..definition.signature import bind, plain_parameters
+from ..definition.signature import bind, parameters_of, plain_parameters
 from ..definition.task_runner import Executor
 from ..events import RunInfo, format_exception
 from ..lifecycle.prints import printing_to_log
@@ -189,7 +189,7 @@ def _parameters(
         bound = bind(signature, plain_parameters(signature), args, kwargs)
     except (TypeError, ValueError):  # the call itself will say what is wrong
         return {}
-    return dict(list(bound.items())[skip:]) if skip else bound
+    return parameters_of(bound, skip)
 
 
 def _call(job: _Job, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -130,7 +130,7 @@ def new_run(
         dynamic_key = str(parent.next_index(definition.name) if parent is not None else 0)
         name = f"{definition.name}-{dynamic_key}" if run_name is None else ""
     info = _info(definition, key, name, parent, flow, tags, submitted)
-    shared = (definition, call, name, parent, tags, log_prints, run_id, key, info,
+    shared = (definition, call, name, parent, tags, log_prints, run_id, info,
               submitted, upstream, wait_list, takes_inputs, streamed_from)  # fmt: skip
     run: Run
     if flow:
@@ -277,11 +277,11 @@ async def execute(run: Run, venue: Venue) -> State[Any]:
     reused: State[Any] | None = None  # a subflow's result from an earlier parent attempt
     try:
         final = await _take_inputs(run, venue) if run.takes_inputs else None
-        flow = isinstance(run, FlowRun)
-        if final is None and flow and _flow_options(run.definition).validate_parameters:
-            final = _validated(run)
-        if final is None and isinstance(run, FlowRun):
-            final = reused = run.reused_state()
+        if isinstance(run, FlowRun) and final is None:
+            if _flow_options(run.definition).validate_parameters:
+                final = _validated(run)
+            if final is None:
+                final = reused = run.reused_state()
         caching = policy.caching if results.persist else None
         if final is None and caching is not None:
             final, flight = await from_cache(run, venue, caching, results)
@@ -439,7 +439,7 @@ async def _take_inputs(run: Run, venue: Venue) -> State[Any] | None:
         return states.NotReady(str(exc), exception=exc)
     if args is not given.args or kwargs is not given.kwargs:  # upstream values were put in
         progress = run.progress
-        progress.call = Call(run.definition, given.skip, args, kwargs)
+        progress.call = given.rebound(args, kwargs)
         progress.resolved_inputs = snapshot(progress.call.parameters)  # as the run starts
     return None
 
@@ -482,7 +482,7 @@ def _validated(run: Run) -> State[Any] | None:
     try:
         call = run.call
         if (bound := validated(run.definition, call.skip, call.arguments)) is not None:
-            run.progress.call = Call(run.definition, call.skip, bound.args, bound.kwargs)
+            run.progress.call = call.rebound(bound.args, bound.kwargs)
     except ParameterTypeError as exc:
         return states.Failed(f"Validation of flow parameters failed: {exc}", exception=exc)
     return None

@@ -27,7 +27,7 @@ import sniffio
 from ... import states
 from ...exceptions import WorkerCrashedError
 from ...states import State, StateType
-from ..definition.signature import Definition, bind
+from ..definition.signature import Definition, bind, parameters_of
 from .nursery import Nursery
 from .returned import decide, resolve
 
@@ -126,9 +126,11 @@ class Call:
     @cached_property
     def parameters(self) -> dict[str, Any]:
         """The arguments by parameter name, defaults filled in."""
-        if not self.skip:
-            return self.arguments
-        return dict(list(self.arguments.items())[self.skip :])
+        return parameters_of(self.arguments, self.skip)
+
+    def rebound(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        """The same call with other arguments (upstream values put in, or coerced)."""
+        return Call(self.definition, self.skip, args, kwargs)
 
     def body(self) -> Any:
         """Call the function with these arguments; what it returns."""
@@ -275,7 +277,6 @@ class Run:
         tags: The run's tags: the definition's and those of enclosing ``tags()`` blocks.
         log_prints: Whether ``print`` in the body becomes a log record.
         id: Unique id.
-        key: The id as a string.
         info: Who the run is, as every event of it says.
         submitted: Whether the run was started with ``submit`` or ``map``.
         upstream: The futures among the arguments and ``wait_for``: runs this one waits
@@ -298,7 +299,6 @@ class Run:
     tags: frozenset[str]
     log_prints: bool
     id: UUID
-    key: str
     info: RunInfo = attrs.field(repr=False)
     submitted: bool = False
     upstream: Sequence[Upstream] = attrs.field(default=(), repr=False)
@@ -307,6 +307,11 @@ class Run:
     streamed_from: dict[str, UUID] | None = attrs.field(default=None, repr=False)
     transaction: Transaction | None = attrs.field(default=None, repr=False)
     progress: Progress = attrs.field(kw_only=True, repr=False)
+
+    @property
+    def key(self) -> str:
+        """The id as a string (its events' ``run.id``)."""
+        return self.info.id
 
     @property
     def state(self) -> State[Any]:
